@@ -1,0 +1,3 @@
+module ftvm
+
+go 1.26.8
