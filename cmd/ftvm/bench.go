@@ -1,0 +1,5 @@
+package main
+
+import "errors"
+
+func cmdBench(args []string) error { return errors.New("bench: not implemented yet") }

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"ftvm/host"
+	"ftvm/machine"
+)
+
+// defaultCmdline is the kernel command line of the default guest.
+const defaultCmdline = "console=ttyS0 earlycon=sbi"
+
+type vmFlags struct {
+	kernel, initrd, appendArgs, disk, net, mac string
+	memMiB                                     int
+	diskRO                                     bool
+}
+
+func (f *vmFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.kernel, "kernel", "", "RISC-V Linux `Image` to boot (default: the built-in default guest)")
+	fs.StringVar(&f.initrd, "initrd", "", "initramfs `file` (default guest: its initramfs)")
+	fs.StringVar(&f.appendArgs, "append", "", "kernel command line (default \""+defaultCmdline+"\")")
+	fs.IntVar(&f.memMiB, "m", 256, "guest memory in `MiB`")
+	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
+	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
+	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME (empty: no network device)")
+	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
+}
+
+// guestDir is where scripts/build-guest.sh leaves the default guest.
+func guestDir() string {
+	if d := os.Getenv("FTVM_CACHE"); d != "" {
+		return filepath.Join(d, "guest")
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "ftvm", "guest")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "ftvm", "guest")
+}
+
+// config turns flags (and an optional ELF program) into a machine config.
+func (f *vmFlags) config(program string) (machine.Config, error) {
+	cfg := machine.Config{MemoryMiB: f.memMiB}
+	var err error
+	if program != "" {
+		if f.kernel != "" {
+			return cfg, errors.New("give either a bare-metal program or -kernel, not both")
+		}
+		if cfg.ELF, err = os.ReadFile(program); err != nil {
+			return cfg, fmt.Errorf("program: %w", err)
+		}
+		return cfg, nil
+	}
+	kernel, initrd := f.kernel, f.initrd
+	if kernel == "" {
+		kernel = filepath.Join(guestDir(), "Image")
+		if initrd == "" {
+			initrd = filepath.Join(guestDir(), "initramfs.cpio")
+		}
+		if _, err := os.Stat(kernel); err != nil {
+			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
+		}
+	}
+	if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+		return cfg, fmt.Errorf("kernel: %w", err)
+	}
+	if initrd != "" {
+		if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+			return cfg, fmt.Errorf("initrd: %w", err)
+		}
+	}
+	cfg.Cmdline = f.appendArgs
+	if cfg.Cmdline == "" {
+		cfg.Cmdline = defaultCmdline
+	}
+	if f.disk != "" {
+		d, err := host.OpenDisk(f.disk, f.diskRO)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Disk, cfg.DiskReadOnly = d, f.diskRO
+	}
+	if f.net != "" {
+		return cfg, errors.New("-net: network backends are not wired yet")
+	}
+	return cfg, nil
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var vf vmFlags
+	vf.register(fs)
+	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ftvm run [flags] [PROGRAM.elf]\n\nWith no kernel and no program, boots the default guest.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return errors.New("run takes at most one program")
+	}
+	cfg, err := vf.config(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	out := bufio.NewWriter(os.Stdout)
+	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
+	m, err := machine.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	var input <-chan []byte
+	if cfg.ELF == nil {
+		if host.IsTerminal(os.Stdin) {
+			defer host.RawTerminal(int(os.Stdin.Fd()))()
+		}
+		input = host.ReadInput(os.Stdin)
+	}
+	start := time.Now()
+	reason := runLoop(m, input, *maxInsns, out)
+	out.Flush()
+	elapsed := time.Since(start)
+	n := m.Instret()
+	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
+		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest())
+	if cfg.ELF != nil && (reason != machine.StopPowerOff || m.ExitCode() != 0) {
+		if reason == machine.StopPowerOff {
+			fmt.Fprintf(os.Stderr, "ftvm: program failed with exit code %d\n", m.ExitCode())
+		}
+		return exitError(1)
+	}
+	return nil
+}
+
+// slice is how many instructions run between looks at the host's inputs.
+const slice = 1 << 21
+
+// runLoop runs m until it stops, delivering console input between slices.
+// Guest time follows the instruction count while the guest computes; when it
+// idles, guest time is paced against the host clock so timers fire in real
+// time.
+func runLoop(m *machine.Machine, input <-chan []byte, maxInsns uint64, out *bufio.Writer) machine.StopReason {
+	m.SetIdleSkip(false)
+	var pending []byte
+	wall0, mt0 := time.Now(), m.Now()
+	hostMtime := func() uint64 {
+		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/machine.TimebaseHz)
+	}
+	for {
+		until := m.Instret() + slice
+		if maxInsns != 0 && until > maxInsns {
+			until = maxInsns
+		}
+		r := m.Run(until)
+		out.Flush()
+		// Drain input without blocking.
+	drain:
+		for input != nil {
+			select {
+			case b, ok := <-input:
+				if !ok {
+					input = nil
+					break drain
+				}
+				pending = append(pending, b...)
+			default:
+				break drain
+			}
+		}
+		if len(pending) > 0 {
+			n, _ := m.Deliver(machine.ConsoleInput{Data: pending})
+			pending = pending[n:]
+		}
+		switch r {
+		case machine.StopPowerOff, machine.StopReboot:
+			return r
+		case machine.StopLimit:
+			if maxInsns != 0 && m.Instret() >= maxInsns {
+				return r
+			}
+		case machine.StopIdle:
+			dl := m.Deadline()
+			now := hostMtime()
+			if dl != ^uint64(0) && dl <= now {
+				m.Deliver(machine.AdvanceTime{To: dl})
+				continue
+			}
+			wait := time.Duration(1 << 62)
+			if dl != ^uint64(0) {
+				wait = time.Duration(dl-now) * (1e9 / machine.TimebaseHz)
+			}
+			if len(pending) > 0 || (input == nil && dl == ^uint64(0)) {
+				if dl == ^uint64(0) {
+					return r // nothing can ever wake the guest
+				}
+				m.Deliver(machine.AdvanceTime{To: dl})
+				continue
+			}
+			t := time.NewTimer(wait)
+			select {
+			case b, ok := <-input:
+				if ok {
+					pending = append(pending, b...)
+				} else {
+					input = nil
+				}
+			case <-t.C:
+			}
+			t.Stop()
+			to := hostMtime()
+			if dl != ^uint64(0) && to > dl {
+				to = dl
+			}
+			m.Deliver(machine.AdvanceTime{To: to})
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package machine
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"ftvm/devices"
+	"ftvm/riscv"
+)
+
+// firmwareBase is a page at the start of RAM that the device tree reserves
+// for the machine, as OpenSBI's region is on other boards. It holds the
+// M-mode trap vector: with the SBI built into the machine nothing should
+// ever trap to M-mode, and if something does, the machine stops with a
+// clear error instead of looping.
+const firmwareBase = RAMBase
+
+// mtrapCode is the M-mode trap handler: write 0xdead3333 (fail, code
+// 0xdead) to the syscon.
+var mtrapCode = []uint32{
+	0x001002b7, // lui  t0, 0x100       (SysconBase)
+	0xdead3337, // lui  t1, 0xdead3
+	0x3333031b, // addiw t1, t1, 0x333
+	0x0062a023, // sw   t1, 0(t0)
+	0x0000006f, // j    .
+}
+
+const mtrapExitCode = 0xdead
+
+// linuxImageMagic is the RISC-V Linux Image header magic (at offset 0x30),
+// Documentation/riscv/boot-image-header.rst.
+var linuxImageMagic = []byte("RISCV\x00\x00\x00")
+
+func (m *Machine) bootLinux() error {
+	k := m.cfg.Kernel
+	if len(k) < 64 || !bytes.Equal(k[0x30:0x38], linuxImageMagic) {
+		return errors.New("kernel: not a RISC-V Linux Image (no \"RISCV\" magic at offset 0x30)")
+	}
+	imageSize := binary.LittleEndian.Uint64(k[0x10:])
+	if imageSize < uint64(len(k)) {
+		imageSize = uint64(len(k))
+	}
+	ramEnd := uint64(RAMBase + len(m.ram))
+	if KernelBase+imageSize > ramEnd {
+		return fmt.Errorf("kernel: image needs %d MiB but the machine has %d MiB", (imageSize+2<<20)>>20, len(m.ram)>>20)
+	}
+	copy(m.ram[KernelBase-RAMBase:], k)
+
+	// The device tree goes at the top of RAM, the initrd below it, both
+	// clear of the kernel's memory (Image header image_size, plus slack
+	// for its early allocations).
+	dtbAddr := ramEnd - 64<<10
+	var initrdStart, initrdEnd uint64
+	if len(m.cfg.Initrd) > 0 {
+		initrdEnd = dtbAddr
+		initrdStart = (initrdEnd - uint64(len(m.cfg.Initrd))) &^ 0xfff
+		if initrdStart < KernelBase+imageSize+16<<20 {
+			return fmt.Errorf("initrd: %d bytes does not fit in %d MiB of memory beside the kernel", len(m.cfg.Initrd), len(m.ram)>>20)
+		}
+		copy(m.ram[initrdStart-RAMBase:], m.cfg.Initrd)
+		initrdEnd = initrdStart + uint64(len(m.cfg.Initrd))
+	}
+	dtb, err := m.deviceTree(initrdStart, initrdEnd)
+	if err != nil {
+		return fmt.Errorf("device tree: %w", err)
+	}
+	if len(dtb) > 64<<10 {
+		return errors.New("device tree: larger than 64 KiB")
+	}
+	m.dtb = dtb
+	copy(m.ram[dtbAddr-RAMBase:], dtb)
+	for i, w := range mtrapCode {
+		binary.LittleEndian.PutUint32(m.ram[firmwareBase-RAMBase+uint64(4*i):], w)
+	}
+
+	// What firmware does before entering the kernel: delegate the traps
+	// S-mode handles, let S and U read the counters, and enter S-mode at
+	// the kernel with a0 = hart id, a1 = device tree (Linux boot protocol,
+	// Documentation/riscv/boot.rst).
+	h := m.hart
+	h.SetMachineCSR(riscv.CSRMtvec, firmwareBase)
+	h.SetMachineCSR(riscv.CSRMedeleg, 0xb1ff) // all but ecall from S/M
+	h.SetMachineCSR(riscv.CSRMideleg, 1<<riscv.IntSSI|1<<riscv.IntSTI|1<<riscv.IntSEI)
+	h.SetMachineCSR(riscv.CSRMcounteren, 7)
+	h.X[10] = 0
+	h.X[11] = dtbAddr
+	h.EnterMode(riscv.PrivS, KernelBase)
+	m.sbiActive = true
+	h.EcallHook = m.sbiCall
+	// With the SBI in the machine, the timer the guest programs through
+	// set_timer raises STIP directly (what OpenSBI does in software), and
+	// SBI IPIs set SSIP.
+	m.clint = devices.NewCLINT(m.mtime,
+		devices.IRQFunc(func(l bool) { h.SetInterrupt(riscv.IntSSI, l) }),
+		devices.IRQFunc(func(l bool) { h.SetInterrupt(riscv.IntSTI, l) }))
+	return nil
+}
+
+func (m *Machine) mtime() uint64 { return m.clock.now(m.hart.Instret) }
+
+func (m *Machine) bootELF(image []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(image))
+	if err != nil {
+		return fmt.Errorf("ELF: %w", err)
+	}
+	if f.Machine != elf.EM_RISCV || f.Class != elf.ELFCLASS64 {
+		return fmt.Errorf("ELF: not a 64-bit RISC-V program (%v, %v)", f.Class, f.Machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Memsz == 0 {
+			continue
+		}
+		off, ok := m.ramRange(p.Paddr, p.Memsz)
+		if !ok || p.Filesz > p.Memsz {
+			return fmt.Errorf("ELF: segment at %#x (%d bytes) lies outside RAM [%#x, %#x)", p.Paddr, p.Memsz, RAMBase, RAMBase+len(m.ram))
+		}
+		n, err := p.ReadAt(m.ram[off:off+p.Filesz], 0)
+		if uint64(n) != p.Filesz {
+			return fmt.Errorf("ELF: segment at %#x: %v", p.Paddr, err)
+		}
+	}
+	m.hart.PC = f.Entry
+	m.clint = devices.NewCLINT(m.mtime,
+		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMSI, l) }),
+		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMTI, l) }))
+	syms, _ := f.Symbols()
+	for _, s := range syms {
+		switch s.Name {
+		case "tohost":
+			if m.htif == nil {
+				m.htif = &htif{}
+			}
+			m.htif.tohost = s.Value
+		case "fromhost":
+			if m.htif == nil {
+				m.htif = &htif{}
+			}
+			m.htif.fromhost = s.Value
+		}
+	}
+	if m.htif != nil && m.htif.tohost == 0 {
+		m.htif = nil
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+// Package machine is the ftvm board: RAM with dirty tracking, the bus, the
+// CLINT, PLIC, UART, syscon and virtio-mmio devices, the SBI firmware built
+// into the machine, the device tree and the loaders.
+//
+// A Machine is deterministic: what it does is a function of its
+// configuration (images included) and of the calls made to it. The only
+// ways in are Run (execute up to an instruction count) and Deliver (an
+// external event, applied between Run calls); the ways out are the output
+// callbacks, each called with the instruction count that produced the
+// output. The package never touches the host: no os, net, time or
+// goroutines.
+package machine
+
+import (
+	"errors"
+	"fmt"
+
+	"ftvm/devices"
+	"ftvm/riscv"
+	"ftvm/virtio"
+)
+
+// Memory map (QEMU's virt board, which Linux's device-tree drivers accept).
+const (
+	SysconBase = 0x100000
+	CLINTBase  = 0x2000000
+	PLICBase   = 0xc000000
+	UARTBase   = 0x10000000
+	VirtioBase = 0x10001000
+	VirtioSize = 0x1000
+	RAMBase    = 0x80000000
+	KernelBase = RAMBase + 0x200000
+
+	uartIRQ   = 10
+	virtioIRQ = 1 // first virtio slot's PLIC source
+
+	// TimebaseHz is the frequency of mtime seen by the guest.
+	TimebaseHz = 10_000_000
+)
+
+// Outputs receive what the guest emits, with the instruction count at the
+// point it was emitted (the output rule of the replication layer holds
+// outputs back until the log is safe up to that count).
+type Outputs struct {
+	Console func(instret uint64, b []byte)
+	Net     func(instret uint64, frame []byte)
+}
+
+// Config describes a machine.
+type Config struct {
+	MemoryMiB int
+	// Linux boot: Kernel is a RISC-V Linux Image, Initrd optional.
+	Kernel  []byte
+	Initrd  []byte
+	Cmdline string
+	// Bare-metal boot: a static RISC-V ELF started in M-mode (HTIF
+	// tohost/fromhost honoured). Exclusive with Kernel.
+	ELF []byte
+
+	Disk         virtio.BlockBackend // optional
+	DiskReadOnly bool
+	Net          bool // attach a virtio-net device
+	MAC          [6]byte
+
+	// InstructionsPerTick sets the guest's nominal speed (default 10, that
+	// is 100 M instructions per guest second at the 10 MHz timebase).
+	InstructionsPerTick uint64
+
+	Outputs Outputs
+}
+
+// StopReason says why Run returned.
+type StopReason int
+
+const (
+	StopLimit    StopReason = iota // reached the requested instruction count
+	StopIdle                       // the guest waits for an external event and has no timer armed
+	StopPowerOff                   // the guest powered off (or the bare-metal program exited)
+	StopReboot                     // the guest asked for a reboot
+)
+
+func (r StopReason) String() string {
+	return [...]string{"limit", "idle", "poweroff", "reboot"}[r]
+}
+
+// Machine is one ftvm virtual machine.
+type Machine struct {
+	cfg  Config
+	ram  []byte
+	hart *riscv.Hart
+
+	clock  clock
+	clint  *devices.CLINT
+	plic   *devices.PLIC
+	uart   *devices.UART
+	syscon *devices.Syscon
+	blk    *virtio.Block
+	net    *virtio.Net
+	mmio   []region
+
+	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
+	stopped  bool
+	stop     StopReason
+	exitCode uint32
+
+	htif      *htif
+	sbiActive bool
+	dtb       []byte
+	idleSkip  bool
+}
+
+type region struct {
+	base, size uint64
+	dev        devices.MMIO
+}
+
+// New builds a machine from cfg. Errors name what is wrong with the
+// configuration or the images.
+func New(cfg Config) (*Machine, error) {
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 256
+	}
+	if cfg.MemoryMiB < 16 || cfg.MemoryMiB > 16384 {
+		return nil, fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
+	}
+	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
+		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
+	}
+	if cfg.InstructionsPerTick == 0 {
+		cfg.InstructionsPerTick = 10
+	}
+	m := &Machine{cfg: cfg, ram: make([]byte, cfg.MemoryMiB<<20), idleSkip: true}
+	m.clock.ipt = cfg.InstructionsPerTick
+	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
+
+	m.plic = devices.NewPLIC(
+		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),
+		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntSEI, l) }))
+	m.uart = devices.NewUART(m.plic.Source(uartIRQ), func(b byte) { m.emitConsole([]byte{b}) })
+	m.syscon = devices.NewSyscon(m.sysconEvent)
+	m.addRegion(SysconBase, devices.SysconSize, m.syscon)
+	m.addRegion(PLICBase, devices.PLICSize, m.plic)
+	m.addRegion(UARTBase, devices.UARTSize, m.uart)
+	slot := 0
+	if cfg.Disk != nil {
+		m.blk = virtio.NewBlock(cfg.Disk, cfg.DiskReadOnly)
+		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize,
+			virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot)))
+		slot++
+	}
+	if cfg.Net {
+		m.net = virtio.NewNet(cfg.MAC, netSink{m})
+		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize,
+			virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot)))
+		slot++
+	}
+
+	var err error
+	if cfg.ELF != nil {
+		err = m.bootELF(cfg.ELF)
+	} else {
+		err = m.bootLinux()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) addRegion(base, size uint64, dev devices.MMIO) {
+	m.mmio = append(m.mmio, region{base, size, dev})
+}
+
+// Instret returns the number of instructions executed so far.
+func (m *Machine) Instret() uint64 { return m.hart.Instret }
+
+// Hart returns the machine's hart, for debuggers and tests.
+func (m *Machine) Hart() *riscv.Hart { return m.hart }
+
+// ExitCode is the guest's exit status after StopPowerOff (0 = success).
+func (m *Machine) ExitCode() uint32 { return m.exitCode }
+
+// SetIdleSkip chooses what an idle guest with a timer armed does: with skip
+// on (the default) Run jumps the clock to the timer at once; with it off Run
+// returns StopIdle so the caller can pace guest time against the host's and
+// Deliver an AdvanceTime event.
+func (m *Machine) SetIdleSkip(on bool) { m.idleSkip = on }
+
+// Now returns the current mtime.
+func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
+
+// Deadline returns the mtime at which the guest's timer fires, or ^0.
+func (m *Machine) Deadline() uint64 { return m.clint.Deadline() }
+
+// Run executes until the instruction count reaches until, the guest stops
+// itself, or (with idle skip off) it idles. It returns why it stopped.
+func (m *Machine) Run(until uint64) StopReason {
+	for !m.stopped {
+		h := m.hart
+		if h.Instret >= until {
+			return StopLimit
+		}
+		limit := until
+		if t := m.clock.instretAt(m.clint.Deadline(), h.Instret); t < limit {
+			limit = t
+			if limit <= h.Instret {
+				limit = h.Instret + 1
+			}
+		}
+		if m.htif != nil && limit-h.Instret > htifPoll {
+			limit = h.Instret + htifPoll
+		}
+		r := h.Run(limit)
+		m.clint.Update()
+		if m.htif != nil {
+			m.htif.poll(m)
+		}
+		if r == riscv.StopIdle && !m.stopped {
+			dl := m.clint.Deadline()
+			if dl == ^uint64(0) || !m.idleSkip {
+				if !h.Waiting() {
+					continue
+				}
+				return StopIdle
+			}
+			m.clock.advance(dl, h.Instret)
+			m.clint.Update()
+		}
+	}
+	return m.stop
+}
+
+// Event is an input from outside the machine. Events are applied between
+// Run calls, at an instruction count the caller chooses and records.
+type Event interface{ isEvent() }
+
+// ConsoleInput is bytes typed on the console (UART receive).
+type ConsoleInput struct{ Data []byte }
+
+// NetReceive is an Ethernet frame arriving at the virtio-net device.
+type NetReceive struct{ Frame []byte }
+
+// AdvanceTime moves mtime forward to To (never backwards).
+type AdvanceTime struct{ To uint64 }
+
+func (ConsoleInput) isEvent() {}
+func (NetReceive) isEvent()   {}
+func (AdvanceTime) isEvent()  {}
+
+// Deliver applies an event. For ConsoleInput it returns how many bytes the
+// UART accepted (its FIFO is bounded: the caller keeps the rest for later);
+// for NetReceive 1 if the frame was queued and 0 if it was dropped.
+func (m *Machine) Deliver(ev Event) (int, error) {
+	switch e := ev.(type) {
+	case ConsoleInput:
+		return m.uart.Input(e.Data), nil
+	case NetReceive:
+		if m.net == nil {
+			return 0, errors.New("machine has no network device")
+		}
+		if m.net.Receive(e.Frame) {
+			return 1, nil
+		}
+		return 0, nil
+	case AdvanceTime:
+		m.clock.advance(e.To, m.hart.Instret)
+		m.clint.Update()
+		return 0, nil
+	}
+	return 0, fmt.Errorf("unknown event %T", ev)
+}
+
+func (m *Machine) emitConsole(b []byte) {
+	if m.cfg.Outputs.Console != nil {
+		m.cfg.Outputs.Console(m.hart.Instret, b)
+	}
+}
+
+func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
+	switch a {
+	case devices.PowerOff:
+		m.halt(StopPowerOff, 0)
+	case devices.PowerFail:
+		m.halt(StopPowerOff, uint32(code))
+	case devices.PowerReset:
+		m.halt(StopReboot, 0)
+	}
+}
+
+func (m *Machine) halt(r StopReason, code uint32) {
+	m.stopped, m.stop, m.exitCode = true, r, code
+	m.hart.Halt()
+}
+
+// Load implements riscv.System for MMIO.
+func (m *Machine) Load(pa uint64, size int) (uint64, bool) {
+	for i := range m.mmio {
+		r := &m.mmio[i]
+		if pa-r.base < r.size {
+			return r.dev.Read(pa-r.base, size), true
+		}
+	}
+	if pa-CLINTBase < devices.CLINTSize {
+		return m.clint.Read(pa-CLINTBase, size), true
+	}
+	return 0, false
+}
+
+// Store implements riscv.System for MMIO.
+func (m *Machine) Store(pa uint64, size int, v uint64) bool {
+	for i := range m.mmio {
+		r := &m.mmio[i]
+		if pa-r.base < r.size {
+			r.dev.Write(pa-r.base, size, v)
+			return true
+		}
+	}
+	if pa-CLINTBase < devices.CLINTSize {
+		m.clint.Write(pa-CLINTBase, size, v)
+		return true
+	}
+	return false
+}
+
+// Time implements riscv.System: the time CSR reads the CLINT's mtime.
+func (m *Machine) Time() uint64 { return m.clint.Mtime() }
+
+// ramDMA gives devices bounds-checked access to RAM.
+type ramDMA struct{ m *Machine }
+
+func (d ramDMA) ReadPhys(addr uint64, p []byte) bool {
+	off, ok := d.m.ramRange(addr, uint64(len(p)))
+	if !ok {
+		return false
+	}
+	copy(p, d.m.ram[off:])
+	return true
+}
+
+func (d ramDMA) WritePhys(addr uint64, p []byte) bool {
+	off, ok := d.m.ramRange(addr, uint64(len(p)))
+	if !ok {
+		return false
+	}
+	copy(d.m.ram[off:], p)
+	d.m.hart.NoteWrite(addr, uint64(len(p)))
+	return true
+}
+
+func (m *Machine) ramRange(addr, n uint64) (uint64, bool) {
+	off := addr - RAMBase
+	if addr < RAMBase || off > uint64(len(m.ram)) || n > uint64(len(m.ram))-off {
+		return 0, false
+	}
+	return off, true
+}
+
+type netSink struct{ m *Machine }
+
+func (s netSink) Transmit(frame []byte) {
+	if s.m.cfg.Outputs.Net != nil {
+		s.m.cfg.Outputs.Net(s.m.hart.Instret, frame)
+	}
+}

@@ -1,0 +1,223 @@
+// Package riscv is the RV64GC hart: decode, execute, CSRs, traps, and the
+// Sv39 MMU with its TLB. It knows the ISA and a physical memory interface and
+// nothing else: no devices by name, no host, no clock, no replication.
+//
+// A Hart is a deterministic function of its state and the physical memory it
+// sees. Time reaches it only through System.Time, and interrupt lines only
+// through SetInterrupt, both driven by the machine between Run calls or from
+// device accesses the guest itself performed.
+package riscv
+
+// System is the physical world a hart sees outside RAM.
+type System interface {
+	// Load reads size bytes (1, 2, 4, 8) of MMIO at paddr. ok=false raises
+	// an access fault.
+	Load(paddr uint64, size int) (v uint64, ok bool)
+	// Store writes size bytes of MMIO at paddr. ok=false raises an access fault.
+	Store(paddr uint64, size int, v uint64) (ok bool)
+	// Time returns the current value of the machine timer (the time CSR).
+	Time() uint64
+}
+
+// Privilege levels.
+const (
+	PrivU = 0
+	PrivS = 1
+	PrivM = 3
+)
+
+// Interrupt-pending bits (mip/mie).
+const (
+	IntSSI = 1
+	IntMSI = 3
+	IntSTI = 5
+	IntMTI = 7
+	IntSEI = 9
+	IntMEI = 11
+)
+
+// StopReason says why Run returned.
+type StopReason int
+
+const (
+	StopLimit StopReason = iota // the instruction count reached the limit
+	StopIdle                    // the hart is in WFI with no interrupt pending
+	StopHalt                    // Halt was called (by an ecall hook or device access)
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case StopLimit:
+		return "limit"
+	case StopIdle:
+		return "idle"
+	case StopHalt:
+		return "halt"
+	}
+	return "unknown"
+}
+
+// Hart is one RISC-V hardware thread.
+type Hart struct {
+	X  [32]uint64 // integer registers; X[0] is forced to zero
+	F  [32]uint64 // floating-point registers (NaN-boxed singles)
+	PC uint64
+
+	Priv uint8
+	// Instret counts retired instructions since reset. It is the machine's
+	// notion of progress: replay positions are expressed in it.
+	Instret uint64
+
+	csr csrFile
+
+	// Reservation for LR/SC: a physical address, valid only while resValid.
+	resValid bool
+	resAddr  uint64
+
+	// WFI state: the hart stalls until an interrupt is locally pending.
+	waiting bool
+	halted  bool
+
+	// EcallHook, if set, is offered every ECALL from S-mode before it traps.
+	// It returns true when it has handled the call (the SBI built into the
+	// machine); the hart then resumes after the ecall.
+	EcallHook func(h *Hart) bool
+
+	sys     System
+	ram     []byte
+	ramBase uint64
+	ramEnd  uint64
+
+	mmu     mmu
+	decoded decodeCache
+	dirty   []uint64 // one bit per RAM page written since ClearDirty
+
+	// checkIRQ is set whenever something may have made an interrupt
+	// takeable (a line, mie, mstatus, privilege); the run loop evaluates
+	// interrupts only then, not before every instruction.
+	checkIRQ bool
+}
+
+// New returns a hart in its reset state, executing from resetPC in M-mode,
+// with RAM of len(ram) bytes at physical address ramBase.
+func New(sys System, ram []byte, ramBase uint64, resetPC uint64) *Hart {
+	h := &Hart{sys: sys, ram: ram, ramBase: ramBase, ramEnd: ramBase + uint64(len(ram))}
+	h.decoded.init(len(ram))
+	h.dirty = make([]uint64, (len(ram)>>pageShift+63)/64)
+	h.Reset(resetPC)
+	return h
+}
+
+// Reset puts the hart in its reset state.
+func (h *Hart) Reset(pc uint64) {
+	h.X = [32]uint64{}
+	h.F = [32]uint64{}
+	h.PC = pc
+	h.Priv = PrivM
+	h.csr = csrFile{}
+	h.csr.reset()
+	h.resValid = false
+	h.waiting = false
+	h.halted = false
+	h.mmu.flush()
+	h.decoded.flushAll()
+	h.updateKey()
+	h.checkIRQ = true
+}
+
+// SetInterrupt drives an interrupt-pending line (one of the Int* bits) from
+// a device or the machine. Software-writable bits (SSIP, STIP, SEIP) are
+// ORed with the line as the privileged spec describes for SEIP.
+func (h *Hart) SetInterrupt(bit uint, level bool) {
+	m := uint64(1) << bit
+	if level {
+		h.csr.lines |= m
+	} else {
+		h.csr.lines &^= m
+	}
+	h.csr.updateMIP()
+	h.checkIRQ = true
+}
+
+// Halt makes the current Run return StopHalt after the current instruction.
+func (h *Hart) Halt() { h.halted = true }
+
+// Waiting reports whether the hart is stalled in WFI.
+func (h *Hart) Waiting() bool { return h.waiting }
+
+// NoteWrite tells the hart that something else (DMA, a loader) wrote the
+// physical range [pa, pa+n) of RAM: the pages become dirty and cached
+// decodes of them are dropped.
+func (h *Hart) NoteWrite(pa, n uint64) {
+	off, ok := h.ramOffset(pa, n)
+	if !ok || n == 0 {
+		return
+	}
+	for p := off >> pageShift; p <= (off+n-1)>>pageShift; p++ {
+		h.dirty[p>>6] |= 1 << (p & 63)
+		if h.decoded.pages[p] != nil {
+			h.invalidatePage(p)
+		}
+	}
+}
+
+// Dirty returns the dirty-page bitmap: bit i of word i/64 is set when RAM
+// page i has been written since the last ClearDirty.
+func (h *Hart) Dirty() []uint64 { return h.dirty }
+
+// ClearDirty empties the dirty bitmap. The write TLB is flushed too, so the
+// next store to each page takes the slow path and marks it again.
+func (h *Hart) ClearDirty() {
+	clear(h.dirty)
+	h.mmu.w = [tlbSize]tlbEntry{}
+}
+
+// Run executes until Instret reaches limit, the hart idles in WFI with no
+// interrupt pending, or it is halted.
+func (h *Hart) Run(limit uint64) StopReason {
+	h.halted = false
+	if h.waiting {
+		if h.csr.mip&h.csr.mie == 0 {
+			return StopIdle
+		}
+		h.waiting = false
+	}
+	return h.run(limit)
+}
+
+// FlushTLB discards all cached translations (SBI remote sfence.vma).
+func (h *Hart) FlushTLB() { h.mmu.flush() }
+
+// FlushICache discards all cached decodes (SBI remote fence.i).
+func (h *Hart) FlushICache() {
+	h.decoded.flushAll()
+	h.mmu.flushFetch()
+}
+
+// SetMachineCSR writes an M-mode CSR by number, as firmware would before
+// handing over to a lower mode; it reports whether the CSR exists.
+func (h *Hart) SetMachineCSR(n uint32, v uint64) bool {
+	saved := h.Priv
+	h.Priv = PrivM
+	ok := h.writeCSR(n, v)
+	h.Priv = saved
+	h.updateKey()
+	h.checkIRQ = true
+	return ok
+}
+
+// EnterMode drops from M-mode to priv at pc, like an MRET with MPP = priv.
+func (h *Hart) EnterMode(priv uint8, pc uint64) {
+	h.PC = pc
+	h.setPriv(priv)
+}
+
+// Machine CSR numbers a board needs to set up a lower-privilege guest.
+const (
+	CSRMedeleg    = csrMedeleg
+	CSRMideleg    = csrMideleg
+	CSRMcounteren = csrMcounteren
+	CSRMtvec      = csrMtvec
+	CSRMie        = csrMie
+	CSRMstatus    = csrMstatus
+)

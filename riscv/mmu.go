@@ -1,0 +1,372 @@
+package riscv
+
+import "encoding/binary"
+
+const (
+	pageShift = 12
+	pageSize  = 1 << pageShift
+	tlbSize   = 256
+)
+
+type access uint8
+
+const (
+	accRead access = iota
+	accWrite
+	accFetch
+)
+
+// tlbEntry maps one virtual page to a RAM page. tag is zero when invalid;
+// a valid tag is vpn<<4 | key where key (bit 3 set) encodes the effective
+// privilege and SUM, so a change of mode never needs a flush.
+type tlbEntry struct {
+	tag uint64
+	off uint64 // page's offset in RAM
+}
+
+type mmu struct {
+	r, w [tlbSize]tlbEntry
+	key  uint64 // tag bits for data accesses in the current mode
+
+	// Fetch translation of the page currently executing.
+	fetchTag  uint64
+	fetchOff  uint64
+	fetchPage *decodedPage
+}
+
+func (m *mmu) flush() {
+	m.r = [tlbSize]tlbEntry{}
+	m.w = [tlbSize]tlbEntry{}
+	m.flushFetch()
+}
+
+func (m *mmu) flushFetch() { m.fetchTag = 0; m.fetchPage = nil }
+
+// dataPriv is the effective privilege of loads and stores (MPRV).
+func (h *Hart) dataPriv() uint8 {
+	if h.Priv == PrivM && h.csr.mstatus&msMPRV != 0 {
+		return uint8(h.csr.mstatus >> 11 & 3)
+	}
+	return h.Priv
+}
+
+// updateKey recomputes the data TLB key after a change of privilege or of
+// mstatus.
+func (h *Hart) updateKey() {
+	k := uint64(8) | uint64(h.dataPriv())<<1
+	if h.csr.mstatus&msSUM != 0 {
+		k |= 1
+	}
+	h.mmu.key = k
+}
+
+func faultCause(acc access, page bool) uint64 {
+	switch acc {
+	case accFetch:
+		if page {
+			return causeFetchPage
+		}
+		return causeFetchAccess
+	case accWrite:
+		if page {
+			return causeStorePage
+		}
+		return causeStoreAccess
+	}
+	if page {
+		return causeLoadPage
+	}
+	return causeLoadAccess
+}
+
+// translate maps va to a physical address for acc, raising the fault on
+// failure (ok=false). Sv39 walk with hardware A/D update, privileged spec
+// 4.3.2 and 4.4.
+func (h *Hart) translate(va uint64, acc access) (uint64, bool) {
+	priv := h.Priv
+	if acc != accFetch {
+		priv = h.dataPriv()
+	}
+	if priv == PrivM || h.csr.satp>>60 == 0 {
+		return va, true
+	}
+	if uint64(int64(va<<25)>>25) != va {
+		h.trap(faultCause(acc, true), va)
+		return 0, false
+	}
+	a := (h.csr.satp & (1<<44 - 1)) << pageShift
+	for level := 2; level >= 0; level-- {
+		pteAddr := a + (va>>(pageShift+9*uint(level))&0x1ff)*8
+		pte, ok := h.physLoad64(pteAddr)
+		if !ok {
+			h.trap(faultCause(acc, false), va)
+			return 0, false
+		}
+		if pte&pteV == 0 || pte&(pteR|pteW) == pteW || pte>>54 != 0 {
+			break
+		}
+		ppn := pte >> 10 & (1<<44 - 1)
+		if pte&(pteR|pteX) == 0 {
+			a = ppn << pageShift
+			continue
+		}
+		if !h.permitted(pte, acc, priv) {
+			break
+		}
+		if level > 0 && ppn&(1<<(9*uint(level))-1) != 0 {
+			break // misaligned superpage
+		}
+		want := pte | pteA
+		if acc == accWrite {
+			want |= pteD
+		}
+		if want != pte && !h.physStore64(pteAddr, want) {
+			h.trap(faultCause(acc, false), va)
+			return 0, false
+		}
+		return ppn<<pageShift | va&(1<<(pageShift+9*uint(level))-1), true
+	}
+	h.trap(faultCause(acc, true), va)
+	return 0, false
+}
+
+const (
+	pteV = 1 << 0
+	pteR = 1 << 1
+	pteW = 1 << 2
+	pteX = 1 << 3
+	pteU = 1 << 4
+	pteA = 1 << 6
+	pteD = 1 << 7
+)
+
+func (h *Hart) permitted(pte uint64, acc access, priv uint8) bool {
+	if pte&pteU != 0 {
+		if priv == PrivS && (acc == accFetch || h.csr.mstatus&msSUM == 0) {
+			return false
+		}
+	} else if priv == PrivU {
+		return false
+	}
+	switch acc {
+	case accFetch:
+		return pte&pteX != 0
+	case accWrite:
+		return pte&pteW != 0
+	}
+	return pte&pteR != 0 || h.csr.mstatus&msMXR != 0 && pte&pteX != 0
+}
+
+// ramOffset returns pa's offset in RAM when the n bytes at pa are RAM.
+func (h *Hart) ramOffset(pa uint64, n uint64) (uint64, bool) {
+	if pa >= h.ramBase && pa+n <= h.ramEnd && pa+n > pa {
+		return pa - h.ramBase, true
+	}
+	return 0, false
+}
+
+func (h *Hart) physLoad64(pa uint64) (uint64, bool) {
+	if off, ok := h.ramOffset(pa, 8); ok {
+		return binary.LittleEndian.Uint64(h.ram[off:]), true
+	}
+	return 0, false
+}
+
+func (h *Hart) physStore64(pa uint64, v uint64) bool {
+	if off, ok := h.ramOffset(pa, 8); ok {
+		h.noteStore(off, 8)
+		binary.LittleEndian.PutUint64(h.ram[off:], v)
+		return true
+	}
+	return false
+}
+
+// noteStore keeps the decode cache coherent with a store of n bytes at RAM
+// offset off.
+//
+// It also marks the pages dirty. Every page that enters the write TLB passes
+// through here first, and ClearDirty empties the write TLB, so stores that
+// hit the TLB never need to mark anything: dirty tracking costs nothing on
+// the fast path.
+func (h *Hart) noteStore(off, n uint64) {
+	p := off >> pageShift
+	h.dirty[p>>6] |= 1 << (p & 63)
+	if q := (off + n - 1) >> pageShift; q != p {
+		h.dirty[q>>6] |= 1 << (q & 63)
+	}
+	if h.decoded.pages[p] != nil {
+		h.invalidatePage(p)
+	}
+	if q := (off + n - 1) >> pageShift; q != p && h.decoded.pages[q] != nil {
+		h.invalidatePage(q)
+	}
+}
+
+func (h *Hart) invalidatePage(p uint64) {
+	if h.mmu.fetchPage != nil && h.mmu.fetchPage == h.decoded.pages[p] {
+		h.mmu.flushFetch()
+	}
+	h.decoded.invalidate(p)
+}
+
+// tlbLookup returns the RAM offset of va through the data TLB, or ok=false
+// on a miss.
+func (m *mmu) lookup(t *[tlbSize]tlbEntry, va uint64) (uint64, bool) {
+	e := &t[va>>pageShift&(tlbSize-1)]
+	if e.tag == va>>pageShift<<4|m.key {
+		return e.off | va&(pageSize-1), true
+	}
+	return 0, false
+}
+
+// load reads size bytes at va. On a fault it has already entered the trap
+// handler and returns ok=false.
+func (h *Hart) load(va uint64, size uint64) (uint64, bool) {
+	if va&(pageSize-1) <= pageSize-size {
+		if off, ok := h.mmu.lookup(&h.mmu.r, va); ok {
+			return readRAM(h.ram[off:], size), true
+		}
+	}
+	return h.loadSlow(va, size)
+}
+
+func readRAM(b []byte, size uint64) uint64 {
+	switch size {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(b))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+func writeRAM(b []byte, size uint64, v uint64) {
+	switch size {
+	case 1:
+		b[0] = byte(v)
+	case 2:
+		binary.LittleEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.LittleEndian.PutUint32(b, uint32(v))
+	default:
+		binary.LittleEndian.PutUint64(b, v)
+	}
+}
+
+func (h *Hart) loadSlow(va uint64, size uint64) (uint64, bool) {
+	if va&(pageSize-1) > pageSize-size {
+		// Misaligned across a page boundary: byte by byte, so each page
+		// is translated (and faults) on its own.
+		var v uint64
+		for i := uint64(0); i < size; i++ {
+			b, ok := h.loadSlow(va+i, 1)
+			if !ok {
+				return 0, false
+			}
+			v |= b << (8 * i)
+		}
+		return v, true
+	}
+	pa, ok := h.translate(va, accRead)
+	if !ok {
+		return 0, false
+	}
+	if off, ok := h.ramOffset(pa, size); ok {
+		e := &h.mmu.r[va>>pageShift&(tlbSize-1)]
+		e.tag = va>>pageShift<<4 | h.mmu.key
+		e.off = off &^ (pageSize - 1)
+		return readRAM(h.ram[off:], size), true
+	}
+	if pa&(size-1) != 0 {
+		h.trap(causeMisalignedLoad, va) // MMIO must be naturally aligned
+		return 0, false
+	}
+	v, ok := h.sys.Load(pa, int(size))
+	if !ok {
+		h.trap(causeLoadAccess, va)
+		return 0, false
+	}
+	return v, true
+}
+
+// store writes size bytes at va; ok=false after a fault.
+func (h *Hart) store(va uint64, size uint64, v uint64) bool {
+	if va&(pageSize-1) <= pageSize-size {
+		if off, ok := h.mmu.lookup(&h.mmu.w, va); ok {
+			writeRAM(h.ram[off:], size, v)
+			return true
+		}
+	}
+	return h.storeSlow(va, size, v)
+}
+
+func (h *Hart) storeSlow(va uint64, size uint64, v uint64) bool {
+	if va&(pageSize-1) > pageSize-size {
+		// Translate both pages first so a fault leaves memory untouched.
+		if _, ok := h.translate(va, accWrite); !ok {
+			return false
+		}
+		if _, ok := h.translate(va+size-1, accWrite); !ok {
+			return false
+		}
+		for i := uint64(0); i < size; i++ {
+			if !h.storeSlow(va+i, 1, v>>(8*i)) {
+				return false
+			}
+		}
+		return true
+	}
+	pa, ok := h.translate(va, accWrite)
+	if !ok {
+		return false
+	}
+	if off, ok := h.ramOffset(pa, size); ok {
+		h.noteStore(off, size)
+		// Pages holding decoded code never enter the write TLB, so every
+		// store to them comes here and invalidates the decodes.
+		if h.decoded.pages[off>>pageShift] == nil {
+			e := &h.mmu.w[va>>pageShift&(tlbSize-1)]
+			e.tag = va>>pageShift<<4 | h.mmu.key
+			e.off = off &^ (pageSize - 1)
+		}
+		writeRAM(h.ram[off:], size, v)
+		return true
+	}
+	if pa&(size-1) != 0 {
+		h.trap(causeMisalignedStore, va)
+		return false
+	}
+	if !h.sys.Store(pa, int(size), v) {
+		h.trap(causeStoreAccess, va)
+		return false
+	}
+	return true
+}
+
+// translateAMO translates va for a read-modify-write (AMO or SC), which
+// must be naturally aligned and in RAM. It returns the RAM offset.
+func (h *Hart) translateAMO(va uint64, size uint64, acc access) (uint64, bool) {
+	if va&(size-1) != 0 {
+		if acc == accRead {
+			h.trap(causeMisalignedLoad, va)
+		} else {
+			h.trap(causeMisalignedStore, va)
+		}
+		return 0, false
+	}
+	pa, ok := h.translate(va, acc)
+	if !ok {
+		return 0, false
+	}
+	off, ok := h.ramOffset(pa, size)
+	if !ok {
+		h.trap(faultCause(acc, false), va)
+		return 0, false
+	}
+	if acc == accWrite {
+		h.noteStore(off, size)
+	}
+	return off, true
+}
