@@ -16,7 +16,7 @@ const (
 	sbiErrInvalidParam  = -3
 	sbiErrAlreadyAvail  = -6
 	sbiSpecVersion      = 1 << 24 // v1.0
-	sbiImplID           = 0x4654 // "FT": not a registered implementation ID
+	sbiImplID           = 0x4654  // "FT": not a registered implementation ID
 	sbiImplVersion      = 1
 	sbiLegacyGetcharNil = ^uint64(0)
 )

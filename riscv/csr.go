@@ -82,7 +82,7 @@ const (
 		1<<('I'-'A') | 1<<('M'-'A') | 1<<('S'-'A') | 1<<('U'-'A')
 
 	// Interrupts S-mode can see and delegate.
-	sInterrupts = 1<<IntSSI | 1<<IntSTI | 1<<IntSEI
+	sInterrupts   = 1<<IntSSI | 1<<IntSTI | 1<<IntSEI
 	allInterrupts = sInterrupts | 1<<IntMSI | 1<<IntMTI | 1<<IntMEI
 	// Exceptions that may be delegated: everything but ecall from M.
 	delegableExceptions = 0xffff &^ (1 << causeEcallM)

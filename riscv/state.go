@@ -15,13 +15,13 @@ type State struct {
 	ResAddr  uint64
 
 	Mstatus, Medeleg, Mideleg, Mie, MipSW, MipLines uint64
-	Mtvec, Mcounteren, Menvcfg, Mscratch, Mepc       uint64
-	Mcause, Mtval, Mcountinhibit                     uint64
-	Stvec, Scounteren, Senvcfg, Sscratch, Sepc       uint64
-	Scause, Stval, Satp, Fflags, Frm                 uint64
-	CycleOffset, InstretOffset                       uint64
-	Pmpcfg                                           [16]uint64
-	Pmpaddr                                          [64]uint64
+	Mtvec, Mcounteren, Menvcfg, Mscratch, Mepc      uint64
+	Mcause, Mtval, Mcountinhibit                    uint64
+	Stvec, Scounteren, Senvcfg, Sscratch, Sepc      uint64
+	Scause, Stval, Satp, Fflags, Frm                uint64
+	CycleOffset, InstretOffset                      uint64
+	Pmpcfg                                          [16]uint64
+	Pmpaddr                                         [64]uint64
 }
 
 // State returns the hart's architectural state.
