@@ -27,10 +27,11 @@ func (m *Machine) Digest() [32]byte {
 
 func (m *Machine) deviceStates() []any {
 	s := []any{m.clint.State(), m.plic.State(), m.uart.State()}
-	for _, r := range m.mmio {
-		if t, ok := r.dev.(interface{ State() any }); ok {
-			s = append(s, t.State())
-		}
+	if m.blkTr != nil {
+		s = append(s, m.blkTr.State(), m.blk.State())
+	}
+	if m.netTr != nil {
+		s = append(s, m.netTr.State(), m.net.State())
 	}
 	return s
 }

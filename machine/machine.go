@@ -96,6 +96,8 @@ type Machine struct {
 	syscon *devices.Syscon
 	blk    *virtio.Block
 	net    *virtio.Net
+	blkTr  *virtio.MMIO // transports, nil when the device is absent
+	netTr  *virtio.MMIO
 	mmio   []region
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
@@ -144,14 +146,14 @@ func New(cfg Config) (*Machine, error) {
 	slot := 0
 	if cfg.Disk != nil {
 		m.blk = virtio.NewBlock(cfg.Disk, cfg.DiskReadOnly)
-		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize,
-			virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot)))
+		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++
 	}
 	if cfg.Net {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
-		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize,
-			virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot)))
+		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 		slot++
 	}
 

@@ -33,18 +33,6 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
 }
 
-// guestDir is where scripts/build-guest.sh leaves the default guest.
-func guestDir() string {
-	if d := os.Getenv("FTVM_CACHE"); d != "" {
-		return filepath.Join(d, "guest")
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "ftvm", "guest")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "ftvm", "guest")
-}
-
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg := machine.Config{MemoryMiB: f.memMiB}
@@ -60,9 +48,9 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	}
 	kernel, initrd := f.kernel, f.initrd
 	if kernel == "" {
-		kernel = filepath.Join(guestDir(), "Image")
+		kernel = filepath.Join(host.GuestDir(), "Image")
 		if initrd == "" {
-			initrd = filepath.Join(guestDir(), "initramfs.cpio")
+			initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 		}
 		if _, err := os.Stat(kernel); err != nil {
 			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)

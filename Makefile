@@ -1,0 +1,26 @@
+# The two commands that matter (see README.md):
+#   make run    build the default guest if needed, then boot it
+#   make test   install what the tests need, build the guest, run every test
+
+GO ?= go
+ARGS ?=
+
+.PHONY: run test build guest bench
+
+build:
+	$(GO) build -o bin/ftvm ./cmd/ftvm
+
+guest:
+	./scripts/setup.sh
+
+run: guest build
+	./bin/ftvm run $(ARGS)
+
+# FTVM_REQUIRE_ALL turns "tool or guest missing" skips into failures, so a
+# broken install step cannot hide behind a green run.
+test: guest
+	$(GO) vet ./...
+	FTVM_REQUIRE_ALL=1 $(GO) test -timeout 20m ./...
+
+bench: guest build
+	./bin/ftvm bench $(ARGS)

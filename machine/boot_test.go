@@ -1,0 +1,87 @@
+package machine
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"ftvm/host"
+)
+
+// defaultGuest loads the default guest built by scripts/build-guest.sh.
+func defaultGuest(t *testing.T) (kernel, initrd []byte) {
+	t.Helper()
+	dir := host.GuestDir()
+	k, err := os.ReadFile(filepath.Join(dir, "Image"))
+	if err != nil {
+		requireTool(t, "the default guest (run scripts/build-guest.sh)")
+	}
+	i, err := os.ReadFile(filepath.Join(dir, "initramfs.cpio"))
+	if err != nil {
+		requireTool(t, "the default guest's initramfs (run scripts/build-guest.sh)")
+	}
+	return k, i
+}
+
+type bootResult struct {
+	reason  StopReason
+	instret uint64
+	digest  [32]byte
+	console string
+}
+
+// boot runs the default guest with cmdline until it stops or maxInsns,
+// calling Run in steps of step instructions.
+func boot(t *testing.T, cmdline string, step, maxInsns uint64) bootResult {
+	t.Helper()
+	k, i := defaultGuest(t)
+	var console bytes.Buffer
+	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: cmdline,
+		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := StopLimit
+	for m.Instret() < maxInsns {
+		r = m.Run(min(m.Instret()+step, maxInsns))
+		if r != StopLimit {
+			break
+		}
+	}
+	return bootResult{r, m.Instret(), m.Digest(), console.String()}
+}
+
+const poweroffCmdline = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
+
+func TestBootToInit(t *testing.T) {
+	res := boot(t, poweroffCmdline, 1<<22, 2e9)
+	if !strings.Contains(res.console, "ftvm-init: started") {
+		t.Fatalf("no init banner on the console; last output:\n%s", tail(res.console, 2000))
+	}
+	if res.reason != StopPowerOff {
+		t.Fatalf("stopped with %v after %d instructions, want poweroff", res.reason, res.instret)
+	}
+	t.Logf("booted to init and powered off in %d instructions", res.instret)
+}
+
+// TestBootDeterminism boots the real kernel twice, once in large steps and
+// once in small odd ones, and requires the same instruction count, console
+// output and state digest: how the caller slices execution must not be
+// observable.
+func TestBootDeterminism(t *testing.T) {
+	a := boot(t, poweroffCmdline, 1<<22, 2e9)
+	b := boot(t, poweroffCmdline, 99991, 2e9)
+	if a.instret != b.instret || a.digest != b.digest || a.console != b.console {
+		t.Fatalf("runs differ: %d instructions, digest %x vs %d instructions, digest %x",
+			a.instret, a.digest, b.instret, b.digest)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

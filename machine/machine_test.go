@@ -1,0 +1,87 @@
+package machine
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// crossCompile builds a bare-metal RISC-V ELF from an assembly file in
+// testdata with Debian's cross toolchain.
+func crossCompile(t *testing.T, src string, defs ...string) []byte {
+	t.Helper()
+	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
+	if err != nil {
+		requireTool(t, "riscv64-linux-gnu-gcc (apt-get install gcc-riscv64-linux-gnu)")
+	}
+	out := filepath.Join(t.TempDir(), "prog.elf")
+	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
+		"-T", "testdata/link.ld", "-o", out, filepath.Join("testdata", src)}
+	for _, d := range defs {
+		args = append(args, "-D"+d)
+	}
+	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("assembling %s: %v\n%s", src, err, b)
+	}
+	elf, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return elf
+}
+
+// requireTool skips a test whose tool is missing, unless FTVM_REQUIRE_ALL
+// is set (CI sets it, so a missing install step fails instead of hiding).
+func requireTool(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
+		t.Fatalf("missing %s", what)
+	}
+	t.Skipf("missing %s", what)
+}
+
+func TestHTIFProgram(t *testing.T) {
+	for _, code := range []string{"0", "7"} {
+		var console bytes.Buffer
+		m, err := New(Config{
+			MemoryMiB: 16,
+			ELF:       crossCompile(t, "htif.S", "EXIT_CODE="+code),
+			Outputs:   Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := m.Run(1e7); r != StopPowerOff {
+			t.Fatalf("stopped with %v, want poweroff", r)
+		}
+		if got, want := console.String(), "hello from htif\n!"; got != want {
+			t.Errorf("console = %q, want %q", got, want)
+		}
+		if got := m.ExitCode(); got != map[string]uint32{"0": 0, "7": 7}[code] {
+			t.Errorf("exit code %d, want %s", got, code)
+		}
+	}
+}
+
+func TestBadImages(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no image", Config{}, "exactly one of"},
+		{"not a kernel", Config{Kernel: bytes.Repeat([]byte{0x13}, 4096)}, "not a RISC-V Linux Image"},
+		{"not an ELF", Config{ELF: []byte("hello")}, "ELF"},
+		{"tiny memory", Config{MemoryMiB: 1, ELF: []byte("x")}, "memory size"},
+		{"huge memory", Config{MemoryMiB: 1 << 20, ELF: []byte("x")}, "memory size"},
+	}
+	for _, c := range cases {
+		_, err := New(c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
