@@ -25,15 +25,15 @@ var (
 	r64 = rf{p: 53, emin: -1022, emax: 1023, nbits: 64}
 )
 
-func (f rf) fracBits() uint   { return uint(f.p - 1) }
-func (f rf) signBit() uint64  { return 1 << (f.nbits - 1) }
-func (f rf) mask() uint64     { return ^uint64(0) >> (64 - f.nbits) }
+func (f rf) fracBits() uint  { return uint(f.p - 1) }
+func (f rf) signBit() uint64 { return 1 << (f.nbits - 1) }
+func (f rf) mask() uint64    { return ^uint64(0) >> (64 - f.nbits) }
 func (f rf) expField(x uint64) int {
 	return int((x & f.mask() &^ f.signBit()) >> f.fracBits())
 }
 func (f rf) fracField(x uint64) uint64 { return x & (1<<f.fracBits() - 1) }
-func (f rf) neg(x uint64) bool        { return x&f.signBit() != 0 }
-func (f rf) maxExpField() int         { return 2*f.emax + 1 }
+func (f rf) neg(x uint64) bool         { return x&f.signBit() != 0 }
+func (f rf) maxExpField() int          { return 2*f.emax + 1 }
 func (f rf) isNaN(x uint64) bool {
 	return f.expField(x) == f.maxExpField() && f.fracField(x) != 0
 }
