@@ -307,8 +307,8 @@ func FMA32(a, b, c uint32, negProd, negAdd bool, rm uint8) (uint32, Flags) {
 	}
 	s, err := twoSum(p, z)
 	if s == 0 {
-		// Exact cancellation, or p + 0 with p == 0 impossible here (a, b
-		// nonzero), so signs of p and z differ or z is a zero.
+		// p is nonzero (a and b are), so this is an exact cancellation
+		// z = -p: +0, or -0 when rounding down (IEEE 754-2008 6.3).
 		return uint32(fmt32.zeroSum(math.Signbit(p), math.Signbit(z), rm)), 0
 	}
 	return finish32(s, err, rm, false)

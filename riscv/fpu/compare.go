@@ -9,9 +9,10 @@ func (f *format) orderKey(x uint64) uint64 {
 	return x | f.sign
 }
 
-// minMax implements FMIN/FMAX: IEEE 754-2019 minimumNumber/maximumNumber
-// (spec 20191213, section "Floating-Point Compare Instructions"... and
-// "FMIN.S and FMAX.S"): -0 is less than +0; if exactly one operand is a NaN
+// minMax implements FMIN/FMAX as IEEE 754-2019 minimumNumber/maximumNumber
+// (spec 20191213, F chapter, "Single-Precision Floating-Point Computational
+// Instructions", as amended for version 2.2 of the F extension): -0 is less
+// than +0; if exactly one operand is a NaN
 // the result is the other operand; if both are NaNs the result is the
 // canonical NaN. NV is raised only for signaling NaN inputs.
 func minMax(f *format, a, b uint64, max bool) (uint64, Flags) {
