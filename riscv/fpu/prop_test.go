@@ -10,6 +10,7 @@ import (
 	"testing"
 )
 
+// Run with: go test -run TestAgainstReference ./riscv/fpu -args -long
 var long = flag.Bool("long", false, "run many more randomized reference comparisons")
 
 // testOp pairs an implementation with the reference. Operands and results
