@@ -55,6 +55,7 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropString("mmu-type", "riscv,sv39")
 	b.BeginNode("interrupt-controller")
 	b.PropU32("#interrupt-cells", 1)
+	b.PropU32("#address-cells", 0)
 	b.PropEmpty("interrupt-controller")
 	b.PropString("compatible", "riscv,cpu-intc")
 	b.PropU32("phandle", phandleCPUIntc)
@@ -118,11 +119,10 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropU32("value", 0x7777)
 	b.EndNode()
 
-	for i, r := range m.mmio {
+	for _, r := range m.mmio {
 		if r.base < VirtioBase || r.base >= VirtioBase+8*VirtioSize {
 			continue
 		}
-		_ = i
 		slot := (r.base - VirtioBase) / VirtioSize
 		b.BeginNode(fmt.Sprintf("virtio_mmio@%x", r.base))
 		b.PropString("compatible", "virtio,mmio")

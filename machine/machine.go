@@ -214,6 +214,9 @@ func (m *Machine) Run(until uint64) StopReason {
 		}
 		r := h.Run(limit)
 		m.clint.Update()
+		if r == riscv.StopHalt && !m.stopped {
+			return StopLimit // Pause
+		}
 		if m.htif != nil {
 			m.htif.poll(m)
 		}
@@ -248,6 +251,12 @@ type AdvanceTime struct{ To uint64 }
 func (ConsoleInput) isEvent() {}
 func (NetReceive) isEvent()   {}
 func (AdvanceTime) isEvent()  {}
+
+// Pause makes the current Run return StopLimit after the instruction that
+// is executing. It is meant for output callbacks that have seen what they
+// were waiting for (a benchmark's console marker); the pause point is a
+// deterministic function of the guest's output.
+func (m *Machine) Pause() { m.hart.Halt() }
 
 // Deliver applies an event. For ConsoleInput it returns how many bytes the
 // UART accepted (its FIFO is bounded: the caller keeps the rest for later);

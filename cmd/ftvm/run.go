@@ -86,6 +86,7 @@ func cmdRun(args []string) error {
 	var vf vmFlags
 	vf.register(fs)
 	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
+	noReboot := fs.Bool("no-reboot", false, "exit when the guest reboots instead of restarting it")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm run [flags] [PROGRAM.elf]\n\nWith no kernel and no program, boots the default guest.")
 		fs.PrintDefaults()
@@ -115,7 +116,15 @@ func cmdRun(args []string) error {
 		input = host.ReadInput(os.Stdin)
 	}
 	start := time.Now()
-	reason := runLoop(m, input, *maxInsns, out)
+	reason := runLoop(m, loopOptions{input: input, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
+		out.Flush()
+		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
+		if m, err = machine.New(cfg); err != nil {
+			return err
+		}
+		reason = runLoop(m, loopOptions{input: input, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+	}
 	out.Flush()
 	elapsed := time.Since(start)
 	n := m.Instret()
@@ -137,7 +146,15 @@ const slice = 1 << 21
 // Guest time follows the instruction count while the guest computes; when it
 // idles, guest time is paced against the host clock so timers fire in real
 // time.
-func runLoop(m *machine.Machine, input <-chan []byte, maxInsns uint64, out *bufio.Writer) machine.StopReason {
+type loopOptions struct {
+	input    <-chan []byte // console input, nil for none
+	maxInsns uint64        // 0: no limit
+	flush    func()        // called after each slice (console output)
+	done     func() bool   // optional: stop when it returns true
+}
+
+func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
+	input, maxInsns := o.input, o.maxInsns
 	m.SetIdleSkip(false)
 	var pending []byte
 	wall0, mt0 := time.Now(), m.Now()
@@ -150,7 +167,12 @@ func runLoop(m *machine.Machine, input <-chan []byte, maxInsns uint64, out *bufi
 			until = maxInsns
 		}
 		r := m.Run(until)
-		out.Flush()
+		if o.flush != nil {
+			o.flush()
+		}
+		if o.done != nil && o.done() {
+			return r
+		}
 		// Drain input without blocking.
 	drain:
 		for input != nil {
