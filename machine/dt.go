@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"crypto/sha256"
 	"fmt"
 
 	"ftvm/fdt"
@@ -26,6 +27,12 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.BeginNode("chosen")
 	b.PropString("bootargs", m.cfg.Cmdline)
 	b.PropString("stdout-path", fmt.Sprintf("/soc/serial@%x", UARTBase))
+	// Entropy for the guest's random driver. Without it Linux 6.1 spends
+	// some 40 M instructions at boot generating "jitter" entropy from timer
+	// reads, which on a machine whose time is the instruction count is no
+	// entropy at all. The seed is part of the configuration, so replicas
+	// and replays see the same one.
+	b.PropBytes("rng-seed", m.rngSeed())
 	if initrdEnd > initrdStart {
 		b.PropU64s("linux,initrd-start", initrdStart)
 		b.PropU64s("linux,initrd-end", initrdEnd)
@@ -134,4 +141,15 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.EndNode() // soc
 	b.EndNode() // root
 	return b.Finish()
+}
+
+// rngSeed returns the configured seed, or 64 bytes derived from the kernel
+// command line.
+func (m *Machine) rngSeed() []byte {
+	if len(m.cfg.RNGSeed) > 0 {
+		return m.cfg.RNGSeed
+	}
+	a := sha256.Sum256([]byte("ftvm rng-seed 0\x00" + m.cfg.Cmdline))
+	b := sha256.Sum256(a[:])
+	return append(a[:], b[:]...)
 }

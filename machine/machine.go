@@ -62,6 +62,10 @@ type Config struct {
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
 
+	// RNGSeed is handed to the guest in the device tree's /chosen/rng-seed
+	// (default: derived from Cmdline). It is configuration, not an input.
+	RNGSeed []byte
+
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
 	// is 100 M instructions per guest second at the 10 MHz timebase).
 	InstructionsPerTick uint64
