@@ -22,12 +22,6 @@ const (
 	// MaxQueueSize is the largest queue size the split ring allows (spec
 	// 2.7: "The maximum Queue Size value is 32768").
 	MaxQueueSize = 32768
-
-	// MaxIndirect caps the number of entries of one indirect descriptor
-	// table. Spec 2.7.5.3.1 forbids chains longer than the queue size;
-	// we accept up to this fixed bound regardless, which is well above
-	// what Linux builds (virtio-blk: seg_max+2, virtio-net: MAX_SKB_FRAGS+2).
-	MaxIndirect = 1024
 )
 
 // QueueState is the snapshot state of one virtqueue: the driver-written
@@ -218,7 +212,12 @@ func (q *Queue) parse(head uint16) error {
 				return q.fail("nested indirect descriptor") // spec 2.7.5.3.1
 			case flags&descFNext != 0:
 				return q.fail("indirect descriptor with NEXT") // spec 2.7.5.3.1
-			case length == 0 || length%descSize != 0 || length/descSize > MaxIndirect:
+			case length == 0 || length%descSize != 0 || length/descSize > uint32(q.max):
+				// Spec 2.7.5.3.1: a chain is never longer than the queue
+				// size. We cap a table at QueueNumMax (256 for our devices),
+				// above what Linux builds (virtio-blk: seg_max+2 = 130,
+				// virtio-net: MAX_SKB_FRAGS+2), which bounds the work one
+				// chain can cause.
 				return q.fail("indirect table length %d invalid", length)
 			case addr+uint64(length) < addr:
 				return q.fail("indirect table address wraps")
