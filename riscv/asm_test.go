@@ -106,7 +106,7 @@ func buildSource(t testing.TB, src string) (elf string, image []byte) {
 	}
 	inc, _ := filepath.Abs("testdata")
 	runTool(t, "gcc", "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles",
-		"-static", "-mcmodel=medany", "-I", inc, "-T", ld, "-Wl,--no-relax", "-o", elf, src)
+		"-static", "-fno-pie", "-no-pie", "-mcmodel=medany", "-I", inc, "-T", ld, "-Wl,--no-relax", "-o", elf, src)
 	runTool(t, "objcopy", "-O", "binary", elf, bin)
 	image, err = os.ReadFile(bin)
 	if err != nil {
