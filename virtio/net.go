@@ -151,7 +151,7 @@ func (n *Net) transmit(q *Queue) {
 			n.st.TXDropped++
 		} else {
 			f := n.txbuf[:c.ReadLen-netHdrSize]
-			if c.ReadAt(f, netHdrSize) != nil {
+			if c.ReadAt(f, netHdrSize) != nil || n.backend == nil {
 				n.st.TXDropped++
 			} else {
 				n.st.TXFrames++

@@ -46,7 +46,24 @@
 //     an unsupported type or a backend error. The chain is completed
 //     normally with an error status (VIRTIO_BLK_S_IOERR / _UNSUPP); a
 //     virtio-net TX frame that cannot be read is dropped (and counted) and
-//     its chain returned with length 0.
+//     its chain returned with length 0; a receive buffer outside RAM is
+//     returned with length 0 and the frame dropped; a frame larger than the
+//     next receive buffer is dropped and the buffer kept for the next frame.
+//
+// # Usage by the board
+//
+//	blk := virtio.NewBlock(image, false)
+//	bt := virtio.NewMMIO(blk, ram, blkIRQ) // map at e.g. 0x10001000, size MMIOSize
+//	nic := virtio.NewNet(mac, tap)         // tap: a host/netdev Backend
+//	nt := virtio.NewMMIO(nic, ram, netIRQ)
+//	// between CPU runs:
+//	for f, ok := tap.TryReceive(); ok; f, ok = tap.TryReceive() { nic.Receive(f) }
+//
+// Snapshots: save bt.State() and blk.State() (nt.State(), nic.State()).
+// Restore with SetState on freshly constructed objects over the restored
+// RAM, restore the interrupt controller, then call SyncIRQ and Kick on
+// every transport: SyncIRQ re-drives a pending interrupt, Kick processes
+// buffers the guest made available but whose notification was lost.
 package virtio
 
 import "errors"
