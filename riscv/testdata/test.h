@@ -50,13 +50,13 @@
 #define EXPECT_STRAP(label) la s7, label; li s2, -1
 
 #define TRAP_HANDLERS \
-	.align 2; \
+	.balign 4; \
 mtrap_record: \
 	csrr s2, mcause; csrr s3, mepc; csrr s4, mtval; csrr s5, mstatus; \
 	beqz s6, mtrap_unexpected; mv t5, s6; li s6, 0; jr t5; \
 mtrap_unexpected: \
 	li t5, 0xdead0000; add t5, t5, s2; li t6, CTRL; sd t5, 8(t6); \
-	.align 2; \
+	.balign 4; \
 strap_record: \
 	csrr s2, scause; csrr s3, sepc; csrr s4, stval; csrr s5, sstatus; \
 	beqz s7, strap_unexpected; mv t5, s7; li s7, 0; jr t5; \
