@@ -85,6 +85,9 @@ func (m *Machine) bootLinux() error {
 	h.SetMachineCSR(riscv.CSRMedeleg, 0xb1ff) // all but ecall from S/M
 	h.SetMachineCSR(riscv.CSRMideleg, 1<<riscv.IntSSI|1<<riscv.IntSTI|1<<riscv.IntSEI)
 	h.SetMachineCSR(riscv.CSRMcounteren, 7)
+	// OpenSBI also opens the counters to U-mode; Linux 6.1 never writes
+	// scounteren, and its vDSO and the Go runtime read time from U-mode.
+	h.SetMachineCSR(riscv.CSRScounteren, 7)
 	h.X[10] = 0
 	h.X[11] = dtbAddr
 	h.EnterMode(riscv.PrivS, KernelBase)

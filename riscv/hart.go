@@ -217,6 +217,7 @@ const (
 	CSRMedeleg    = csrMedeleg
 	CSRMideleg    = csrMideleg
 	CSRMcounteren = csrMcounteren
+	CSRScounteren = csrScounteren
 	CSRMtvec      = csrMtvec
 	CSRMie        = csrMie
 	CSRMstatus    = csrMstatus
