@@ -109,6 +109,7 @@ type Machine struct {
 	stop     StopReason
 	exitCode uint32
 
+	paused    bool // Pause was called
 	htif      *htif
 	sbiActive bool
 	dtb       []byte
@@ -219,7 +220,11 @@ func (m *Machine) Run(until uint64) StopReason {
 		r := h.Run(limit)
 		m.clint.Update()
 		if r == riscv.StopHalt && !m.stopped {
-			return StopLimit // Pause
+			if m.paused {
+				m.paused = false
+				return StopLimit
+			}
+			continue // the timer moved: recompute the limit
 		}
 		if m.htif != nil {
 			m.htif.poll(m)
@@ -260,7 +265,16 @@ func (AdvanceTime) isEvent()  {}
 // is executing. It is meant for output callbacks that have seen what they
 // were waiting for (a benchmark's console marker); the pause point is a
 // deterministic function of the guest's output.
-func (m *Machine) Pause() { m.hart.Halt() }
+func (m *Machine) Pause() {
+	m.paused = true
+	m.hart.Halt()
+}
+
+// timerChanged is called when the guest reprograms its timer in the middle
+// of a Run: the hart must stop so that Run recomputes how far it may go
+// before the timer fires. Otherwise the interrupt would be raised at the
+// next slice boundary, and how the caller slices Run would become visible.
+func (m *Machine) timerChanged() { m.hart.Halt() }
 
 // Deliver applies an event. For ConsoleInput it returns how many bytes the
 // UART accepted (its FIFO is bounded: the caller keeps the rest for later);
@@ -332,6 +346,7 @@ func (m *Machine) Store(pa uint64, size int, v uint64) bool {
 	}
 	if pa-CLINTBase < devices.CLINTSize {
 		m.clint.Write(pa-CLINTBase, size, v)
+		m.timerChanged()
 		return true
 	}
 	return false

@@ -35,6 +35,7 @@ func (m *Machine) sbiCall(h *riscv.Hart) bool {
 	switch eid {
 	case 0x00: // legacy set_timer
 		m.clint.SetTimecmp(a0)
+		m.timerChanged()
 		x[10] = 0
 		return true
 	case 0x01: // legacy console_putchar
@@ -80,6 +81,7 @@ func (m *Machine) sbiCall(h *riscv.Hart) bool {
 	case sbiExtTime:
 		if fid == 0 {
 			m.clint.SetTimecmp(a0)
+			m.timerChanged()
 			return ret(sbiSuccess, 0)
 		}
 	case sbiExtIPI:
