@@ -96,18 +96,33 @@ func (h *Hart) illegal(d *inst) {
 func (h *Hart) run(limit uint64) StopReason {
 	x := &h.X
 	var cross inst
-	for h.Instret < limit {
-		if h.checkIRQ {
-			h.checkIRQ = false
-			if c := h.pendingInterrupt(); c != 0 {
-				h.trap(c, 0)
+	m := &h.mmu
+	for {
+		if h.attention {
+			h.attention = false
+			if h.halted {
+				return StopHalt
+			}
+			if h.checkIRQ {
+				h.checkIRQ = false
+				if c := h.pendingInterrupt(); c != 0 {
+					h.trap(c, 0)
+				}
 			}
 		}
-		d := h.fetch()
-		if d == nil {
-			continue
+		if h.Instret >= limit {
+			return StopLimit
 		}
 		pc := h.PC
+		var d *inst
+		if pc>>pageShift<<1|1 == m.fetchTag {
+			d = &m.fetchPage.insts[pc&(pageSize-1)>>1]
+			if d.op == opNone {
+				h.decodeSlot(d, pc)
+			}
+		} else if d = h.fetch(); d == nil {
+			continue
+		}
 		if d.op == opCross {
 			if !h.fetchCross(pc, &cross) {
 				continue
@@ -117,180 +132,180 @@ func (h *Hart) run(limit uint64) StopReason {
 		next := pc + uint64(d.size)
 		switch d.op {
 		case opLUI:
-			x[d.rd] = uint64(d.imm)
+			x[d.rd&31] = uint64(d.imm)
 		case opAUIPC:
-			x[d.rd] = pc + uint64(d.imm)
+			x[d.rd&31] = pc + uint64(d.imm)
 		case opJAL:
-			x[d.rd] = next
+			x[d.rd&31] = next
 			next = pc + uint64(d.imm)
 		case opJALR:
-			t := (x[d.rs1] + uint64(d.imm)) &^ 1
-			x[d.rd] = next
+			t := (x[d.rs1&31] + uint64(d.imm)) &^ 1
+			x[d.rd&31] = next
 			next = t
 		case opBEQ:
-			if x[d.rs1] == x[d.rs2] {
+			if x[d.rs1&31] == x[d.rs2&31] {
 				next = pc + uint64(d.imm)
 			}
 		case opBNE:
-			if x[d.rs1] != x[d.rs2] {
+			if x[d.rs1&31] != x[d.rs2&31] {
 				next = pc + uint64(d.imm)
 			}
 		case opBLT:
-			if int64(x[d.rs1]) < int64(x[d.rs2]) {
+			if int64(x[d.rs1&31]) < int64(x[d.rs2&31]) {
 				next = pc + uint64(d.imm)
 			}
 		case opBGE:
-			if int64(x[d.rs1]) >= int64(x[d.rs2]) {
+			if int64(x[d.rs1&31]) >= int64(x[d.rs2&31]) {
 				next = pc + uint64(d.imm)
 			}
 		case opBLTU:
-			if x[d.rs1] < x[d.rs2] {
+			if x[d.rs1&31] < x[d.rs2&31] {
 				next = pc + uint64(d.imm)
 			}
 		case opBGEU:
-			if x[d.rs1] >= x[d.rs2] {
+			if x[d.rs1&31] >= x[d.rs2&31] {
 				next = pc + uint64(d.imm)
 			}
 		case opLB:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 1)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 1)
 			if !ok {
 				continue
 			}
-			x[d.rd] = uint64(int8(v))
+			x[d.rd&31] = uint64(int8(v))
 		case opLH:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 2)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 2)
 			if !ok {
 				continue
 			}
-			x[d.rd] = uint64(int16(v))
+			x[d.rd&31] = uint64(int16(v))
 		case opLW:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 4)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 4)
 			if !ok {
 				continue
 			}
-			x[d.rd] = uint64(int32(v))
+			x[d.rd&31] = uint64(int32(v))
 		case opLD:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 8)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 8)
 			if !ok {
 				continue
 			}
-			x[d.rd] = v
+			x[d.rd&31] = v
 		case opLBU:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 1)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 1)
 			if !ok {
 				continue
 			}
-			x[d.rd] = v
+			x[d.rd&31] = v
 		case opLHU:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 2)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 2)
 			if !ok {
 				continue
 			}
-			x[d.rd] = v
+			x[d.rd&31] = v
 		case opLWU:
-			v, ok := h.load(x[d.rs1]+uint64(d.imm), 4)
+			v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 4)
 			if !ok {
 				continue
 			}
-			x[d.rd] = v
+			x[d.rd&31] = v
 		case opSB:
-			if !h.store(x[d.rs1]+uint64(d.imm), 1, x[d.rs2]) {
+			if !h.store(x[d.rs1&31]+uint64(d.imm), 1, x[d.rs2&31]) {
 				continue
 			}
 		case opSH:
-			if !h.store(x[d.rs1]+uint64(d.imm), 2, x[d.rs2]) {
+			if !h.store(x[d.rs1&31]+uint64(d.imm), 2, x[d.rs2&31]) {
 				continue
 			}
 		case opSW:
-			if !h.store(x[d.rs1]+uint64(d.imm), 4, x[d.rs2]) {
+			if !h.store(x[d.rs1&31]+uint64(d.imm), 4, x[d.rs2&31]) {
 				continue
 			}
 		case opSD:
-			if !h.store(x[d.rs1]+uint64(d.imm), 8, x[d.rs2]) {
+			if !h.store(x[d.rs1&31]+uint64(d.imm), 8, x[d.rs2&31]) {
 				continue
 			}
 		case opADDI:
-			x[d.rd] = x[d.rs1] + uint64(d.imm)
+			x[d.rd&31] = x[d.rs1&31] + uint64(d.imm)
 		case opSLTI:
-			x[d.rd] = b2u(int64(x[d.rs1]) < d.imm)
+			x[d.rd&31] = b2u(int64(x[d.rs1&31]) < d.imm)
 		case opSLTIU:
-			x[d.rd] = b2u(x[d.rs1] < uint64(d.imm))
+			x[d.rd&31] = b2u(x[d.rs1&31] < uint64(d.imm))
 		case opXORI:
-			x[d.rd] = x[d.rs1] ^ uint64(d.imm)
+			x[d.rd&31] = x[d.rs1&31] ^ uint64(d.imm)
 		case opORI:
-			x[d.rd] = x[d.rs1] | uint64(d.imm)
+			x[d.rd&31] = x[d.rs1&31] | uint64(d.imm)
 		case opANDI:
-			x[d.rd] = x[d.rs1] & uint64(d.imm)
+			x[d.rd&31] = x[d.rs1&31] & uint64(d.imm)
 		case opSLLI:
-			x[d.rd] = x[d.rs1] << uint(d.imm)
+			x[d.rd&31] = x[d.rs1&31] << uint(d.imm)
 		case opSRLI:
-			x[d.rd] = x[d.rs1] >> uint(d.imm)
+			x[d.rd&31] = x[d.rs1&31] >> uint(d.imm)
 		case opSRAI:
-			x[d.rd] = uint64(int64(x[d.rs1]) >> uint(d.imm))
+			x[d.rd&31] = uint64(int64(x[d.rs1&31]) >> uint(d.imm))
 		case opADD:
-			x[d.rd] = x[d.rs1] + x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] + x[d.rs2&31]
 		case opSUB:
-			x[d.rd] = x[d.rs1] - x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] - x[d.rs2&31]
 		case opSLL:
-			x[d.rd] = x[d.rs1] << (x[d.rs2] & 63)
+			x[d.rd&31] = x[d.rs1&31] << (x[d.rs2&31] & 63)
 		case opSLT:
-			x[d.rd] = b2u(int64(x[d.rs1]) < int64(x[d.rs2]))
+			x[d.rd&31] = b2u(int64(x[d.rs1&31]) < int64(x[d.rs2&31]))
 		case opSLTU:
-			x[d.rd] = b2u(x[d.rs1] < x[d.rs2])
+			x[d.rd&31] = b2u(x[d.rs1&31] < x[d.rs2&31])
 		case opXOR:
-			x[d.rd] = x[d.rs1] ^ x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] ^ x[d.rs2&31]
 		case opSRL:
-			x[d.rd] = x[d.rs1] >> (x[d.rs2] & 63)
+			x[d.rd&31] = x[d.rs1&31] >> (x[d.rs2&31] & 63)
 		case opSRA:
-			x[d.rd] = uint64(int64(x[d.rs1]) >> (x[d.rs2] & 63))
+			x[d.rd&31] = uint64(int64(x[d.rs1&31]) >> (x[d.rs2&31] & 63))
 		case opOR:
-			x[d.rd] = x[d.rs1] | x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] | x[d.rs2&31]
 		case opAND:
-			x[d.rd] = x[d.rs1] & x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] & x[d.rs2&31]
 		case opADDIW:
-			x[d.rd] = sx32(x[d.rs1] + uint64(d.imm))
+			x[d.rd&31] = sx32(x[d.rs1&31] + uint64(d.imm))
 		case opSLLIW:
-			x[d.rd] = sx32(x[d.rs1] << uint(d.imm))
+			x[d.rd&31] = sx32(x[d.rs1&31] << uint(d.imm))
 		case opSRLIW:
-			x[d.rd] = sx32(uint64(uint32(x[d.rs1]) >> uint(d.imm)))
+			x[d.rd&31] = sx32(uint64(uint32(x[d.rs1&31]) >> uint(d.imm)))
 		case opSRAIW:
-			x[d.rd] = uint64(int64(int32(x[d.rs1]) >> uint(d.imm)))
+			x[d.rd&31] = uint64(int64(int32(x[d.rs1&31]) >> uint(d.imm)))
 		case opADDW:
-			x[d.rd] = sx32(x[d.rs1] + x[d.rs2])
+			x[d.rd&31] = sx32(x[d.rs1&31] + x[d.rs2&31])
 		case opSUBW:
-			x[d.rd] = sx32(x[d.rs1] - x[d.rs2])
+			x[d.rd&31] = sx32(x[d.rs1&31] - x[d.rs2&31])
 		case opSLLW:
-			x[d.rd] = sx32(x[d.rs1] << (x[d.rs2] & 31))
+			x[d.rd&31] = sx32(x[d.rs1&31] << (x[d.rs2&31] & 31))
 		case opSRLW:
-			x[d.rd] = sx32(uint64(uint32(x[d.rs1]) >> (x[d.rs2] & 31)))
+			x[d.rd&31] = sx32(uint64(uint32(x[d.rs1&31]) >> (x[d.rs2&31] & 31)))
 		case opSRAW:
-			x[d.rd] = uint64(int64(int32(x[d.rs1]) >> (x[d.rs2] & 31)))
+			x[d.rd&31] = uint64(int64(int32(x[d.rs1&31]) >> (x[d.rs2&31] & 31)))
 		case opMUL:
-			x[d.rd] = x[d.rs1] * x[d.rs2]
+			x[d.rd&31] = x[d.rs1&31] * x[d.rs2&31]
 		case opMULH:
-			x[d.rd] = mulh(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = mulh(x[d.rs1&31], x[d.rs2&31])
 		case opMULHSU:
-			x[d.rd] = mulhsu(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = mulhsu(x[d.rs1&31], x[d.rs2&31])
 		case opMULHU:
-			x[d.rd], _ = bits.Mul64(x[d.rs1], x[d.rs2])
+			x[d.rd&31], _ = bits.Mul64(x[d.rs1&31], x[d.rs2&31])
 		case opDIV:
-			x[d.rd] = div(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = div(x[d.rs1&31], x[d.rs2&31])
 		case opDIVU:
-			x[d.rd] = divu(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = divu(x[d.rs1&31], x[d.rs2&31])
 		case opREM:
-			x[d.rd] = rem(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = rem(x[d.rs1&31], x[d.rs2&31])
 		case opREMU:
-			x[d.rd] = remu(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = remu(x[d.rs1&31], x[d.rs2&31])
 		case opMULW:
-			x[d.rd] = sx32(x[d.rs1] * x[d.rs2])
+			x[d.rd&31] = sx32(x[d.rs1&31] * x[d.rs2&31])
 		case opDIVW:
-			x[d.rd] = divw(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = divw(x[d.rs1&31], x[d.rs2&31])
 		case opDIVUW:
-			x[d.rd] = divuw(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = divuw(x[d.rs1&31], x[d.rs2&31])
 		case opREMW:
-			x[d.rd] = remw(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = remw(x[d.rs1&31], x[d.rs2&31])
 		case opREMUW:
-			x[d.rd] = remuw(x[d.rs1], x[d.rs2])
+			x[d.rd&31] = remuw(x[d.rs1&31], x[d.rs2&31])
 		case opFENCE:
 		case opFENCEI:
 			h.decoded.flushAll()
@@ -348,7 +363,7 @@ func (h *Hart) run(limit uint64) StopReason {
 			if d.op == opLRD {
 				size = 8
 			}
-			off, ok := h.translateAMO(x[d.rs1], size, accRead)
+			off, ok := h.translateAMO(x[d.rs1&31], size, accRead)
 			if !ok {
 				continue
 			}
@@ -356,42 +371,42 @@ func (h *Hart) run(limit uint64) StopReason {
 			if size == 4 {
 				v = sx32(v)
 			}
-			x[d.rd] = v
+			x[d.rd&31] = v
 			h.resValid, h.resAddr = true, off
 		case opSCW, opSCD:
 			size := uint64(4)
 			if d.op == opSCD {
 				size = 8
 			}
-			off, ok := h.translateAMO(x[d.rs1], size, accWrite)
+			off, ok := h.translateAMO(x[d.rs1&31], size, accWrite)
 			if !ok {
 				continue
 			}
 			if h.resValid && h.resAddr == off {
-				writeRAM(h.ram[off:], size, x[d.rs2])
-				x[d.rd] = 0
+				writeRAM(h.ram[off:], size, x[d.rs2&31])
+				x[d.rd&31] = 0
 			} else {
-				x[d.rd] = 1
+				x[d.rd&31] = 1
 			}
 			h.resValid = false
 		case opAMOSWAPW, opAMOADDW, opAMOXORW, opAMOANDW, opAMOORW,
 			opAMOMINW, opAMOMAXW, opAMOMINUW, opAMOMAXUW:
-			off, ok := h.translateAMO(x[d.rs1], 4, accWrite)
+			off, ok := h.translateAMO(x[d.rs1&31], 4, accWrite)
 			if !ok {
 				continue
 			}
 			old := sx32(uint64(binary.LittleEndian.Uint32(h.ram[off:])))
-			binary.LittleEndian.PutUint32(h.ram[off:], uint32(amo(d.op-opAMOSWAPW, old, sx32(x[d.rs2]))))
-			x[d.rd] = old
+			binary.LittleEndian.PutUint32(h.ram[off:], uint32(amo(d.op-opAMOSWAPW, old, sx32(x[d.rs2&31]))))
+			x[d.rd&31] = old
 		case opAMOSWAPD, opAMOADDD, opAMOXORD, opAMOANDD, opAMOORD,
 			opAMOMIND, opAMOMAXD, opAMOMINUD, opAMOMAXUD:
-			off, ok := h.translateAMO(x[d.rs1], 8, accWrite)
+			off, ok := h.translateAMO(x[d.rs1&31], 8, accWrite)
 			if !ok {
 				continue
 			}
 			old := binary.LittleEndian.Uint64(h.ram[off:])
-			binary.LittleEndian.PutUint64(h.ram[off:], amo(d.op-opAMOSWAPD, old, x[d.rs2]))
-			x[d.rd] = old
+			binary.LittleEndian.PutUint64(h.ram[off:], amo(d.op-opAMOSWAPD, old, x[d.rs2&31]))
+			x[d.rd&31] = old
 		case opIllegal, opNone:
 			h.illegal(d)
 			continue
@@ -403,11 +418,7 @@ func (h *Hart) run(limit uint64) StopReason {
 		x[0] = 0
 		h.PC = next
 		h.Instret++
-		if h.halted {
-			return StopHalt
-		}
 	}
-	return StopLimit
 }
 
 func b2u(b bool) uint64 {
@@ -583,7 +594,7 @@ func (h *Hart) execCSR(d *inst) bool {
 			return false
 		}
 		h.updateKey()
-		h.checkIRQ = true
+		h.needIRQCheck()
 	}
 	h.X[d.rd] = old
 	return true

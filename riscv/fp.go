@@ -29,29 +29,29 @@ func (h *Hart) execFP(d *inst) bool {
 	x, f := &h.X, &h.F
 	switch d.op {
 	case opFLW:
-		v, ok := h.load(x[d.rs1]+uint64(d.imm), 4)
+		v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 4)
 		if !ok {
 			return false
 		}
-		f[d.rd] = box(uint32(v))
+		f[d.rd&31] = box(uint32(v))
 		c.mstatus |= msFS
 		return true
 	case opFLD:
-		v, ok := h.load(x[d.rs1]+uint64(d.imm), 8)
+		v, ok := h.load(x[d.rs1&31]+uint64(d.imm), 8)
 		if !ok {
 			return false
 		}
-		f[d.rd] = v
+		f[d.rd&31] = v
 		c.mstatus |= msFS
 		return true
 	case opFSW:
-		return h.store(x[d.rs1]+uint64(d.imm), 4, f[d.rs2]&0xffffffff)
+		return h.store(x[d.rs1&31]+uint64(d.imm), 4, f[d.rs2&31]&0xffffffff)
 	case opFSD:
-		return h.store(x[d.rs1]+uint64(d.imm), 8, f[d.rs2])
+		return h.store(x[d.rs1&31]+uint64(d.imm), 8, f[d.rs2&31])
 	}
 
 	// Operations that never round.
-	a, b := f[d.rs1], f[d.rs2]
+	a, b := f[d.rs1&31], f[d.rs2&31]
 	var fl fpu.Flags
 	switch d.op {
 	case opFSGNJS, opFSGNJNS, opFSGNJXS:
@@ -120,9 +120,9 @@ func (h *Hart) execFP(d *inst) bool {
 	case opFMVXD:
 		return h.setX(d.rd, a, 0)
 	case opFMVWX:
-		return h.setF(d.rd, box(uint32(x[d.rs1])), 0)
+		return h.setF(d.rd, box(uint32(x[d.rs1&31])), 0)
 	case opFMVDX:
-		return h.setF(d.rd, x[d.rs1], 0)
+		return h.setF(d.rd, x[d.rs1&31], 0)
 	case opFCVTDS:
 		r, fl := fpu.F32ToF64(unbox(a))
 		return h.setF(d.rd, r, fl)
@@ -136,7 +136,7 @@ func (h *Hart) execFP(d *inst) bool {
 		h.illegal(d)
 		return false
 	}
-	xs := x[d.rs1]
+	xs := x[d.rs1&31]
 	var r uint64
 	var r32 uint32
 	switch d.op {
@@ -152,7 +152,7 @@ func (h *Hart) execFP(d *inst) bool {
 		r32, fl = fpu.Sqrt32(unbox(a), rm)
 	case opFMADDS, opFMSUBS, opFNMSUBS, opFNMADDS:
 		k := d.op - opFMADDS
-		r32, fl = fpu.FMA32(unbox(a), unbox(b), unbox(f[d.rs3]), k >= 2, k == 1 || k == 3, rm)
+		r32, fl = fpu.FMA32(unbox(a), unbox(b), unbox(f[d.rs3&31]), k >= 2, k == 1 || k == 3, rm)
 	case opFCVTSD:
 		r32, fl = fpu.F64ToF32(a, rm)
 	case opFCVTSW:
@@ -176,7 +176,7 @@ func (h *Hart) execFP(d *inst) bool {
 		r, fl = fpu.Sqrt64(a, rm)
 	case opFMADDD, opFMSUBD, opFNMSUBD, opFNMADDD:
 		k := d.op - opFMADDD
-		r, fl = fpu.FMA64(a, b, f[d.rs3], k >= 2, k == 1 || k == 3, rm)
+		r, fl = fpu.FMA64(a, b, f[d.rs3&31], k >= 2, k == 1 || k == 3, rm)
 	case opFCVTDW:
 		r, fl = fpu.I32ToF64(xs, rm)
 	case opFCVTDWU:

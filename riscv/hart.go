@@ -96,7 +96,12 @@ type Hart struct {
 	// takeable (a line, mie, mstatus, privilege); the run loop evaluates
 	// interrupts only then, not before every instruction.
 	checkIRQ bool
+	// attention is set with checkIRQ or halted, so the run loop tests one
+	// flag per instruction instead of two.
+	attention bool
 }
+
+func (h *Hart) needIRQCheck() { h.checkIRQ, h.attention = true, true }
 
 // New returns a hart in its reset state, executing from resetPC in M-mode,
 // with RAM of len(ram) bytes at physical address ramBase.
@@ -122,7 +127,7 @@ func (h *Hart) Reset(pc uint64) {
 	h.mmu.flush()
 	h.decoded.flushAll()
 	h.updateKey()
-	h.checkIRQ = true
+	h.needIRQCheck()
 }
 
 // SetInterrupt drives an interrupt-pending line (one of the Int* bits) from
@@ -136,11 +141,11 @@ func (h *Hart) SetInterrupt(bit uint, level bool) {
 		h.csr.lines &^= m
 	}
 	h.csr.updateMIP()
-	h.checkIRQ = true
+	h.needIRQCheck()
 }
 
 // Halt makes the current Run return StopHalt after the current instruction.
-func (h *Hart) Halt() { h.halted = true }
+func (h *Hart) Halt() { h.halted, h.attention = true, true }
 
 // Waiting reports whether the hart is stalled in WFI.
 func (h *Hart) Waiting() bool { return h.waiting }
@@ -176,6 +181,7 @@ func (h *Hart) ClearDirty() {
 // interrupt pending, or it is halted.
 func (h *Hart) Run(limit uint64) StopReason {
 	h.halted = false
+	h.attention = h.checkIRQ
 	if h.waiting {
 		if h.csr.mip&h.csr.mie == 0 {
 			return StopIdle
@@ -202,7 +208,7 @@ func (h *Hart) SetMachineCSR(n uint32, v uint64) bool {
 	ok := h.writeCSR(n, v)
 	h.Priv = saved
 	h.updateKey()
-	h.checkIRQ = true
+	h.needIRQCheck()
 	return ok
 }
 

@@ -73,6 +73,6 @@ func (h *Hart) SetState(s State) error {
 	h.mmu.flush()
 	h.decoded.flushAll()
 	h.updateKey()
-	h.checkIRQ = true
+	h.needIRQCheck()
 	return nil
 }

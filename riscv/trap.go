@@ -76,7 +76,7 @@ func (h *Hart) setPriv(p uint8) {
 		h.mmu.flushFetch()
 	}
 	h.updateKey()
-	h.checkIRQ = true
+	h.needIRQCheck()
 }
 
 // pendingInterrupt returns the interrupt to take now, or 0 (interrupt
