@@ -480,3 +480,147 @@ func TestDiffQEMUInteger(t *testing.T) {
 		})
 	}
 }
+
+var fpDoubles = []uint64{
+	0, 1 << 63, 0x3ff0000000000000, 0xbff0000000000000, 0x3ff8000000000000, 0x4000000000000000,
+	0x3fb999999999999a, 0x3fd5555555555555, 0x4340000000000000, 0x43e0000000000000, 0xc3e0000000000000,
+	0x43f0000000000000, 0x41dfffffffc00000, 0x41e0000000000000, 0xc1e0000000000000, 0x41efffffffe00000,
+	0x0000000000000001, 0x000fffffffffffff, 0x0010000000000000, 0x7fefffffffffffff, 0xffefffffffffffff,
+	0x7ff0000000000000, 0xfff0000000000000, 0x7ff8000000000000, 0x7ff0000000000001, 0xfff8000000000123,
+	0x3ff0000000000001, 0x3fefffffffffffff, 0x4330000000000001, 0x3fe0000000000000, 0xbfe0000000000000,
+	0x3ff4000000000000, 0xc004000000000000, 0x36a0000000000000, 0x3810000000000000, 0x47efffffe0000000,
+}
+
+var fpSingles = []uint32{
+	0, 0x80000000, 0x3f800000, 0xbf800000, 0x3fc00000, 0x40000000, 0x3dcccccd, 0x3eaaaaab,
+	0x4b800000, 0x5f000000, 0xdf000000, 0x5f800000, 0x4effffff, 0x4f000000, 0xcf000000, 0x4f7fffff,
+	0x00000001, 0x007fffff, 0x00800000, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
+	0x7f800001, 0xffc00123, 0x3f800001, 0x3f7fffff, 0x3f000000, 0xbf000000, 0x3fa00000, 0xc0200000,
+}
+
+// fpValue returns an FP register value: a double, a NaN-boxed single, an
+// improperly boxed single, or random bits.
+func (g *gen) fpValue() uint64 {
+	switch g.r.Intn(10) {
+	case 0, 1, 2, 3:
+		return fpDoubles[g.r.Intn(len(fpDoubles))]
+	case 4, 5, 6, 7:
+		return 0xffffffff00000000 | uint64(fpSingles[g.r.Intn(len(fpSingles))])
+	case 8:
+		return uint64(fpSingles[g.r.Intn(len(fpSingles))]) // not boxed
+	}
+	if g.r.Intn(2) == 0 {
+		return 0xffffffff00000000 | uint64(g.r.Uint32())
+	}
+	return g.r.Uint64()
+}
+
+func (g *gen) freg() string { return fmt.Sprintf("f%d", g.r.Intn(32)) }
+func (g *gen) xdst() string { return fmt.Sprintf("x%d", 10+g.r.Intn(21)) }
+func (g *gen) rm() string {
+	return []string{"rne", "rtz", "rdn", "rup", "rmm", "dyn"}[g.r.Intn(6)]
+}
+
+// fpInsn emits one random F/D instruction, then folds fflags into x31 and
+// clears them, so the flags of every instruction count.
+func (g *gen) fpInsn() {
+	p := []string{".s", ".d"}[g.r.Intn(2)]
+	switch g.r.Intn(14) {
+	case 0, 1, 2:
+		ops := []string{"fadd", "fsub", "fmul", "fdiv"}
+		g.emit("%s%s %s, %s, %s, %s", ops[g.r.Intn(4)], p, g.freg(), g.freg(), g.freg(), g.rm())
+	case 3:
+		g.emit("fsqrt%s %s, %s, %s", p, g.freg(), g.freg(), g.rm())
+	case 4, 5:
+		ops := []string{"fmadd", "fmsub", "fnmsub", "fnmadd"}
+		g.emit("%s%s %s, %s, %s, %s, %s", ops[g.r.Intn(4)], p, g.freg(), g.freg(), g.freg(), g.freg(), g.rm())
+	case 6:
+		ops := []string{"fmin", "fmax", "fsgnj", "fsgnjn", "fsgnjx"}
+		g.emit("%s%s %s, %s, %s", ops[g.r.Intn(5)], p, g.freg(), g.freg(), g.freg())
+	case 7:
+		if g.r.Intn(2) == 0 {
+			g.emit("fcvt.s.d %s, %s, %s", g.freg(), g.freg(), g.rm())
+		} else {
+			g.emit("fcvt.d.s %s, %s", g.freg(), g.freg())
+		}
+	case 8, 9:
+		it := []string{"w", "wu", "l", "lu"}[g.r.Intn(4)]
+		g.emit("fcvt.%s%s %s, %s, %s", it, p, g.xdst(), g.freg(), g.rm())
+	case 10:
+		it := []string{"w", "wu", "l", "lu"}[g.r.Intn(4)]
+		x := g.xdst()
+		g.emit("li %s, %#x", x, g.value())
+		if p == ".d" && (it == "w" || it == "wu") { // exact: no rm operand
+			g.emit("fcvt%s.%s %s, %s", p, it, g.freg(), x)
+		} else {
+			g.emit("fcvt%s.%s %s, %s, %s", p, it, g.freg(), x, g.rm())
+		}
+	case 11:
+		ops := []string{"feq", "flt", "fle", "fclass"}
+		op := ops[g.r.Intn(4)]
+		if op == "fclass" {
+			g.emit("fclass%s %s, %s", p, g.xdst(), g.freg())
+		} else {
+			g.emit("%s%s %s, %s, %s", op, p, g.xdst(), g.freg(), g.freg())
+		}
+	case 12:
+		if p == ".s" {
+			g.emit("fmv.x.w %s, %s", g.xdst(), g.freg())
+		} else {
+			g.emit("fmv.x.d %s, %s", g.xdst(), g.freg())
+		}
+	default:
+		x := g.xdst()
+		g.emit("li %s, %#x", x, g.fpValue())
+		if g.r.Intn(2) == 0 {
+			g.emit("fmv.w.x %s, %s", g.freg(), x)
+		} else {
+			g.emit("fmv.d.x %s, %s", g.freg(), x)
+		}
+	}
+	g.emit("csrrw x5, fflags, zero")
+	g.emit("slli x6, x31, 5")
+	g.emit("add x31, x31, x6")
+	g.emit("xor x31, x31, x5")
+}
+
+// genFPProgram returns the body of a random F/D program.
+func genFPProgram(seed int64, n int) string {
+	g := &gen{r: rand.New(rand.NewSource(seed))}
+	g.b.WriteString("\t.text\nbody:\n")
+	g.emit("la x9, buf")
+	g.emit("la x2, buf")
+	for i := 0; i < 32; i++ {
+		g.emit("li x5, %#x", g.fpValue())
+		g.emit("fmv.d.x f%d, x5", i)
+	}
+	for _, r := range genRegs {
+		g.emit("li x%d, 0", r)
+	}
+	g.emit("csrwi frm, %d", g.r.Intn(5))
+	for i := 0; i < n; i++ {
+		g.fpInsn()
+	}
+	g.emit("j dump")
+	return g.b.String()
+}
+
+func TestDiffQEMUFloat(t *testing.T) {
+	qemuPath(t)
+	crossTool(t, "gcc")
+	seeds := 6
+	n := 2000
+	if testing.Short() {
+		seeds, n = 2, 500
+	}
+	for seed := int64(1); seed <= int64(seeds); seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			body := genFPProgram(seed, n)
+			elf, image := buildGenerated(t, body)
+			want := runQEMU(t, elf)
+			got := runHTIF(t, elf, image, 10_000_000)
+			compareDumps(t, body, want, got)
+		})
+	}
+}
