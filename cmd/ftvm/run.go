@@ -5,11 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/netdev"
 	"ftvm/machine"
 )
 
@@ -75,10 +78,29 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		}
 		cfg.Disk, cfg.DiskReadOnly = d, f.diskRO
 	}
-	if f.net != "" {
-		return cfg, errors.New("-net: network backends are not wired yet")
-	}
 	return cfg, nil
+}
+
+// openNet opens the -net backend and attaches it to cfg.
+func (f *vmFlags) openNet(cfg *machine.Config) (netdev.Backend, error) {
+	if f.net == "" {
+		return nil, nil
+	}
+	mac, err := net.ParseMAC(f.mac)
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("-mac %q: not a 48-bit MAC address", f.mac)
+	}
+	kind, name, _ := strings.Cut(f.net, ":")
+	if kind != "tap" || name == "" {
+		return nil, fmt.Errorf("-net %q: want tap:NAME", f.net)
+	}
+	be, err := netdev.OpenTAP(name)
+	if err != nil {
+		return nil, fmt.Errorf("-net: %w", err)
+	}
+	cfg.Net = true
+	copy(cfg.MAC[:], mac)
+	return be, nil
 }
 
 func cmdRun(args []string) error {
@@ -101,6 +123,14 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	nb, err := vf.openNet(&cfg)
+	if err != nil {
+		return err
+	}
+	if nb != nil {
+		defer nb.Close()
+		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
+	}
 	out := bufio.NewWriter(os.Stdout)
 	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
 	m, err := machine.New(cfg)
@@ -116,14 +146,14 @@ func cmdRun(args []string) error {
 		input = host.ReadInput(os.Stdin)
 	}
 	start := time.Now()
-	reason := runLoop(m, loopOptions{input: input, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+	reason := runLoop(m, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { out.Flush() }})
 	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
 		out.Flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
 		if m, err = machine.New(cfg); err != nil {
 			return err
 		}
-		reason = runLoop(m, loopOptions{input: input, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+		reason = runLoop(m, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { out.Flush() }})
 	}
 	out.Flush()
 	elapsed := time.Since(start)
@@ -148,6 +178,7 @@ const slice = 1 << 21
 // time.
 type loopOptions struct {
 	input    <-chan []byte // console input, nil for none
+	net      netdev.Backend // frames for the guest, nil for none
 	maxInsns uint64        // 0: no limit
 	flush    func()        // called after each slice (console output)
 	done     func() bool   // optional: stop when it returns true
@@ -191,6 +222,15 @@ func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
 			n, _ := m.Deliver(machine.ConsoleInput{Data: pending})
 			pending = pending[n:]
 		}
+		if o.net != nil {
+			for {
+				frame, ok := o.net.TryReceive()
+				if !ok {
+					break
+				}
+				m.Deliver(machine.NetReceive{Frame: frame})
+			}
+		}
 		switch r {
 		case machine.StopPowerOff, machine.StopReboot:
 			return r
@@ -209,7 +249,11 @@ func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
 			if dl != ^uint64(0) {
 				wait = time.Duration(dl-now) * (1e9 / machine.TimebaseHz)
 			}
-			if len(pending) > 0 || (input == nil && dl == ^uint64(0)) {
+			var netReady <-chan struct{}
+			if o.net != nil {
+				netReady = o.net.Ready()
+			}
+			if len(pending) > 0 || (input == nil && netReady == nil && dl == ^uint64(0)) {
 				if dl == ^uint64(0) {
 					return r // nothing can ever wake the guest
 				}
@@ -224,6 +268,7 @@ func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
 				} else {
 					input = nil
 				}
+			case <-netReady:
 			case <-t.C:
 			}
 			t.Stop()
