@@ -340,8 +340,8 @@ func (h *Hart) writeCSR(n uint32, v uint64) bool {
 	case csrMcycle:
 		c.cycleOff = v - h.Instret
 	case csrMinstret:
-		// The write happens before this instruction retires, so the
-		// value read back next is v + 1 (privileged spec 3.1.11).
+		// The write replaces this instruction's own increment: the
+		// next instruction reads v (unprivileged spec, Zicsr).
 		c.instretOff = v - h.Instret - 1
 	case csrTselect, csrTdata1:
 	default:

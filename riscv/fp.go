@@ -123,11 +123,11 @@ func (h *Hart) execFP(d *inst) bool {
 		return h.setF(d.rd, box(uint32(x[d.rs1&31])), 0)
 	case opFMVDX:
 		return h.setF(d.rd, x[d.rs1&31], 0)
-	case opFCVTDS:
-		r, fl := fpu.F32ToF64(unbox(a))
-		return h.setF(d.rd, r, fl)
 	}
 
+	// Every instruction with an rm field decodes it, even the exact
+	// FCVT.D.S: a reserved or invalid dynamic mode is illegal
+	// (unprivileged spec 13.2 and 13.5).
 	rm := uint8(d.rm)
 	if rm == 7 {
 		rm = uint8(c.frm)
@@ -135,6 +135,10 @@ func (h *Hart) execFP(d *inst) bool {
 	if rm > fpu.RMM {
 		h.illegal(d)
 		return false
+	}
+	if d.op == opFCVTDS {
+		r, fl := fpu.F32ToF64(unbox(a))
+		return h.setF(d.rd, r, fl)
 	}
 	xs := x[d.rs1&31]
 	var r uint64

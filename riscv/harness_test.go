@@ -116,3 +116,5 @@ func dumpHart(h *Hart) string {
 	}
 	return b.String()
 }
+
+func timeAfter(seconds int) <-chan time.Time { return time.After(time.Duration(seconds) * time.Second) }

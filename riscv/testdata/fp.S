@@ -167,6 +167,24 @@ _start:
 	.word 0x02a55553	/* fadd.d fa0, fa0, fa0 with rm = 5 */
 1:	CHECK(s2, 2)
 
+	/* widening conversions are exact but still decode rm like any other
+	   instruction (unprivileged spec 13.5): rm 5 is reserved, and DYN
+	   with an invalid frm is illegal */
+	fcvt.d.s fa1, fa0
+	EXPECT_TRAP(1f)
+	.word 0x42055553	/* fcvt.d.s fa0, fa0 with rm = 5 */
+1:	CHECK(s2, 2)
+	li a0, 6
+	csrw frm, a0
+	EXPECT_TRAP(1f)
+	.word 0x42057553	/* fcvt.d.s fa0, fa0, dyn */
+1:	CHECK(s2, 2)
+	EXPECT_TRAP(1f)
+	.word 0xd2057553	/* fcvt.d.w fa0, a0, dyn */
+1:	CHECK(s2, 2)
+	csrw frm, zero
+	.word 0x42057553	/* fine with a valid frm */
+
 	/* fflags accrue until cleared; fcsr combines frm and fflags */
 	csrw fflags, zero
 	li a0, 0x3ff0000000000000	/* 1.0 */
