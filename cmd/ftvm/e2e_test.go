@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"ftvm/host"
+)
+
+// buildBinaries compiles ftvm and the workload tool (for the host side) once.
+func buildBinaries(t *testing.T) (ftvm, workload string) {
+	t.Helper()
+	dir := t.TempDir()
+	ftvm, workload = filepath.Join(dir, "ftvm"), filepath.Join(dir, "workload")
+	for pkg, out := range map[string]string{".": ftvm, "../../guest/cmd/workload": workload} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return ftvm, workload
+}
+
+func require(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
+		t.Fatalf("missing %s", what)
+	}
+	t.Skipf("missing %s", what)
+}
+
+func requireGuest(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(host.GuestDir(), "initramfs.cpio")); err != nil {
+		require(t, "the default guest (scripts/build-guest.sh)")
+	}
+}
+
+// netns creates a private network namespace with a TAP device for the guest
+// (the host side is 10.0.2.2/24) and removes it when the test ends. No
+// traffic leaves it.
+func netns(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		require(t, "root (network namespaces)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		require(t, "iproute2")
+	}
+	ns := fmt.Sprintf("ftvm-e2e-%d", os.Getpid())
+	run := func(args ...string) {
+		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, b)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
+	run("-n", ns, "addr", "add", "10.0.2.2/24", "dev", "tap0")
+	run("-n", ns, "link", "set", "tap0", "up")
+	run("-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// console is a running `ftvm run` with its console on pipes.
+type console struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	out   strings.Builder
+	lines chan string
+	done  chan struct{}
+}
+
+func startVM(t *testing.T, argv ...string) *console {
+	t.Helper()
+	c := &console{cmd: exec.Command(argv[0], argv[1:]...), lines: make(chan string, 1024), done: make(chan struct{})}
+	c.stdin, _ = c.cmd.StdinPipe()
+	pr, pw := io.Pipe()
+	c.cmd.Stdout, c.cmd.Stderr = pw, pw
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.out.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+			select {
+			case c.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { c.cmd.Wait(); pw.Close(); close(c.done) }()
+	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+func (c *console) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+// waitFor waits for a console line containing s.
+func (c *console) waitFor(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-c.lines:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q on the console within %v; output:\n%s", s, timeout, c.output())
+		case <-c.done:
+			t.Fatalf("ftvm exited before printing %q; output:\n%s", s, c.output())
+		}
+	}
+}
+
+func (c *console) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		t.Fatalf("ftvm did not exit within %v; output:\n%s", timeout, c.output())
+	}
+}
+
+// TestServeOverTAP boots the default guest with a disk and a TAP NIC, drives
+// its key-value server from the host side of the TAP, powers it off from the
+// console, boots it again on the same disk and checks the data survived.
+func TestServeOverTAP(t *testing.T) {
+	requireGuest(t)
+	ns := netns(t)
+	ftvm, workload := buildBinaries(t)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inNS := func(args ...string) []string { return append([]string{"ip", "netns", "exec", ns}, args...) }
+	kv := func(args ...string) string {
+		t.Helper()
+		argv := inNS(append([]string{workload}, args...)...)
+		b, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("workload %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+
+	vm := startVM(t, inNS(ftvm, "run", "-net", "tap:tap0", "-disk", disk)...)
+	vm.waitFor(t, "listening on", 60*time.Second)
+	t.Log(strings.TrimSpace(kv("kv", "-addr", "10.0.2.15:6379", "-n", "50")))
+	fmt.Fprintln(vm.stdin, "echo hello-from-the-host")
+	vm.waitFor(t, "= hello-from-the-host", 30*time.Second)
+	fmt.Fprintln(vm.stdin, "poweroff")
+	vm.wait(t, 60*time.Second)
+	if out := vm.output(); !strings.Contains(out, "ftvm: poweroff after") || !strings.Contains(out, "state digest") {
+		t.Fatalf("no exit summary; output:\n%s", out)
+	}
+
+	// Second boot on the same disk: the server replays its log.
+	vm = startVM(t, inNS(ftvm, "run", "-net", "tap:tap0", "-disk", disk)...)
+	vm.waitFor(t, "listening on", 60*time.Second)
+	if !strings.Contains(vm.output(), "50 records replayed") {
+		t.Errorf("the second boot did not replay the 50 writes; output:\n%s", vm.output())
+	}
+	fmt.Fprintln(vm.stdin, "poweroff")
+	vm.wait(t, 60*time.Second)
+}
+
+// TestRunELF runs a bare-metal program through the command line: the exit
+// status follows the program's HTIF report.
+func TestRunELF(t *testing.T) {
+	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
+	if err != nil {
+		require(t, "riscv64-linux-gnu-gcc")
+	}
+	ftvm, _ := buildBinaries(t)
+	for _, code := range []int{0, 3} {
+		elf := filepath.Join(t.TempDir(), "p.elf")
+		src := "../../machine/testdata/"
+		if b, err := exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
+			"-T", src+"link.ld", fmt.Sprintf("-DEXIT_CODE=%d", code), "-o", elf, src+"htif.S").CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, b)
+		}
+		out, err := exec.Command(ftvm, "run", elf).CombinedOutput()
+		got := 0
+		if e, ok := err.(*exec.ExitError); ok {
+			got = e.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if code != 0 {
+			want = 1
+		}
+		if got != want || !strings.Contains(string(out), "hello from htif") {
+			t.Errorf("program exiting %d: ftvm exit status %d (want %d), output:\n%s", code, got, want, out)
+		}
+	}
+}
