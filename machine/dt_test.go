@@ -1,0 +1,79 @@
+package machine
+
+import (
+	"bytes"
+	"testing"
+
+	"ftvm/fdt"
+)
+
+type memDisk struct{ b []byte }
+
+func (d *memDisk) ReadAt(p []byte, off int64) (int, error)  { return copy(p, d.b[off:]), nil }
+func (d *memDisk) WriteAt(p []byte, off int64) (int, error) { return copy(d.b[off:], p), nil }
+func (d *memDisk) Flush() error                             { return nil }
+func (d *memDisk) Size() int64                              { return int64(len(d.b)) }
+
+// fakeKernel is the smallest thing bootLinux accepts: an Image header.
+func fakeKernel() []byte {
+	k := make([]byte, 4096)
+	copy(k[0x30:], "RISCV\x00\x00\x00")
+	return k
+}
+
+// TestDeviceTreeDescribesMachine parses the generated blob back and checks
+// it describes exactly the devices the machine has.
+func TestDeviceTreeDescribesMachine(t *testing.T) {
+	for _, withDisk := range []bool{false, true} {
+		cfg := Config{MemoryMiB: 64, Kernel: fakeKernel(), Initrd: bytes.Repeat([]byte{1}, 5000), Cmdline: "console=ttyS0 x=1", Net: true}
+		if withDisk {
+			cfg.Disk = &memDisk{make([]byte, 1<<20)}
+		}
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := fdt.Parse(m.dtb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := root.Find("/memory@80000000")
+		if mem == nil {
+			t.Fatal("no /memory node")
+		}
+		if reg, _ := mem.Prop("reg").U64s(); len(reg) != 2 || reg[0] != RAMBase || reg[1] != 64<<20 {
+			t.Errorf("memory reg = %#x", reg)
+		}
+		if s, _ := root.Find("/chosen").Prop("bootargs").StringValue(); s != "console=ttyS0 x=1" {
+			t.Errorf("bootargs = %q", s)
+		}
+		start, _ := root.Find("/chosen").Prop("linux,initrd-start").U64s()
+		end, _ := root.Find("/chosen").Prop("linux,initrd-end").U64s()
+		if len(start) != 1 || len(end) != 1 || end[0]-start[0] != 5000 || !bytes.Equal(m.ram[start[0]-RAMBase:end[0]-RAMBase], cfg.Initrd) {
+			t.Errorf("initrd range %#x-%#x does not hold the initrd", start, end)
+		}
+		if isa, _ := root.Find("/cpus/cpu@0").Prop("riscv,isa").StringValue(); isa != "rv64imafdc_zicsr_zifencei" {
+			t.Errorf("riscv,isa = %q", isa)
+		}
+		var virtio []string
+		for _, c := range root.Find("/soc").Children {
+			if p := c.Prop("compatible"); p != nil {
+				if s, _ := p.StringValue(); s == "virtio,mmio" {
+					virtio = append(virtio, c.Name)
+				}
+			}
+		}
+		want := []string{"virtio_mmio@10001000"}
+		if withDisk {
+			want = append(want, "virtio_mmio@10002000")
+		}
+		if len(virtio) != len(want) || virtio[0] != want[0] {
+			t.Errorf("virtio nodes %v, want %v", virtio, want)
+		}
+		for _, n := range []string{"/soc/serial@10000000", "/soc/plic@c000000", "/soc/clint@2000000", "/soc/test@100000", "/soc/poweroff", "/soc/reboot"} {
+			if root.Find(n) == nil {
+				t.Errorf("missing %s", n)
+			}
+		}
+	}
+}
