@@ -81,10 +81,11 @@ const (
 	StopIdle                       // the guest waits for an external event and has no timer armed
 	StopPowerOff                   // the guest powered off (or the bare-metal program exited)
 	StopReboot                     // the guest asked for a reboot
+	StopLockup                     // the hart is stuck in a trap loop (its trap vector faults)
 )
 
 func (r StopReason) String() string {
-	return [...]string{"limit", "idle", "poweroff", "reboot"}[r]
+	return [...]string{"limit", "idle", "poweroff", "reboot", "lockup (trap loop)"}[r]
 }
 
 // Machine is one ftvm virtual machine.
@@ -219,6 +220,10 @@ func (m *Machine) Run(until uint64) StopReason {
 		}
 		r := h.Run(limit)
 		m.clint.Update()
+		if r == riscv.StopLockup {
+			m.stopped, m.stop = true, StopLockup
+			break
+		}
 		if r == riscv.StopHalt && !m.stopped {
 			if m.paused {
 				m.paused = false

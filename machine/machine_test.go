@@ -85,3 +85,20 @@ func TestBadImages(t *testing.T) {
 		}
 	}
 }
+
+// TestLockup: a bare-metal program whose trap vector faults must stop the
+// machine, not hang the host.
+func TestLockup(t *testing.T) {
+	// An ELF whose only instruction is illegal and whose mtvec is 0 (reset
+	// value, outside RAM): every trap faults again.
+	m, err := New(Config{MemoryMiB: 16, ELF: crossCompile(t, "lockup.S")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Run(1e6); r != StopLockup {
+		t.Fatalf("stopped with %v, want lockup", r)
+	}
+	if r := m.Run(2e6); r != StopLockup {
+		t.Fatalf("second Run: %v, want lockup", r)
+	}
+}

@@ -324,7 +324,8 @@ func (h *Hart) writeCSR(n uint32, v uint64) bool {
 	case csrMenvcfg:
 		c.menvcfg = v & 1
 	case csrMcountinhibit:
-		c.mcountinh = v & 0xfffffffd
+		// WARL, hardwired to zero: the counters always count (the cycle
+		// and instret counters are the machine's notion of progress).
 	case csrMscratch:
 		c.mscratch = v
 	case csrMepc:

@@ -101,6 +101,9 @@ func (h *Hart) run(limit uint64) StopReason {
 		if h.attention {
 			h.attention = false
 			if h.halted {
+				if h.lockedUp {
+					return StopLockup
+				}
 				return StopHalt
 			}
 			if h.checkIRQ {

@@ -43,6 +43,7 @@ const (
 	StopLimit StopReason = iota // the instruction count reached the limit
 	StopIdle                    // the hart is in WFI with no interrupt pending
 	StopHalt                    // Halt was called (by an ecall hook or device access)
+	StopLockup                  // traps keep firing with no instruction retiring (e.g. the trap vector faults)
 )
 
 func (r StopReason) String() string {
@@ -53,6 +54,8 @@ func (r StopReason) String() string {
 		return "idle"
 	case StopHalt:
 		return "halt"
+	case StopLockup:
+		return "lockup"
 	}
 	return "unknown"
 }
@@ -96,6 +99,13 @@ type Hart struct {
 	// takeable (a line, mie, mstatus, privilege); the run loop evaluates
 	// interrupts only then, not before every instruction.
 	checkIRQ bool
+	// Lockup detection: trapRun counts traps taken at instruction count
+	// trapAt. A guest whose trap vector itself faults traps forever without
+	// retiring anything; past lockupTraps the hart stops for good.
+	trapAt   uint64
+	trapRun  int
+	lockedUp bool
+
 	// attention is set with checkIRQ or halted, so the run loop tests one
 	// flag per instruction instead of two.
 	attention bool
@@ -124,6 +134,7 @@ func (h *Hart) Reset(pc uint64) {
 	h.resValid = false
 	h.waiting = false
 	h.halted = false
+	h.lockedUp, h.trapRun = false, 0
 	h.mmu.flush()
 	h.decoded.flushAll()
 	h.updateKey()
@@ -146,6 +157,9 @@ func (h *Hart) SetInterrupt(bit uint, level bool) {
 
 // Halt makes the current Run return StopHalt after the current instruction.
 func (h *Hart) Halt() { h.halted, h.attention = true, true }
+
+// LockedUp reports whether the hart has stopped in a trap loop.
+func (h *Hart) LockedUp() bool { return h.lockedUp }
 
 // Waiting reports whether the hart is stalled in WFI.
 func (h *Hart) Waiting() bool { return h.waiting }
@@ -180,6 +194,9 @@ func (h *Hart) ClearDirty() {
 // Run executes until Instret reaches limit, the hart idles in WFI with no
 // interrupt pending, or it is halted.
 func (h *Hart) Run(limit uint64) StopReason {
+	if h.lockedUp {
+		return StopLockup
+	}
 	h.halted = false
 	h.attention = h.checkIRQ
 	if h.waiting {

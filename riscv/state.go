@@ -60,6 +60,7 @@ func (h *Hart) SetState(s State) error {
 		return errors.New("hart state: invalid fcsr")
 	}
 	h.X, h.F, h.PC, h.Priv, h.Instret = s.X, s.F, s.PC, s.Priv, s.Instret
+	h.lockedUp, h.trapRun = false, 0
 	h.waiting, h.resValid, h.resAddr = s.Waiting, s.ResValid, s.ResAddr
 	c := &h.csr
 	c.mstatus, c.medeleg, c.mideleg, c.mie = s.Mstatus, s.Medeleg&delegableExceptions, s.Mideleg&sInterrupts, s.Mie&allInterrupts

@@ -18,12 +18,24 @@ const (
 	causeStorePage       = 15
 
 	interruptBit = 1 << 63
+
+	// lockupTraps is how many traps may be taken in a row without an
+	// instruction retiring. A real handler retires its first instruction;
+	// only a faulting trap vector gets near this.
+	lockupTraps = 64
 )
 
 // trap enters the trap handler for cause (an exception, or an interrupt
 // when cause has interruptBit set) with trap value tval, at h.PC.
 // Privileged spec 3.1.6-3.1.8 and 4.1.1.
 func (h *Hart) trap(cause, tval uint64) {
+	if h.Instret != h.trapAt {
+		h.trapAt, h.trapRun = h.Instret, 0
+	}
+	if h.trapRun++; h.trapRun > lockupTraps {
+		h.lockedUp = true
+		h.Halt()
+	}
 	c := &h.csr
 	code := cause &^ interruptBit
 	deleg := c.medeleg

@@ -1,0 +1,4 @@
+	.section .text.init
+	.globl _start
+_start:
+	.word 0
