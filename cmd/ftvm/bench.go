@@ -60,7 +60,7 @@ func cmdBench(args []string) error {
 	}
 
 	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
-	const cpuArgs = "console=ttyS0 earlycon=sbi ftvm.mode=cpubench"
+	const cpuArgs = "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=50"
 	var fBoot, qBoot, fIPS, qIPS []float64
 	for i := 0; i < *runs; i++ {
 		fmt.Fprintf(os.Stderr, "bench: run %d/%d\n", i+1, *runs)
