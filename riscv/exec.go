@@ -120,20 +120,24 @@ func (h *Hart) run(limit uint64) StopReason {
 		var d *inst
 		if pc>>pageShift<<1|1 == m.fetchTag {
 			d = &m.fetchPage.insts[pc&(pageSize-1)>>1]
-			if d.op == opNone {
-				h.decodeSlot(d, pc)
-			}
 		} else if d = h.fetch(); d == nil {
 			continue
 		}
-		if d.op == opCross {
+	dispatch:
+		next := pc + uint64(d.size)
+		// Undecoded slots and page-straddling instructions are cases of
+		// the switch, not tests before it, so the common path pays for
+		// one indirect jump only.
+		switch d.op {
+		case opNone:
+			h.decodeSlot(d, pc)
+			goto dispatch
+		case opCross:
 			if !h.fetchCross(pc, &cross) {
 				continue
 			}
 			d = &cross
-		}
-		next := pc + uint64(d.size)
-		switch d.op {
+			goto dispatch
 		case opLUI:
 			x[d.rd&31] = uint64(d.imm)
 		case opAUIPC:
@@ -410,7 +414,7 @@ func (h *Hart) run(limit uint64) StopReason {
 			old := binary.LittleEndian.Uint64(h.ram[off:])
 			binary.LittleEndian.PutUint64(h.ram[off:], amo(d.op-opAMOSWAPD, old, x[d.rs2&31]))
 			x[d.rd&31] = old
-		case opIllegal, opNone:
+		case opIllegal:
 			h.illegal(d)
 			continue
 		default:
