@@ -63,6 +63,8 @@ fi
 GO=$(command -v go || true)
 if [[ -z $GO && -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go; fi
 [[ -n $GO ]] || die "go not found (expected in PATH or /usr/local/go/bin)"
+# mkinitramfs runs `go build` itself.
+export PATH="$(dirname "$GO"):$PATH"
 
 # --- 2. Kernel (cached) -------------------------------------------------------
 SRC_VERSION=$(dpkg-query -W -f='${Version}' "$SRC_PKG")

@@ -59,22 +59,38 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 // Dir adds a directory. Parents are not created implicitly: the kernel does
 // not need them to exist first, but listing them keeps the archive explicit.
 func (w *Writer) Dir(name string, perm fs.FileMode) error {
-	return w.entry(name, TypeDir|uint32(perm.Perm()), 2, 0, 0, nil)
+	return w.entry(name, TypeDir|unixPerm(perm), 2, 0, 0, nil)
 }
 
 // File adds a regular file with the given contents.
 func (w *Writer) File(name string, perm fs.FileMode, data []byte) error {
-	return w.entry(name, TypeFile|uint32(perm.Perm()), 1, 0, 0, data)
+	return w.entry(name, TypeFile|unixPerm(perm), 1, 0, 0, data)
 }
 
 // CharDev adds a character device node, e.g. /dev/console is (5, 1).
 func (w *Writer) CharDev(name string, perm fs.FileMode, major, minor uint32) error {
-	return w.entry(name, TypeChar|uint32(perm.Perm()), 1, major, minor, nil)
+	return w.entry(name, TypeChar|unixPerm(perm), 1, major, minor, nil)
 }
 
 // Symlink adds a symbolic link name -> target.
 func (w *Writer) Symlink(name, target string) error {
 	return w.entry(name, TypeSymlink|0o777, 1, 0, 0, []byte(target))
+}
+
+// unixPerm converts permission, setuid, setgid and sticky bits from Go's
+// representation to the st_mode one.
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
 }
 
 // Close writes the trailer entry. It does not close the underlying writer.

@@ -3,6 +3,7 @@ package cpio
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ func buildSample(t *testing.T) []byte {
 		w.CharDev("/dev/console", 0o600, 5, 1),
 		w.CharDev("dev/null", 0o666, 1, 3),
 		w.Dir("bin", 0o755),
+		w.Dir("tmp", 0o777|fs.ModeSticky),
 		w.File("init", 0o755, []byte("#!hello\n")),
 		w.File("bin/empty", 0o644, nil),
 		w.File("bin/odd", 0o644, []byte("abcde")), // length not a multiple of 4
@@ -47,6 +49,7 @@ func TestRoundTrip(t *testing.T) {
 		{"dev/console", TypeChar | 0o600, 5, 1, "", ""},
 		{"dev/null", TypeChar | 0o666, 1, 3, "", ""},
 		{"bin", TypeDir | 0o755, 0, 0, "", ""},
+		{"tmp", TypeDir | 0o1777, 0, 0, "", ""},
 		{"init", TypeFile | 0o755, 0, 0, "#!hello\n", ""},
 		{"bin/empty", TypeFile | 0o644, 0, 0, "", ""},
 		{"bin/odd", TypeFile | 0o644, 0, 0, "abcde", ""},
@@ -100,7 +103,7 @@ func TestSystemCpio(t *testing.T) {
 		t.Fatalf("cpio -it: %v\n%s", err, out)
 	}
 	got := strings.Fields(string(out))
-	want := []string{"dev", "dev/console", "dev/null", "bin", "init", "bin/empty", "bin/odd", "sbin"}
+	want := []string{"dev", "dev/console", "dev/null", "bin", "tmp", "init", "bin/empty", "bin/odd", "sbin"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("cpio -it listed %q, want %q", got, want)
 	}
