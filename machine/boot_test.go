@@ -13,16 +13,22 @@ import (
 // defaultGuest loads the default guest built by scripts/build-guest.sh.
 func defaultGuest(t *testing.T) (kernel, initrd []byte) {
 	t.Helper()
-	dir := host.GuestDir()
-	k, err := os.ReadFile(filepath.Join(dir, "Image"))
+	k, i, err := loadDefaultGuest()
 	if err != nil {
-		requireTool(t, "the default guest (run scripts/build-guest.sh)")
-	}
-	i, err := os.ReadFile(filepath.Join(dir, "initramfs.cpio"))
-	if err != nil {
-		requireTool(t, "the default guest's initramfs (run scripts/build-guest.sh)")
+		requireTool(t, "the default guest (run scripts/build-guest.sh): "+err.Error())
 	}
 	return k, i
+}
+
+func loadDefaultGuest() (kernel, initrd []byte, err error) {
+	dir := host.GuestDir()
+	if kernel, err = os.ReadFile(filepath.Join(dir, "Image")); err != nil {
+		return nil, nil, err
+	}
+	if initrd, err = os.ReadFile(filepath.Join(dir, "initramfs.cpio")); err != nil {
+		return nil, nil, err
+	}
+	return kernel, initrd, nil
 }
 
 type bootResult struct {

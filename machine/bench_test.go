@@ -1,0 +1,54 @@
+package machine
+
+import (
+	"testing"
+)
+
+// BenchmarkGuestCPU measures interpreter speed on the default guest's
+// CPU-bound workload (SHA-256 and sorting in a Go program under Linux),
+// after booting past init. Reports guest instructions per second.
+//
+//	go test -run '^$' -bench GuestCPU -cpuprofile cpu.prof ./machine
+func BenchmarkGuestCPU(b *testing.B) {
+	k, i := defaultGuestB(b)
+	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Run(150e6) // boot, start the workload
+	const chunk = 10e6
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		if r := m.Run(m.Instret() + chunk); r != StopLimit {
+			b.Fatalf("guest stopped: %v", r)
+		}
+	}
+	b.ReportMetric(float64(b.N)*chunk/b.Elapsed().Seconds()/1e6, "Minsn/s")
+}
+
+// BenchmarkBoot measures a boot of the default guest to power-off (the
+// init banner comes just before), with idle time skipped.
+func BenchmarkBoot(b *testing.B) {
+	k, i := defaultGuestB(b)
+	var insns uint64
+	for n := 0; n < b.N; n++ {
+		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r := m.Run(2e9); r != StopPowerOff {
+			b.Fatalf("stopped with %v", r)
+		}
+		insns += m.Instret()
+	}
+	b.ReportMetric(float64(insns)/float64(b.N), "insn/boot")
+	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minsn/s")
+}
+
+func defaultGuestB(b *testing.B) (kernel, initrd []byte) {
+	k, i, err := loadDefaultGuest()
+	if err != nil {
+		b.Skip(err)
+	}
+	return k, i
+}
