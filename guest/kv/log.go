@@ -42,15 +42,18 @@ type Device interface {
 var ErrLogFull = errors.New("log device full")
 
 // Log appends command records to a Device. It is not safe for concurrent
-// use; the server serialises access.
+// use, except that writeOut may run while other methods are called: the
+// server commits without holding its data lock so that writes arriving
+// during a flush are grouped into the next one.
 type Log struct {
-	dev     Device
-	size    int64  // device capacity in bytes
-	end     int64  // offset just past the last durable record
-	pending []byte // encoded records not yet written and synced
+	dev      Device
+	size     int64  // device capacity in bytes
+	end      int64  // offset just past the last durable record
+	flushing int64  // bytes taken by a commit in progress
+	pending  []byte // encoded records not yet taken for writing
 
 	Records int64 // records replayed plus appended
-	Syncs   int64 // successful Commit calls that flushed something
+	Syncs   int64 // commits that flushed something
 }
 
 // OpenLog replays the records on dev (of the given size in bytes), calling
@@ -92,8 +95,13 @@ func OpenLog(dev Device, size int64, apply func(args [][]byte)) (*Log, error) {
 	return l, nil
 }
 
-// Used returns the bytes of the device taken by records, including pending ones.
-func (l *Log) Used() int64 { return l.end + int64(len(l.pending)) }
+// Used returns the bytes of the device taken by records, including ones not
+// yet durable. A client that has seen the effect of a record must not be
+// answered before Durable() reaches the Used() of that moment.
+func (l *Log) Used() int64 { return l.end + l.flushing + int64(len(l.pending)) }
+
+// Durable returns the offset up to which records are on stable storage.
+func (l *Log) Durable() int64 { return l.end }
 
 // Size returns the device capacity.
 func (l *Log) Size() int64 { return l.size }
@@ -118,19 +126,39 @@ func (l *Log) Append(args [][]byte) error {
 // Commit writes the pending records and syncs the device. Replies to the
 // commands they hold must not be sent before Commit returns nil.
 func (l *Log) Commit() error {
-	if len(l.pending) == 0 {
+	buf, off := l.takePending()
+	if len(buf) == 0 {
 		return nil
 	}
-	if _, err := l.dev.WriteAt(l.pending, l.end); err != nil {
+	if err := l.writeOut(buf, off); err != nil {
 		return err
 	}
-	if err := l.dev.Sync(); err != nil {
-		return err
-	}
-	l.end += int64(len(l.pending))
-	l.pending = l.pending[:0]
-	l.Syncs++
+	l.committed()
 	return nil
+}
+
+// The three steps of Commit, for callers that flush without holding the
+// lock that guards Append: takePending and committed run under that lock,
+// writeOut outside it, and only one commit may be in progress at a time.
+
+func (l *Log) takePending() ([]byte, int64) {
+	buf := l.pending
+	l.pending = nil
+	l.flushing = int64(len(buf))
+	return buf, l.end
+}
+
+func (l *Log) writeOut(buf []byte, off int64) error {
+	if _, err := l.dev.WriteAt(buf, off); err != nil {
+		return err
+	}
+	return l.dev.Sync()
+}
+
+func (l *Log) committed() {
+	l.end += l.flushing
+	l.flushing = 0
+	l.Syncs++
 }
 
 func payloadLen(args [][]byte) int {

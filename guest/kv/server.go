@@ -17,10 +17,15 @@ import (
 // guards everything: the guest has a single hart, so finer locking would
 // only add code.
 type Server struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards everything below
 	data    map[string][]byte
 	log     *Log // nil when memory-only
 	started time.Time
+
+	// commitMu serialises log commits. It is held without mu during the
+	// flush, so other clients keep executing and their records are
+	// committed together by the next flush (group commit).
+	commitMu sync.Mutex
 
 	clients  int64
 	commands int64
@@ -71,10 +76,11 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // ServeConn runs one client connection. Pipelined commands are executed as
-// a batch: all commands already buffered are run, their log records are
-// committed with one flush, and only then are their replies written. So a
-// reply never reaches a client before the write it acknowledges is durable,
-// while a pipeline of N writes costs one flush rather than N.
+// a batch: all commands already buffered are run, the log is committed up
+// to where it stood after the last of them, and only then are their
+// replies written. So no reply reaches a client before every write it
+// acknowledges (or has read the result of, even another client's) is
+// durable, while a pipeline of N writes costs one flush rather than N.
 func (s *Server) ServeConn(c net.Conn) {
 	defer c.Close()
 	s.mu.Lock()
@@ -88,13 +94,14 @@ func (s *Server) ServeConn(c net.Conn) {
 
 	r := bufio.NewReaderSize(c, 64<<10)
 	var out bytes.Buffer
+	var need int64 // log offset that must be durable before replying
 	for {
 		args, err := ReadCommand(r)
 		if err != nil {
 			var pe *ProtocolError
 			if errors.As(err, &pe) {
 				WriteError(&out, "ERR "+pe.Error())
-				s.send(c, &out)
+				s.send(c, &out, need)
 			}
 			return
 		}
@@ -103,32 +110,53 @@ func (s *Server) ServeConn(c net.Conn) {
 		}
 		s.mu.Lock()
 		quit := s.exec(args, &out)
+		if s.log != nil {
+			need = s.log.Used()
+		}
 		s.mu.Unlock()
 		if quit || r.Buffered() == 0 || out.Len() >= 64<<10 {
-			if !s.send(c, &out) || quit {
+			if !s.send(c, &out, need) || quit {
 				return
 			}
 		}
 	}
 }
 
-// send commits the log and then writes the batched replies. It reports
-// whether the connection is still usable.
-func (s *Server) send(c net.Conn, out *bytes.Buffer) bool {
-	s.mu.Lock()
-	var err error
-	if s.log != nil {
-		err = s.log.Commit()
-	}
-	s.mu.Unlock()
-	if err != nil {
+// send makes the log durable up to need and then writes the batched
+// replies. It reports whether the connection is still usable.
+func (s *Server) send(c net.Conn, out *bytes.Buffer, need int64) bool {
+	if err := s.commit(need); err != nil {
 		// Memory is now ahead of the disk and the client must not be told
 		// otherwise. Stop; the next start replays a consistent state.
 		log.Fatalf("kvserver: log commit failed: %v", err)
 	}
-	_, err = c.Write(out.Bytes())
+	_, err := c.Write(out.Bytes())
 	out.Reset()
 	return err == nil
+}
+
+// commit flushes the log until offset need is durable. If a commit by
+// another client already covered it, it returns without flushing.
+func (s *Server) commit(need int64) error {
+	if s.log == nil {
+		return nil
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	if s.log.Durable() >= need {
+		s.mu.Unlock()
+		return nil
+	}
+	buf, off := s.log.takePending()
+	s.mu.Unlock()
+	if err := s.log.writeOut(buf, off); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.log.committed()
+	s.mu.Unlock()
+	return nil
 }
 
 // writeCommands mutate the data and are recorded in the log.

@@ -31,7 +31,7 @@ func consoleLoop(sup *supervisor) {
 		switch cmd {
 		case "":
 		case "help":
-			reply("commands: help, echo TEXT, uptime, mem, kv-stats, cpubench [ROUNDS], poweroff, reboot")
+			reply("commands: help, echo TEXT, uptime, mem, net, kv-stats, cpubench [ROUNDS], poweroff, reboot")
 		case "echo":
 			reply(arg)
 		case "uptime":
@@ -47,6 +47,8 @@ func consoleLoop(sup *supervisor) {
 				uint64(si.Totalram)*unit>>10, uint64(si.Freeram)*unit>>10, si.Procs))
 		case "kv-stats":
 			kvStats()
+		case "net":
+			netStats()
 		case "cpubench":
 			n, err := strconv.Atoi(arg)
 			if err != nil || n <= 0 {
@@ -94,6 +96,23 @@ func kvStats() {
 	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\r\n") {
 		if !strings.HasPrefix(line, "#") {
 			reply(line)
+		}
+	}
+}
+
+// netStats prints the interface counters and the kernel's TCP counters,
+// which show drops and retransmissions when networking misbehaves.
+func netStats() {
+	if b, err := os.ReadFile("/proc/net/dev"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			reply(line)
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if strings.HasPrefix(line, "Tcp:") {
+				reply(line)
+			}
 		}
 	}
 }

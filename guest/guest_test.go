@@ -1,0 +1,60 @@
+// Package guest_test boots the default guest on QEMU, as a check that the
+// kernel and initramfs built by scripts/build-guest.sh work together.
+package guest_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ftvm/host"
+)
+
+const cmdline = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
+
+func TestQEMUBootPoweroff(t *testing.T) {
+	dir := host.GuestDir()
+	image, initrd := filepath.Join(dir, "Image"), filepath.Join(dir, "initramfs.cpio")
+	for _, f := range []string{image, initrd} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("no default guest (%v); build it with scripts/build-guest.sh", err)
+		}
+	}
+	qemu, err := exec.LookPath("qemu-system-riscv64")
+	if err != nil {
+		t.Skip("qemu-system-riscv64 not installed (apt-get install qemu-system-misc opensbi)")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, qemu, "-M", "virt", "-smp", "1", "-m", "256M",
+		"-nographic", "-bios", "default", "-kernel", image, "-initrd", initrd,
+		"-append", cmdline)
+	out, err := cmd.CombinedOutput()
+	console := string(out)
+	if ctx.Err() != nil {
+		t.Fatalf("QEMU did not power off within 10s; console tail:\n%s", tail(console))
+	}
+	if err != nil {
+		t.Fatalf("QEMU: %v; console tail:\n%s", err, tail(console))
+	}
+	for _, want := range []string{"ftvm-init: started", "ftvm-init: mode poweroff", "reboot: Power down"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("console lacks %q; tail:\n%s", want, tail(console))
+		}
+	}
+	t.Logf("booted and powered off in %v", time.Since(start).Round(time.Millisecond))
+}
+
+func tail(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > 25 {
+		lines = lines[len(lines)-25:]
+	}
+	return strings.Join(lines, "\n")
+}
