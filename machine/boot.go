@@ -55,6 +55,9 @@ func (m *Machine) bootLinux() error {
 	dtbAddr := ramEnd - 64<<10
 	var initrdStart, initrdEnd uint64
 	if len(m.cfg.Initrd) > 0 {
+		if err := checkInitrd(m.cfg.Initrd); err != nil {
+			return err
+		}
 		initrdEnd = dtbAddr
 		initrdStart = (initrdEnd - uint64(len(m.cfg.Initrd))) &^ 0xfff
 		if initrdStart < KernelBase+imageSize+16<<20 {
@@ -63,7 +66,13 @@ func (m *Machine) bootLinux() error {
 		copy(m.ram[initrdStart-RAMBase:], m.cfg.Initrd)
 		initrdEnd = initrdStart + uint64(len(m.cfg.Initrd))
 	}
-	dtb, err := m.deviceTree(initrdStart, initrdEnd)
+	var dtb []byte
+	var err error
+	if m.cfg.DTB != nil {
+		dtb, err = m.userDeviceTree(m.cfg.DTB, initrdStart, initrdEnd)
+	} else {
+		dtb, err = m.deviceTree(initrdStart, initrdEnd)
+	}
 	if err != nil {
 		return fmt.Errorf("device tree: %w", err)
 	}
@@ -148,4 +157,15 @@ func (m *Machine) bootELF(image []byte) error {
 		m.htif = nil
 	}
 	return nil
+}
+
+// checkInitrd recognises the archive formats Linux can unpack as an
+// initramfs: a newc cpio, or one of the compressions the kernel may support.
+func checkInitrd(b []byte) error {
+	for _, magic := range []string{"070701", "070702", "\x1f\x8b", "\xfd7zXZ", "\x28\xb5\x2f\xfd", "BZh", "\x5d\x00\x00", "\x89LZO", "\x02\x21\x4c\x18"} {
+		if bytes.HasPrefix(b, []byte(magic)) {
+			return nil
+		}
+	}
+	return errors.New("initrd: not an initramfs (neither a newc cpio archive nor a compressed one)")
 }

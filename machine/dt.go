@@ -3,6 +3,7 @@ package machine
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 
 	"ftvm/fdt"
 )
@@ -25,18 +26,7 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropString("model", "ftvm virt")
 
 	b.BeginNode("chosen")
-	b.PropString("bootargs", m.cfg.Cmdline)
-	b.PropString("stdout-path", fmt.Sprintf("/soc/serial@%x", UARTBase))
-	// Entropy for the guest's random driver. Without it Linux 6.1 spends
-	// some 40 M instructions at boot generating "jitter" entropy from timer
-	// reads, which on a machine whose time is the instruction count is no
-	// entropy at all. The seed is part of the configuration, so replicas
-	// and replays see the same one.
-	b.PropBytes("rng-seed", m.rngSeed())
-	if initrdEnd > initrdStart {
-		b.PropU64s("linux,initrd-start", initrdStart)
-		b.PropU64s("linux,initrd-end", initrdEnd)
-	}
+	m.chosenProps(b, initrdStart, initrdEnd, true)
 	b.EndNode()
 
 	b.BeginNode("reserved-memory")
@@ -152,4 +142,134 @@ func (m *Machine) rngSeed() []byte {
 	a := sha256.Sum256([]byte("ftvm rng-seed 0\x00" + m.cfg.Cmdline))
 	b := sha256.Sum256(a[:])
 	return append(a[:], b[:]...)
+}
+
+// userDeviceTree validates a device tree supplied by the user against the
+// machine that was built and returns it with /chosen filled in (command
+// line, initrd, rng-seed). Every error says what in the tree is wrong: a
+// tree Linux would boot on but that does not describe this machine would
+// otherwise fail silently inside the guest.
+func (m *Machine) userDeviceTree(blob []byte, initrdStart, initrdEnd uint64) ([]byte, error) {
+	root, err := fdt.Parse(blob)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []string{"#address-cells", "#size-cells"} {
+		if v, err := u32Prop(root, p); err != nil || v != 2 {
+			return nil, fmt.Errorf("root %s must be 2", p)
+		}
+	}
+	var mems int
+	for _, c := range root.Children {
+		if s, _ := stringProp(c, "device_type"); s != "memory" {
+			continue
+		}
+		mems++
+		p := c.Prop("reg")
+		if p == nil {
+			return nil, fmt.Errorf("/%s has no reg", c.Name)
+		}
+		reg, err := p.U64s()
+		if err != nil || len(reg) == 0 || len(reg)%2 != 0 {
+			return nil, fmt.Errorf("/%s: malformed reg", c.Name)
+		}
+		for i := 0; i < len(reg); i += 2 {
+			if reg[i] < RAMBase || reg[i+1] > uint64(len(m.ram)) || reg[i]-RAMBase > uint64(len(m.ram))-reg[i+1] {
+				return nil, fmt.Errorf("/%s: range %#x+%#x is outside the machine's RAM [%#x, %#x)", c.Name, reg[i], reg[i+1], RAMBase, RAMBase+len(m.ram))
+			}
+		}
+	}
+	if mems == 0 {
+		return nil, fmt.Errorf("no memory node (device_type = \"memory\")")
+	}
+	cpus := root.Child("cpus")
+	if cpus == nil {
+		return nil, fmt.Errorf("no /cpus node")
+	}
+	if tb, err := u32Prop(cpus, "timebase-frequency"); err != nil || tb != TimebaseHz {
+		return nil, fmt.Errorf("/cpus timebase-frequency must be %d (the machine's timer)", TimebaseHz)
+	}
+	var harts int
+	for _, c := range cpus.Children {
+		if s, _ := stringProp(c, "device_type"); s != "cpu" {
+			continue
+		}
+		harts++
+		if r, err := u32Prop(c, "reg"); err != nil || r != 0 {
+			return nil, fmt.Errorf("/cpus/%s: this machine has one hart, with id 0", c.Name)
+		}
+		if isa, _ := stringProp(c, "riscv,isa"); !strings.HasPrefix(isa, "rv64") {
+			return nil, fmt.Errorf("/cpus/%s: riscv,isa %q is not an rv64 ISA string", c.Name, isa)
+		}
+		if mmu, ok := stringProp(c, "mmu-type"); ok && mmu != "riscv,sv39" {
+			return nil, fmt.Errorf("/cpus/%s: mmu-type %q: this machine implements riscv,sv39", c.Name, mmu)
+		}
+	}
+	if harts != 1 {
+		return nil, fmt.Errorf("/cpus describes %d harts; this machine has one", harts)
+	}
+
+	b := fdt.New()
+	var emit func(n *fdt.Node, path string)
+	emit = func(n *fdt.Node, path string) {
+		b.BeginNode(n.Name)
+		isChosen := path == "/chosen"
+		for _, p := range n.Props {
+			if isChosen && (p.Name == "linux,initrd-start" || p.Name == "linux,initrd-end" ||
+				p.Name == "rng-seed" || p.Name == "bootargs" && m.cfg.Cmdline != "") {
+				continue
+			}
+			b.PropBytes(p.Name, p.Value)
+		}
+		if isChosen {
+			m.chosenProps(b, initrdStart, initrdEnd, false)
+		}
+		for _, c := range n.Children {
+			emit(c, strings.TrimSuffix(path, "/")+"/"+c.Name)
+		}
+		if path == "/" && root.Child("chosen") == nil {
+			b.BeginNode("chosen")
+			m.chosenProps(b, initrdStart, initrdEnd, true)
+			b.EndNode()
+		}
+		b.EndNode()
+	}
+	emit(root, "/")
+	return b.Finish()
+}
+
+// chosenProps writes /chosen: the command line, the console, the initrd, and
+// entropy for the guest's random driver. Without the seed Linux 6.1 would
+// gather "jitter" entropy from timer reads, which on a machine whose time is
+// the instruction count is no entropy at all; the seed is part of the
+// configuration, so replicas and replays see the same one.
+func (m *Machine) chosenProps(b *fdt.Builder, initrdStart, initrdEnd uint64, stdout bool) {
+	if m.cfg.Cmdline != "" {
+		b.PropString("bootargs", m.cfg.Cmdline)
+	}
+	if stdout {
+		b.PropString("stdout-path", fmt.Sprintf("/soc/serial@%x", UARTBase))
+	}
+	b.PropBytes("rng-seed", m.rngSeed())
+	if initrdEnd > initrdStart {
+		b.PropU64s("linux,initrd-start", initrdStart)
+		b.PropU64s("linux,initrd-end", initrdEnd)
+	}
+}
+
+func u32Prop(n *fdt.Node, name string) (uint32, error) {
+	p := n.Prop(name)
+	if p == nil {
+		return 0, fmt.Errorf("no %s", name)
+	}
+	return p.U32()
+}
+
+func stringProp(n *fdt.Node, name string) (string, bool) {
+	p := n.Prop(name)
+	if p == nil {
+		return "", false
+	}
+	s, err := p.StringValue()
+	return s, err == nil
 }

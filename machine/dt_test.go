@@ -2,6 +2,7 @@ package machine
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"ftvm/fdt"
@@ -25,7 +26,7 @@ func fakeKernel() []byte {
 // it describes exactly the devices the machine has.
 func TestDeviceTreeDescribesMachine(t *testing.T) {
 	for _, withDisk := range []bool{false, true} {
-		cfg := Config{MemoryMiB: 64, Kernel: fakeKernel(), Initrd: bytes.Repeat([]byte{1}, 5000), Cmdline: "console=ttyS0 x=1", Net: true}
+		cfg := Config{MemoryMiB: 64, Kernel: fakeKernel(), Initrd: append([]byte("070701"), bytes.Repeat([]byte{1}, 4994)...), Cmdline: "console=ttyS0 x=1", Net: true}
 		if withDisk {
 			cfg.Disk = &memDisk{make([]byte, 1<<20)}
 		}
@@ -74,6 +75,40 @@ func TestDeviceTreeDescribesMachine(t *testing.T) {
 			if root.Find(n) == nil {
 				t.Errorf("missing %s", n)
 			}
+		}
+	}
+}
+
+// TestUserDeviceTree: a tree supplied with Config.DTB is checked against the
+// machine; the machine's own tree passes, and each inconsistency is named.
+func TestUserDeviceTree(t *testing.T) {
+	base, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := base.dtb
+	m, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel(), DTB: good, Cmdline: "new args"})
+	if err != nil {
+		t.Fatalf("the machine's own tree was rejected: %v", err)
+	}
+	root, _ := fdt.Parse(m.dtb)
+	if s, _ := root.Find("/chosen").Prop("bootargs").StringValue(); s != "new args" {
+		t.Errorf("bootargs = %q, want the configured command line", s)
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"not a DTB", Config{DTB: []byte("garbage")}, "device tree"},
+		{"less memory than the tree", Config{MemoryMiB: 32, DTB: good}, "outside the machine's RAM"},
+		{"bad initrd", Config{MemoryMiB: 64, Initrd: []byte("PK\x03\x04zip")}, "not an initramfs"},
+	}
+	for _, c := range cases {
+		c.cfg.Kernel = fakeKernel()
+		_, err := New(c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	Kernel  []byte
 	Initrd  []byte
 	Cmdline string
+	// DTB replaces the generated device tree. It is validated against the
+	// machine and gets /chosen filled in (command line, initrd, rng-seed).
+	DTB []byte
 	// Bare-metal boot: a static RISC-V ELF started in M-mode (HTIF
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
@@ -178,6 +181,10 @@ func New(cfg Config) (*Machine, error) {
 func (m *Machine) addRegion(base, size uint64, dev devices.MMIO) {
 	m.mmio = append(m.mmio, region{base, size, dev})
 }
+
+// DeviceTree returns the device tree blob handed to the guest (nil for a
+// bare-metal program).
+func (m *Machine) DeviceTree() []byte { return m.dtb }
 
 // Instret returns the number of instructions executed so far.
 func (m *Machine) Instret() uint64 { return m.hart.Instret }

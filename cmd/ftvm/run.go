@@ -20,7 +20,7 @@ import (
 const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
-	kernel, initrd, appendArgs, disk, net, mac string
+	kernel, initrd, appendArgs, disk, net, mac, dtb string
 	memMiB                                     int
 	diskRO                                     bool
 }
@@ -30,6 +30,7 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.initrd, "initrd", "", "initramfs `file` (default guest: its initramfs)")
 	fs.StringVar(&f.appendArgs, "append", "", "kernel command line (default \""+defaultCmdline+"\")")
 	fs.IntVar(&f.memMiB, "m", 256, "guest memory in `MiB`")
+	fs.StringVar(&f.dtb, "dtb", "", "use this device tree `blob` instead of the generated one (checked against the machine)")
 	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME (empty: no network device)")
@@ -68,8 +69,13 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		}
 	}
 	cfg.Cmdline = f.appendArgs
-	if cfg.Cmdline == "" {
+	if cfg.Cmdline == "" && f.dtb == "" {
 		cfg.Cmdline = defaultCmdline
+	}
+	if f.dtb != "" {
+		if cfg.DTB, err = os.ReadFile(f.dtb); err != nil {
+			return cfg, fmt.Errorf("dtb: %w", err)
+		}
 	}
 	if f.disk != "" {
 		d, err := host.OpenDisk(f.disk, f.diskRO)
@@ -108,6 +114,7 @@ func cmdRun(args []string) error {
 	var vf vmFlags
 	vf.register(fs)
 	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
+	dumpDTB := fs.String("dump-dtb", "", "write the machine's device tree to `file` and exit (a starting point for -dtb)")
 	noReboot := fs.Bool("no-reboot", false, "exit when the guest reboots instead of restarting it")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm run [flags] [PROGRAM.elf]\n\nWith no kernel and no program, boots the default guest.")
@@ -136,6 +143,9 @@ func cmdRun(args []string) error {
 	m, err := machine.New(cfg)
 	if err != nil {
 		return err
+	}
+	if *dumpDTB != "" {
+		return os.WriteFile(*dumpDTB, m.DeviceTree(), 0o644)
 	}
 
 	var input <-chan []byte
