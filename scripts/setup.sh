@@ -7,7 +7,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages: the riscv64 cross toolchain (guest kernel, bare-metal test
 # programs), QEMU and OpenSBI (the reference machine for differential tests and
 # the speed baseline).
-pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi)
+pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi iproute2 device-tree-compiler)
 need=()
 for p in "${pkgs[@]}"; do
 	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != "install ok installed" ]]; then
