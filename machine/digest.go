@@ -4,25 +4,80 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
+
+	"ftvm/vm"
 )
 
-// Digest is a SHA-256 over the whole machine state: the hart, RAM, and every
-// device. Two runs of the same machine with the same inputs must give the
-// same digest at the same instruction count.
-func (m *Machine) Digest() [32]byte {
+// Digest returns SHA-256 digests of the machine state by component: "cpu"
+// (the hart), "ram", "devices" and "clock"; Sum covers them all. Two runs of
+// the same machine with the same inputs must give the same digest at the
+// same instruction count.
+//
+// RAM is hashed page by page and the page hashes are kept between calls:
+// only pages written since the previous digest (the hart's dirty bitmap,
+// which DMA also marks) are hashed again, so periodic digests cost time in
+// proportion to what the guest wrote, not to its memory size.
+func (m *Machine) Digest() vm.Digest {
+	var parts []vm.Component
+	add := func(name string, sum [32]byte) { parts = append(parts, vm.Component{Name: name, Sum: sum}) }
+
 	d := sha256.New()
 	binary.Write(d, binary.LittleEndian, m.hart.State())
-	d.Write(m.ram)
+	add("cpu", sum(d))
+
+	add("ram", m.ramDigest())
+
+	d.Reset()
 	// Device states are plain structs: JSON gives a canonical encoding
 	// (struct fields in declaration order).
 	for _, v := range m.deviceStates() {
 		b, _ := json.Marshal(v)
 		d.Write(b)
 	}
+	add("devices", sum(d))
+
+	d.Reset()
 	binary.Write(d, binary.LittleEndian, [3]uint64{m.clock.base, m.clock.at, m.clock.ipt})
-	var out [32]byte
+	add("clock", sum(d))
+
+	d.Reset()
+	for _, p := range parts {
+		d.Write([]byte(p.Name))
+		d.Write(p.Sum[:])
+	}
+	return vm.Digest{Sum: sum(d), Parts: parts}
+}
+
+func sum(d interface{ Sum([]byte) []byte }) (out [32]byte) {
 	d.Sum(out[:0])
 	return out
+}
+
+func (m *Machine) ramDigest() [32]byte {
+	dirty := m.hart.Dirty()
+	if m.pageSums == nil {
+		m.pageSums = make([][32]byte, len(m.ram)/4096)
+		for i := range dirty {
+			dirty[i] = ^uint64(0)
+		}
+	}
+	for w, bitsWord := range dirty {
+		for bitsWord != 0 {
+			b := bits.TrailingZeros64(bitsWord)
+			bitsWord &^= 1 << b
+			p := uint64(w)*64 + uint64(b)
+			if p < uint64(len(m.pageSums)) {
+				m.pageSums[p] = sha256.Sum256(m.ram[p*4096 : (p+1)*4096])
+			}
+		}
+	}
+	m.hart.ClearDirty()
+	d := sha256.New()
+	for i := range m.pageSums {
+		d.Write(m.pageSums[i][:])
+	}
+	return sum(d)
 }
 
 func (m *Machine) deviceStates() []any {

@@ -18,6 +18,7 @@ import (
 	"ftvm/devices"
 	"ftvm/riscv"
 	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // Memory map (QEMU's virt board, which Linux's device-tree drivers accept).
@@ -76,20 +77,25 @@ type Config struct {
 	Outputs Outputs
 }
 
-// StopReason says why Run returned.
-type StopReason int
+// StopReason and the events are the vm package's: the machine is a vm.Engine.
+type StopReason = vm.StopReason
 
 const (
-	StopLimit    StopReason = iota // reached the requested instruction count
-	StopIdle                       // the guest waits for an external event and has no timer armed
-	StopPowerOff                   // the guest powered off (or the bare-metal program exited)
-	StopReboot                     // the guest asked for a reboot
-	StopLockup                     // the hart is stuck in a trap loop (its trap vector faults)
+	StopLimit    = vm.StopLimit
+	StopIdle     = vm.StopIdle
+	StopPowerOff = vm.StopPowerOff
+	StopReboot   = vm.StopReboot
+	StopLockup   = vm.StopLockup
 )
 
-func (r StopReason) String() string {
-	return [...]string{"limit", "idle", "poweroff", "reboot", "lockup (trap loop)"}[r]
-}
+type (
+	Event        = vm.Event
+	ConsoleInput = vm.ConsoleInput
+	NetReceive   = vm.NetReceive
+	AdvanceTime  = vm.AdvanceTime
+)
+
+var _ vm.Engine = (*Machine)(nil)
 
 // Machine is one ftvm virtual machine.
 type Machine struct {
@@ -114,6 +120,7 @@ type Machine struct {
 	exitCode uint32
 
 	paused    bool // Pause was called
+	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
 	htif      *htif
 	sbiActive bool
 	dtb       []byte
@@ -201,6 +208,9 @@ func (m *Machine) ExitCode() uint32 { return m.exitCode }
 // Deliver an AdvanceTime event.
 func (m *Machine) SetIdleSkip(on bool) { m.idleSkip = on }
 
+// TicksPerSecond is the timer frequency (the device tree's timebase).
+func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
+
 // Now returns the current mtime.
 func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
 
@@ -255,23 +265,6 @@ func (m *Machine) Run(until uint64) StopReason {
 	}
 	return m.stop
 }
-
-// Event is an input from outside the machine. Events are applied between
-// Run calls, at an instruction count the caller chooses and records.
-type Event interface{ isEvent() }
-
-// ConsoleInput is bytes typed on the console (UART receive).
-type ConsoleInput struct{ Data []byte }
-
-// NetReceive is an Ethernet frame arriving at the virtio-net device.
-type NetReceive struct{ Frame []byte }
-
-// AdvanceTime moves mtime forward to To (never backwards).
-type AdvanceTime struct{ To uint64 }
-
-func (ConsoleInput) isEvent() {}
-func (NetReceive) isEvent()   {}
-func (AdvanceTime) isEvent()  {}
 
 // Pause makes the current Run return StopLimit after the instruction that
 // is executing. It is meant for output callbacks that have seen what they

@@ -169,7 +169,7 @@ func cmdRun(args []string) error {
 	elapsed := time.Since(start)
 	n := m.Instret()
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
-		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest())
+		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum)
 	if cfg.ELF != nil && (reason != machine.StopPowerOff || m.ExitCode() != 0) {
 		if reason == machine.StopPowerOff {
 			fmt.Fprintf(os.Stderr, "ftvm: program failed with exit code %d\n", m.ExitCode())

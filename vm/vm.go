@@ -1,0 +1,86 @@
+// Package vm is the seam between a machine and everything above it
+// (record/replay, replication): run to an instruction count, deliver an
+// event, take a digest. It names no instruction set; the RISC-V machine in
+// package machine is one Engine, and another (KVM, x86) could be another.
+package vm
+
+// StopReason says why Run returned.
+type StopReason int
+
+const (
+	StopLimit    StopReason = iota // reached the requested instruction count
+	StopIdle                       // the guest waits for an external event
+	StopPowerOff                   // the guest powered off (or a bare-metal program exited)
+	StopReboot                     // the guest asked for a reboot
+	StopLockup                     // the guest can make no progress (a trap loop)
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case StopLimit:
+		return "limit"
+	case StopIdle:
+		return "idle"
+	case StopPowerOff:
+		return "poweroff"
+	case StopReboot:
+		return "reboot"
+	case StopLockup:
+		return "lockup (trap loop)"
+	}
+	return "unknown"
+}
+
+// Event is an input from outside the machine, applied between Run calls at
+// an instruction count the caller chooses (and records).
+type Event interface{ isEvent() }
+
+// ConsoleInput is bytes typed on the console.
+type ConsoleInput struct{ Data []byte }
+
+// NetReceive is an Ethernet frame arriving at the NIC.
+type NetReceive struct{ Frame []byte }
+
+// AdvanceTime moves the guest's clock forward to To (never backwards).
+type AdvanceTime struct{ To uint64 }
+
+func (ConsoleInput) isEvent() {}
+func (NetReceive) isEvent()   {}
+func (AdvanceTime) isEvent()  {}
+
+// Component is the digest of one part of the machine state.
+type Component struct {
+	Name string
+	Sum  [32]byte
+}
+
+// Digest summarises the whole machine state; Parts say which part differs
+// when two digests do.
+type Digest struct {
+	Sum   [32]byte
+	Parts []Component
+}
+
+// Engine is a deterministic machine: what it does is a function of its
+// initial image and the sequence of (instruction count, event) pairs
+// delivered to it.
+type Engine interface {
+	// Run executes until the instruction count reaches until or the guest
+	// stops or idles.
+	Run(until uint64) StopReason
+	// Instret is the number of instructions executed so far.
+	Instret() uint64
+	// Deliver applies an event now. For ConsoleInput it returns how many
+	// bytes were accepted (the rest must be offered again later).
+	Deliver(Event) (int, error)
+	// Digest returns a digest of the whole state.
+	Digest() Digest
+	// Now and Deadline are the guest clock and its next timer (^0: none),
+	// in the guest's timer ticks; SetIdleSkip chooses whether an idle guest
+	// jumps to its timer or returns StopIdle.
+	Now() uint64
+	Deadline() uint64
+	SetIdleSkip(on bool)
+	// TicksPerSecond is the guest timer frequency.
+	TicksPerSecond() uint64
+}
