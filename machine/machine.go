@@ -119,7 +119,7 @@ type Machine struct {
 	stop     StopReason
 	exitCode uint32
 
-	paused    bool // Pause was called
+	paused    bool       // Pause was called
 	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
 	htif      *htif
 	sbiActive bool

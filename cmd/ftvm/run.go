@@ -21,8 +21,8 @@ const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
-	memMiB                                     int
-	diskRO                                     bool
+	memMiB                                          int
+	diskRO                                          bool
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
@@ -187,11 +187,11 @@ const slice = 1 << 21
 // idles, guest time is paced against the host clock so timers fire in real
 // time.
 type loopOptions struct {
-	input    <-chan []byte // console input, nil for none
+	input    <-chan []byte  // console input, nil for none
 	net      netdev.Backend // frames for the guest, nil for none
-	maxInsns uint64        // 0: no limit
-	flush    func()        // called after each slice (console output)
-	done     func() bool   // optional: stop when it returns true
+	maxInsns uint64         // 0: no limit
+	flush    func()         // called after each slice (console output)
+	done     func() bool    // optional: stop when it returns true
 }
 
 func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
