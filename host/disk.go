@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -43,3 +44,40 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) { return d.f.WriteAt(p,
 func (d *Disk) Flush() error                             { return d.f.Sync() }
 func (d *Disk) Size() int64                              { return d.size }
 func (d *Disk) Close() error                             { return d.f.Close() }
+
+// MemDisk is a disk image held in memory: replays and tests use it so the
+// file they started from is never modified.
+type MemDisk struct{ b []byte }
+
+// LoadDisk reads a raw image into memory.
+func LoadDisk(path string) (*MemDisk, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	if len(b) == 0 || len(b)%512 != 0 {
+		return nil, fmt.Errorf("disk %s: size %d is not a positive multiple of 512 bytes", path, len(b))
+	}
+	return &MemDisk{b}, nil
+}
+
+func (d *MemDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(d.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, d.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (d *MemDisk) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
+		return 0, io.ErrShortWrite
+	}
+	return copy(d.b[off:], p), nil
+}
+
+func (d *MemDisk) Flush() error { return nil }
+func (d *MemDisk) Size() int64  { return int64(len(d.b)) }

@@ -14,6 +14,7 @@ import (
 	"ftvm/host"
 	"ftvm/host/netdev"
 	"ftvm/machine"
+	"ftvm/vm"
 )
 
 // defaultCmdline is the kernel command line of the default guest.
@@ -194,13 +195,13 @@ type loopOptions struct {
 	done     func() bool    // optional: stop when it returns true
 }
 
-func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
+func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 	input, maxInsns := o.input, o.maxInsns
 	m.SetIdleSkip(false)
 	var pending []byte
 	wall0, mt0 := time.Now(), m.Now()
 	hostMtime := func() uint64 {
-		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/machine.TimebaseHz)
+		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/m.TicksPerSecond())
 	}
 	for {
 		until := m.Instret() + slice
@@ -257,7 +258,7 @@ func runLoop(m *machine.Machine, o loopOptions) machine.StopReason {
 			}
 			wait := time.Duration(1 << 62)
 			if dl != ^uint64(0) {
-				wait = time.Duration(dl-now) * (1e9 / machine.TimebaseHz)
+				wait = time.Duration(dl-now) * time.Duration(1e9/m.TicksPerSecond())
 			}
 			var netReady <-chan struct{}
 			if o.net != nil {

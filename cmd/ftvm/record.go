@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"ftvm/host"
+	"ftvm/machine"
+	"ftvm/replay"
+	"ftvm/replay/eventlog"
+)
+
+const engineName = "ftvm-riscv64"
+
+// logHeader describes cfg for the log, so a replay can check it starts from
+// the same machine and images.
+func logHeader(cfg machine.Config, diskPath string) (eventlog.Header, error) {
+	h := eventlog.Header{
+		Engine:              engineName,
+		MemoryBytes:         uint64(cfg.MemoryMiB) << 20,
+		Cmdline:             cfg.Cmdline,
+		InstructionsPerTick: cfg.InstructionsPerTick,
+		RNGSeed:             cfg.RNGSeed,
+	}
+	if cfg.Net {
+		h.MAC = cfg.MAC
+	}
+	for _, im := range []struct {
+		role string
+		b    []byte
+	}{{"kernel", cfg.Kernel}, {"initrd", cfg.Initrd}, {"elf", cfg.ELF}, {"dtb", cfg.DTB}} {
+		if im.b != nil {
+			h.Images = append(h.Images, eventlog.Image{Role: im.role, SHA256: sha256.Sum256(im.b), Size: uint64(len(im.b))})
+		}
+	}
+	if diskPath != "" {
+		b, err := os.ReadFile(diskPath)
+		if err != nil {
+			return h, fmt.Errorf("disk: %w", err)
+		}
+		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sha256.Sum256(b), Size: uint64(len(b))})
+	}
+	return h, nil
+}
+
+func cmdRecord(args []string) error {
+	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	var vf vmFlags
+	vf.register(fs)
+	out := fs.String("o", "ftvm.log", "write the event log to `file`")
+	every := fs.Uint64("digest-every", 50_000_000, "log a state digest every `n` instructions (0: only at the end)")
+	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ftvm record [flags] [PROGRAM.elf]\n\nRuns a guest like 'ftvm run' and logs every input with the instruction count\nat which it was delivered, so 'ftvm replay' can reproduce the run exactly.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := vf.config(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	cfg.InstructionsPerTick = 10
+	hdr, err := logHeader(cfg, vf.disk)
+	if err != nil {
+		return err
+	}
+	nb, err := vf.openNet(&cfg)
+	if err != nil {
+		return err
+	}
+	if nb != nil {
+		defer nb.Close()
+		hdr.MAC = cfg.MAC
+		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
+	}
+	con := bufio.NewWriter(os.Stdout)
+	cfg.Outputs.Console = func(_ uint64, b []byte) { con.Write(b) }
+	m, err := machine.New(cfg)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<16)
+	lw, err := eventlog.NewWriter(w, hdr)
+	if err != nil {
+		return err
+	}
+	rec := replay.NewRecorder(m, lw, *every)
+	var input <-chan []byte
+	if cfg.ELF == nil {
+		if host.IsTerminal(os.Stdin) {
+			defer host.RawTerminal(int(os.Stdin.Fd()))()
+		}
+		input = host.ReadInput(os.Stdin)
+	}
+	start := time.Now()
+	reason := runLoop(rec, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { con.Flush() }})
+	con.Flush()
+	if err := rec.Close(reason); err != nil {
+		return fmt.Errorf("writing the log: %w", err)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	el := time.Since(start)
+	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs\r\nftvm: state digest %x\r\nftvm: log %s: %d records, %d bytes (%.1f kbit/s)\r\n",
+		reason, m.Instret(), el.Seconds(), m.Digest().Sum, *out, lw.Frames(), lw.Offset(), float64(lw.Offset())*8/el.Seconds()/1000)
+	return nil
+}
+
+func cmdReplay(args []string) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	kernel := fs.String("kernel", "", "kernel Image the run started from (default: the default guest)")
+	initrd := fs.String("initrd", "", "initramfs the run started from (default: the default guest's)")
+	disk := fs.String("disk", "", "a copy of the disk image as it was when the recording started (it is not modified)")
+	elf := fs.String("elf", "", "bare-metal program the run started from")
+	quiet := fs.Bool("q", false, "do not print the guest's console output")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("replay takes one log file")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rd, err := eventlog.NewReader(bufio.NewReaderSize(f, 1<<16))
+	if err != nil {
+		return err
+	}
+	hdr := rd.Header()
+	if hdr.Engine != engineName {
+		return fmt.Errorf("%s: recorded on engine %q, not %q", fs.Arg(0), hdr.Engine, engineName)
+	}
+	cfg := machine.Config{
+		MemoryMiB:           int(hdr.MemoryBytes >> 20),
+		Cmdline:             hdr.Cmdline,
+		InstructionsPerTick: hdr.InstructionsPerTick,
+		RNGSeed:             hdr.RNGSeed,
+	}
+	if *elf != "" {
+		if cfg.ELF, err = os.ReadFile(*elf); err != nil {
+			return err
+		}
+	} else {
+		if *kernel == "" {
+			*kernel = filepath.Join(host.GuestDir(), "Image")
+			if *initrd == "" && hasImage(hdr, "initrd") {
+				*initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
+			}
+		}
+		if cfg.Kernel, err = os.ReadFile(*kernel); err != nil {
+			return fmt.Errorf("kernel: %w", err)
+		}
+		if *initrd != "" {
+			if cfg.Initrd, err = os.ReadFile(*initrd); err != nil {
+				return fmt.Errorf("initrd: %w", err)
+			}
+		}
+	}
+	if hdr.MAC != (eventlog.MAC{}) {
+		cfg.Net, cfg.MAC = true, hdr.MAC
+	}
+	diskPath := *disk
+	if diskPath != "" {
+		d, err := host.LoadDisk(diskPath)
+		if err != nil {
+			return err
+		}
+		cfg.Disk = d
+	} else if hasImage(hdr, "disk") {
+		return errors.New("the recording had a disk: give a copy of it as it was at the start with -disk")
+	}
+	want, err := logHeader(cfg, diskPath)
+	if err != nil {
+		return err
+	}
+	want.MAC = hdr.MAC
+	if diff := hdr.Diff(want); len(diff) > 0 {
+		return fmt.Errorf("%s does not start from this machine:\n  %s", fs.Arg(0), joinLines(diff))
+	}
+	con := bufio.NewWriter(os.Stdout)
+	if !*quiet {
+		cfg.Outputs.Console = func(_ uint64, b []byte) { con.Write(b) }
+	}
+	m, err := machine.New(cfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := replay.Replay(m, rd)
+	con.Flush()
+	el := time.Since(start)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nftvm: replayed %d events and %d digests to instruction %d (%s) in %.2fs (%.1f M instructions/s)\nftvm: state digest %x: matches the recording\n",
+		res.Events, res.Digests, res.Instret, res.Reason, el.Seconds(), float64(res.Instret)/el.Seconds()/1e6, m.Digest().Sum)
+	return nil
+}
+
+func hasImage(h eventlog.Header, role string) bool {
+	for _, im := range h.Images {
+		if im.Role == role {
+			return true
+		}
+	}
+	return false
+}
+
+func joinLines(s []string) string {
+	out := ""
+	for i, l := range s {
+		if i > 0 {
+			out += "\n  "
+		}
+		out += l
+	}
+	return out
+}

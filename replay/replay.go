@@ -1,0 +1,207 @@
+// Package replay records the nondeterministic inputs of a run and replays
+// them: the deterministic replay of Bressoud & Schneider's hypervisor and of
+// VMware FT, on any vm.Engine.
+//
+// Recording wraps an engine: every event delivered to it is appended to an
+// event log with the instruction count at which it took effect, and every
+// DigestEvery instructions a digest of the machine state is logged too.
+// Replaying re-executes from the same start, runs to each logged
+// instruction count, delivers the logged event there, and checks each
+// digest: the first mismatch is reported with its instruction count and the
+// parts of the state that differ.
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"ftvm/replay/eventlog"
+	"ftvm/vm"
+)
+
+// Recorder is a vm.Engine that logs what goes through it.
+type Recorder struct {
+	vm.Engine
+	w     *eventlog.Writer
+	every uint64
+	next  uint64
+	err   error
+}
+
+// NewRecorder records e's inputs to w, with a state digest every
+// digestEvery instructions (0: none but the final one).
+func NewRecorder(e vm.Engine, w *eventlog.Writer, digestEvery uint64) *Recorder {
+	r := &Recorder{Engine: e, w: w, every: digestEvery, next: ^uint64(0)}
+	if digestEvery > 0 {
+		r.next = e.Instret() + digestEvery
+	}
+	return r
+}
+
+// Err returns the first error writing the log.
+func (r *Recorder) Err() error { return r.err }
+
+func (r *Recorder) append(rec eventlog.Record) {
+	if r.err == nil {
+		r.err = r.w.Append(rec)
+	}
+}
+
+// Run runs the engine, stopping at each digest point to log a digest.
+func (r *Recorder) Run(until uint64) vm.StopReason {
+	for {
+		reason := r.Engine.Run(min(until, r.next))
+		if n := r.Engine.Instret(); n == r.next {
+			r.append(eventlog.DigestAt(n, logDigest(r.Engine.Digest())))
+			r.next += r.every
+		}
+		if reason != vm.StopLimit || r.Engine.Instret() >= until {
+			return reason
+		}
+	}
+}
+
+// Deliver delivers ev and logs what the engine took of it.
+func (r *Recorder) Deliver(ev vm.Event) (int, error) {
+	n, err := r.Engine.Deliver(ev)
+	if err != nil {
+		return n, err
+	}
+	at := r.Engine.Instret()
+	switch e := ev.(type) {
+	case vm.ConsoleInput:
+		if n > 0 {
+			r.append(eventlog.ConsoleInputAt(at, append([]byte(nil), e.Data[:n]...)))
+		}
+	case vm.NetReceive:
+		// Logged even when the NIC dropped it: replay drops it the same way.
+		r.append(eventlog.NetReceiveAt(at, append([]byte(nil), e.Frame...)))
+	case vm.AdvanceTime:
+		r.append(eventlog.AdvanceTimeAt(at, e.To))
+	default:
+		r.err = fmt.Errorf("replay: cannot record %T", ev)
+	}
+	return n, nil
+}
+
+// Close logs the end of the run (reason and final digest) and flushes.
+func (r *Recorder) Close(reason vm.StopReason) error {
+	r.append(eventlog.EndAt(r.Engine.Instret(), reason.String(), logDigest(r.Engine.Digest())))
+	if r.err == nil {
+		r.err = r.w.Flush()
+	}
+	return r.err
+}
+
+func logDigest(d vm.Digest) eventlog.Digest {
+	out := eventlog.Digest{Sum: d.Sum}
+	for _, p := range d.Parts {
+		out.Components = append(out.Components, eventlog.Component{Name: p.Name, Sum: p.Sum})
+	}
+	return out
+}
+
+// Divergence is a replay that did not reproduce the recording.
+type Divergence struct {
+	Instret uint64   // where it was detected
+	What    string   // what differed
+	Parts   []string // for a digest mismatch: the state components that differ
+}
+
+func (d *Divergence) Error() string {
+	s := fmt.Sprintf("replay diverged at instruction %d: %s", d.Instret, d.What)
+	if len(d.Parts) > 0 {
+		s += fmt.Sprintf(" (differing state: %v)", d.Parts)
+	}
+	return s
+}
+
+// Result summarises a successful replay.
+type Result struct {
+	Instret uint64
+	Reason  string
+	Events  int
+	Digests int
+}
+
+// Replay re-executes e, which must be in the state the log started from,
+// feeding it the log's events. It returns a *Divergence if the run departs
+// from the log, or the log's own error if it is damaged.
+func Replay(e vm.Engine, rd *eventlog.Reader) (Result, error) {
+	e.SetIdleSkip(false) // time moves only by logged AdvanceTime events
+	var res Result
+	for {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		if rec.Kind.Ancillary() {
+			continue
+		}
+		if err := runTo(e, rec.Instret); err != nil {
+			return res, err
+		}
+		switch rec.Kind {
+		case eventlog.KindConsoleInput:
+			n, err := e.Deliver(vm.ConsoleInput{Data: rec.Data})
+			if err != nil {
+				return res, err
+			}
+			if n != len(rec.Data) {
+				return res, &Divergence{Instret: rec.Instret, What: fmt.Sprintf("the console accepted %d of %d logged bytes", n, len(rec.Data))}
+			}
+			res.Events++
+		case eventlog.KindNetReceive:
+			if _, err := e.Deliver(vm.NetReceive{Frame: rec.Data}); err != nil {
+				return res, err
+			}
+			res.Events++
+		case eventlog.KindAdvanceTime:
+			if _, err := e.Deliver(vm.AdvanceTime{To: rec.Time}); err != nil {
+				return res, err
+			}
+			res.Events++
+		case eventlog.KindDigest:
+			if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
+				return res, &Divergence{Instret: rec.Instret, What: "state digest mismatch", Parts: parts}
+			}
+			res.Digests++
+		case eventlog.KindEnd:
+			res.Instret, res.Reason = rec.Instret, rec.Reason
+			if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
+				return res, &Divergence{Instret: rec.Instret, What: "final state digest mismatch", Parts: parts}
+			}
+		default:
+			return res, fmt.Errorf("replay: unexpected record %v", rec.Kind)
+		}
+	}
+}
+
+// runTo runs e to exactly instret.
+func runTo(e vm.Engine, instret uint64) error {
+	for e.Instret() < instret {
+		before := e.Instret()
+		reason := e.Run(instret)
+		if reason == vm.StopLimit {
+			continue
+		}
+		if e.Instret() < instret {
+			return &Divergence{Instret: e.Instret(), What: fmt.Sprintf("the guest stopped (%v) before instruction %d, where the log continues", reason, instret)}
+		}
+		if e.Instret() == before && reason == vm.StopIdle {
+			return &Divergence{Instret: before, What: "the guest is idle where the log says it ran"}
+		}
+	}
+	if e.Instret() > instret {
+		return &Divergence{Instret: e.Instret(), What: fmt.Sprintf("the guest ran past instruction %d", instret)}
+	}
+	return nil
+}
+
+// ErrNotReplayable is returned when the log's header does not match the
+// machine about to replay it.
+var ErrNotReplayable = errors.New("log does not match this machine")
