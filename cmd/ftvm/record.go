@@ -72,17 +72,14 @@ func cmdRecord(args []string) error {
 	if err != nil {
 		return err
 	}
-	nb, err := vf.openNet(&cfg)
+	lo, release, err := vf.attachHost(&cfg, *maxInsns)
 	if err != nil {
 		return err
 	}
-	if nb != nil {
-		defer nb.Close()
+	defer release()
+	if cfg.Net {
 		hdr.MAC = cfg.MAC
-		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
 	}
-	con := bufio.NewWriter(os.Stdout)
-	cfg.Outputs.Console = func(_ uint64, b []byte) { con.Write(b) }
 	m, err := machine.New(cfg)
 	if err != nil {
 		return err
@@ -98,16 +95,9 @@ func cmdRecord(args []string) error {
 		return err
 	}
 	rec := replay.NewRecorder(m, lw, *every)
-	var input <-chan []byte
-	if cfg.ELF == nil {
-		if host.IsTerminal(os.Stdin) {
-			defer host.RawTerminal(int(os.Stdin.Fd()))()
-		}
-		input = host.ReadInput(os.Stdin)
-	}
 	start := time.Now()
-	reason := runLoop(rec, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { con.Flush() }})
-	con.Flush()
+	reason := runLoop(rec, lo)
+	lo.flush()
 	if err := rec.Close(reason); err != nil {
 		return fmt.Errorf("writing the log: %w", err)
 	}

@@ -88,6 +88,37 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	return cfg, nil
 }
 
+// attachHost connects a machine config to the host: console output to
+// stdout, console input from stdin (raw mode on a terminal; none for a
+// bare-metal program), and the -net backend. It returns the run loop's
+// options and a function that releases it all.
+func (f *vmFlags) attachHost(cfg *machine.Config, maxInsns uint64) (loopOptions, func(), error) {
+	nb, err := f.openNet(cfg)
+	if err != nil {
+		return loopOptions{}, nil, err
+	}
+	out := bufio.NewWriter(os.Stdout)
+	lo := loopOptions{net: nb, maxInsns: maxInsns, flush: func() { out.Flush() }}
+	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
+	restore := func() {}
+	if nb != nil {
+		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
+	}
+	if cfg.ELF == nil {
+		if host.IsTerminal(os.Stdin) {
+			restore = host.RawTerminal(int(os.Stdin.Fd()))
+		}
+		lo.input = host.ReadInput(os.Stdin)
+	}
+	return lo, func() {
+		out.Flush()
+		restore()
+		if nb != nil {
+			nb.Close()
+		}
+	}, nil
+}
+
 // openNet opens the -net backend and attaches it to cfg.
 func (f *vmFlags) openNet(cfg *machine.Config) (netdev.Backend, error) {
 	if f.net == "" {
@@ -131,16 +162,11 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	nb, err := vf.openNet(&cfg)
+	lo, release, err := vf.attachHost(&cfg, *maxInsns)
 	if err != nil {
 		return err
 	}
-	if nb != nil {
-		defer nb.Close()
-		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
-	}
-	out := bufio.NewWriter(os.Stdout)
-	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
+	defer release()
 	m, err := machine.New(cfg)
 	if err != nil {
 		return err
@@ -148,25 +174,17 @@ func cmdRun(args []string) error {
 	if *dumpDTB != "" {
 		return os.WriteFile(*dumpDTB, m.DeviceTree(), 0o644)
 	}
-
-	var input <-chan []byte
-	if cfg.ELF == nil {
-		if host.IsTerminal(os.Stdin) {
-			defer host.RawTerminal(int(os.Stdin.Fd()))()
-		}
-		input = host.ReadInput(os.Stdin)
-	}
 	start := time.Now()
-	reason := runLoop(m, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+	reason := runLoop(m, lo)
 	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
-		out.Flush()
+		lo.flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
 		if m, err = machine.New(cfg); err != nil {
 			return err
 		}
-		reason = runLoop(m, loopOptions{input: input, net: nb, maxInsns: *maxInsns, flush: func() { out.Flush() }})
+		reason = runLoop(m, lo)
 	}
-	out.Flush()
+	lo.flush()
 	elapsed := time.Since(start)
 	n := m.Instret()
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
