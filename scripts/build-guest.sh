@@ -43,23 +43,9 @@ flock 9
 
 # --- 1. Host packages ---------------------------------------------------------
 stage "checking host packages"
-need=()
-for pkg in gcc-"${CROSS%-}" "$SRC_PKG" bc flex bison make gcc libc6-dev xz-utils; do
-	if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
-		need+=("$pkg")
-	fi
-done
-if ((${#need[@]})); then
-	stage "installing with apt: ${need[*]}"
-	SUDO=()
-	if ((EUID != 0)); then SUDO=(sudo); fi
-	export DEBIAN_FRONTEND=noninteractive
-	# Try without refreshing the lists first; a fresh machine may have none.
-	if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-		"${SUDO[@]}" apt-get update -qq
-		"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	fi
-fi
+# shellcheck source=apt.sh
+source "$REPO/scripts/apt.sh"
+apt_ensure gcc-"${CROSS%-}" "$SRC_PKG" bc flex bison make gcc libc6-dev xz-utils
 GO=$(command -v go || true)
 if [[ -z $GO && -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go; fi
 [[ -n $GO ]] || die "go not found (expected in PATH or /usr/local/go/bin)"
