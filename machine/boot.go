@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"ftvm/devices"
 	"ftvm/riscv"
 )
 
@@ -100,14 +99,7 @@ func (m *Machine) bootLinux() error {
 	h.X[10] = 0
 	h.X[11] = dtbAddr
 	h.EnterMode(riscv.PrivS, KernelBase)
-	m.sbiActive = true
-	h.EcallHook = m.sbiCall
-	// With the SBI in the machine, the timer the guest programs through
-	// set_timer raises STIP directly (what OpenSBI does in software), and
-	// SBI IPIs set SSIP.
-	m.clint = devices.NewCLINT(m.mtime,
-		devices.IRQFunc(func(l bool) { h.SetInterrupt(riscv.IntSSI, l) }),
-		devices.IRQFunc(func(l bool) { h.SetInterrupt(riscv.IntSTI, l) }))
+	m.attachTimer(true)
 	return nil
 }
 
@@ -135,9 +127,7 @@ func (m *Machine) bootELF(image []byte) error {
 		}
 	}
 	m.hart.PC = f.Entry
-	m.clint = devices.NewCLINT(m.mtime,
-		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMSI, l) }),
-		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMTI, l) }))
+	m.attachTimer(false)
 	syms, _ := f.Symbols()
 	for _, s := range syms {
 		switch s.Name {

@@ -8,13 +8,6 @@ import (
 	"ftvm/fdt"
 )
 
-type memDisk struct{ b []byte }
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error)  { return copy(p, d.b[off:]), nil }
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) { return copy(d.b[off:], p), nil }
-func (d *memDisk) Flush() error                             { return nil }
-func (d *memDisk) Size() int64                              { return int64(len(d.b)) }
-
 // fakeKernel is the smallest thing bootLinux accepts: an Image header.
 func fakeKernel() []byte {
 	k := make([]byte, 4096)

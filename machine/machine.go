@@ -144,6 +144,22 @@ func New(cfg Config) (*Machine, error) {
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
 		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
+	m := newBoard(cfg)
+	var err error
+	if cfg.ELF != nil {
+		err = m.bootELF(cfg.ELF)
+	} else {
+		err = m.bootLinux()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// newBoard builds the machine's hardware from a validated cfg, with RAM
+// empty and the hart at reset; booting or restoring fills them.
+func newBoard(cfg Config) *Machine {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -170,19 +186,25 @@ func New(cfg Config) (*Machine, error) {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
-		slot++
 	}
+	return m
+}
 
-	var err error
-	if cfg.ELF != nil {
-		err = m.bootELF(cfg.ELF)
-	} else {
-		err = m.bootLinux()
+// attachTimer connects the CLINT. With the SBI in the machine (a Linux
+// guest in S-mode) the timer the guest programs through set_timer raises
+// STIP directly, as OpenSBI does in software, and SBI IPIs set SSIP; a
+// bare-metal program in M-mode gets MTIP and MSIP.
+func (m *Machine) attachTimer(sbi bool) {
+	h := m.hart
+	msip, mtip := uint(riscv.IntMSI), uint(riscv.IntMTI)
+	if sbi {
+		msip, mtip = riscv.IntSSI, riscv.IntSTI
+		m.sbiActive = true
+		h.EcallHook = m.sbiCall
 	}
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	m.clint = devices.NewCLINT(m.mtime,
+		devices.IRQFunc(func(l bool) { h.SetInterrupt(msip, l) }),
+		devices.IRQFunc(func(l bool) { h.SetInterrupt(mtip, l) }))
 }
 
 func (m *Machine) addRegion(base, size uint64, dev devices.MMIO) {

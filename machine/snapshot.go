@@ -1,0 +1,284 @@
+package machine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"ftvm/devices"
+	"ftvm/riscv"
+	"ftvm/snapshot"
+	"ftvm/virtio"
+)
+
+// boardState is the "machine" section: what the board is made of, so a
+// restore builds the same hardware before loading component states.
+type boardState struct {
+	MemoryMiB           int
+	InstructionsPerTick uint64
+	SBI                 bool
+	Disk                bool
+	DiskReadOnly        bool
+	Net                 bool
+	MAC                 [6]byte
+	HTIFToHost          uint64 `json:",omitempty"`
+	HTIFFromHost        uint64 `json:",omitempty"`
+	Clock               clockState
+	Stopped             bool
+	Stop                StopReason
+	ExitCode            uint32
+}
+
+type clockState struct{ Base, At, IPT uint64 }
+
+type virtioState[T any] struct {
+	Transport virtio.MMIOState
+	Device    T
+}
+
+// Save writes a snapshot of the whole machine: hart, RAM, every device, the
+// clock, and the disk contents (the state the guest depends on). Host
+// connections (the TAP device, the terminal) are not state; the restoring
+// side supplies its own. Save must be called between Run calls.
+func (m *Machine) Save(w io.Writer) error {
+	b := boardState{
+		MemoryMiB: len(m.ram) >> 20, InstructionsPerTick: m.clock.ipt, SBI: m.sbiActive,
+		Disk: m.blk != nil, DiskReadOnly: m.cfg.DiskReadOnly, Net: m.net != nil, MAC: m.cfg.MAC,
+		Clock:   clockState{m.clock.base, m.clock.at, m.clock.ipt},
+		Stopped: m.stopped, Stop: m.stop, ExitCode: m.exitCode,
+	}
+	if m.htif != nil {
+		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
+	}
+	var secs []snapshot.Section
+	add := func(name string, v any) error {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", name, err)
+		}
+		secs = append(secs, snapshot.Section{Name: name, Data: j})
+		return nil
+	}
+	for _, s := range []struct {
+		name string
+		v    any
+	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}} {
+		if err := add(s.name, s.v); err != nil {
+			return err
+		}
+	}
+	if m.blk != nil {
+		add("virtio-blk", virtioState[virtio.BlockState]{m.blkTr.State(), m.blk.State()})
+		disk := make([]byte, m.cfg.Disk.Size())
+		if _, err := m.cfg.Disk.ReadAt(disk, 0); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("snapshot: reading the disk: %w", err)
+		}
+		secs = append(secs, snapshot.Section{Name: "disk", Data: disk})
+	}
+	if m.net != nil {
+		add("virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()})
+	}
+	secs = append(secs, snapshot.Section{Name: "ram", Data: sparsePages(m.ram)})
+	return snapshot.Write(w, secs)
+}
+
+// sparsePages encodes RAM as (page-index delta, page) pairs for the pages
+// that are not all zero: a booted 256 MiB guest touches a fraction of it.
+func sparsePages(ram []byte) []byte {
+	var out []byte
+	last := -1
+	for p := 0; p < len(ram)/pageSize; p++ {
+		pg := ram[p*pageSize : (p+1)*pageSize]
+		if isZero(pg) {
+			continue
+		}
+		out = binary.AppendUvarint(out, uint64(p-last))
+		out = append(out, pg...)
+		last = p
+	}
+	return out
+}
+
+const pageSize = 4096
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	return true
+}
+
+// RestoreOptions supplies what a snapshot does not contain: where outputs
+// go, and optionally the disk backend to use (by default the snapshot's own
+// disk contents, in memory).
+type RestoreOptions struct {
+	Outputs Outputs
+	Disk    virtio.BlockBackend
+}
+
+// Restore builds a machine from a snapshot written by Save. The snapshot is
+// untrusted input: every section is validated, and any inconsistency is an
+// error naming the section.
+func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
+	secs, err := snapshot.Read(r)
+	if err != nil {
+		return nil, err
+	}
+	get := func(name string, v any) error {
+		d, ok := snapshot.Find(secs, name)
+		if !ok {
+			return fmt.Errorf("snapshot: no %q section", name)
+		}
+		dec := json.NewDecoder(bytes.NewReader(d))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("snapshot: %s: %w", name, err)
+		}
+		return nil
+	}
+	var b boardState
+	if err := get("machine", &b); err != nil {
+		return nil, err
+	}
+	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 || b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
+		return nil, errors.New("snapshot: machine: invalid memory size or clock")
+	}
+	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+	if b.Disk {
+		disk, ok := snapshot.Find(secs, "disk")
+		if !ok || len(disk)%512 != 0 || len(disk) == 0 {
+			return nil, errors.New("snapshot: the machine has a disk but the disk section is missing or malformed")
+		}
+		cfg.Disk = opts.Disk
+		if cfg.Disk == nil {
+			cfg.Disk = &memDisk{disk}
+		} else if cfg.Disk.Size() != int64(len(disk)) {
+			return nil, fmt.Errorf("snapshot: the given disk has %d bytes, the snapshot's %d", cfg.Disk.Size(), len(disk))
+		} else if _, err := cfg.Disk.WriteAt(disk, 0); err != nil {
+			return nil, fmt.Errorf("snapshot: writing the disk: %w", err)
+		}
+	}
+	m := newBoard(cfg)
+	m.attachTimer(b.SBI)
+	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
+	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
+	if b.HTIFToHost != 0 {
+		m.htif = &htif{tohost: b.HTIFToHost, fromhost: b.HTIFFromHost}
+	}
+
+	ram, _ := snapshot.Find(secs, "ram")
+	if err := loadSparsePages(m.ram, ram); err != nil {
+		return nil, err
+	}
+	var hs riscv.State
+	if err := get("hart", &hs); err != nil {
+		return nil, err
+	}
+	if err := m.hart.SetState(hs); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	var cs devices.CLINTState
+	var ps devices.PLICState
+	var us devices.UARTState
+	for _, c := range []struct {
+		name string
+		v    any
+		set  func() error
+	}{
+		{"plic", &ps, func() error { return m.plic.SetState(ps) }},
+		{"uart", &us, func() error { return m.uart.SetState(us) }},
+		{"clint", &cs, func() error { return m.clint.SetState(cs) }},
+	} {
+		if err := get(c.name, c.v); err != nil {
+			return nil, err
+		}
+		if err := c.set(); err != nil {
+			return nil, fmt.Errorf("snapshot: %s: %w", c.name, err)
+		}
+	}
+	if m.blk != nil {
+		var v virtioState[virtio.BlockState]
+		if err := get("virtio-blk", &v); err != nil {
+			return nil, err
+		}
+		if err := m.blkTr.SetState(v.Transport); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-blk: %w", err)
+		}
+		if err := m.blk.SetState(v.Device); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-blk: %w", err)
+		}
+	}
+	if m.net != nil {
+		var v virtioState[virtio.NetState]
+		if err := get("virtio-net", &v); err != nil {
+			return nil, err
+		}
+		if err := m.netTr.SetState(v.Transport); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
+		}
+		if err := m.net.SetState(v.Device); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
+		}
+	}
+	// Re-drive every interrupt line from the restored state, then look at
+	// the rings again: a notification the guest sent just before the
+	// snapshot must not be lost (with suppression on, it will not send it
+	// twice).
+	m.clint.Update()
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.SyncIRQ()
+			tr.Kick()
+		}
+	}
+	return m, nil
+}
+
+func loadSparsePages(ram, enc []byte) error {
+	p := -1
+	for len(enc) > 0 {
+		d, n := binary.Uvarint(enc)
+		if n <= 0 || d == 0 || d > uint64(len(ram)/pageSize) {
+			return errors.New("snapshot: ram: malformed page index")
+		}
+		p += int(d)
+		enc = enc[n:]
+		if p >= len(ram)/pageSize || len(enc) < pageSize {
+			return errors.New("snapshot: ram: page outside memory or truncated")
+		}
+		copy(ram[p*pageSize:], enc[:pageSize])
+		enc = enc[pageSize:]
+	}
+	return nil
+}
+
+// memDisk holds a restored disk image in memory.
+type memDisk struct{ b []byte }
+
+func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(d.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, d.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
+		return 0, io.ErrShortWrite
+	}
+	return copy(d.b[off:], p), nil
+}
+
+func (d *memDisk) Flush() error { return nil }
+func (d *memDisk) Size() int64  { return int64(len(d.b)) }
