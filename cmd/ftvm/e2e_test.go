@@ -266,3 +266,35 @@ func grab(s, prefix string) string {
 	}
 	return strings.TrimSuffix(f[0], ":")
 }
+
+// TestSnapshotAcrossProcesses saves a snapshot from one ftvm process and
+// continues it in another: both must end with the same instruction count
+// and state digest as the uninterrupted run.
+func TestSnapshotAcrossProcesses(t *testing.T) {
+	requireGuest(t)
+	ftvm, _ := buildBinaries(t)
+	snap := filepath.Join(t.TempDir(), "s.snap")
+	args := []string{"run", "-append", "console=ttyS0 ftvm.mode=poweroff"}
+	run := func(extra ...string) string {
+		out, err := exec.Command(ftvm, append(append([]string{}, args...), extra...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ftvm %v: %v\n%s", extra, err, out)
+		}
+		return string(out)
+	}
+	whole := run()
+	first := run("-snapshot-at", "20000000", "-snapshot", snap)
+	out, err := exec.Command(ftvm, "run", "-restore", snap).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	second := string(out)
+	for _, s := range []string{first, second} {
+		if grab(s, "state digest ") != grab(whole, "state digest ") || grab(s, "poweroff after ") != grab(whole, "poweroff after ") {
+			t.Fatalf("runs differ:\n--- whole\n%s\n--- with snapshot\n%s\n--- restored\n%s", whole, first, second)
+		}
+	}
+	if !strings.Contains(second, "ftvm-init: started") {
+		t.Errorf("the restored run did not reach init:\n%s", second)
+	}
+}

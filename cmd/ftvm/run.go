@@ -88,6 +88,49 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	return cfg, nil
 }
 
+// restoreMachine starts a machine from a snapshot file.
+func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	opts := machine.RestoreOptions{Outputs: out}
+	if vf.disk != "" {
+		d, err := host.OpenDisk(vf.disk, false)
+		if err != nil {
+			return nil, err
+		}
+		opts.Disk = d
+	}
+	m, err := machine.Restore(bufio.NewReaderSize(f, 1<<20), opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// runAndSnapshot runs m to instruction at, then saves a snapshot to path.
+func runAndSnapshot(m *machine.Machine, lo loopOptions, at uint64, path string) error {
+	lo.maxInsns = at
+	if r := runLoop(m, lo); m.Instret() != at {
+		return fmt.Errorf("the guest stopped (%v) at %d, before -snapshot-at %d", r, m.Instret(), at)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := m.Save(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", at, path)
+	return nil
+}
+
 // attachHost connects a machine config to the host: console output to
 // stdout, console input from stdin (raw mode on a terminal; none for a
 // bare-metal program), and the -net backend. It returns the run loop's
@@ -148,6 +191,9 @@ func cmdRun(args []string) error {
 	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
 	dumpDTB := fs.String("dump-dtb", "", "write the machine's device tree to `file` and exit (a starting point for -dtb)")
 	noReboot := fs.Bool("no-reboot", false, "exit when the guest reboots instead of restarting it")
+	snapAt := fs.Uint64("snapshot-at", 0, "save a snapshot when the instruction count reaches `n` (with -snapshot)")
+	snapOut := fs.String("snapshot", "", "snapshot `file` written at -snapshot-at")
+	restore := fs.String("restore", "", "start from a snapshot `file` instead of booting (with -disk, that file is overwritten with the snapshot's disk)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm run [flags] [PROGRAM.elf]\n\nWith no kernel and no program, boots the default guest.")
 		fs.PrintDefaults()
@@ -158,21 +204,37 @@ func cmdRun(args []string) error {
 	if fs.NArg() > 1 {
 		return errors.New("run takes at most one program")
 	}
-	cfg, err := vf.config(fs.Arg(0))
-	if err != nil {
-		return err
+	if (*snapAt == 0) != (*snapOut == "") {
+		return errors.New("-snapshot-at and -snapshot go together")
+	}
+	var cfg machine.Config
+	var err error
+	if *restore == "" {
+		if cfg, err = vf.config(fs.Arg(0)); err != nil {
+			return err
+		}
 	}
 	lo, release, err := vf.attachHost(&cfg, *maxInsns)
 	if err != nil {
 		return err
 	}
 	defer release()
-	m, err := machine.New(cfg)
+	var m *machine.Machine
+	if *restore != "" {
+		m, err = restoreMachine(*restore, vf, cfg.Outputs)
+	} else {
+		m, err = machine.New(cfg)
+	}
 	if err != nil {
 		return err
 	}
 	if *dumpDTB != "" {
 		return os.WriteFile(*dumpDTB, m.DeviceTree(), 0o644)
+	}
+	if *snapAt != 0 {
+		if err := runAndSnapshot(m, lo, *snapAt, *snapOut); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	reason := runLoop(m, lo)
