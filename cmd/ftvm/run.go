@@ -194,6 +194,7 @@ func cmdRun(args []string) error {
 	snapAt := fs.Uint64("snapshot-at", 0, "save a snapshot when the instruction count reaches `n` (with -snapshot)")
 	snapOut := fs.String("snapshot", "", "snapshot `file` written at -snapshot-at")
 	restore := fs.String("restore", "", "start from a snapshot `file` instead of booting (with -disk, that file is overwritten with the snapshot's disk)")
+	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm run [flags] [PROGRAM.elf]\n\nWith no kernel and no program, boots the default guest.")
 		fs.PrintDefaults()
@@ -219,6 +220,10 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer release()
+	gs, err := listenGDB(*gdbAddr, lo.flush)
+	if err != nil {
+		return err
+	}
 	var m *machine.Machine
 	if *restore != "" {
 		m, err = restoreMachine(*restore, vf, cfg.Outputs)
@@ -237,16 +242,19 @@ func cmdRun(args []string) error {
 		}
 	}
 	start := time.Now()
-	reason := runLoop(m, lo)
+	reason := gs.runLoop(m, lo)
 	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
 		lo.flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
 		if m, err = machine.New(cfg); err != nil {
 			return err
 		}
-		reason = runLoop(m, lo)
+		reason = gs.runLoop(m, lo)
 	}
 	lo.flush()
+	if err := gs.finish(); err != nil {
+		return err
+	}
 	elapsed := time.Since(start)
 	n := m.Instret()
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"ftvm/gdbstub"
+	"ftvm/machine"
+	"ftvm/riscv"
+	"ftvm/vm"
+)
+
+// The GDB stub's wiring: -gdb ADDR on ftvm run and ftvm replay makes the
+// machine wait, stopped at its first instruction, for GDB to connect, then
+// runs under its control. The run or replay loop still drives the machine
+// (events are delivered at the counts it chooses); the debugger sits in
+// the engine seam, between the loop and the machine.
+
+func gdbFlag(fs *flag.FlagSet) *string {
+	return fs.String("gdb", "", "wait for GDB on `addr` (e.g. :1234, loopback unless a host is given) and run under its control")
+}
+
+// gdbSession is a listening GDB endpoint and, once GDB has connected, its
+// connection. One session outlives machine restarts (a guest reboot): the
+// new machine is attached to the same connection.
+type gdbSession struct {
+	ln    net.Listener
+	srv   *gdbstub.Server
+	tgt   *gdbTarget
+	flush func()
+	err   error // accepting the connection failed
+}
+
+// listenGDB opens addr for GDB, or returns nil when addr is empty. A bare
+// port or ":port" listens on loopback only: a GDB stub gives whoever
+// connects full control of the guest.
+func listenGDB(addr string, flush func()) (*gdbSession, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if !strings.Contains(addr, ":") {
+		addr = ":" + addr
+	}
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-gdb: %w", err)
+	}
+	if flush == nil {
+		flush = func() {}
+	}
+	return &gdbSession{ln: ln, flush: flush}, nil
+}
+
+// attach puts the debugger between a run loop and e, which runs m (e is m
+// or a wrapper of it). The first attach waits for GDB to connect. With no
+// session it returns e unchanged.
+func (g *gdbSession) attach(m *machine.Machine, e vm.Engine) (vm.Engine, error) {
+	if g == nil {
+		return e, nil
+	}
+	t := &gdbTarget{m: m, h: m.Hart(), e: e, flush: g.flush}
+	if g.srv == nil {
+		fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\r\n", g.ln.Addr(), g.ln.Addr())
+		conn, err := g.ln.Accept()
+		if err != nil {
+			return nil, fmt.Errorf("-gdb: %w", err)
+		}
+		g.ln.Close() // one debugger per run
+		g.tgt = t
+		g.srv = gdbstub.NewServer(conn, t)
+	} else {
+		*g.tgt = *t // after a reboot: the same connection, the new machine
+	}
+	return &gdbEngine{Engine: e, g: g}, nil
+}
+
+// finish ends the session when the run or replay loop is over: GDB can
+// still inspect the final state until it detaches, kills or resumes. It
+// returns an error if GDB killed the run.
+func (g *gdbSession) finish() error {
+	if g == nil {
+		return nil
+	}
+	if g.srv == nil {
+		g.ln.Close()
+		return g.err
+	}
+	g.flush()
+	g.srv.Finish()
+	g.srv.Close()
+	return g.srv.Err()
+}
+
+// gdbEngine is the engine a run loop sees while GDB is attached: Run goes
+// through the stub, everything else straight to the machine.
+type gdbEngine struct {
+	vm.Engine
+	g *gdbSession
+}
+
+func (d *gdbEngine) Run(until uint64) vm.StopReason {
+	switch d.g.srv.Run(until) {
+	case gdbstub.StopIdle:
+		return vm.StopIdle
+	case gdbstub.StopExited:
+		if d.g.srv.Err() != nil {
+			return vm.StopPowerOff // killed: end the loop; finish reports why
+		}
+		return d.g.tgt.last
+	}
+	return vm.StopLimit
+}
+
+// gdbTarget is the RISC-V machine as gdbstub sees it. Register numbers
+// follow the target description below (GDB's own riscv numbering for x,
+// pc and f; fflags, frm, fcsr, priv and a few CSRs after them).
+type gdbTarget struct {
+	m     *machine.Machine
+	h     *riscv.Hart
+	e     vm.Engine
+	flush func()
+	last  vm.StopReason // why the machine stopped, after StopExited
+}
+
+const (
+	regPC     = 32
+	regF0     = 33
+	regFflags = 65
+	regFrm    = 66
+	regFcsr   = 67
+	regPriv   = 68
+	regCSR0   = 69 // gdbCSRs[i] is register regCSR0+i
+	numGRegs  = regPriv + 1
+)
+
+// gdbCSRs are the CSRs shown to GDB (info registers sstatus, p $satp).
+var gdbCSRs = []struct {
+	name string
+	num  uint32
+}{
+	{"sstatus", riscv.CSRSstatus}, {"sie", riscv.CSRSie}, {"stvec", riscv.CSRStvec},
+	{"sscratch", riscv.CSRSscratch}, {"sepc", riscv.CSRSepc}, {"scause", riscv.CSRScause},
+	{"stval", riscv.CSRStval}, {"sip", riscv.CSRSip}, {"satp", riscv.CSRSatp},
+	{"mstatus", riscv.CSRMstatus}, {"misa", riscv.CSRMisa}, {"medeleg", riscv.CSRMedeleg},
+	{"mideleg", riscv.CSRMideleg}, {"mie", riscv.CSRMie}, {"mtvec", riscv.CSRMtvec},
+	{"mscratch", riscv.CSRMscratch}, {"mepc", riscv.CSRMepc}, {"mcause", riscv.CSRMcause},
+	{"mtval", riscv.CSRMtval}, {"mip", riscv.CSRMip},
+	{"cycle", riscv.CSRCycle}, {"time", riscv.CSRTime}, {"instret", riscv.CSRInstret},
+}
+
+var gdbXML = func() string {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0"?>
+<!DOCTYPE target SYSTEM "gdb-target.dtd">
+<target version="1.0">
+<architecture>riscv:rv64</architecture>
+<feature name="org.gnu.gdb.riscv.cpu">
+`)
+	abi := []string{"zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "fp", "s1",
+		"a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5",
+		"s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"}
+	for i, n := range abi {
+		typ := "int"
+		if n == "sp" || n == "gp" || n == "tp" || n == "fp" {
+			typ = "data_ptr"
+		}
+		fmt.Fprintf(&b, "<reg name=%q bitsize=\"64\" type=%q regnum=\"%d\"/>\n", n, typ, i)
+	}
+	fmt.Fprintf(&b, "<reg name=\"pc\" bitsize=\"64\" type=\"code_ptr\" regnum=\"%d\"/>\n</feature>\n", regPC)
+	b.WriteString("<feature name=\"org.gnu.gdb.riscv.fpu\">\n")
+	fabi := []string{"ft0", "ft1", "ft2", "ft3", "ft4", "ft5", "ft6", "ft7", "fs0", "fs1",
+		"fa0", "fa1", "fa2", "fa3", "fa4", "fa5", "fa6", "fa7", "fs2", "fs3", "fs4", "fs5",
+		"fs6", "fs7", "fs8", "fs9", "fs10", "fs11", "ft8", "ft9", "ft10", "ft11"}
+	for i, n := range fabi {
+		fmt.Fprintf(&b, "<reg name=%q bitsize=\"64\" type=\"ieee_double\" regnum=\"%d\"/>\n", n, regF0+i)
+	}
+	fmt.Fprintf(&b, `<reg name="fflags" bitsize="32" type="int" regnum="%d" group="float"/>
+<reg name="frm" bitsize="32" type="int" regnum="%d" group="float"/>
+<reg name="fcsr" bitsize="32" type="int" regnum="%d" group="float"/>
+</feature>
+<feature name="org.gnu.gdb.riscv.virtual">
+<reg name="priv" bitsize="64" type="int" regnum="%d"/>
+</feature>
+<feature name="org.gnu.gdb.riscv.csr">
+`, regFflags, regFrm, regFcsr, regPriv)
+	for i, c := range gdbCSRs {
+		fmt.Fprintf(&b, "<reg name=%q bitsize=\"64\" type=\"int\" regnum=\"%d\" group=\"csr\"/>\n", c.name, regCSR0+i)
+	}
+	b.WriteString("</feature>\n</target>\n")
+	return b.String()
+}()
+
+func (t *gdbTarget) TargetXML() string { return gdbXML }
+func (t *gdbTarget) NumRegisters() int { return numGRegs }
+
+func (t *gdbTarget) RegisterSize(n int) int {
+	switch {
+	case n >= 0 && n < regFflags, n == regPriv, n >= regCSR0 && n < regCSR0+len(gdbCSRs):
+		return 8
+	case n >= regFflags && n <= regFcsr:
+		return 4
+	}
+	return 0
+}
+
+// register returns a pointer-free view of register n: its value, whether
+// it exists.
+func (t *gdbTarget) register(n int) (uint64, bool) {
+	h := t.h
+	switch {
+	case n >= 0 && n < 32:
+		return h.X[n], true
+	case n == regPC:
+		return h.PC, true
+	case n >= regF0 && n < regF0+32:
+		return h.F[n-regF0], true
+	case n == regFflags:
+		return h.DebugReadCSR(riscv.CSRFflags)
+	case n == regFrm:
+		return h.DebugReadCSR(riscv.CSRFrm)
+	case n == regFcsr:
+		return h.DebugReadCSR(riscv.CSRFcsr)
+	case n == regPriv:
+		return uint64(h.Priv), true
+	case n >= regCSR0 && n < regCSR0+len(gdbCSRs):
+		return h.DebugReadCSR(gdbCSRs[n-regCSR0].num)
+	}
+	return 0, false
+}
+
+func (t *gdbTarget) ReadRegister(n int, p []byte) bool {
+	v, ok := t.register(n)
+	if !ok || len(p) != t.RegisterSize(n) {
+		return false
+	}
+	if len(p) == 4 {
+		binary.LittleEndian.PutUint32(p, uint32(v))
+	} else {
+		binary.LittleEndian.PutUint64(p, v)
+	}
+	return true
+}
+
+func (t *gdbTarget) WriteRegister(n int, p []byte) bool {
+	if len(p) != t.RegisterSize(n) {
+		return false
+	}
+	var v uint64
+	if len(p) == 4 {
+		v = uint64(binary.LittleEndian.Uint32(p))
+	} else {
+		v = binary.LittleEndian.Uint64(p)
+	}
+	h := t.h
+	switch {
+	case n == 0:
+		return true // x0 stays zero, as GDB expects of a hard-wired register
+	case n > 0 && n < 32:
+		h.X[n] = v
+	case n == regPC:
+		h.PC = v
+	case n >= regF0 && n < regF0+32:
+		h.F[n-regF0] = v
+	case n == regFflags:
+		return h.DebugWriteCSR(riscv.CSRFflags, v)
+	case n == regFrm:
+		return h.DebugWriteCSR(riscv.CSRFrm, v)
+	case n == regFcsr:
+		return h.DebugWriteCSR(riscv.CSRFcsr, v)
+	case n == regPriv:
+		return h.SetPriv(uint8(v))
+	case n >= regCSR0 && n < regCSR0+len(gdbCSRs):
+		return h.DebugWriteCSR(gdbCSRs[n-regCSR0].num, v)
+	default:
+		return false
+	}
+	return true
+}
+
+// memory accesses p at virtual address addr page by page (each page has
+// its own translation) and returns how many leading bytes it managed.
+func (t *gdbTarget) memory(addr uint64, p []byte, write bool) int {
+	done := 0
+	for done < len(p) {
+		va := addr + uint64(done)
+		n := min(len(p)-done, int(4096-va&4095))
+		pa, ok := t.h.DebugTranslate(va)
+		if !ok {
+			break
+		}
+		if write {
+			ok = t.h.DebugWritePhys(pa, p[done:done+n])
+		} else {
+			ok = t.h.DebugReadPhys(pa, p[done:done+n])
+		}
+		if !ok {
+			break
+		}
+		done += n
+	}
+	return done
+}
+
+func (t *gdbTarget) ReadMemory(addr uint64, p []byte) int  { return t.memory(addr, p, false) }
+func (t *gdbTarget) WriteMemory(addr uint64, p []byte) int { return t.memory(addr, p, true) }
+func (t *gdbTarget) PC() uint64                            { return t.h.PC }
+func (t *gdbTarget) SetPC(pc uint64)                       { t.h.PC = pc }
+func (t *gdbTarget) Instret() uint64                       { return t.e.Instret() }
+func (t *gdbTarget) ExitCode() int                         { return int(t.m.ExitCode()) }
+
+// gdbSlice is how many instructions run between looks at Ctrl-C when no
+// breakpoint is set (a fraction of a millisecond).
+const gdbSlice = 1 << 16
+
+// Run runs the machine through its engine (so a recorder still logs and a
+// timer still cuts slices where it must). With breakpoints it goes one
+// instruction at a time to look at every PC; how Run is sliced is not
+// visible to the guest, so this changes nothing it computes.
+func (t *gdbTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) gdbstub.RunStop {
+	for {
+		if t.e.Instret() >= until {
+			return gdbstub.StopLimit
+		}
+		if breakAt != nil && breakAt(t.h.PC) {
+			t.flush()
+			return gdbstub.StopBreak
+		}
+		if interrupted != nil && interrupted() {
+			t.flush()
+			return gdbstub.StopInterrupted
+		}
+		next := min(until, t.e.Instret()+gdbSlice)
+		if breakAt != nil {
+			next = t.e.Instret() + 1
+		}
+		switch r := t.e.Run(next); r {
+		case vm.StopLimit:
+		case vm.StopIdle:
+			return gdbstub.StopIdle
+		default:
+			t.flush()
+			t.last = r
+			return gdbstub.StopExited
+		}
+	}
+}
+
+// runLoop is the package's runLoop with the debugger attached to m when
+// there is a session. A failure to accept GDB's connection ends the run
+// (reported by finish).
+func (g *gdbSession) runLoop(m *machine.Machine, lo loopOptions) vm.StopReason {
+	if g == nil {
+		return runLoop(m, lo)
+	}
+	e, err := g.attach(m, m)
+	if err != nil {
+		g.err = err
+		return vm.StopPowerOff
+	}
+	return runLoop(e, lo)
+}
