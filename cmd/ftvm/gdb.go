@@ -10,6 +10,8 @@ import (
 
 	"ftvm/gdbstub"
 	"ftvm/machine"
+	"ftvm/replay"
+	"ftvm/replay/eventlog"
 	"ftvm/riscv"
 	"ftvm/vm"
 )
@@ -365,4 +367,27 @@ func (g *gdbSession) runLoop(m *machine.Machine, lo loopOptions) vm.StopReason {
 		return vm.StopPowerOff
 	}
 	return runLoop(e, lo)
+}
+
+// replayGDB is replay.Replay with GDB attached when addr is not empty: the
+// replay starts stopped and waits for GDB; the log's events are still
+// delivered at their instruction counts and every digest is checked. After
+// the end (or a divergence) GDB can look at the final state.
+func replayGDB(addr string, m *machine.Machine, rd *eventlog.Reader, flush func() error) (replay.Result, error) {
+	if addr == "" {
+		return replay.Replay(m, rd)
+	}
+	g, err := listenGDB(addr, func() { flush() })
+	if err != nil {
+		return replay.Result{}, err
+	}
+	e, err := g.attach(m, m)
+	if err != nil {
+		return replay.Result{}, err
+	}
+	res, err := replay.Replay(e, rd)
+	if gerr := g.finish(); gerr != nil {
+		return res, gerr
+	}
+	return res, err
 }

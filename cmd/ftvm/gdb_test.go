@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ftvm/host"
 )
 
 // gdbProgram counts a0 up and a1 down ten times, then exits (HTIF) with
@@ -218,5 +221,73 @@ continue
 	}
 	if status != 1 || !strings.Contains(fout, "program failed with exit code 98") {
 		t.Errorf("ftvm exit status %d, output:\n%s", status, fout)
+	}
+}
+
+// guestVmlinux finds the vmlinux (symbols) of the default guest's kernel in
+// the build cache.
+func guestVmlinux(t *testing.T) string {
+	t.Helper()
+	img, err := os.ReadFile(filepath.Join(host.GuestDir(), "Image"))
+	if err != nil {
+		require(t, "the default guest")
+	}
+	sum := sha256.Sum256(img)
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(host.GuestDir()), "kernel-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "Image"))
+		if err == nil && sha256.Sum256(b) == sum {
+			if _, err := os.Stat(filepath.Join(d, "vmlinux")); err == nil {
+				return filepath.Join(d, "vmlinux")
+			}
+		}
+	}
+	require(t, "the default guest kernel's vmlinux in the build cache")
+	return ""
+}
+
+// TestGDBReplayDeterminism records a Linux boot, then replays it under GDB
+// with a breakpoint on a kernel function (a virtual address, after the
+// MMU is on), memory reads through the guest's page tables, single steps
+// and continues: the replay must still end with the recording's digest.
+func TestGDBReplayDeterminism(t *testing.T) {
+	gdb := requireGDB(t)
+	requireGuest(t)
+	vmlinux := guestVmlinux(t)
+	ftvm, _ := buildBinaries(t)
+	log := filepath.Join(t.TempDir(), "boot.log")
+	rec := exec.Command(ftvm, "record", "-o", log, "-append", "console=ttyS0 ftvm.mode=poweroff")
+	rout, err := runWithTimeout(rec, 5*time.Minute)
+	if err != nil {
+		t.Fatalf("record: %v\n%s", err, rout)
+	}
+	digest := grab(rout, "state digest ")
+	if digest == "" {
+		t.Fatalf("no digest in the recording's output:\n%s", rout)
+	}
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, vmlinux, addr, `
+stepi
+stepi
+monitor instret
+break start_kernel
+continue
+p/x $pc == start_kernel
+p $priv
+x/2xw start_kernel
+stepi 5
+monitor instret
+delete
+continue
+`, ftvm, "replay", "-q", "-gdb", addr, log)
+	want(t, gout,
+		`(?m)^2$`,
+		`Breakpoint 1, .*start_kernel`,
+		`\$1 = 0x1\b`, // at start_kernel
+		`\$2 = 1\b`, // S-mode
+		`<start_kernel>:\s+0x[0-9a-f]+\s+0x[0-9a-f]+`,
+	)
+	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
+		t.Errorf("replay under GDB (status %d) did not reproduce digest %s:\n%s", status, digest, fout)
 	}
 }

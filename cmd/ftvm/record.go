@@ -117,6 +117,7 @@ func cmdReplay(args []string) error {
 	disk := fs.String("disk", "", "a copy of the disk image as it was when the recording started (it is not modified)")
 	elf := fs.String("elf", "", "bare-metal program the run started from")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
+	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest.")
 		fs.PrintDefaults()
@@ -197,7 +198,7 @@ func cmdReplay(args []string) error {
 		return err
 	}
 	start := time.Now()
-	res, err := replay.Replay(m, rd)
+	res, err := replayGDB(*gdbAddr, m, rd, con.Flush)
 	con.Flush()
 	el := time.Since(start)
 	if err != nil {
