@@ -298,3 +298,26 @@ func TestSnapshotAcrossProcesses(t *testing.T) {
 		t.Errorf("the restored run did not reach init:\n%s", second)
 	}
 }
+
+// TestRecordFromSnapshot records a console session that starts from a
+// snapshot and replays it from the same snapshot.
+func TestRecordFromSnapshot(t *testing.T) {
+	requireGuest(t)
+	ftvm, _ := buildBinaries(t)
+	dir := t.TempDir()
+	snap, log := filepath.Join(dir, "s.snap"), filepath.Join(dir, "run.log")
+	if out, err := exec.Command(ftvm, "run", "-snapshot-at", "30000000", "-snapshot", snap, "-max-instructions", "30000000").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	vm := startVM(t, ftvm, "record", "-restore", snap, "-o", log)
+	vm.waitFor(t, "console ready", 60*time.Second)
+	fmt.Fprintln(vm.stdin, "echo after-restore")
+	vm.waitFor(t, "= after-restore", 30*time.Second)
+	fmt.Fprintln(vm.stdin, "poweroff")
+	vm.wait(t, 60*time.Second)
+	digest := grab(vm.output(), "state digest ")
+	out, err := exec.Command(ftvm, "replay", "-restore", snap, log).CombinedOutput()
+	if err != nil || grab(string(out), "state digest ") != digest || !strings.Contains(string(out), "= after-restore") {
+		t.Fatalf("replay from the snapshot: %v (want digest %s)\n%s", err, digest, out)
+	}
+}

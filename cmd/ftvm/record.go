@@ -56,6 +56,7 @@ func cmdRecord(args []string) error {
 	out := fs.String("o", "ftvm.log", "write the event log to `file`")
 	every := fs.Uint64("digest-every", 50_000_000, "log a state digest every `n` instructions (0: only at the end)")
 	maxInsns := fs.Uint64("max-instructions", 0, "stop after this many instructions (0: no limit)")
+	restore := fs.String("restore", "", "start from a snapshot `file` instead of booting")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm record [flags] [PROGRAM.elf]\n\nRuns a guest like 'ftvm run' and logs every input with the instruction count\nat which it was delivered, so 'ftvm replay' can reproduce the run exactly.")
 		fs.PrintDefaults()
@@ -63,26 +64,36 @@ func cmdRecord(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := vf.config(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	cfg.InstructionsPerTick = 10
-	hdr, err := logHeader(cfg, vf.disk)
-	if err != nil {
-		return err
+	var cfg machine.Config
+	var hdr eventlog.Header
+	var err error
+	if *restore == "" {
+		if cfg, err = vf.config(fs.Arg(0)); err != nil {
+			return err
+		}
+		cfg.InstructionsPerTick = 10
+		if hdr, err = logHeader(cfg, vf.disk); err != nil {
+			return err
+		}
 	}
 	lo, release, err := vf.attachHost(&cfg, *maxInsns)
 	if err != nil {
 		return err
 	}
 	defer release()
+	var m *machine.Machine
+	if *restore != "" {
+		if m, err = restoreMachine(*restore, vf, cfg.Outputs); err != nil {
+			return err
+		}
+		if hdr, err = snapshotHeader(*restore, m); err != nil {
+			return err
+		}
+	} else if m, err = machine.New(cfg); err != nil {
+		return err
+	}
 	if cfg.Net {
 		hdr.MAC = cfg.MAC
-	}
-	m, err := machine.New(cfg)
-	if err != nil {
-		return err
 	}
 	f, err := os.Create(*out)
 	if err != nil {
@@ -110,12 +121,27 @@ func cmdRecord(args []string) error {
 	return nil
 }
 
+// snapshotHeader describes a run that starts from a snapshot: the snapshot
+// file's hash stands for every image (it holds RAM, devices and disk).
+func snapshotHeader(path string, m *machine.Machine) (eventlog.Header, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return eventlog.Header{}, err
+	}
+	return eventlog.Header{
+		Engine:       engineName,
+		Images:       []eventlog.Image{{Role: "snapshot", SHA256: sha256.Sum256(b), Size: uint64(len(b))}},
+		StartInstret: m.Instret(),
+	}, nil
+}
+
 func cmdReplay(args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	kernel := fs.String("kernel", "", "kernel Image the run started from (default: the default guest)")
 	initrd := fs.String("initrd", "", "initramfs the run started from (default: the default guest's)")
 	disk := fs.String("disk", "", "a copy of the disk image as it was when the recording started (it is not modified)")
 	elf := fs.String("elf", "", "bare-metal program the run started from")
+	restore := fs.String("restore", "", "the snapshot `file` the recording started from")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
 	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
@@ -142,62 +168,21 @@ func cmdReplay(args []string) error {
 	if hdr.Engine != engineName {
 		return fmt.Errorf("%s: recorded on engine %q, not %q", fs.Arg(0), hdr.Engine, engineName)
 	}
-	cfg := machine.Config{
-		MemoryMiB:           int(hdr.MemoryBytes >> 20),
-		Cmdline:             hdr.Cmdline,
-		InstructionsPerTick: hdr.InstructionsPerTick,
-		RNGSeed:             hdr.RNGSeed,
-	}
-	if *elf != "" {
-		if cfg.ELF, err = os.ReadFile(*elf); err != nil {
-			return err
-		}
-	} else {
-		if *kernel == "" {
-			*kernel = filepath.Join(host.GuestDir(), "Image")
-			if *initrd == "" && hasImage(hdr, "initrd") {
-				*initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
-			}
-		}
-		if cfg.Kernel, err = os.ReadFile(*kernel); err != nil {
-			return fmt.Errorf("kernel: %w", err)
-		}
-		if *initrd != "" {
-			if cfg.Initrd, err = os.ReadFile(*initrd); err != nil {
-				return fmt.Errorf("initrd: %w", err)
-			}
-		}
-	}
-	if hdr.MAC != (eventlog.MAC{}) {
-		cfg.Net, cfg.MAC = true, hdr.MAC
-	}
-	diskPath := *disk
-	if diskPath != "" {
-		d, err := host.LoadDisk(diskPath)
-		if err != nil {
-			return err
-		}
-		cfg.Disk = d
-	} else if hasImage(hdr, "disk") {
-		return errors.New("the recording had a disk: give a copy of it as it was at the start with -disk")
-	}
-	want, err := logHeader(cfg, diskPath)
-	if err != nil {
-		return err
-	}
-	want.MAC = hdr.MAC
-	if diff := hdr.Diff(want); len(diff) > 0 {
-		return fmt.Errorf("%s does not start from this machine:\n  %s", fs.Arg(0), joinLines(diff))
-	}
 	con := bufio.NewWriter(os.Stdout)
+	var out machine.Outputs
 	if !*quiet {
-		cfg.Outputs.Console = func(_ uint64, b []byte) { con.Write(b) }
+		out.Console = func(_ uint64, b []byte) { con.Write(b) }
 	}
-	m, err := machine.New(cfg)
+	var m *machine.Machine
+	if hasImage(hdr, "snapshot") || *restore != "" {
+		m, err = replayFromSnapshot(*restore, hdr, out)
+	} else {
+		m, err = replayFromImages(hdr, *kernel, *initrd, *disk, *elf, out)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
-	start := time.Now()
+	start, from := time.Now(), m.Instret()
 	res, err := replayGDB(*gdbAddr, m, rd, con.Flush)
 	con.Flush()
 	el := time.Since(start)
@@ -205,8 +190,80 @@ func cmdReplay(args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "\nftvm: replayed %d events and %d digests to instruction %d (%s) in %.2fs (%.1f M instructions/s)\nftvm: state digest %x: matches the recording\n",
-		res.Events, res.Digests, res.Instret, res.Reason, el.Seconds(), float64(res.Instret)/el.Seconds()/1e6, m.Digest().Sum)
+		res.Events, res.Digests, res.Instret, res.Reason, el.Seconds(), float64(res.Instret-from)/el.Seconds()/1e6, m.Digest().Sum)
 	return nil
+}
+
+func replayFromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (*machine.Machine, error) {
+	if path == "" {
+		return nil, errors.New("the recording started from a snapshot: give it with -restore")
+	}
+	var vf vmFlags // no disk: the snapshot's own, in memory
+	m, err := restoreMachine(path, vf, out)
+	if err != nil {
+		return nil, err
+	}
+	want, err := snapshotHeader(path, m)
+	if err != nil {
+		return nil, err
+	}
+	want.MAC = hdr.MAC
+	if diff := hdr.Diff(want); len(diff) > 0 {
+		return nil, fmt.Errorf("does not start from this snapshot:\n  %s", joinLines(diff))
+	}
+	return m, nil
+}
+
+func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf string, out machine.Outputs) (*machine.Machine, error) {
+	cfg := machine.Config{
+		MemoryMiB:           int(hdr.MemoryBytes >> 20),
+		Cmdline:             hdr.Cmdline,
+		InstructionsPerTick: hdr.InstructionsPerTick,
+		RNGSeed:             hdr.RNGSeed,
+		Outputs:             out,
+	}
+	var err error
+	if elf != "" {
+		if cfg.ELF, err = os.ReadFile(elf); err != nil {
+			return nil, err
+		}
+	} else {
+		if kernel == "" {
+			kernel = filepath.Join(host.GuestDir(), "Image")
+			if initrd == "" && hasImage(hdr, "initrd") {
+				initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
+			}
+		}
+		if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		if initrd != "" {
+			if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+				return nil, fmt.Errorf("initrd: %w", err)
+			}
+		}
+	}
+	if hdr.MAC != (eventlog.MAC{}) {
+		cfg.Net, cfg.MAC = true, hdr.MAC
+	}
+	if disk != "" {
+		d, err := host.LoadDisk(disk)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Disk = d
+	} else if hasImage(hdr, "disk") {
+		return nil, errors.New("the recording had a disk: give a copy of it as it was at the start with -disk")
+	}
+	want, err := logHeader(cfg, disk)
+	if err != nil {
+		return nil, err
+	}
+	want.MAC = hdr.MAC
+	if diff := hdr.Diff(want); len(diff) > 0 {
+		return nil, fmt.Errorf("does not start from this machine:\n  %s", joinLines(diff))
+	}
+	return machine.New(cfg)
 }
 
 func hasImage(h eventlog.Header, role string) bool {
