@@ -39,13 +39,9 @@ const (
 	TimebaseHz = 10_000_000
 )
 
-// Outputs receive what the guest emits, with the instruction count at the
-// point it was emitted (the output rule of the replication layer holds
-// outputs back until the log is safe up to that count).
-type Outputs struct {
-	Console func(instret uint64, b []byte)
-	Net     func(instret uint64, frame []byte)
-}
+// Outputs are the vm package's: where the guest's console bytes and
+// transmitted frames go.
+type Outputs = vm.Outputs
 
 // Config describes a machine.
 type Config struct {

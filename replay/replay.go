@@ -129,60 +129,90 @@ type Result struct {
 // feeding it the log's events. It returns a *Divergence if the run departs
 // from the log, or the log's own error if it is damaged.
 func Replay(e vm.Engine, rd *eventlog.Reader) (Result, error) {
-	e.SetIdleSkip(false) // time moves only by logged AdvanceTime events
-	var res Result
+	p := NewPlayer(e)
 	for {
 		rec, err := rd.Next()
 		if err == io.EOF {
-			return res, nil
+			return p.Result(), nil
 		}
 		if err != nil {
-			return res, err
+			return p.Result(), err
 		}
-		if rec.Kind.Ancillary() {
-			continue
-		}
-		if err := runTo(e, rec.Instret); err != nil {
-			return res, err
-		}
-		switch rec.Kind {
-		case eventlog.KindConsoleInput:
-			n, err := e.Deliver(vm.ConsoleInput{Data: rec.Data})
-			if err != nil {
-				return res, err
-			}
-			if n != len(rec.Data) {
-				return res, &Divergence{Instret: rec.Instret, What: fmt.Sprintf("the console accepted %d of %d logged bytes", n, len(rec.Data))}
-			}
-			res.Events++
-		case eventlog.KindNetReceive:
-			if _, err := e.Deliver(vm.NetReceive{Frame: rec.Data}); err != nil {
-				return res, err
-			}
-			res.Events++
-		case eventlog.KindAdvanceTime:
-			if _, err := e.Deliver(vm.AdvanceTime{To: rec.Time}); err != nil {
-				return res, err
-			}
-			res.Events++
-		case eventlog.KindDigest:
-			if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
-				return res, &Divergence{Instret: rec.Instret, What: "state digest mismatch", Parts: parts}
-			}
-			res.Digests++
-		case eventlog.KindEnd:
-			res.Instret, res.Reason = rec.Instret, rec.Reason
-			if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
-				return res, &Divergence{Instret: rec.Instret, What: "final state digest mismatch", Parts: parts}
-			}
-		default:
-			return res, fmt.Errorf("replay: unexpected record %v", rec.Kind)
+		if err := p.Apply(rec); err != nil {
+			return p.Result(), err
 		}
 	}
 }
 
-// runTo runs e to exactly instret.
-func runTo(e vm.Engine, instret uint64) error {
+// Player applies a log to an engine one record at a time, for callers that
+// receive the log as it is written (a backup replica) rather than from a
+// file.
+type Player struct {
+	e   vm.Engine
+	res Result
+}
+
+// NewPlayer starts applying a log to e, which must be in the state the log
+// started from. Time then moves only by logged AdvanceTime events.
+func NewPlayer(e vm.Engine) *Player {
+	e.SetIdleSkip(false)
+	return &Player{e: e}
+}
+
+// Result summarises what has been applied so far.
+func (p *Player) Result() Result { return p.res }
+
+// Apply runs the engine to rec's instruction count and applies it: delivers
+// an event, checks a digest. Ancillary records are skipped (callers that
+// give them a meaning handle them before). A *Divergence is returned when
+// the engine departs from the log.
+func (p *Player) Apply(rec eventlog.Record) error {
+	if rec.Kind.Ancillary() {
+		return nil
+	}
+	e, res := p.e, &p.res
+	if err := RunTo(e, rec.Instret); err != nil {
+		return err
+	}
+	switch rec.Kind {
+	case eventlog.KindConsoleInput:
+		n, err := e.Deliver(vm.ConsoleInput{Data: rec.Data})
+		if err != nil {
+			return err
+		}
+		if n != len(rec.Data) {
+			return &Divergence{Instret: rec.Instret, What: fmt.Sprintf("the console accepted %d of %d logged bytes", n, len(rec.Data))}
+		}
+		res.Events++
+	case eventlog.KindNetReceive:
+		if _, err := e.Deliver(vm.NetReceive{Frame: rec.Data}); err != nil {
+			return err
+		}
+		res.Events++
+	case eventlog.KindAdvanceTime:
+		if _, err := e.Deliver(vm.AdvanceTime{To: rec.Time}); err != nil {
+			return err
+		}
+		res.Events++
+	case eventlog.KindDigest:
+		if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
+			return &Divergence{Instret: rec.Instret, What: "state digest mismatch", Parts: parts}
+		}
+		res.Digests++
+	case eventlog.KindEnd:
+		res.Instret, res.Reason = rec.Instret, rec.Reason
+		if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
+			return &Divergence{Instret: rec.Instret, What: "final state digest mismatch", Parts: parts}
+		}
+	default:
+		return fmt.Errorf("replay: unexpected record %v", rec.Kind)
+	}
+	return nil
+}
+
+// RunTo runs e to exactly instret, or returns a *Divergence saying why it
+// could not.
+func RunTo(e vm.Engine, instret uint64) error {
 	for e.Instret() < instret {
 		before := e.Instret()
 		reason := e.Run(instret)

@@ -84,3 +84,12 @@ type Engine interface {
 	// TicksPerSecond is the guest timer frequency.
 	TicksPerSecond() uint64
 }
+
+// Outputs receive what the guest emits, with the instruction count at the
+// point it was emitted (the output rule of the replication layer holds
+// outputs back until the log is safe up to that count). The callbacks run
+// inside Run, on the caller's goroutine, and must not keep b or frame.
+type Outputs struct {
+	Console func(instret uint64, b []byte)
+	Net     func(instret uint64, frame []byte)
+}
