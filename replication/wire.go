@@ -29,10 +29,12 @@ const protocolVersion = 1
 type msgType uint8
 
 const (
-	msgHello   msgType = 1 // JSON hello
-	msgWelcome msgType = 2 // JSON welcome
-	msgRefuse  msgType = 3 // JSON refuse
-	msgAck     msgType = 4 // uvarint frames received, uvarint instret replayed
+	msgHello    msgType = 1 // JSON hello
+	msgWelcome  msgType = 2 // JSON welcome
+	msgRefuse   msgType = 3 // JSON refuse
+	msgAck      msgType = 4 // uvarint frames, bytes and instret (see ack)
+	msgState    msgType = 5 // a chunk of the saved state
+	msgStateEnd msgType = 6 // JSON stateEnd: the state is complete
 )
 
 const maxMessage = 64 << 10
@@ -49,6 +51,10 @@ func (t msgType) String() string {
 		return "refuse"
 	case msgAck:
 		return "ack"
+	case msgState:
+		return "state"
+	case msgStateEnd:
+		return "state end"
 	}
 	return fmt.Sprintf("message type %d", uint8(t))
 }
@@ -148,8 +154,12 @@ func readJSON(r *bufio.Reader, want msgType, v any) error {
 	if t != want {
 		return fmt.Errorf("%w: got %v, want %v", errProtocol, t, want)
 	}
+	return readJSONPayload(p, v)
+}
+
+func readJSONPayload(p []byte, v any) error {
 	if err := json.Unmarshal(p, v); err != nil {
-		return fmt.Errorf("%w: %v: %v", errProtocol, t, err)
+		return fmt.Errorf("%w: %T: %v", errProtocol, v, err)
 	}
 	return nil
 }
@@ -159,27 +169,33 @@ type RefusedError struct{ Reason string }
 
 func (e *RefusedError) Error() string { return "the primary refused: " + e.Reason }
 
-// ack is a backup's acknowledgement: it holds log frames 1..Frames
-// (checked and queued for replay) and has replayed up to instruction
-// Replayed. It doubles as the backup's heartbeat.
+// ack is a backup's acknowledgement: it holds log frames 1..Frames, which
+// end at byte Bytes of the log stream (checked and queued for replay), and
+// has replayed up to instruction Replayed. It doubles as the backup's
+// heartbeat.
 type ack struct {
 	Frames   uint64
+	Bytes    uint64
 	Replayed uint64
 }
 
 func (a ack) encode() []byte {
 	b := binary.AppendUvarint(nil, a.Frames)
+	b = binary.AppendUvarint(b, a.Bytes)
 	return binary.AppendUvarint(b, a.Replayed)
 }
 
 func decodeAck(p []byte) (ack, error) {
-	f, n := binary.Uvarint(p)
-	if n <= 0 {
+	var v [3]uint64
+	for i := range v {
+		x, n := binary.Uvarint(p)
+		if n <= 0 {
+			return ack{}, fmt.Errorf("%w: malformed ack", errProtocol)
+		}
+		v[i], p = x, p[n:]
+	}
+	if len(p) != 0 {
 		return ack{}, fmt.Errorf("%w: malformed ack", errProtocol)
 	}
-	r, m := binary.Uvarint(p[n:])
-	if m <= 0 || n+m != len(p) {
-		return ack{}, fmt.Errorf("%w: malformed ack", errProtocol)
-	}
-	return ack{f, r}, nil
+	return ack{v[0], v[1], v[2]}, nil
 }

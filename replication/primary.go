@@ -1,0 +1,549 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+		"sync"
+	"sync/atomic"
+	"time"
+
+	"ftvm/replay"
+	"ftvm/replay/eventlog"
+	"ftvm/vm"
+)
+
+// primary is the state of a replica running the guest.
+type primary struct {
+	r    *Replica
+	e    Engine
+	view View
+	ctx  context.Context
+
+	joins chan *joiner // from the acceptor
+	link  *link        // nil while unprotected
+	join  *joiner      // a backup being brought up to date
+
+	pending []byte // console input not yet accepted by the UART
+	input   <-chan []byte
+}
+
+// RunPrimary runs e as the pair's primary until the guest powers off, ctx
+// ends, or the replica is deposed. Backups may join through ln (nil: never
+// protected). e must have been built with r.Outputs().
+func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm.StopReason, error) {
+	v, err := r.claimPrimary(ctx)
+	if err != nil {
+		return vm.StopLimit, err
+	}
+	return r.primaryLoop(ctx, e, v, ln)
+}
+
+// claimPrimary makes this replica the cluster's unprotected primary at the
+// arbiter: a new cluster, or one that names this replica already.
+func (r *Replica) claimPrimary(ctx context.Context) (View, error) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cur, ok, err := r.cfg.Arbiter.Current(c)
+	if err != nil {
+		return View{}, fmt.Errorf("arbiter: %w", err)
+	}
+	if ok && cur.Primary != r.cfg.ID {
+		return View{}, fmt.Errorf("cluster %q already has a primary at the arbiter: %v (start this replica as its backup, or use another cluster name)", r.cfg.Cluster, cur)
+	}
+	next := View{Generation: cur.Generation + 1, Primary: r.cfg.ID}
+	won, now, err := r.cfg.Arbiter.Swap(c, cur, next)
+	if err != nil {
+		return View{}, fmt.Errorf("arbiter: %w", err)
+	}
+	if !won {
+		return View{}, fmt.Errorf("cluster %q changed at the arbiter while starting: %v", r.cfg.Cluster, now)
+	}
+	return next, nil
+}
+
+func (r *Replica) primaryLoop(ctx context.Context, e Engine, v View, ln net.Listener) (vm.StopReason, error) {
+	p := &primary{r: r, e: e, view: v, ctx: ctx, joins: make(chan *joiner), input: r.cfg.Host.ConsoleIn}
+	r.out.mode = modeSolo
+	r.setStatus(func(s *Status) { s.Role, s.View, s.Peer, s.Error = "primary", v, "", "" })
+	r.log.Info("primary running", "view", v.String(), "instret", e.Instret())
+	if ln != nil {
+		actx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go p.accept(actx, ln)
+	}
+	defer p.dropLink()
+	reason, err := p.run()
+	if err != nil {
+		r.setStatus(func(s *Status) { s.Role, s.Error = "stopped", err.Error() })
+	}
+	return reason, err
+}
+
+// engine is what the loop runs: through the recorder while a backup
+// listens, so that every input is logged.
+func (p *primary) engine() vm.Engine {
+	if p.link != nil {
+		return p.link.rec
+	}
+	return p.e
+}
+
+func (p *primary) run() (vm.StopReason, error) {
+	cfg := &p.r.cfg
+	wall0, mt0 := time.Now(), p.e.Now()
+	hostMtime := func() uint64 {
+		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/p.e.TicksPerSecond())
+	}
+	p.e.SetIdleSkip(false)
+	for {
+		if err := p.control(); err != nil {
+			return vm.StopLimit, err
+		}
+		if err := p.throttle(); err != nil {
+			return vm.StopLimit, err
+		}
+		reason := p.engine().Run(p.e.Instret() + cfg.Epoch)
+		if err := p.endEpoch(false); err != nil {
+			return reason, err
+		}
+		p.deliverInputs()
+		switch reason {
+		case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
+			return reason, p.finish(reason)
+		case vm.StopIdle:
+			if err := p.idle(hostMtime); err != nil {
+				return reason, err
+			}
+		}
+		p.status()
+	}
+}
+
+// endEpoch closes an epoch: if it produced outputs (or the backup has not
+// heard from us for a heartbeat), a Sync record is appended and the
+// outputs are held behind it; the log is flushed to the backup.
+func (p *primary) endEpoch(heartbeat bool) error {
+	l := p.link
+	if l == nil {
+		return nil
+	}
+	if p.r.out.pendingEpoch() || heartbeat || time.Since(l.lastSend) >= p.r.cfg.Heartbeat {
+		at := p.e.Instret()
+		rec := eventlog.Record{Instret: at, Kind: kindSync, Data: binary.AppendUvarint(nil, p.r.out.releasedThrough())}
+		if err := l.w.Append(rec); err != nil {
+			return p.backupLost(fmt.Errorf("log: %w", err))
+		}
+		p.r.out.hold(l.w.Frames(), at)
+	}
+	return p.flush()
+}
+
+func (p *primary) flush() error {
+	l := p.link
+	if l == nil {
+		return nil
+	}
+	if err := l.w.Flush(); err != nil {
+		return p.backupLost(fmt.Errorf("log: %w", err))
+	}
+	if err := l.rec.Err(); err != nil {
+		return p.backupLost(fmt.Errorf("log: %w", err))
+	}
+	return nil
+}
+
+// deliverInputs hands the host's pending inputs to the guest (logged, when
+// a backup listens).
+func (p *primary) deliverInputs() {
+	e := p.engine()
+	for p.input != nil {
+		select {
+		case b, ok := <-p.input:
+			if !ok {
+				p.input = nil
+				break
+			}
+			p.pending = append(p.pending, b...)
+			continue
+		default:
+		}
+		break
+	}
+	delivered := false
+	if len(p.pending) > 0 {
+		n, _ := e.Deliver(vm.ConsoleInput{Data: p.pending})
+		p.pending = p.pending[n:]
+		delivered = n > 0
+	}
+	if nb := p.r.cfg.Host.Net; nb != nil {
+		for {
+			f, ok := nb.TryReceive()
+			if !ok {
+				break
+			}
+			e.Deliver(vm.NetReceive{Frame: f})
+			delivered = true
+		}
+	}
+	if delivered {
+		// Let the backup have the inputs while the guest works on them: the
+		// acknowledgement of the epoch's Sync then comes sooner.
+		p.flush()
+	}
+}
+
+// idle waits, with the guest idle, for its timer, an input, a heartbeat
+// due, or a control event; time then moves on to the host's.
+func (p *primary) idle(hostMtime func() uint64) error {
+	e := p.engine()
+	for {
+		dl := p.e.Deadline()
+		now := hostMtime()
+		if dl != ^uint64(0) && dl <= now {
+			_, err := e.Deliver(vm.AdvanceTime{To: dl})
+			return err
+		}
+		if len(p.pending) > 0 {
+			// The UART is full; the guest must run to drain it.
+			_, err := e.Deliver(vm.AdvanceTime{To: max(now, p.e.Now())})
+			return err
+		}
+		wait := time.Duration(1 << 62)
+		if dl != ^uint64(0) {
+			wait = time.Duration(dl-now) * time.Duration(1e9/p.e.TicksPerSecond())
+		}
+		var hb <-chan time.Time
+		var lost <-chan struct{}
+		if p.link != nil {
+			t := time.NewTimer(max(0, p.r.cfg.Heartbeat-time.Since(p.link.lastSend)))
+			defer t.Stop()
+			hb, lost = t.C, p.link.dead
+		}
+		var netReady <-chan struct{}
+		if nb := p.r.cfg.Host.Net; nb != nil {
+			netReady = nb.Ready()
+		}
+		t := time.NewTimer(wait)
+		woke := true
+		select {
+		case b, ok := <-p.input:
+			if ok {
+				p.pending = append(p.pending, b...)
+			} else {
+				p.input = nil
+			}
+		case <-netReady:
+		case <-t.C:
+		case <-hb:
+			woke = false
+		case <-lost:
+			woke = false
+		case j := <-p.joins:
+			p.startJoin(j)
+			woke = false
+		case <-p.ctx.Done():
+			t.Stop()
+			return p.ctx.Err()
+		}
+		t.Stop()
+		if !woke {
+			if err := p.control(); err != nil {
+				return err
+			}
+			if err := p.endEpoch(true); err != nil {
+				return err
+			}
+			continue
+		}
+		to := hostMtime()
+		if dl != ^uint64(0) && to > dl {
+			to = dl
+		}
+		_, err := e.Deliver(vm.AdvanceTime{To: max(to, p.e.Now())})
+		p.deliverInputs()
+		return err
+	}
+}
+
+// control handles what happened outside the loop: a backup that asks to
+// join, or the backup's link failing.
+func (p *primary) control() error {
+	if l := p.link; l != nil {
+		select {
+		case <-l.dead:
+			return p.backupLost(l.cause())
+		default:
+		}
+	}
+	select {
+	case j := <-p.joins:
+		p.startJoin(j)
+	default:
+	}
+	if p.join != nil {
+		return p.stepJoin()
+	}
+	return nil
+}
+
+// throttle makes the primary wait while the backup trails by more than
+// MaxLag instructions, so the lag (and the time a failover must replay)
+// stays bounded. Heartbeats continue meanwhile.
+func (p *primary) throttle() error {
+	for l := p.link; l != nil && p.e.Instret() > l.replayed.Load()+p.r.cfg.MaxLag; l = p.link {
+		select {
+		case <-l.dead:
+			return p.backupLost(l.cause())
+		case <-time.After(time.Millisecond):
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+		if err := p.endEpoch(false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backupLost is called when the link to the backup failed. The primary
+// may continue unprotected only after winning the arbitration; until then
+// the guest does not run and its outputs stay held.
+func (p *primary) backupLost(cause error) error {
+	l := p.link
+	if l == nil {
+		return nil
+	}
+	p.r.log.Warn("backup lost", "backup", l.id, "cause", cause.Error(), "held_outputs", p.r.out.heldCount())
+	p.dropLink()
+	next := View{Generation: p.view.Generation + 1, Primary: p.r.cfg.ID}
+	won, err := p.r.arbitrate(p.ctx, p.view, next)
+	if err != nil {
+		return err
+	}
+	if !won {
+		p.r.out.dropAll()
+		return ErrDeposed
+	}
+	p.view = next
+	p.r.out.flushAll()
+	p.r.setStatus(func(s *Status) { s.View, s.Peer, s.PeerInstret, s.LagInsns, s.LagBytes = next, "", 0, 0, 0 })
+	p.r.log.Info("continuing unprotected", "view", next.String())
+	return nil
+}
+
+// arbitrate swaps the view from old to next at the arbiter, retrying while
+// it cannot be reached (a replica that cannot reach the arbiter never acts
+// alone). It reports whether this replica won.
+func (r *Replica) arbitrate(ctx context.Context, old, next View) (bool, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		won, cur, err := r.cfg.Arbiter.Swap(c, old, next)
+		cancel()
+		if err == nil {
+			if won {
+				r.log.Info("won the arbitration", "view", next.String())
+			} else {
+				r.log.Warn("lost the arbitration", "view", cur.String())
+			}
+			return won, nil
+		}
+		r.log.Warn("arbiter unreachable: not acting alone", "err", err.Error())
+		r.setStatus(func(s *Status) { s.Error = "arbiter unreachable: " + err.Error() })
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// finish ends a run whose guest stopped: the backup gets the End record
+// and the held outputs leave once it has it.
+func (p *primary) finish(reason vm.StopReason) error {
+	l := p.link
+	if l == nil {
+		return nil
+	}
+	if err := l.rec.Close(reason); err != nil {
+		return p.backupLost(err)
+	}
+	p.r.out.hold(l.w.Frames(), p.e.Instret())
+	deadline := time.After(p.r.cfg.Timeout)
+	for l.acked.Load() < l.w.Frames() {
+		select {
+		case <-l.dead:
+			return p.backupLost(l.cause())
+		case <-deadline:
+			return p.backupLost(errors.New("no acknowledgement of the End record"))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	p.r.out.release(l.acked.Load())
+	return nil
+}
+
+func (p *primary) status() {
+	l := p.link
+	in := p.e.Instret()
+	p.r.setStatus(func(s *Status) {
+		s.Instret, s.HeldOutputs = in, p.r.out.heldCount()
+		if l != nil {
+			rep := l.replayed.Load()
+			s.PeerInstret, s.LagInsns = rep, in-min(in, rep)
+			s.LogBytes, s.LogFrames = l.w.Offset(), l.w.Frames()
+			s.LagBytes = l.flushedBytes.Load() - l.ackedBytes.Load()
+			s.LastHeartbeat = time.Unix(0, l.lastAck.Load())
+		}
+	})
+}
+
+// link is a primary's connection to its backup once the backup is up to
+// date: the log goes out through snd, acknowledgements come back.
+type link struct {
+	id   string
+	conn *tls.Conn
+	w    *eventlog.Writer
+	rec  *replay.Recorder
+	snd  *sender
+
+	acked         atomic.Int64 // log frames the backup holds
+	ackedBytes    atomic.Int64 // and the log bytes they end at
+	flushedFrames atomic.Int64 // log frames handed to the sender
+	flushedBytes  atomic.Int64
+	replayed   atomic.Uint64
+	lastAck    atomic.Int64 // unix nanoseconds
+	lastSend   time.Time    // engine goroutine only
+
+	dead    chan struct{} // closed when the link fails
+	once    sync.Once
+	err     error
+	readers sync.WaitGroup
+}
+
+func (l *link) fail(err error) {
+	l.once.Do(func() {
+		l.err = err
+		close(l.dead)
+		l.conn.Close()
+	})
+}
+
+func (l *link) cause() error {
+	<-l.dead
+	return l.err
+}
+
+// readAcks reads the backup's acknowledgements, releasing the outputs they
+// cover. Silence longer than the timeout kills the link.
+func (l *link) readAcks(r *Replica, br *bufio.Reader) {
+	defer l.readers.Done()
+	for {
+		l.conn.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
+		t, payload, err := readMessage(br)
+		if err != nil {
+			l.fail(fmt.Errorf("backup silent or gone: %w", err))
+			return
+		}
+		if t != msgAck {
+			l.fail(fmt.Errorf("%w: backup sent %v", errProtocol, t))
+			return
+		}
+		a, err := decodeAck(payload)
+		if err != nil || int64(a.Frames) > l.flushedFrames.Load() || int64(a.Bytes) > l.flushedBytes.Load() {
+			l.fail(fmt.Errorf("%w: backup acknowledged frames it was not sent", errProtocol))
+			return
+		}
+		l.lastAck.Store(time.Now().UnixNano())
+		l.replayed.Store(a.Replayed)
+		if int64(a.Frames) > l.acked.Load() {
+			l.acked.Store(int64(a.Frames))
+			l.ackedBytes.Store(int64(a.Bytes))
+			r.out.release(int64(a.Frames))
+		}
+	}
+}
+
+// dropLink closes the link to the backup (if any) and any join in progress.
+func (p *primary) dropLink() {
+	if j := p.join; j != nil {
+		j.conn.Close()
+		p.join = nil
+	}
+	l := p.link
+	if l == nil {
+		return
+	}
+	l.fail(errors.New("link closed"))
+	l.snd.stop()
+	l.readers.Wait()
+	p.link = nil
+	p.r.out.mode = modeSolo // outputs produced from now on are held by nothing; flushAll or dropAll decides the held ones
+}
+
+// sender writes the log to the backup from its own goroutine, so that a
+// slow network costs the engine goroutine only when the queue is full:
+// that back-pressure is what slows a primary whose backup falls behind.
+type sender struct {
+	l    *link
+	q    chan []byte
+	done chan struct{}
+	sent atomic.Int64
+}
+
+const senderQueue = 256 // chunks (each up to the event log's 64 KiB flush size)
+
+func newSender(l *link, timeout time.Duration) *sender {
+	s := &sender{l: l, q: make(chan []byte, senderQueue), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			var b []byte
+			select {
+			case b = <-s.q:
+			case <-l.dead:
+				return
+			}
+			// Coalesce what else is queued into one write.
+			for more := true; more && len(b) < 1<<20; {
+				select {
+				case c := <-s.q:
+					b = append(b, c...)
+				default:
+					more = false
+				}
+			}
+			l.conn.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := l.conn.Write(b); err != nil {
+				l.fail(fmt.Errorf("sending the log: %w", err))
+				return
+			}
+			s.sent.Add(int64(len(b)))
+		}
+	}()
+	return s
+}
+
+// Write queues a copy of p (the event log reuses its buffer). It is called
+// by the log writer on the engine goroutine, with the frames it writes
+// already counted and still in its buffer.
+func (s *sender) Write(p []byte) (int, error) {
+	s.l.flushedFrames.Store(s.l.w.Frames())
+	s.l.flushedBytes.Store(s.l.w.Offset())
+	s.l.lastSend = time.Now()
+	b := append([]byte(nil), p...)
+	select {
+	case s.q <- b:
+	case <-s.l.dead:
+		// The link is gone: the loop learns it from dead and arbitrates.
+	}
+	return len(p), nil
+}
+
+func (s *sender) stop() { <-s.done }

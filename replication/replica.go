@@ -1,0 +1,199 @@
+// Package replication keeps a guest alive across the death of its host:
+// primary/backup fault tolerance by deterministic replay, after Bressoud &
+// Schneider's hypervisor and VMware FT.
+//
+// The primary runs the guest and records every nondeterministic input
+// (package replay) into an event log that streams over mutual TLS to the
+// backup, which replays it on its own copy of the machine and stays
+// identical. Outputs (network frames, console bytes) leave the primary only
+// once the backup has acknowledged the log frame that ends the epoch that
+// produced them: the output rule. Heartbeats run both ways. When a replica
+// loses its peer it must win a compare-and-swap at the arbiter (a third
+// party both can reach) before acting alone: a backup then finishes the
+// log, re-issues the outputs the primary may not have sent, announces the
+// guest's MAC and goes live; a primary continues unprotected. The loser,
+// or a replica that cannot reach the arbiter, never acts alone.
+//
+// The package knows nothing about RISC-V: it drives a vm.Engine, and builds
+// one on a backup through a Factory the caller supplies.
+package replication
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"ftvm/host/netdev"
+	"ftvm/replay/eventlog"
+	"ftvm/vm"
+)
+
+// Engine is what replication needs of a machine: the vm seam, and a way
+// to save its whole state for a joining backup.
+type Engine interface {
+	vm.Engine
+	Save(w io.Writer) error
+}
+
+// Factory builds an engine from a saved state (Engine.Save), its outputs
+// going to out. Backups use it to start from the primary's state.
+type Factory func(state io.Reader, out vm.Outputs) (Engine, error)
+
+// Host is what the guest is connected to on this replica's host.
+type Host struct {
+	Console   io.Writer      // released console output (nil: dropped)
+	ConsoleIn <-chan []byte  // console input (nil: none)
+	Net       netdev.Backend // the guest's NIC here (nil: none)
+	// Announce, if set, is sent on Net when this replica goes live, so
+	// that switches learn where the guest's MAC now lives.
+	Announce []byte
+}
+
+// Config configures a replica.
+type Config struct {
+	ID      string // this replica (the common name of its certificate)
+	Cluster string // the pair's name at the arbiter
+	TLS     *tls.Config
+	Arbiter Arbiter
+	Host    Host
+	Factory Factory // required on a backup
+	Engine  string  // engine name in the log header (e.g. "ftvm-riscv64")
+
+	// Epoch is the number of instructions the guest runs between looks at
+	// the host's inputs and the log (default 100 000). Inputs reach the
+	// guest only at epoch boundaries, and a primary's outputs wait at least
+	// until the end of their epoch.
+	Epoch uint64
+	// Heartbeat is how often a silent replica tells its peer it is alive
+	// (default 20 ms); Timeout is the silence after which the peer is
+	// declared dead (default 500 ms).
+	Heartbeat, Timeout time.Duration
+	// MaxLag bounds how many instructions the backup may trail the primary
+	// before the primary waits for it (default 200 M, about 1.5 s of
+	// guest computation: the longest a failover has to replay).
+	MaxLag uint64
+	// DigestEvery is how often (in instructions) the primary logs a state
+	// digest the backup checks (default 100 M).
+	DigestEvery uint64
+
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if err := validID(c.ID); err != nil {
+		return err
+	}
+	if c.Cluster == "" {
+		return errors.New("replication: a cluster name is required")
+	}
+	if c.TLS == nil || c.Arbiter == nil {
+		return errors.New("replication: TLS keys and an arbiter are required")
+	}
+	if c.Epoch == 0 {
+		c.Epoch = 100_000
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 20 * time.Millisecond
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 500 * time.Millisecond
+	}
+	if c.Timeout < 2*c.Heartbeat {
+		return fmt.Errorf("replication: timeout %v must be at least twice the heartbeat %v", c.Timeout, c.Heartbeat)
+	}
+	if c.MaxLag == 0 {
+		c.MaxLag = 200_000_000
+	}
+	if c.DigestEvery == 0 {
+		c.DigestEvery = 100_000_000
+	}
+	if c.Engine == "" {
+		c.Engine = "unknown"
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Replica is one replica process: a primary, or a backup that may become
+// one.
+type Replica struct {
+	cfg Config
+	log *slog.Logger
+	out outputs
+
+	mu sync.Mutex
+	st Status
+}
+
+// New checks cfg and returns a replica. Build the primary's engine with
+// Outputs() as its outputs.
+func New(cfg Config) (*Replica, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	r := &Replica{cfg: cfg, log: cfg.Log.With("replica", cfg.ID)}
+	r.out.console, r.out.net = cfg.Host.Console, cfg.Host.Net
+	r.st = Status{ID: cfg.ID, Cluster: cfg.Cluster, Role: "starting"}
+	return r, nil
+}
+
+// Outputs is where the engine's outputs must go.
+func (r *Replica) Outputs() vm.Outputs { return r.out.callbacks() }
+
+// Status is what 'ftvm status' shows of a replica.
+type Status struct {
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	Role    string `json:"role"` // starting, primary, joining, backup, stopped
+	View    View   `json:"view"`
+	Peer    string `json:"peer,omitempty"` // the other replica's id
+
+	Instret     uint64 `json:"instret"`      // instructions executed (replayed, on a backup)
+	PeerInstret uint64 `json:"peer_instret"` // the backup's replayed count, on a primary
+	LagInsns    uint64 `json:"lag_instructions"`
+	LagBytes    int64  `json:"lag_bytes"` // log bytes sent and not acknowledged, or received and not replayed
+	LogBytes    int64  `json:"log_bytes"` // log bytes sent (primary) or received (backup) on this link
+	LogFrames   int64  `json:"log_frames"`
+	HeldOutputs int    `json:"held_outputs"`
+	// LastHeartbeat is when the peer was last heard from.
+	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
+	LinkSince     time.Time `json:"link_since,omitzero"`
+	Failovers     int       `json:"failovers"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// Status returns the replica's current figures.
+func (r *Replica) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st
+}
+
+func (r *Replica) setStatus(f func(*Status)) {
+	r.mu.Lock()
+	f(&r.st)
+	r.mu.Unlock()
+}
+
+// kindSync is the replication layer's ancillary log record (package
+// eventlog reserves the range for records that do not affect the guest).
+// A primary appends one at the end of every epoch that produced outputs,
+// and as its heartbeat: the backup must hold it before the epoch's
+// outputs leave, runs to its instruction count before it may go live, and
+// learns from its payload (uvarint) the end of the newest epoch whose
+// outputs have left.
+const kindSync = eventlog.Kind(0x60)
+
+// ErrDeposed is returned by a replica that lost the arbitration: the other
+// replica is live, and this one must stop without emitting anything more.
+var ErrDeposed = errors.New("lost the arbitration: the other replica is live")
+
+// PowerOff is returned when the guest powered off (on the primary, or on
+// the backup following the primary's log).
+var errPowerOff = errors.New("the guest powered off")
