@@ -415,3 +415,10 @@ func (s netSink) Transmit(frame []byte) {
 		s.m.cfg.Outputs.Net(s.m.hart.Instret, frame)
 	}
 }
+
+// HasNet reports whether the machine has a virtio-net device, MAC its
+// address, and HasDisk whether it has a virtio-blk device: what a host must
+// connect to a restored machine.
+func (m *Machine) HasNet() bool  { return m.net != nil }
+func (m *Machine) MAC() [6]byte  { return m.cfg.MAC }
+func (m *Machine) HasDisk() bool { return m.blk != nil }

@@ -54,11 +54,13 @@ type backup struct {
 	rd      *eventlog.Reader
 	primary string
 
-	q        chan eventlog.Record
+	q        chan queued
 	readErr  error // set before q is closed
 	frames   atomic.Int64
 	bytes    atomic.Int64
 	replayed atomic.Uint64
+	// replayedBytes is where in the stream the last replayed record ends.
+	replayedBytes atomic.Int64
 	lastRecv atomic.Int64 // unix nanoseconds
 	batch    chan struct{}
 	stop     chan struct{} // closed when follow returns
@@ -66,6 +68,12 @@ type backup struct {
 }
 
 var errPrimaryLost = errors.New("primary lost")
+
+// queued is a received record and the stream offset where it ends.
+type queued struct {
+	rec eventlog.Record
+	end int64
+}
 
 // deadlineReader gives every read on a connection the peer timeout: a
 // primary silent for that long (no log, no heartbeat) is declared dead.
@@ -89,7 +97,7 @@ func (r *Replica) join(ctx context.Context, addr string) (*backup, error) {
 		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
 	}
 	tc := c.(*tls.Conn)
-	b := &backup{r: r, conn: tc, q: make(chan eventlog.Record, 4096), batch: make(chan struct{}, 1), stop: make(chan struct{})}
+	b := &backup{r: r, conn: tc, q: make(chan queued, 4096), batch: make(chan struct{}, 1), stop: make(chan struct{})}
 	b.primary, _ = peerID(tc)
 	dr := &deadlineReader{c: tc}
 	dr.timeout.Store(int64(max(cfg.Timeout, handshakeTimeout)))
@@ -184,21 +192,23 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 	p := replay.NewPlayer(b.e)
 	b.replayed.Store(b.e.Instret())
 	for {
-		var rec eventlog.Record
+		var qr queued
 		var ok bool
 		select {
-		case rec, ok = <-b.q:
+		case qr, ok = <-b.q:
 		case <-ctx.Done():
 			return vm.StopLimit, ctx.Err()
 		}
 		if !ok {
 			break
 		}
+		rec := qr.rec
 		if err := b.apply(p, rec); err != nil {
 			b.r.log.Error("refusing the primary's log", "err", err.Error())
 			return vm.StopLimit, fmt.Errorf("refusing the primary's log: %w", err)
 		}
 		b.replayed.Store(b.e.Instret())
+		b.replayedBytes.Store(qr.end)
 		if rec.Kind == eventlog.KindEnd {
 			b.r.log.Info("the primary's guest stopped", "reason", rec.Reason, "instret", rec.Instret)
 			return stopReason(rec.Reason), nil
@@ -264,7 +274,7 @@ func (b *backup) read() {
 			}
 		}
 		select {
-		case b.q <- rec:
+		case b.q <- queued{rec, b.rd.Offset()}:
 		case <-b.stop:
 			return
 		}
@@ -314,6 +324,10 @@ func (b *backup) acks(stop, done chan struct{}) {
 		b.r.setStatus(func(s *Status) {
 			s.Instret, s.LogFrames, s.LogBytes = rep, int64(a.Frames), int64(a.Bytes)
 			s.LastHeartbeat = time.Unix(0, b.lastRecv.Load())
+			s.sampleRate(time.Now())
+			if s.Instret > 0 {
+				s.LagBytes = max(0, int64(a.Bytes)-b.replayedBytes.Load())
+			}
 		})
 	}
 }
@@ -323,10 +337,12 @@ func (b *backup) acks(stop, done chan struct{}) {
 // outputs the primary may not have sent, announces the guest's MAC, and
 // runs on as the primary.
 func (r *Replica) failover(ctx context.Context, b *backup, ln net.Listener) (vm.StopReason, error) {
-	detected := time.Now()
+	detected, heard := time.Now(), time.Unix(0, b.lastRecv.Load())
 	r.log.Warn("primary lost", "primary", b.primary, "cause", fmt.Sprint(b.cause), "instret", b.e.Instret(),
-		"silent_for", detected.Sub(time.Unix(0, b.lastRecv.Load())).String())
-	r.setStatus(func(s *Status) { s.Role = "taking over" })
+		"silent_for", detected.Sub(heard).String())
+	r.setStatus(func(s *Status) {
+		s.Role, s.PrimaryLastHeard, s.FailoverDetected, s.Instret = "taking over", heard, detected, b.e.Instret()
+	})
 	next := View{Generation: b.view.Generation + 1, Primary: r.cfg.ID}
 	won, err := r.arbitrate(ctx, b.view, next)
 	if err != nil {
@@ -348,7 +364,8 @@ func (r *Replica) failover(ctx context.Context, b *backup, ln net.Listener) (vm.
 	if nb := r.cfg.Host.Net; nb != nil && r.cfg.Host.Announce != nil {
 		nb.Transmit(r.cfg.Host.Announce)
 	}
-	r.setStatus(func(s *Status) { s.Failovers++ })
+	live := time.Now()
+	r.setStatus(func(s *Status) { s.Failovers, s.FailoverLive = s.Failovers+1, live })
 	r.log.Warn("live", "view", next.String(), "instret", b.e.Instret(), "reissued_outputs", reissued,
 		"takeover", time.Since(detected).String())
 	return r.primaryLoop(ctx, b.e, next, ln)

@@ -400,6 +400,7 @@ func (p *primary) status() {
 			s.LogBytes, s.LogFrames = l.w.Offset(), l.w.Frames()
 			s.LagBytes = l.flushedBytes.Load() - l.ackedBytes.Load()
 			s.LastHeartbeat = time.Unix(0, l.lastAck.Load())
+			s.sampleRate(time.Now())
 		}
 	})
 }
@@ -444,9 +445,13 @@ func (l *link) cause() error {
 // cover. Silence longer than the timeout kills the link.
 func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 	defer l.readers.Done()
+	// The first acknowledgement comes once the backup has restored the
+	// transferred state, which takes longer than a heartbeat.
+	timeout := max(r.cfg.Timeout, 30*time.Second)
 	for {
-		l.conn.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
+		l.conn.SetReadDeadline(time.Now().Add(timeout))
 		t, payload, err := readMessage(br)
+		timeout = r.cfg.Timeout
 		if err != nil {
 			l.fail(fmt.Errorf("backup silent or gone: %w", err))
 			return

@@ -164,8 +164,31 @@ type Status struct {
 	// LastHeartbeat is when the peer was last heard from.
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	LinkSince     time.Time `json:"link_since,omitzero"`
-	Failovers     int       `json:"failovers"`
-	Error         string    `json:"error,omitempty"`
+	// LogRate is the log's bandwidth on the link, bytes per second, over
+	// the last second or so.
+	LogRate   float64 `json:"log_rate"`
+	Failovers int     `json:"failovers"`
+	// The last failover: when the primary was last heard from, when its
+	// loss was detected, and when this replica went live.
+	PrimaryLastHeard time.Time `json:"primary_last_heard,omitzero"`
+	FailoverDetected time.Time `json:"failover_detected,omitzero"`
+	FailoverLive     time.Time `json:"failover_live,omitzero"`
+	Error            string    `json:"error,omitempty"`
+
+	rateT     time.Time
+	rateBytes int64
+}
+
+// sampleRate updates LogRate from LogBytes, about once a second.
+func (s *Status) sampleRate(now time.Time) {
+	if s.rateT.IsZero() || s.LogBytes < s.rateBytes {
+		s.rateT, s.rateBytes = now, s.LogBytes
+		return
+	}
+	if dt := now.Sub(s.rateT); dt >= time.Second {
+		s.LogRate = float64(s.LogBytes-s.rateBytes) / dt.Seconds()
+		s.rateT, s.rateBytes = now, s.LogBytes
+	}
 }
 
 // Status returns the replica's current figures.

@@ -13,15 +13,18 @@ var commands = map[string]struct {
 	run  func(args []string) error
 	help string
 }{
-	"run":    {cmdRun, "boot a guest (the default guest, -kernel, or a bare-metal ELF)"},
-	"bench":  {cmdBench, "benchmark ftvm against QEMU on the same kernel and initramfs"},
-	"record": {cmdRecord, "run a guest and log its inputs for an exact replay"},
-	"replay": {cmdReplay, "re-execute a recorded run from its log and check it"},
+	"run":     {cmdRun, "boot a guest (the default guest, -kernel, or a bare-metal ELF)"},
+	"bench":   {cmdBench, "benchmark ftvm against QEMU on the same kernel and initramfs"},
+	"record":  {cmdRecord, "run a guest and log its inputs for an exact replay"},
+	"replay":  {cmdReplay, "re-execute a recorded run from its log and check it"},
+	"primary": {cmdPrimary, "run a guest as the primary of a fault-tolerant pair"},
+	"backup":  {cmdBackup, "protect a primary: follow its log, take over if it dies"},
+	"keys":    {cmdKeys, "make the TLS keys of a replica cluster"},
 }
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: ftvm COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"run", "record", "replay", "bench"} {
+	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "bench"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintln(os.Stderr, "\n'ftvm COMMAND -h' shows a command's flags.")

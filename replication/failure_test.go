@@ -1,0 +1,170 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// reach is one replica's path to the shared arbiter, which a test can cut.
+type reach struct {
+	*MemArbiter
+	cut atomic.Bool
+}
+
+func (r *reach) Current(ctx context.Context) (View, bool, error) {
+	if r.cut.Load() {
+		return View{}, false, errors.New("arbiter unreachable from here")
+	}
+	return r.MemArbiter.Current(ctx)
+}
+
+func (r *reach) Swap(ctx context.Context, old, new View) (bool, View, error) {
+	if r.cut.Load() {
+		return false, View{}, errors.New("arbiter unreachable from here")
+	}
+	return r.MemArbiter.Swap(ctx, old, new)
+}
+
+// startPair boots a primary and joins a backup to it through a proxy.
+func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *proxy, arb *MemArbiter, ra, rb *reach) {
+	kernel, initrd := requireGuest(t)
+	dir := keys(t, "a", "b")
+	arb = &MemArbiter{}
+	ra, rb = &reach{MemArbiter: arb}, &reach{MemArbiter: arb}
+	tune := func(c *Config) { c.Timeout = timeout }
+	a = newTestReplica(t, dir, "a", ra, tune)
+	b = newTestReplica(t, dir, "b", rb, tune)
+	a.startPrimary(t, kernel, initrd)
+	a.con.waitFor(t, "console ready", 60*time.Second)
+	px = newProxy(t, a.ln.Addr().String())
+	b.startBackup(px.addr())
+	b.waitRole(t, "backup", 30*time.Second)
+	return
+}
+
+func view(t *testing.T, arb *MemArbiter) View {
+	v, _, err := arb.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestOutputRule holds the backup's acknowledgements: the guest's reply to
+// a console command must not leave the primary until they flow again.
+func TestOutputRule(t *testing.T) {
+	a, _, px, _, _, _ := startPair(t, 10*time.Second)
+	px.setHold(true, false) // backup -> primary: acks stop arriving
+	a.in <- []byte("echo held-reply\n")
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(a.con.String(), "= held-reply") {
+			t.Fatal("the reply left the primary before the backup acknowledged the log")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.r.Status().HeldOutputs; n == 0 {
+		t.Fatal("the primary holds no outputs while the backup's acks are held")
+	}
+	px.setHold(false, false)
+	a.con.waitFor(t, "= held-reply", 10*time.Second)
+}
+
+// TestBackupDeath kills the backup: the primary must win the arbitration,
+// release what it held, and go on unprotected.
+func TestBackupDeath(t *testing.T) {
+	a, b, _, arb, _, _ := startPair(t, time.Second)
+	b.stop()
+	a.in <- []byte("echo alone\n")
+	a.con.waitFor(t, "= alone", 30*time.Second)
+	if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
+		t.Fatalf("view after the backup died: %v", v)
+	}
+	if st := a.r.Status(); st.Role != "primary" || st.Peer != "" {
+		t.Fatalf("primary status: %+v", st)
+	}
+}
+
+// TestPartition cuts the link between the replicas (no reset: packets just
+// stop) while both reach the arbiter: both suspect the other, exactly one
+// wins, the other stops, and the survivor serves.
+func TestPartition(t *testing.T) {
+	a, b, px, arb, _, _ := startPair(t, 500*time.Millisecond)
+	px.setHold(true, true)
+	var loser, winner *testReplica
+	select {
+	case <-a.done:
+		loser, winner = a, b
+	case <-b.done:
+		loser, winner = b, a
+	case <-time.After(30 * time.Second):
+		t.Fatal("neither replica stopped after the partition")
+	}
+	if !errors.Is(loser.err, ErrDeposed) {
+		t.Fatalf("%s stopped with %v, want ErrDeposed", loser.r.cfg.ID, loser.err)
+	}
+	winner.waitRole(t, "primary", 30*time.Second)
+	if v := view(t, arb); v.Primary != winner.r.cfg.ID || v.Backup != "" {
+		t.Fatalf("view %v, survivor %s", v, winner.r.cfg.ID)
+	}
+	winner.in <- []byte("echo survivor\n")
+	winner.con.waitFor(t, "= survivor", 30*time.Second)
+	if strings.Contains(loser.con.String(), "= survivor") {
+		t.Fatal("the deposed replica emitted output")
+	}
+}
+
+// TestPartitionArbiterUnreachable cuts the link while the primary cannot
+// reach the arbiter: the backup wins and goes live; the primary must hold
+// its outputs all along, and stop as soon as it can ask the arbiter.
+func TestPartitionArbiterUnreachable(t *testing.T) {
+	a, b, px, arb, ra, _ := startPair(t, 500*time.Millisecond)
+	ra.cut.Store(true)
+	px.setHold(true, true)
+	a.in <- []byte("echo from-the-isolated-primary\n")
+	b.waitRole(t, "primary", 30*time.Second)
+	if v := view(t, arb); v.Primary != "b" {
+		t.Fatalf("view %v", v)
+	}
+	time.Sleep(time.Second) // the isolated primary keeps trying the arbiter
+	select {
+	case <-a.done:
+		t.Fatalf("the isolated primary stopped before reaching the arbiter: %v", a.err)
+	default:
+	}
+	if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
+		t.Fatal("the isolated primary released output without a backup or the arbiter")
+	}
+	ra.cut.Store(false)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old primary did not stop once it could reach the arbiter")
+	}
+	if !errors.Is(a.err, ErrDeposed) {
+		t.Fatalf("old primary: %v", a.err)
+	}
+	if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
+		t.Fatal("the deposed primary released its held output")
+	}
+}
+
+// TestNoArbiterNoFailover: with the arbiter unreachable by both, a dead
+// primary is not replaced; once it is back, the backup takes over.
+func TestNoArbiterNoFailover(t *testing.T) {
+	a, b, _, arb, _, _ := startPair(t, 500*time.Millisecond)
+	arb.SetDown(true)
+	a.stop()
+	time.Sleep(2 * time.Second)
+	if r := b.r.Status().Role; r == "primary" {
+		t.Fatal("the backup went live without the arbiter")
+	}
+	arb.SetDown(false)
+	b.waitRole(t, "primary", 30*time.Second)
+	b.in <- []byte("echo took-over\n")
+	b.con.waitFor(t, "= took-over", 30*time.Second)
+}
