@@ -61,10 +61,10 @@ type backup struct {
 	replayed atomic.Uint64
 	// replayedBytes is where in the stream the last replayed record ends.
 	replayedBytes atomic.Int64
-	lastRecv atomic.Int64 // unix nanoseconds
-	batch    chan struct{}
-	stop     chan struct{} // closed when follow returns
-	cause    error         // why the primary was declared lost
+	lastRecv      atomic.Int64 // unix nanoseconds
+	batch         chan struct{}
+	stop          chan struct{} // closed when follow returns
+	cause         error         // why the primary was declared lost
 }
 
 var errPrimaryLost = errors.New("primary lost")

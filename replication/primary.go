@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-		"sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -418,9 +418,9 @@ type link struct {
 	ackedBytes    atomic.Int64 // and the log bytes they end at
 	flushedFrames atomic.Int64 // log frames handed to the sender
 	flushedBytes  atomic.Int64
-	replayed   atomic.Uint64
-	lastAck    atomic.Int64 // unix nanoseconds
-	lastSend   time.Time    // engine goroutine only
+	replayed      atomic.Uint64
+	lastAck       atomic.Int64 // unix nanoseconds
+	lastSend      time.Time    // engine goroutine only
 
 	dead    chan struct{} // closed when the link fails
 	once    sync.Once
