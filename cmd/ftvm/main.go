@@ -20,11 +20,12 @@ var commands = map[string]struct {
 	"primary": {cmdPrimary, "run a guest as the primary of a fault-tolerant pair"},
 	"backup":  {cmdBackup, "protect a primary: follow its log, take over if it dies"},
 	"keys":    {cmdKeys, "make the TLS keys of a replica cluster"},
+	"status":  {cmdStatus, "show the role, lag and heartbeat of replicas"},
 }
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: ftvm COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "bench"} {
+	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "status", "bench"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintln(os.Stderr, "\n'ftvm COMMAND -h' shows a command's flags.")
