@@ -217,7 +217,8 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 	err := b.readErr
 	var fe *eventlog.FormatError
 	switch {
-	case errors.Is(err, eventlog.ErrCorrupt), errors.Is(err, eventlog.ErrVersion), errors.Is(err, eventlog.ErrUnknownKind), errors.Is(err, errProtocol):
+	case errors.Is(err, eventlog.ErrCorrupt), errors.Is(err, eventlog.ErrVersion), errors.Is(err, eventlog.ErrUnknownKind), errors.Is(err, errProtocol),
+		tampered(err):
 		b.r.log.Error("refusing the primary's log", "err", err.Error())
 		return vm.StopLimit, fmt.Errorf("refusing the primary's log: %w", err)
 	case errors.As(err, &fe) && errors.Is(err, eventlog.ErrTruncated), err != nil:
@@ -225,6 +226,15 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 		return vm.StopLimit, errPrimaryLost
 	}
 	return vm.StopLimit, errPrimaryLost
+}
+
+// tampered reports a TLS record that failed its integrity check here:
+// someone altered the stream in transit. That is not evidence that the
+// primary died, so the backup refuses the stream rather than taking over
+// (crypto/tls reports its own alerts as a net.OpError "local error").
+func tampered(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "local error"
 }
 
 func stopReason(s string) vm.StopReason {

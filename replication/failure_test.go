@@ -3,10 +3,13 @@ package replication
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ftvm/vm"
 )
 
 // reach is one replica's path to the shared arbiter, which a test can cut.
@@ -167,4 +170,66 @@ func TestNoArbiterNoFailover(t *testing.T) {
 	b.waitRole(t, "primary", 30*time.Second)
 	b.in <- []byte("echo took-over\n")
 	b.con.waitFor(t, "= took-over", 30*time.Second)
+}
+
+// slowEngine replays at about rate instructions per second: a backup on a
+// slower or busier host.
+type slowEngine struct {
+	Engine
+	rate float64
+}
+
+func (s slowEngine) Run(until uint64) vm.StopReason {
+	if n := until - min(until, s.Instret()); n > 0 {
+		time.Sleep(time.Duration(float64(n) / s.rate * 1e9))
+	}
+	return s.Engine.Run(until)
+}
+
+// TestSlowBackupBoundsLag: a backup that replays at 20 M instructions per
+// second behind a CPU-bound guest must slow the primary down, keeping the
+// lag (what a failover must replay) within MaxLag.
+func TestSlowBackupBoundsLag(t *testing.T) {
+	kernel, initrd := requireGuest(t)
+	dir := keys(t, "a", "b")
+	arb := &MemArbiter{}
+	const maxLag, epoch = 20_000_000, 100_000
+	tune := func(c *Config) { c.MaxLag, c.Epoch, c.Timeout = maxLag, epoch, 5*time.Second }
+	a := newTestReplica(t, dir, "a", arb, tune)
+	b := newTestReplica(t, dir, "b", arb, func(c *Config) {
+		tune(c)
+		f := c.Factory
+		c.Factory = func(state io.Reader, out vm.Outputs) (Engine, error) {
+			e, err := f(state, out)
+			if err != nil {
+				return nil, err
+			}
+			return slowEngine{e, 20e6}, nil
+		}
+	})
+	a.startPrimary(t, kernel, initrd)
+	a.con.waitFor(t, "console ready", 60*time.Second)
+	b.startBackup(a.ln.Addr().String())
+	b.waitRole(t, "backup", 30*time.Second)
+	a.in <- []byte("cpubench 10\n")
+	var most uint64
+	deadline := time.Now().Add(120 * time.Second)
+	for !strings.Contains(a.con.String(), "= rounds=") {
+		if time.Now().After(deadline) {
+			t.Fatalf("cpubench did not finish; console:\n%s", a.con.String())
+		}
+		st := a.r.Status()
+		if st.Peer != "b" {
+			t.Fatalf("the primary lost its backup: %+v", st)
+		}
+		most = max(most, st.LagInsns)
+		if st.LagInsns > maxLag+2*epoch {
+			t.Fatalf("lag %d instructions exceeds MaxLag %d", st.LagInsns, maxLag)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if most < maxLag/2 {
+		t.Fatalf("the backup never fell behind (most lag %d): the test shows nothing", most)
+	}
+	t.Logf("largest lag seen: %d instructions", most)
 }

@@ -17,6 +17,7 @@ type proxy struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	hold  [2]bool // [0]: client to target, [1]: target to client
+	flip  bool    // corrupt one byte of the next target-to-client read
 	conns []net.Conn
 }
 
@@ -65,6 +66,10 @@ func (p *proxy) pipe(dst, src net.Conn, dir int) {
 		for p.hold[dir] {
 			p.cond.Wait()
 		}
+		if dir == 1 && p.flip && n > 0 {
+			buf[n/2] ^= 0x01
+			p.flip = false
+		}
 		p.mu.Unlock()
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -87,6 +92,13 @@ func (p *proxy) setHold(up, down bool) {
 	p.mu.Lock()
 	p.hold = [2]bool{up, down}
 	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// tamper flips a bit in the next data going from the target to the client.
+func (p *proxy) tamper() {
+	p.mu.Lock()
+	p.flip = true
 	p.mu.Unlock()
 }
 
