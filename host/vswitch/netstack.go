@@ -24,15 +24,16 @@ const (
 	mtu   = 1500
 	// maxRTO caps the netstack's retransmission backoff. gVisor's default
 	// (120 s, as Linux) would let a guest that was silent for ten seconds
-	// wait tens of seconds more for the next retransmission after it came
-	// back; a one-second cap bounds that extra pause at a second, at the
-	// cost of one small frame a second into the void while the guest is
-	// gone.
-	maxRTO = time.Second
+	// wait up to ten seconds more for the next retransmission after it
+	// came back; a 500 ms cap bounds that extra pause of a failover at
+	// half a second, at the cost of two small frames a second into the
+	// void per connection while the guest is gone (nothing on a virtual
+	// LAN).
+	maxRTO = 500 * time.Millisecond
 	// maxRetries is high enough that Config.GuestTimeout, not the count
 	// of retransmissions, decides when the netstack gives up on a guest:
 	// gVisor aborts after this many retransmissions of one segment even
-	// within the user timeout (15 by default, about 14 s at a 1 s cap).
+	// within the user timeout (15 by default, about 7 s at a 500 ms cap).
 	maxRetries = 10000
 	// Keepalive on the guest connections: an idle client connection to a
 	// guest that is gone for good ends after keepaliveIdle plus

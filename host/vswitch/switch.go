@@ -19,8 +19,8 @@
 // address and splices every accepted client to a connection the netstack
 // opens to the guest. Those guest-side connections are tuned to outlive a
 // failover: retransmissions continue for Config.GuestTimeout (default 60 s)
-// of silence, at most a second apart, so the guest reappearing on another
-// port is noticed within about a second.
+// of silence, at most half a second apart, so the guest reappearing on
+// another port is noticed within half a second.
 package vswitch
 
 import (
