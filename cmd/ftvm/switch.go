@@ -48,6 +48,7 @@ func cmdSwitch(args []string) error {
 	mac := fs.String("mac", net.HardwareAddr(vswitch.DefaultMAC[:]).String(), "the switch interface's MAC address")
 	portTimeout := fs.Duration("port-timeout", vswitch.DefaultPortTimeout, "forget a port silent for this long")
 	guestTimeout := fs.Duration("guest-timeout", vswitch.DefaultGuestTimeout, "give up a forwarded connection after the guest is silent this long")
+	maxPorts := fs.Int("max-ports", vswitch.DefaultMaxPorts, "the most ports (replica processes) the switch serves at once")
 	statsEvery := fs.Duration("stats-every", 0, "log the counters at this interval (0: only at exit)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -60,7 +61,7 @@ func cmdSwitch(args []string) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("switch takes no arguments (got %q)", fs.Args())
 	}
-	cfg := vswitch.Config{Listen: *listen, Forwards: fwds, PortTimeout: *portTimeout, GuestTimeout: *guestTimeout}
+	cfg := vswitch.Config{Listen: *listen, Forwards: fwds, PortTimeout: *portTimeout, GuestTimeout: *guestTimeout, MaxPorts: *maxPorts}
 	var err error
 	if cfg.IP, err = netip.ParsePrefix(*ip); err != nil {
 		return fmt.Errorf("-ip %q: want ADDRESS/PREFIX, e.g. 10.0.2.2/24", *ip)
@@ -74,8 +75,8 @@ func cmdSwitch(args []string) error {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", *level)
 	}
-	if *portTimeout <= 0 || *guestTimeout <= 0 || *statsEvery < 0 {
-		return errors.New("-port-timeout and -guest-timeout must be positive, -stats-every not negative")
+	if *portTimeout <= 0 || *guestTimeout <= 0 || *maxPorts <= 0 || *statsEvery < 0 {
+		return errors.New("-port-timeout, -guest-timeout and -max-ports must be positive, -stats-every not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger = log

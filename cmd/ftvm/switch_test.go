@@ -72,6 +72,43 @@ func do(t *testing.T, cl *workload.Client, want string, args ...string) {
 	}
 }
 
+// TestSwitchFlags checks that bad flags of ftvm switch and -net switch:
+// are refused with a message naming the problem.
+func TestSwitchFlags(t *testing.T) {
+	ftvm, _ := buildBinaries(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"switch", "-forward", "16379"}, "want HOSTADDR=GUESTIP:PORT"},
+		{[]string{"switch", "-forward", "127.0.0.1:0=10.0.9.1:80"}, "must be another host on the switch's network 10.0.2.0/24"},
+		{[]string{"switch", "-ip", "10.0.2.2"}, "want ADDRESS/PREFIX"},
+		{[]string{"switch", "-mac", "01:02"}, "not a 48-bit MAC"},
+		{[]string{"switch", "-listen", "127.0.0.1:99999"}, "vswitch:"},
+		{[]string{"switch", "extra"}, "takes no arguments"},
+		// -restore of a missing file: the network is attached first, so
+		// this needs no guest.
+		{[]string{"run", "-restore", "missing.snap", "-net", "switch:"}, "want tap:NAME or switch:HOST:PORT"},
+	} {
+		out, err := exec.Command(ftvm, c.args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("ftvm %v: %v, output:\n%s\nwant an error containing %q", c.args, err, out, c.want)
+		}
+	}
+	// A switch that is not there is reported at once, not as a silent
+	// network (nothing listens on the port of a socket just closed).
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.LocalAddr().String()
+	l.Close()
+	out, err := exec.Command(ftvm, "run", "-restore", "missing.snap", "-net", "switch:"+addr).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no ftvm switch answers at "+addr) {
+		t.Errorf("run on a missing switch: %v, output:\n%s", err, out)
+	}
+}
+
 // TestServeOverSwitch boots the default guest on `ftvm switch` without any
 // privilege, and drives its key-value server through the switch's port
 // forward: the workload tool's checking SET/GET loop, and a client of the

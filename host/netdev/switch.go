@@ -25,7 +25,8 @@ import (
 //     SwitchHello when it starts and then every SwitchKeepalive, so the
 //     switch knows an idle port (a backup that has not transmitted yet
 //     still receives floods); the switch answers each hello with
-//     SwitchHelloAck, which tells the port a switch is listening.
+//     SwitchHelloAck, which tells the port a switch is listening, or with
+//     SwitchFull when it has no room for another port.
 //   - The switch identifies a port by its UDP source address: a new
 //     socket (a new process) is a new port. A port the switch has not
 //     heard from for its port timeout is forgotten, with the MAC addresses
@@ -33,6 +34,7 @@ import (
 const (
 	SwitchHello    = "ftvmsw\x01H"
 	SwitchHelloAck = "ftvmsw\x01A"
+	SwitchFull     = "ftvmsw\x01F"
 	// SwitchKeepalive is how often a port repeats its hello.
 	SwitchKeepalive = time.Second
 	// MaxSwitchFrame is the largest frame the switch forwards: jumbo
@@ -126,6 +128,7 @@ func DialSwitch(addr string) (*SwitchPort, error) {
 // arrive before the ack (floods already reaching the new port) are kept.
 func (p *SwitchPort) handshake() error {
 	buf := make([]byte, MaxSwitchFrame+1)
+	full := false
 	for range dialAttempts {
 		if _, err := p.conn.Write([]byte(SwitchHello)); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("netdev: switch %s: %w", p.addr, err)
@@ -141,11 +144,19 @@ func (p *SwitchPort) handshake() error {
 				time.Sleep(time.Until(deadline))
 				break
 			}
+			if string(buf[:n]) == SwitchFull {
+				full = true
+				time.Sleep(time.Until(deadline))
+				break
+			}
 			if p.datagram(buf[:n]) {
 				p.conn.SetReadDeadline(time.Time{})
 				return nil
 			}
 		}
+	}
+	if full {
+		return fmt.Errorf("netdev: the ftvm switch at %s has no free port (see its -max-ports)", p.addr)
 	}
 	return fmt.Errorf("netdev: no ftvm switch answers at %s (is `ftvm switch -listen %s` running?)", p.addr, p.addr)
 }
@@ -157,6 +168,9 @@ func (p *SwitchPort) datagram(b []byte) bool {
 	case string(b) == SwitchHelloAck:
 		p.lastAck.Store(time.Now().UnixNano())
 		return true
+	case string(b) == SwitchFull:
+		// The switch forgot this port and has no room for it again;
+		// keep trying with the keepalive.
 	case len(b) < EthernetHeaderLen || len(b) > MaxSwitchFrame:
 		p.rxJunk.Add(1)
 	default:

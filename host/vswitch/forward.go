@@ -56,8 +56,9 @@ type forwarder struct {
 	f Forward
 	l net.Listener
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // open connections, both sides, closed at shutdown
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // open connections, both sides, closed at shutdown
+	closed bool
 
 	accepted, dialErrors, toGuest, fromGuest atomic.Uint64
 	active                                   atomic.Int64
@@ -67,6 +68,7 @@ func (fw *forwarder) close() {
 	fw.l.Close()
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	fw.closed = true
 	for c := range fw.conns {
 		c.Close()
 	}
@@ -76,6 +78,12 @@ func (fw *forwarder) track(c net.Conn, on bool) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	if on {
+		if fw.closed {
+			// Shutting down: a connection made meanwhile ends at once,
+			// so its splice cannot outlive the switch.
+			c.Close()
+			return
+		}
 		fw.conns[c] = struct{}{}
 	} else {
 		delete(fw.conns, c)

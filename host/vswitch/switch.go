@@ -273,12 +273,13 @@ func (s *Switch) Config() Config { return s.cfg }
 // closes them itself when its context ends.
 func (s *Switch) Close() error {
 	s.closeOnce.Do(func() {
+		// Clients first, then the ports, then the stack under them.
+		for _, f := range s.fwds {
+			f.close()
+		}
 		s.conn.Close()
 		if s.nic != nil {
 			s.nic.close()
-		}
-		for _, f := range s.fwds {
-			f.close()
 		}
 	})
 	return nil
@@ -360,6 +361,11 @@ func (s *Switch) datagram(from netip.AddrPort, b []byte, now time.Time) {
 	if p == nil {
 		if len(s.ports) >= s.cfg.MaxPorts {
 			s.refused++
+			if isHello {
+				// Say so, or the port's owner would only hear that no
+				// switch answers.
+				s.send(s.sockaddr(from), []byte(netdev.SwitchFull))
+			}
 			return
 		}
 		p = &port{name: "udp:" + from.String(), addr: from, sa: s.sockaddr(from)}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,6 +253,23 @@ func TestPortAging(t *testing.T) {
 	a.send(f)
 	b.expect(f)
 	c.expect(f)
+}
+
+// TestSwitchFull checks that a port refused for lack of room hears why.
+func TestSwitchFull(t *testing.T) {
+	s := startSwitch(t, Config{MaxPorts: 1})
+	p, err := netdev.DialSwitch(s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err = netdev.DialSwitch(s.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "no free port") {
+		t.Fatalf("second port on a 1-port switch: %v", err)
+	}
+	if st := s.Stats(); st.Refused == 0 || len(st.Ports) != 2 {
+		t.Errorf("refused %d, ports %d", st.Refused, len(st.Ports))
+	}
 }
 
 // TestJunk throws malformed datagrams at the switch from several sockets:
