@@ -324,8 +324,8 @@ func (s *Switch) Serve(ctx context.Context) error {
 
 // readLoop receives datagrams from the ports until the socket is closed.
 func (s *Switch) readLoop() error {
-	// One byte more than the largest frame, to see oversized datagrams
-	// (a UDP datagram longer than the buffer is silently truncated).
+	// As large as any UDP datagram: a longer datagram would be silently
+	// truncated, and an oversized one must be seen whole to be refused.
 	buf := make([]byte, 65536)
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
