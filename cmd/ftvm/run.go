@@ -34,7 +34,7 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dtb, "dtb", "", "use this device tree `blob` instead of the generated one (checked against the machine)")
 	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
-	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME (empty: no network device)")
+	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
 }
 
@@ -172,10 +172,15 @@ func (f *vmFlags) openNet(cfg *machine.Config) (netdev.Backend, error) {
 		return nil, fmt.Errorf("-mac %q: not a 48-bit MAC address", f.mac)
 	}
 	kind, name, _ := strings.Cut(f.net, ":")
-	if kind != "tap" || name == "" {
-		return nil, fmt.Errorf("-net %q: want tap:NAME", f.net)
+	var be netdev.Backend
+	switch {
+	case kind == "tap" && name != "":
+		be, err = netdev.OpenTAP(name)
+	case kind == "switch" && name != "":
+		be, err = netdev.DialSwitch(name)
+	default:
+		return nil, fmt.Errorf("-net %q: want tap:NAME or switch:HOST:PORT", f.net)
 	}
-	be, err := netdev.OpenTAP(name)
 	if err != nil {
 		return nil, fmt.Errorf("-net: %w", err)
 	}
@@ -192,7 +197,7 @@ func cmdRun(args []string) error {
 	dumpDTB := fs.String("dump-dtb", "", "write the machine's device tree to `file` and exit (a starting point for -dtb)")
 	noReboot := fs.Bool("no-reboot", false, "exit when the guest reboots instead of restarting it")
 	snapAt := fs.Uint64("snapshot-at", 0, "save a snapshot when the instruction count reaches `n` (with -snapshot)")
-	snapOut := fs.String("snapshot", "", "snapshot `file` written at -snapshot-at")
+	snapOut := fs.String("snapshot", "", "snapshot `file` written at -snapshot-at, or (without it) each time ftvm receives SIGUSR1")
 	restore := fs.String("restore", "", "start from a snapshot `file` instead of booting (with -disk, that file is overwritten with the snapshot's disk)")
 	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
@@ -205,8 +210,8 @@ func cmdRun(args []string) error {
 	if fs.NArg() > 1 {
 		return errors.New("run takes at most one program")
 	}
-	if (*snapAt == 0) != (*snapOut == "") {
-		return errors.New("-snapshot-at and -snapshot go together")
+	if *snapAt != 0 && *snapOut == "" {
+		return errors.New("-snapshot-at needs -snapshot FILE")
 	}
 	var cfg machine.Config
 	var err error
@@ -239,6 +244,16 @@ func cmdRun(args []string) error {
 	if *snapAt != 0 {
 		if err := runAndSnapshot(m, lo, *snapAt, *snapOut); err != nil {
 			return err
+		}
+	} else if *snapOut != "" {
+		lo.signals, lo.onSignal = snapshotOnSignal(func() *machine.Machine { return m }, *snapOut)
+	}
+	if *restore != "" && lo.net != nil {
+		// The restored guest may be continuing somewhere else than where
+		// it was saved (another process, another switch port): tell the
+		// network before it runs.
+		if m.HasNet() {
+			announce(lo.net, m.MAC())
 		}
 	}
 	start := time.Now()
@@ -281,6 +296,11 @@ type loopOptions struct {
 	maxInsns uint64         // 0: no limit
 	flush    func()         // called after each slice (console output)
 	done     func() bool    // optional: stop when it returns true
+	// signals, when one arrives, calls onSignal between two slices (the
+	// machine is between Run calls, so it may be saved); an idle wait
+	// ends early for it.
+	signals  <-chan os.Signal
+	onSignal func()
 }
 
 func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
@@ -302,6 +322,11 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 		}
 		if o.done != nil && o.done() {
 			return r
+		}
+		select {
+		case <-o.signals:
+			o.onSignal()
+		default:
 		}
 		// Drain input without blocking.
 	drain:
@@ -368,6 +393,8 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 					input = nil
 				}
 			case <-netReady:
+			case <-o.signals:
+				o.onSignal()
 			case <-t.C:
 			}
 			t.Stop()

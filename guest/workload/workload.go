@@ -97,29 +97,43 @@ func KV(addr string, n int) (KVResult, error) {
 		return KVResult{}, err
 	}
 	defer c.Close()
-	r := bufio.NewReader(c)
-	w := bufio.NewWriter(c)
-	call := func(args ...string) (string, error) {
-		fmt.Fprintf(w, "*%d\r\n", len(args))
-		for _, a := range args {
-			fmt.Fprintf(w, "$%d\r\n%s\r\n", len(a), a)
-		}
-		if err := w.Flush(); err != nil {
-			return "", err
-		}
-		return readReply(r)
-	}
+	cl := NewClient(c)
 	for i := range n {
 		key := "wl:" + strconv.Itoa(i%1000)
 		val := "v" + strconv.Itoa(i)
-		if got, err := call("SET", key, val); err != nil || got != "OK" {
+		if got, err := cl.Do("SET", key, val); err != nil || got != "OK" {
 			return KVResult{}, fmt.Errorf("SET %s: reply %q, err %v", key, got, err)
 		}
-		if got, err := call("GET", key); err != nil || got != val {
+		if got, err := cl.Do("GET", key); err != nil || got != val {
 			return KVResult{}, fmt.Errorf("GET %s: reply %q (want %q), err %v", key, got, val, err)
 		}
 	}
 	return KVResult{Ops: 2 * n, Elapsed: time.Since(start)}, nil
+}
+
+// Client is a minimal Redis-protocol client on one connection, one request
+// at a time.
+type Client struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+// NewClient speaks RESP on c.
+func NewClient(c io.ReadWriter) *Client {
+	return &Client{r: bufio.NewReader(c), w: bufio.NewWriter(c)}
+}
+
+// Do sends one command and returns its reply (a status, integer or bulk
+// string; a server error or a null reply is an error).
+func (c *Client) Do(args ...string) (string, error) {
+	fmt.Fprintf(c.w, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(c.w, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if err := c.w.Flush(); err != nil {
+		return "", err
+	}
+	return readReply(c.r)
 }
 
 // readReply reads a status, error, integer or bulk reply as a string.
