@@ -156,7 +156,7 @@ func (p *primary) stepJoin() error {
 		return ErrDeposed
 	}
 	p.view = next
-	l := &link{id: j.id, conn: j.conn, dead: make(chan struct{})}
+	l := &link{id: j.id, conn: j.conn, dead: make(chan struct{}), acks: make(chan struct{}, 1)}
 	l.snd = newSender(l, p.r.cfg.Timeout)
 	hdr := eventlog.Header{
 		Engine:       p.r.cfg.Engine,

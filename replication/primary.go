@@ -132,7 +132,7 @@ func (p *primary) endEpoch(heartbeat bool) error {
 	if l == nil {
 		return nil
 	}
-	if p.r.out.pendingEpoch() || heartbeat || time.Since(l.lastSend) >= p.r.cfg.Heartbeat {
+	if p.r.out.pendingEpoch() || heartbeat || p.r.cfg.Lockstep || time.Since(l.lastSend) >= p.r.cfg.Heartbeat {
 		at := p.e.Instret()
 		rec := eventlog.Record{Instret: at, Kind: kindSync, Data: binary.AppendUvarint(nil, p.r.out.releasedThrough())}
 		if err := l.w.Append(rec); err != nil {
@@ -140,7 +140,19 @@ func (p *primary) endEpoch(heartbeat bool) error {
 		}
 		p.r.out.hold(l.w.Frames(), at)
 	}
-	return p.flush()
+	if err := p.flush(); err != nil || !p.r.cfg.Lockstep {
+		return err
+	}
+	for l.acked.Load() < l.w.Frames() {
+		select {
+		case <-l.acks:
+		case <-l.dead:
+			return p.backupLost(l.cause())
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (p *primary) flush() error {
@@ -422,6 +434,7 @@ type link struct {
 	lastAck       atomic.Int64 // unix nanoseconds
 	lastSend      time.Time    // engine goroutine only
 
+	acks    chan struct{} // signalled (coalesced) on every new acknowledgement
 	dead    chan struct{} // closed when the link fails
 	once    sync.Once
 	err     error
@@ -471,6 +484,10 @@ func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 			l.acked.Store(int64(a.Frames))
 			l.ackedBytes.Store(int64(a.Bytes))
 			r.out.release(int64(a.Frames))
+			select {
+			case l.acks <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

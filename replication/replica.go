@@ -76,6 +76,12 @@ type Config struct {
 	// before the primary waits for it (default 200 M, about 1.5 s of
 	// guest computation: the longest a failover has to replay).
 	MaxLag uint64
+	// Lockstep makes the primary end every epoch as Bressoud and
+	// Schneider's protocol does: it waits for the backup to acknowledge
+	// the epoch's log before starting the next one. ftvm does not need it
+	// (outputs wait, execution does not); it exists to measure what it
+	// costs.
+	Lockstep bool
 	// DigestEvery is how often (in instructions) the primary logs a state
 	// digest the backup checks (default 100 M).
 	DigestEvery uint64
