@@ -371,8 +371,8 @@ func (r *Replica) failover(ctx context.Context, b *backup, ln net.Listener) (vm.
 		}
 	}
 	reissued := r.out.goLive()
-	if nb := r.cfg.Host.Net; nb != nil && r.cfg.Host.Announce != nil {
-		nb.Transmit(r.cfg.Host.Announce)
+	if r.cfg.Host.Announce != nil {
+		r.cfg.Host.Announce()
 	}
 	live := time.Now()
 	r.setStatus(func(s *Status) { s.Failovers, s.FailoverLive = s.Failovers+1, live })

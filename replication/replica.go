@@ -48,9 +48,9 @@ type Host struct {
 	Console   io.Writer      // released console output (nil: dropped)
 	ConsoleIn <-chan []byte  // console input (nil: none)
 	Net       netdev.Backend // the guest's NIC here (nil: none)
-	// Announce, if set, is sent on Net when this replica goes live, so
-	// that switches learn where the guest's MAC now lives.
-	Announce []byte
+	// Announce, if set, is called when this replica goes live: it tells
+	// the network (switches, bridges) that the guest's MAC now lives here.
+	Announce func()
 }
 
 // Config configures a replica.

@@ -105,7 +105,7 @@ func (vf *vmFlags) replicaHost(cfg *machine.Config) (replication.Host, func(), e
 	}
 	h.ConsoleIn = host.ReadInput(os.Stdin)
 	if nb != nil {
-		h.Announce = announceFrame(cfg.MAC)
+		h.Announce = func() { announce(nb, cfg.MAC) }
 	}
 	return h, func() {
 		restore()
