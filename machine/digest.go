@@ -15,9 +15,10 @@ import (
 // same instruction count.
 //
 // RAM is hashed page by page and the page hashes are kept between calls:
-// only pages written since the previous digest (the hart's dirty bitmap,
-// which DMA also marks) are hashed again, so periodic digests cost time in
-// proportion to what the guest wrote, not to its memory size.
+// only pages written since the previous digest (the digest's own dirty
+// bitmap, fed from the hart's, which DMA also marks; see dirty.go) are
+// hashed again, so periodic digests cost time in proportion to what the
+// guest wrote, not to its memory size.
 func (m *Machine) Digest() vm.Digest {
 	var parts []vm.Component
 	add := func(name string, sum [32]byte) { parts = append(parts, vm.Component{Name: name, Sum: sum}) }
@@ -55,9 +56,10 @@ func sum(d interface{ Sum([]byte) []byte }) (out [32]byte) {
 }
 
 func (m *Machine) ramDigest() [32]byte {
-	dirty := m.hart.Dirty()
+	m.foldDirty()
+	dirty := m.digestDirty
 	if m.pageSums == nil {
-		m.pageSums = make([][32]byte, len(m.ram)/4096)
+		m.pageSums = make([][32]byte, len(m.ram)/pageSize)
 		for i := range dirty {
 			dirty[i] = ^uint64(0)
 		}
@@ -68,16 +70,29 @@ func (m *Machine) ramDigest() [32]byte {
 			bitsWord &^= 1 << b
 			p := uint64(w)*64 + uint64(b)
 			if p < uint64(len(m.pageSums)) {
-				m.pageSums[p] = sha256.Sum256(m.ram[p*4096 : (p+1)*4096])
+				m.pageSums[p] = pageSum(m.ram[p*pageSize : (p+1)*pageSize])
 			}
 		}
 	}
-	m.hart.ClearDirty()
+	clear(dirty)
 	d := sha256.New()
 	for i := range m.pageSums {
 		d.Write(m.pageSums[i][:])
 	}
 	return sum(d)
+}
+
+// zeroPageSum is the SHA-256 of an all-zero page. Most of a guest's RAM is
+// untouched, and testing for zero is much faster than hashing, which makes
+// the first digest of a machine (after a boot, a restore or a state
+// transfer) cheap.
+var zeroPageSum = sha256.Sum256(make([]byte, pageSize))
+
+func pageSum(pg []byte) [32]byte {
+	if isZero(pg) {
+		return zeroPageSum
+	}
+	return sha256.Sum256(pg)
 }
 
 func (m *Machine) deviceStates() []any {

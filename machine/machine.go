@@ -121,6 +121,11 @@ type Machine struct {
 	sbiActive bool
 	dtb       []byte
 	idleSkip  bool
+
+	// Dirty pages not yet seen by the digest, and by each other consumer
+	// (dirty.go): the hart's bitmap is folded into all of them.
+	digestDirty []uint64
+	dirtyLogs   []*dirtyLog
 }
 
 type region struct {
@@ -140,7 +145,7 @@ func New(cfg Config) (*Machine, error) {
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
 		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
-	m := newBoard(cfg)
+	m := newBoard(cfg, nil)
 	var err error
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
@@ -153,15 +158,20 @@ func New(cfg Config) (*Machine, error) {
 	return m, nil
 }
 
-// newBoard builds the machine's hardware from a validated cfg, with RAM
-// empty and the hart at reset; booting or restoring fills them.
-func newBoard(cfg Config) *Machine {
+// newBoard builds the machine's hardware from a validated cfg, with the
+// hart at reset and RAM empty (ram nil) or the given image of
+// cfg.MemoryMiB MiB; booting or restoring fills them.
+func newBoard(cfg Config, ram []byte) *Machine {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
-	m := &Machine{cfg: cfg, ram: make([]byte, cfg.MemoryMiB<<20), idleSkip: true}
+	if ram == nil {
+		ram = make([]byte, cfg.MemoryMiB<<20)
+	}
+	m := &Machine{cfg: cfg, ram: ram, idleSkip: true}
 	m.clock.ipt = cfg.InstructionsPerTick
 	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
+	m.digestDirty = make([]uint64, len(m.hart.Dirty()))
 
 	m.plic = devices.NewPLIC(
 		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),

@@ -30,6 +30,10 @@ type boardState struct {
 	Stopped             bool
 	Stop                StopReason
 	ExitCode            uint32
+
+	// DiskSize is the disk's size in bytes, so that a restore without the
+	// disk contents (RestoreState) can check the backend it is given.
+	DiskSize int64 `json:",omitempty"`
 }
 
 type clockState struct{ Base, At, IPT uint64 }
@@ -44,45 +48,73 @@ type virtioState[T any] struct {
 // connections (the TAP device, the terminal) are not state; the restoring
 // side supplies its own. Save must be called between Run calls.
 func (m *Machine) Save(w io.Writer) error {
-	b := boardState{
-		MemoryMiB: len(m.ram) >> 20, InstructionsPerTick: m.clock.ipt, SBI: m.sbiActive,
-		Disk: m.blk != nil, DiskReadOnly: m.cfg.DiskReadOnly, Net: m.net != nil, MAC: m.cfg.MAC,
-		Clock:   clockState{m.clock.base, m.clock.at, m.clock.ipt},
-		Stopped: m.stopped, Stop: m.stop, ExitCode: m.exitCode,
-	}
-	if m.htif != nil {
-		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
-	}
-	var secs []snapshot.Section
-	add := func(name string, v any) error {
-		j, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", name, err)
-		}
-		secs = append(secs, snapshot.Section{Name: name, Data: j})
-		return nil
-	}
-	for _, s := range []struct {
-		name string
-		v    any
-	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}} {
-		if err := add(s.name, s.v); err != nil {
-			return err
-		}
+	secs, err := m.stateSections()
+	if err != nil {
+		return err
 	}
 	if m.blk != nil {
-		add("virtio-blk", virtioState[virtio.BlockState]{m.blkTr.State(), m.blk.State()})
 		disk := make([]byte, m.cfg.Disk.Size())
 		if _, err := m.cfg.Disk.ReadAt(disk, 0); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("snapshot: reading the disk: %w", err)
 		}
 		secs = append(secs, snapshot.Section{Name: "disk", Data: disk})
 	}
-	if m.net != nil {
-		add("virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()})
-	}
 	secs = append(secs, snapshot.Section{Name: "ram", Data: sparsePages(m.ram)})
 	return snapshot.Write(w, secs)
+}
+
+// SaveState writes a snapshot of the machine without RAM and without the
+// disk contents: the hart, every device, the clock and what the board is
+// made of, a few KiB. A state transfer sends RAM and disk by other means
+// (page by page while the guest runs) and restores with RestoreState. It
+// must be called between Run calls.
+func (m *Machine) SaveState(w io.Writer) error {
+	secs, err := m.stateSections()
+	if err != nil {
+		return err
+	}
+	return snapshot.Write(w, secs)
+}
+
+// stateSections encodes every section but "ram" and "disk".
+func (m *Machine) stateSections() ([]snapshot.Section, error) {
+	b := boardState{
+		MemoryMiB: len(m.ram) >> 20, InstructionsPerTick: m.clock.ipt, SBI: m.sbiActive,
+		Disk: m.blk != nil, DiskReadOnly: m.cfg.DiskReadOnly, Net: m.net != nil, MAC: m.cfg.MAC,
+		Clock:   clockState{m.clock.base, m.clock.at, m.clock.ipt},
+		Stopped: m.stopped, Stop: m.stop, ExitCode: m.exitCode,
+	}
+	if m.blk != nil {
+		b.DiskSize = m.cfg.Disk.Size()
+	}
+	if m.htif != nil {
+		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
+	}
+	comps := []struct {
+		name string
+		v    any
+	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}
+	if m.blk != nil {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{"virtio-blk", virtioState[virtio.BlockState]{m.blkTr.State(), m.blk.State()}})
+	}
+	if m.net != nil {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{"virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()}})
+	}
+	var secs []snapshot.Section
+	for _, c := range comps {
+		j, err := json.Marshal(c.v)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", c.name, err)
+		}
+		secs = append(secs, snapshot.Section{Name: c.name, Data: j})
+	}
+	return secs, nil
 }
 
 // sparsePages encodes RAM as (page-index delta, page) pairs for the pages
@@ -130,6 +162,37 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := snapshot.Find(secs, "ram"); !ok {
+		return nil, errors.New(`snapshot: no "ram" section (a snapshot written by SaveState is restored with RestoreState)`)
+	}
+	return restoreSections(secs, nil, opts)
+}
+
+// RestoreState builds a machine from a snapshot written by SaveState, with
+// ram as its RAM image and opts.Disk (required when the machine has a disk)
+// as its disk, both taken as they are: the machine owns ram from then on.
+// len(ram) must be the snapshot's memory size. The snapshot is validated
+// like Restore's.
+func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error) {
+	secs, err := snapshot.Read(r)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"ram", "disk"} {
+		if _, ok := snapshot.Find(secs, name); ok {
+			return nil, fmt.Errorf("snapshot: state-only restore of a snapshot with a %q section (use Restore)", name)
+		}
+	}
+	if ram == nil {
+		return nil, errors.New("snapshot: state-only restore without a RAM image")
+	}
+	return restoreSections(secs, ram, opts)
+}
+
+// restoreSections builds the machine. With ram nil, RAM and disk contents
+// come from the snapshot's sections; otherwise ram is the RAM image and
+// opts.Disk the disk, contents included.
+func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
 		if !ok {
@@ -149,11 +212,28 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 || b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
 		return nil, errors.New("snapshot: machine: invalid memory size or clock")
 	}
+	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
+		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
+	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
 		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
-	if b.Disk {
+	switch {
+	case ram != nil:
+		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
+			return nil, fmt.Errorf("snapshot: the RAM image has %d bytes, the machine %d MiB", len(ram), b.MemoryMiB)
+		}
+		if b.Disk {
+			if opts.Disk == nil {
+				return nil, errors.New("snapshot: the machine has a disk but no disk backend was given")
+			}
+			if b.DiskSize == 0 || opts.Disk.Size() != b.DiskSize {
+				return nil, fmt.Errorf("snapshot: the given disk has %d bytes, the machine's %d", opts.Disk.Size(), b.DiskSize)
+			}
+			cfg.Disk = opts.Disk
+		}
+	case b.Disk:
 		disk, ok := snapshot.Find(secs, "disk")
-		if !ok || len(disk)%512 != 0 || len(disk) == 0 {
+		if !ok || len(disk)%512 != 0 || len(disk) == 0 || (b.DiskSize != 0 && int64(len(disk)) != b.DiskSize) {
 			return nil, errors.New("snapshot: the machine has a disk but the disk section is missing or malformed")
 		}
 		cfg.Disk = opts.Disk
@@ -165,7 +245,8 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 			return nil, fmt.Errorf("snapshot: writing the disk: %w", err)
 		}
 	}
-	m := newBoard(cfg)
+	full := ram == nil
+	m := newBoard(cfg, ram)
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
@@ -173,9 +254,11 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 		m.htif = &htif{tohost: b.HTIFToHost, fromhost: b.HTIFFromHost}
 	}
 
-	ram, _ := snapshot.Find(secs, "ram")
-	if err := loadSparsePages(m.ram, ram); err != nil {
-		return nil, err
+	if full {
+		enc, _ := snapshot.Find(secs, "ram")
+		if err := loadSparsePages(m.ram, enc); err != nil {
+			return nil, err
+		}
 	}
 	var hs riscv.State
 	if err := get("hart", &hs); err != nil {

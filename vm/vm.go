@@ -4,6 +4,8 @@
 // package machine is one Engine, and another (KVM, x86) could be another.
 package vm
 
+import "io"
+
 // StopReason says why Run returned.
 type StopReason int
 
@@ -92,4 +94,40 @@ type Engine interface {
 type Outputs struct {
 	Console func(instret uint64, b []byte)
 	Net     func(instret uint64, frame []byte)
+}
+
+// Migratable is what a live state transfer (a new backup joining a running
+// primary) needs from an engine besides running it: read its RAM page by
+// page while it runs, learn which pages the guest wrote since the last
+// look, and save the rest of its state (processor, devices, clock) once it
+// is stopped. The disk is not part of it: its contents live behind the
+// caller's disk backend.
+type Migratable interface {
+	Engine
+	// PageSize is the size in bytes of a RAM page, the unit of transfer
+	// and of dirty tracking. Pages is the number of RAM pages.
+	PageSize() int
+	Pages() int
+	// ReadPage copies RAM page i into p (len(p) == PageSize()).
+	ReadPage(i int, p []byte) error
+	// TrackDirty starts a dirty log for one consumer. Each log sees every
+	// page written after it started, whatever other logs (or the
+	// engine's digest) collect in between.
+	TrackDirty() DirtyLog
+	// SaveState writes the engine's state without RAM and without disk
+	// contents, for a restore that takes both from elsewhere. It must be
+	// called between Run calls.
+	SaveState(w io.Writer) error
+}
+
+// DirtyLog is one consumer's record of the RAM pages written by the guest
+// or by device DMA.
+type DirtyLog interface {
+	// Collect returns (in dst, reused when large enough) a bitmap of the
+	// pages written since the log started or since the previous Collect:
+	// bit i%64 of word i/64 is page i. The log then starts afresh. It must
+	// be called between Run calls.
+	Collect(dst []uint64) []uint64
+	// Stop ends the log; the engine no longer keeps bits for it.
+	Stop()
 }

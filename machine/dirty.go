@@ -1,0 +1,102 @@
+package machine
+
+import (
+	"fmt"
+	"slices"
+
+	"ftvm/vm"
+)
+
+// The hart keeps one dirty bitmap, and a page enters its write TLB only
+// after being marked there, so the store fast path never marks anything
+// (riscv/mmu.go, noteStore). Clearing that bitmap is therefore the only way
+// to learn about later writes again, and it can be done for one consumer
+// only. Several consumers (the digest's page hashes, a state transfer to a
+// new backup) each keep a bitmap of their own here: whenever one of them
+// collects, the hart's bitmap is first ORed into every consumer's bitmap
+// and then cleared. No consumer ever loses a write another one collected,
+// and the instruction hot path is unchanged.
+
+var _ vm.Migratable = (*Machine)(nil)
+
+// dirtyLog is one consumer's view of the pages written since it last
+// collected.
+type dirtyLog struct {
+	m    *Machine
+	bits []uint64
+}
+
+// foldDirty moves the hart's dirty bits into every consumer's bitmap and
+// clears the hart's, which also empties its write TLB so the next store to
+// each page marks it again.
+func (m *Machine) foldDirty() {
+	hd := m.hart.Dirty()
+	var marked uint64
+	for _, w := range hd {
+		marked |= w
+	}
+	if marked == 0 {
+		// Nothing marked since the last fold: the write TLB holds no
+		// entries either (each entered it after marking its page, and
+		// the last clear emptied both), so there is nothing to clear.
+		return
+	}
+	orInto(m.digestDirty, hd)
+	for _, l := range m.dirtyLogs {
+		orInto(l.bits, hd)
+	}
+	m.hart.ClearDirty()
+}
+
+func orInto(dst, src []uint64) {
+	for i, w := range src {
+		dst[i] |= w
+	}
+}
+
+// TrackDirty starts a dirty log of its own for a consumer such as a state
+// transfer: it reports the pages written from now on, whatever other
+// consumers (the digest, another log) collect in between.
+func (m *Machine) TrackDirty() vm.DirtyLog {
+	// Pages written before now belong to the consumers that exist already.
+	m.foldDirty()
+	l := &dirtyLog{m: m, bits: make([]uint64, len(m.hart.Dirty()))}
+	m.dirtyLogs = append(m.dirtyLogs, l)
+	return l
+}
+
+// Collect implements vm.DirtyLog.
+func (l *dirtyLog) Collect(dst []uint64) []uint64 {
+	if l.m == nil {
+		panic("machine: Collect on a stopped dirty log")
+	}
+	l.m.foldDirty()
+	dst = append(dst[:0], l.bits...)
+	clear(l.bits)
+	return dst
+}
+
+// Stop implements vm.DirtyLog.
+func (l *dirtyLog) Stop() {
+	if l.m == nil {
+		return
+	}
+	l.m.dirtyLogs = slices.DeleteFunc(l.m.dirtyLogs, func(x *dirtyLog) bool { return x == l })
+	l.m = nil
+}
+
+// PageSize implements vm.Migratable: RAM pages and dirty bits are 4 KiB.
+func (m *Machine) PageSize() int { return pageSize }
+
+// Pages implements vm.Migratable: the number of RAM pages.
+func (m *Machine) Pages() int { return len(m.ram) / pageSize }
+
+// ReadPage implements vm.Migratable: it copies RAM page i into p, which
+// must be PageSize bytes long. Reading marks nothing and changes nothing.
+func (m *Machine) ReadPage(i int, p []byte) error {
+	if i < 0 || i >= m.Pages() || len(p) != pageSize {
+		return fmt.Errorf("machine: ReadPage(%d) with %d bytes: the machine has %d pages of %d bytes", i, len(p), m.Pages(), pageSize)
+	}
+	copy(p, m.ram[i*pageSize:])
+	return nil
+}
