@@ -2,6 +2,7 @@ package machine
 
 import (
 	"fmt"
+	"io"
 	"slices"
 
 	"ftvm/vm"
@@ -99,4 +100,18 @@ func (m *Machine) ReadPage(i int, p []byte) error {
 	}
 	copy(p, m.ram[i*pageSize:])
 	return nil
+}
+
+// MigrationFactory returns the function a state transfer's receiver
+// (migrate.Receive) builds the machine with: RestoreState on the received
+// state and RAM image, with opts.Disk the backup's disk (the one Receive
+// brought up to date) and opts.Outputs where the guest's output goes.
+func MigrationFactory(opts RestoreOptions) func(state io.Reader, ram []byte) (vm.Migratable, error) {
+	return func(state io.Reader, ram []byte) (vm.Migratable, error) {
+		m, err := RestoreState(state, ram, opts)
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return m, nil
+	}
 }

@@ -136,15 +136,11 @@ func sparsePages(ram []byte) []byte {
 
 const pageSize = 4096
 
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	return true
-}
+var zeroPage [pageSize]byte
+
+// isZero reports whether a page (or less) is all zero; bytes.Equal is the
+// vectorised comparison.
+func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 
 // RestoreOptions supplies what a snapshot does not contain: where outputs
 // go, and optionally the disk backend to use (by default the snapshot's own
