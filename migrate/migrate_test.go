@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"ftvm/vm"
 )
@@ -219,11 +221,14 @@ func TestStaleDisk(t *testing.T) {
 // sender wrote, with the receiver's disk contents it was made against.
 func recordStream(t testing.TB) (stream, receiverDisk []byte) {
 	t.Helper()
-	img := randomBytes(4*ChunkSize, 3)
+	// Small, so that the fuzzer's mutations and minimisation stay fast:
+	// 8 pages, half of them zero, and a disk of one partial chunk that
+	// differs from the receiver's.
+	img := randomBytes(8<<10, 3)
 	receiverDisk = append([]byte(nil), img...)
-	receiverDisk[2*ChunkSize] ^= 1
+	receiverDisk[100] ^= 1
 	srcDisk := TrackWrites(&memDisk{img})
-	src := newFake(16, srcDisk)
+	src := newFake(8, srcDisk)
 	a, b := tcpPair(t)
 	var rec bytes.Buffer
 	dst := &memDisk{append([]byte(nil), receiverDisk...)}
@@ -362,15 +367,15 @@ func TestDamagedStreams(t *testing.T) {
 		{"newer version", forge(hello, put32(8, 2)), ErrBadStream, "version 2"},
 		{"odd page size", forge(hello, put32(12, 3000)), ErrBadStream, "page size 3000"},
 		{"huge memory", forge(hello, put64(16, 1<<40)), ErrBadStream, "more than the"},
-		{"wrong disk size", forge(hello, put64(24, 8*ChunkSize)), ErrBadStream, "disk has"},
+		{"wrong disk size", forge(hello, put64(24, 16<<10)), ErrBadStream, "disk has"},
 		{"wrong chunk size", forge(hello, put32(32, 4096)), ErrBadStream, "chunk size"},
-		{"page outside RAM", forge(pages, put32(4, 1000)), ErrBadStream, "page 1000, the machine has 16"},
+		{"page outside RAM", forge(pages, put32(4, 1000)), ErrBadStream, "page 1000, the machine has 8"},
 		{"page count too large", forge(pages, put32(0, 1<<30)), ErrBadStream, "page count"},
 		{"unknown page kind", forge(pages, func(p []byte) []byte { p[8] = 7; return p }), ErrBadStream, "unknown kind"},
 		{"page truncated", forge(pages, func(p []byte) []byte { return p[:len(p)-1] }), ErrBadStream, "truncated"},
 		{"changed page contents", forge(lastPages, changePage), ErrDigestMismatch, "ram"},
-		{"chunk outside the disk", forge(chunk, put32(0, 4)), ErrBadStream, "chunk 4, the disk has 4"},
-		{"short chunk", forge(chunk, func(p []byte) []byte { return p[:100] }), ErrBadStream, "want 65536"},
+		{"chunk outside the disk", forge(chunk, put32(0, 1)), ErrBadStream, "chunk 1, the disk has 1"},
+		{"short chunk", forge(chunk, func(p []byte) []byte { return p[:100] }), ErrBadStream, "want 8192"},
 		{"changed chunk", forge(lastChunk, func(p []byte) []byte { p[9] ^= 1; return p }), ErrDigestMismatch, "chunk hashes differ"},
 		{"chunk left out", drop(frameChunk), ErrDigestMismatch, "chunk hashes differ"},
 		{"garbage state", forge(state, func(p []byte) []byte { return []byte("{") }), ErrBadStream, "building the engine"},
@@ -450,7 +455,7 @@ func TestReceiverRefuses(t *testing.T) {
 // FuzzReceive feeds arbitrary streams to the receiver: it must refuse or
 // accept them without panicking, hanging or allocating beyond its limit.
 //
-//	go test -run '^$' -fuzz FuzzReceive -fuzztime 60s ./migrate
+//	go test -run '^$' -fuzz FuzzReceive -fuzztime 60s -fuzzminimizetime 10s ./migrate
 func FuzzReceive(f *testing.F) {
 	stream, disk := recordStream(f)
 	f.Add(stream)
@@ -459,8 +464,18 @@ func FuzzReceive(f *testing.F) {
 		f.Add(encodeFrames(frames[:i]))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A receiver that waits forever on a finished stream is a bug too.
+		ch := make(chan struct{})
+		go func() {
+			select {
+			case <-ch:
+			case <-time.After(5 * time.Second):
+				panic(fmt.Sprintf("hang on %x", b))
+			}
+		}()
+		defer close(ch)
 		e, err := replay(b, disk, 1<<20)
-		if err == nil && (e.Pages() != 16 || e.PageSize() != fakePageSize) {
+		if err == nil && (e.Pages() != 8 || e.PageSize() != fakePageSize) {
 			t.Fatalf("accepted an engine of %d pages", e.Pages())
 		}
 	})

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -64,7 +65,9 @@ func Receive(conn io.ReadWriter, disk Disk, build Factory, opts ReceiveOptions) 
 	if opts.MaxMemory <= 0 {
 		opts.MaxMemory = DefaultMaxMemory
 	}
-	r := &receiver{fr: frameReader{r: conn}, fw: frameWriter{w: conn}, disk: disk, opts: opts, start: time.Now()}
+	r := &receiver{fr: frameReader{r: conn}, disk: disk, opts: opts, start: time.Now()}
+	r.bw = bufio.NewWriter(conn)
+	r.fw.w = r.bw
 	eng, err := r.run(build)
 	r.stopHashing()
 	if r.hashErr != nil && err != nil {
@@ -94,6 +97,7 @@ type receiver struct {
 	// wmu serialises writes: the hashing goroutine and the main loop both
 	// write frames.
 	wmu sync.Mutex
+	bw  *bufio.Writer
 	fw  frameWriter
 
 	pageSize, pages int
@@ -113,7 +117,10 @@ type receiver struct {
 func (r *receiver) send(t byte, p []byte) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	return r.fw.write(t, p)
+	if err := r.fw.write(t, p); err != nil {
+		return err
+	}
+	return r.bw.Flush()
 }
 
 func (r *receiver) run(build Factory) (vm.Migratable, error) {

@@ -126,7 +126,8 @@ type Sender struct {
 	// lost or altered on the way.
 	sums [][32]byte
 
-	pausing bool // in Finish: count what is sent as pause traffic
+	pausing bool      // in Finish: count what is sent as pause traffic
+	final   vm.Digest // the digest sent in the end frame
 	start   time.Time
 	stats   Stats
 	err     error
@@ -277,7 +278,7 @@ func (s *Sender) Finish() (Stats, error) {
 		return Stats{}, s.fail(err)
 	}
 	s.stats.Confirm = time.Since(confirmStart)
-	dg := s.src.Digest()
+	dg := s.final
 	disk := tableSum(s.sums)
 	if done.instret != s.src.Instret() || done.digest.Sum != dg.Sum || done.disk != disk {
 		msg := fmt.Sprintf("the receiver is at instruction %d with digest %x (parts differing: %v, disk %s), the sender at %d with %x",
@@ -344,7 +345,8 @@ func (s *Sender) finish() error {
 		b = b[n:]
 	}
 	end := binary.LittleEndian.AppendUint64(nil, s.src.Instret())
-	end = appendDigest(end, s.src.Digest())
+	s.final = s.src.Digest()
+	end = appendDigest(end, s.final)
 	sum := tableSum(s.sums)
 	end = append(end, sum[:]...)
 	if err := s.fw.write(frameEnd, end); err != nil {
@@ -357,6 +359,7 @@ func (s *Sender) finish() error {
 func (s *Sender) fail(err error) error {
 	if s.err == nil {
 		s.err = err
+		s.log.Stop() // the transfer is over: the engine need not keep its bits
 		if !errors.Is(err, ErrPeer) {
 			s.fw.write(frameError, []byte(message([]byte(err.Error()))))
 			s.bw.Flush()
