@@ -452,6 +452,32 @@ func TestReceiverRefuses(t *testing.T) {
 	}
 }
 
+type failingDisk struct{ memDisk }
+
+func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off >= ChunkSize {
+		return 0, errors.New("sector 128 unreadable")
+	}
+	return d.memDisk.ReadAt(p, off)
+}
+
+// TestReceiverDiskFails: a receiver that cannot read its own disk says so,
+// and the sender reports it.
+func TestReceiverDiskFails(t *testing.T) {
+	srcDisk := TrackWrites(&memDisk{make([]byte, 4*ChunkSize)})
+	src := newFake(64, nil)
+	a, b := tcpPair(t)
+	dst := &failingDisk{memDisk{make([]byte, 4*ChunkSize)}}
+	res := receiveAsync(b, dst, fakeFactory(dst), ReceiveOptions{})
+	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
+	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "reading disk chunk 1: sector 128 unreadable") {
+		t.Fatalf("sender: %v", err)
+	}
+	if r := <-res; r.err == nil || !strings.Contains(r.err.Error(), "sector 128 unreadable") {
+		t.Fatalf("receiver: %v", r.err)
+	}
+}
+
 // FuzzReceive feeds arbitrary streams to the receiver: it must refuse or
 // accept them without panicking, hanging or allocating beyond its limit.
 //

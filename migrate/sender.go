@@ -360,10 +360,11 @@ func (s *Sender) fail(err error) error {
 	if s.err == nil {
 		s.err = err
 		s.log.Stop() // the transfer is over: the engine need not keep its bits
-		if !errors.Is(err, ErrPeer) {
-			s.fw.write(frameError, []byte(message([]byte(err.Error()))))
-			s.bw.Flush()
-		}
+		// Even when the receiver gave up first: its main loop may be
+		// waiting for a frame (its disk hashing failed, say) and this
+		// ends the wait.
+		s.fw.write(frameError, []byte(message([]byte(err.Error()))))
+		s.bw.Flush()
 	}
 	return s.err
 }
