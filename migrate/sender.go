@@ -649,8 +649,8 @@ func (in *inbox) read(fr *frameReader, diskSize int64) error {
 			if !d.done() {
 				return bad("malformed")
 			}
-			in.update(func() { in.done = &dm })
-			return nil // the receiver's last frame
+			in.update(func() { in.done, in.bytes = &dm, fr.off })
+			return nil // the receiver's last frame: nothing more is read
 		case frameError:
 			return fmt.Errorf("migrate: the receiver %w: %s", ErrPeer, message(p))
 		default:
