@@ -452,6 +452,32 @@ func TestReceiverRefuses(t *testing.T) {
 	}
 }
 
+// TestAbandon: a sender closed half-way tells the receiver, and the
+// engine keeps no dirty log for it.
+func TestAbandon(t *testing.T) {
+	src := newFake(64, nil)
+	a, b := tcpPair(t)
+	res := receiveAsync(b, nil, fakeFactory(nil), ReceiveOptions{})
+	s, err := NewSender(a, src, nil, Options{StepBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Run(1000)
+	if _, err := s.Step(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if len(src.logs) != 0 {
+		t.Errorf("%d dirty logs left on the engine", len(src.logs))
+	}
+	if r := <-res; !errors.Is(r.err, ErrPeer) || !strings.Contains(r.err.Error(), "abandoned") {
+		t.Fatalf("receiver: %v", r.err)
+	}
+	if _, err := s.Step(); err == nil {
+		t.Error("Step after Close succeeded")
+	}
+}
+
 type failingDisk struct{ memDisk }
 
 func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {

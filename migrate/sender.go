@@ -355,6 +355,16 @@ func (s *Sender) finish() error {
 	return s.bw.Flush()
 }
 
+// Close abandons a transfer that has not finished: the engine stops
+// keeping dirty bits for it and the receiver is told (best effort). It does
+// nothing after Finish or an error; it does not close the connection.
+func (s *Sender) Close() {
+	if !s.done && s.err == nil {
+		s.fail(errors.New("migrate: the sender abandoned the transfer"))
+	}
+	s.done = true
+}
+
 // fail ends the transfer with err, telling the receiver why (best effort).
 func (s *Sender) fail(err error) error {
 	if s.err == nil {

@@ -15,7 +15,7 @@ import (
 // Frame layout (integers little-endian):
 //
 //	type    uint8
-//	length  uint32   payload length, bounded per type
+//	length  uint32   payload length, at most maxPayload (1 MiB)
 //	payload
 //	crc     uint32   CRC-32C of type, length and payload
 //
@@ -42,6 +42,12 @@ import (
 // either way:
 //
 //	error    a message: the peer gives up, and says why
+//
+// A transfer: the sender's hello; the receiver's hello and its hashes, in
+// chunk order, while the sender sends pages and chunks in any order; state
+// frames, then end; the receiver's done (or error); the sender's verdict.
+// Nothing follows on either side, so the connection can carry the input
+// log next.
 const (
 	magic   = "FTVMXFER"
 	Version = 1
