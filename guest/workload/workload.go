@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -111,6 +112,9 @@ func KV(addr string, n int) (KVResult, error) {
 	return KVResult{Ops: 2 * n, Elapsed: time.Since(start)}, nil
 }
 
+// ErrNil is the error for a null reply (a GET of a missing key).
+var ErrNil = errors.New("null reply")
+
 // Client is a minimal Redis-protocol client on one connection, one request
 // at a time.
 type Client struct {
@@ -157,7 +161,7 @@ func readReply(r *bufio.Reader) (string, error) {
 			return "", fmt.Errorf("bad bulk length %q", body)
 		}
 		if n == -1 {
-			return "", fmt.Errorf("null reply")
+			return "", ErrNil
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(r, buf); err != nil {

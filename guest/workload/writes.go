@@ -1,0 +1,110 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Writes is the client of the fault-tolerance trials: numbered writes on
+// one connection, one at a time, each an INCR of a key of its own, so that
+// a write applied twice shows as the value 2. Because only one write is
+// ever outstanding, the acknowledged writes are exactly 0..Acked-1, and
+// write Acked is the one in flight if Sent > Acked.
+type Writes struct {
+	Prefix string // keys are Prefix + index
+	Sent   int
+	Acked  int
+	// Latency[i] is how long write i took; MaxLatency and MaxAt tell the
+	// longest (the pause a failover caused) and when it ended.
+	Latency    []time.Duration
+	MaxLatency time.Duration
+	MaxAt      time.Time
+	Started    time.Time
+	Err        error // why the run ended early (nil: ctx ended or n reached)
+}
+
+func (w *Writes) key(i int) string { return w.Prefix + strconv.Itoa(i) }
+
+// RunWrites writes on c until ctx ends or n writes (n <= 0: no limit) are
+// acknowledged. A reply other than 1 ends the run with an error: the
+// server applied a write twice, or answered wrongly.
+func RunWrites(ctx context.Context, c io.ReadWriter, prefix string, n int) *Writes {
+	w := &Writes{Prefix: prefix, Started: time.Now()}
+	cl := NewClient(c)
+	for n <= 0 || w.Acked < n {
+		if ctx.Err() != nil {
+			return w
+		}
+		t0 := time.Now()
+		w.Sent++
+		got, err := cl.Do("INCR", w.key(w.Acked))
+		if err != nil {
+			w.Err = fmt.Errorf("write %d: %w", w.Acked, err)
+			return w
+		}
+		if got != "1" {
+			w.Err = fmt.Errorf("write %d: INCR %s answered %s: applied more than once", w.Acked, w.key(w.Acked), got)
+			return w
+		}
+		d := time.Since(t0)
+		w.Latency = append(w.Latency, d)
+		if d > w.MaxLatency {
+			w.MaxLatency, w.MaxAt = d, time.Now()
+		}
+		w.Acked++
+	}
+	return w
+}
+
+// Verify reads every key back on c: each acknowledged write must be there
+// exactly once (value 1), the one in flight may be there once or not at all.
+func (w *Writes) Verify(c io.ReadWriter) error {
+	cl := NewClient(c)
+	var lost, twice []int
+	for i := 0; i < w.Sent; i++ {
+		got, err := cl.Do("GET", w.key(i))
+		switch {
+		case errors.Is(err, ErrNil):
+			if i < w.Acked {
+				lost = append(lost, i)
+			}
+		case err != nil:
+			return fmt.Errorf("reading back write %d: %w", i, err)
+		case got != "1":
+			twice = append(twice, i)
+		}
+	}
+	if len(lost) > 0 || len(twice) > 0 {
+		return fmt.Errorf("%d acknowledged writes lost (%v), %d applied more than once (%v)", len(lost), head(lost), len(twice), head(twice))
+	}
+	return nil
+}
+
+func head(l []int) []int {
+	if len(l) > 10 {
+		return l[:10]
+	}
+	return l
+}
+
+// Percentile returns the p-th percentile (0..100) of the write latencies.
+func (w *Writes) Percentile(p float64) time.Duration {
+	return Percentile(w.Latency, p)
+}
+
+// Percentile returns the p-th percentile (0..100) of ds (nearest rank).
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
