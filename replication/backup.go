@@ -2,7 +2,6 @@ package replication
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -14,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ftvm/migrate"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
@@ -118,15 +118,17 @@ func (r *Replica) join(ctx context.Context, addr string) (*backup, error) {
 	}
 	r.log.Info("joining", "primary", b.primary, "at", addr)
 	t0 := time.Now()
-	state, stateID, err := receiveState(b.br)
+	var disk migrate.Disk
+	if cfg.Disk != nil {
+		disk = cfg.Disk
+	}
+	e, st, err := migrate.Receive(connRW{b.br, tc}, disk, cfg.Factory(r.Outputs()), migrate.ReceiveOptions{MaxMemory: maxGuestMemory})
 	if err != nil {
 		tc.Close()
-		return nil, err
+		return nil, fmt.Errorf("the state transfer from %s: %w", b.primary, err)
 	}
-	if b.e, err = cfg.Factory(bytes.NewReader(state), r.Outputs()); err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("the transferred state: %w", err)
-	}
+	b.e = e
+	stateID := st.Digest
 	r.out.mode = modeBackup
 	// From here on the primary is followed with the peer timeout.
 	dr.timeout.Store(int64(cfg.Timeout))
@@ -143,7 +145,7 @@ func (r *Replica) join(ctx context.Context, addr string) (*backup, error) {
 		s.Role, s.View, s.Peer, s.LinkSince, s.Instret = "backup", b.view, b.primary, now, b.e.Instret()
 	})
 	r.log.Info("following the primary", "primary", b.primary, "view", b.view.String(), "instret", b.e.Instret(),
-		"state_bytes", len(state), "transfer", now.Sub(t0).String())
+		"received_bytes", st.BytesReceived, "disk_chunks", st.Chunks, "transfer", now.Sub(t0).String())
 	return b, nil
 }
 
@@ -191,6 +193,7 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 	}()
 	p := replay.NewPlayer(b.e)
 	b.replayed.Store(b.e.Instret())
+	b.lastRecv.Store(time.Now().UnixNano())
 	for {
 		var qr queued
 		var ok bool

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/migrate"
 	"ftvm/vm"
 )
 
@@ -199,12 +200,14 @@ func TestSlowBackupBoundsLag(t *testing.T) {
 	b := newTestReplica(t, dir, "b", arb, func(c *Config) {
 		tune(c)
 		f := c.Factory
-		c.Factory = func(state io.Reader, out vm.Outputs) (Engine, error) {
-			e, err := f(state, out)
-			if err != nil {
-				return nil, err
+		c.Factory = func(out vm.Outputs) migrate.Factory {
+			return func(state io.Reader, ram []byte) (vm.Migratable, error) {
+				e, err := f(out)(state, ram)
+				if err != nil {
+					return nil, err
+				}
+				return slowEngine{e, 20e6}, nil
 			}
-			return slowEngine{e, 20e6}, nil
 		}
 	})
 	a.startPrimary(t, kernel, initrd)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ftvm/machine"
+	"ftvm/migrate"
 	"ftvm/replay/eventlog"
 )
 
@@ -41,12 +42,17 @@ func fakePrimary(t *testing.T, ln net.Listener, tc *tls.Config, kernel, initrd [
 			return
 		}
 		writeJSON(conn, msgWelcome, welcome{Primary: "a"})
-		bw := bufio.NewWriter(conn)
-		id, err := (&snapshotSender{w: bw, e: m}).Finish()
+		ts, err := migrate.NewSender(connRW{br, conn}, m, nil, migrate.Options{})
 		if err != nil {
 			t.Errorf("fake primary: %v", err)
 			return
 		}
+		st, err := ts.Finish()
+		if err != nil {
+			t.Errorf("fake primary: %v", err)
+			return
+		}
+		id := st.Digest
 		out := &corrupting{w: conn, at: -1}
 		w, err := eventlog.NewWriter(out, eventlog.Header{
 			Engine: "ftvm-riscv64", StartInstret: m.Instret(),

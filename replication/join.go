@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"ftvm/migrate"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 )
@@ -20,8 +21,7 @@ type joiner struct {
 	id   string
 	conn *tls.Conn
 	br   *bufio.Reader
-	bw   *bufio.Writer
-	ts   stateSender
+	ts   *migrate.Sender
 	t0   time.Time
 }
 
@@ -58,7 +58,7 @@ func (p *primary) handshake(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	j := &joiner{conn: tc, br: bufio.NewReaderSize(tc, 64<<10), bw: bufio.NewWriterSize(tc, 1<<20)}
+	j := &joiner{conn: tc, br: bufio.NewReaderSize(tc, 64<<10)}
 	id, _ := peerID(tc)
 	var h hello
 	err := readJSON(j.br, msgHello, &h)
@@ -110,7 +110,13 @@ func (p *primary) startJoin(j *joiner) {
 		return
 	}
 	j.conn.SetWriteDeadline(time.Time{})
-	j.ts, j.t0 = &snapshotSender{w: j.bw, e: p.e}, time.Now()
+	ts, err := migrate.NewSender(connRW{j.br, j.conn}, p.e, p.r.cfg.Disk, transferOptions())
+	if err != nil {
+		p.r.log.Warn("backup join failed", "backup", j.id, "err", err.Error())
+		j.conn.Close()
+		return
+	}
+	j.ts, j.t0 = ts, time.Now()
 	p.join = j
 	p.r.setStatus(func(s *Status) { s.Role, s.Peer = "primary (backup joining)", j.id })
 	p.r.log.Info("backup joining", "backup", j.id, "from", j.conn.RemoteAddr().String())
@@ -122,6 +128,7 @@ func (p *primary) stepJoin() error {
 	j := p.join
 	abandon := func(err error) error {
 		p.r.log.Warn("backup join failed", "backup", j.id, "err", err.Error())
+		j.ts.Close()
 		j.conn.Close()
 		p.join = nil
 		p.r.setStatus(func(s *Status) { s.Role, s.Peer = "primary", "" })
@@ -134,11 +141,11 @@ func (p *primary) stepJoin() error {
 	if !done {
 		return nil
 	}
-	pause := time.Now()
-	stateID, err := j.ts.Finish()
+	st, err := j.ts.Finish()
 	if err != nil {
 		return abandon(err)
 	}
+	stateID := st.Digest
 	// The backup may go live only once the view names it, and the view
 	// must not name it before it holds the state.
 	next := View{Generation: p.view.Generation + 1, Primary: p.r.cfg.ID, Backup: j.id}
@@ -181,6 +188,7 @@ func (p *primary) stepJoin() error {
 	now := time.Now()
 	p.r.setStatus(func(s *Status) { s.Role, s.View, s.Peer, s.LinkSince = "primary", next, j.id, now })
 	p.r.log.Info("backup joined", "backup", j.id, "view", next.String(), "instret", p.e.Instret(),
-		"transfer", now.Sub(j.t0).String(), "pause", now.Sub(pause).String())
+		"transfer", now.Sub(j.t0).String(), "pause", st.Pause.String(), "rounds", st.Rounds,
+		"bytes", st.BytesSent, "disk_chunks", st.ChunksSent)
 	return p.flush()
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"ftvm/host"
 	"ftvm/machine"
+	"ftvm/migrate"
 	"ftvm/vm"
 )
 
@@ -100,8 +100,8 @@ func newTestReplica(t *testing.T, keyDir, id string, arb Arbiter, tune func(*Con
 		Heartbeat:   20 * time.Millisecond,
 		Timeout:     2 * time.Second, // generous: the test machine is shared
 		DigestEvery: 5_000_000,
-		Factory: func(state io.Reader, out vm.Outputs) (Engine, error) {
-			return machine.Restore(state, machine.RestoreOptions{Outputs: out})
+		Factory: func(out vm.Outputs) migrate.Factory {
+			return machine.MigrationFactory(machine.RestoreOptions{Outputs: out})
 		},
 		Log: slog.New(slog.NewTextHandler(testWriter{t, id}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}

@@ -458,13 +458,9 @@ func (l *link) cause() error {
 // cover. Silence longer than the timeout kills the link.
 func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 	defer l.readers.Done()
-	// The first acknowledgement comes once the backup has restored the
-	// transferred state, which takes longer than a heartbeat.
-	timeout := max(r.cfg.Timeout, 30*time.Second)
 	for {
-		l.conn.SetReadDeadline(time.Now().Add(timeout))
+		l.conn.SetReadDeadline(time.Now().Add(r.cfg.Timeout))
 		t, payload, err := readMessage(br)
-		timeout = r.cfg.Timeout
 		if err != nil {
 			l.fail(fmt.Errorf("backup silent or gone: %w", err))
 			return
@@ -495,6 +491,7 @@ func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 // dropLink closes the link to the backup (if any) and any join in progress.
 func (p *primary) dropLink() {
 	if j := p.join; j != nil {
+		j.ts.Close()
 		j.conn.Close()
 		p.join = nil
 	}

@@ -28,20 +28,18 @@ import (
 	"time"
 
 	"ftvm/host/netdev"
+	"ftvm/migrate"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
 )
 
-// Engine is what replication needs of a machine: the vm seam, and a way
-// to save its whole state for a joining backup.
-type Engine interface {
-	vm.Engine
-	Save(w io.Writer) error
-}
+// Engine is what replication needs of a machine: the vm seam, and what a
+// live state transfer to a joining backup needs (package migrate).
+type Engine = vm.Migratable
 
-// Factory builds an engine from a saved state (Engine.Save), its outputs
-// going to out. Backups use it to start from the primary's state.
-type Factory func(state io.Reader, out vm.Outputs) (Engine, error)
+// Factory returns the builder of a backup's engine from a transferred state
+// (see migrate.Receive), with the engine's outputs going to out.
+type Factory func(out vm.Outputs) migrate.Factory
 
 // Host is what the guest is connected to on this replica's host.
 type Host struct {
@@ -61,6 +59,10 @@ type Config struct {
 	Arbiter Arbiter
 	Host    Host
 	Factory Factory // required on a backup
+	// Disk is the guest's disk on this host, which the machine must have
+	// been built over (nil: no disk). A primary sends it to a joining
+	// backup; a backup receives the primary's into it.
+	Disk *migrate.TrackedDisk
 	Engine  string  // engine name in the log header (e.g. "ftvm-riscv64")
 
 	// Epoch is the number of instructions the guest runs between looks at
