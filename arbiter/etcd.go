@@ -3,13 +3,16 @@ package arbiter
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -35,9 +38,28 @@ type options struct {
 // An Option changes how DialEtcd connects.
 type Option func(*options)
 
-// WithTLS connects with TLS (for an external cluster that requires it; the
-// witness serves plain HTTP on the address it is given).
+// WithTLS connects with TLS, as a witness started with -cert requires
+// (see LoadTLS); endpoints may then be given as https://host:port.
 func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// LoadTLS builds the configuration for WithTLS from PEM files: this
+// replica's certificate and key, and the CA that signed the witness's
+// certificate (ftvm-witness -cert, -key, -ca).
+func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("arbiter: TLS key pair: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("arbiter: TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("arbiter: TLS CA %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
 
 // WithCallTimeout sets the upper bound of a call whose context has no
 // earlier deadline (default DefaultCallTimeout).
@@ -99,7 +121,13 @@ func DialEtcd(endpoints []string, cluster string, opts ...Option) (Arbiter, erro
 	if err != nil {
 		return nil, fmt.Errorf("arbiter: etcd client for %s: %w", strings.Join(endpoints, ","), err)
 	}
-	return &etcdArbiter{cli: cli, key: o.prefix + cluster, timeout: o.callTimeout, endpoints: strings.Join(endpoints, ",")}, nil
+	// etcd's client makes every call wait for a connection (gRPC's
+	// WaitForReady), so a call to an unreachable or refusing witness only
+	// ever ends with "deadline exceeded". Without it a call fails at once
+	// with the reason (connection refused, TLS handshake failed), and
+	// retry below does the waiting, so the reason reaches the caller.
+	kv := clientv3.NewKVFromKVClient(pb.NewKVClient(cli.ActiveConnection()), nil)
+	return &etcdArbiter{cli: cli, kv: kv, key: o.prefix + cluster, timeout: o.callTimeout, endpoints: strings.Join(endpoints, ",")}, nil
 }
 
 func checkEndpoint(ep string) error {
@@ -116,6 +144,7 @@ func checkEndpoint(ep string) error {
 
 type etcdArbiter struct {
 	cli       *clientv3.Client
+	kv        clientv3.KV
 	key       string
 	timeout   time.Duration
 	endpoints string // for errors
@@ -180,7 +209,7 @@ func (a *etcdArbiter) Current(ctx context.Context) (View, bool, error) {
 	defer cancel()
 	var resp *clientv3.GetResponse
 	err := retry(ctx, func(ctx context.Context) (err error) {
-		resp, err = a.cli.Get(ctx, a.key) // linearizable: never a stale view
+		resp, err = a.kv.Get(ctx, a.key) // linearizable: never a stale view
 		return err
 	})
 	if err != nil {
@@ -215,7 +244,7 @@ func (a *etcdArbiter) Swap(ctx context.Context, old, new View) (bool, View, erro
 	for {
 		var resp *clientv3.TxnResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
-			resp, err = a.cli.Txn(ctx).If(cmp).Then(put).Else(clientv3.OpGet(a.key)).Commit()
+			resp, err = a.kv.Txn(ctx).If(cmp).Then(put).Else(clientv3.OpGet(a.key)).Commit()
 			return err
 		})
 		if err != nil {

@@ -59,10 +59,7 @@ func startWitness(tb testing.TB, cfg witness.Config) *witness.Process {
 // restart starts a witness again on p's data directory and addresses.
 func restart(tb testing.TB, p *witness.Process) *witness.Process {
 	tb.Helper()
-	cfg := p.Config()
-	cfg.Listen = strings.TrimPrefix(p.ClientURL, "http://")
-	cfg.Peer = strings.TrimPrefix(p.PeerURL, "http://")
-	return startWitness(tb, cfg)
+	return startWitness(tb, p.Config())
 }
 
 func dial(tb testing.TB, endpoints []string, opts ...arbiter.Option) arbiter.Arbiter {

@@ -35,6 +35,9 @@ type Config struct {
 	InitialCluster string // name=peer-url,... for a multi-member cluster
 	LogFile        string // etcd's own log ("" = into Stderr)
 	LogLevel       string // etcd's log level ("" = the command's default, warn)
+	// CertFile, KeyFile and CAFile, all or none, make the witness serve
+	// https to clients and peers holding a certificate signed by CAFile.
+	CertFile, KeyFile, CAFile string
 	// Stderr receives the process's stderr as well; the last few kilobytes
 	// are also kept for the errors Start and Wait report.
 	Stderr io.Writer
@@ -98,6 +101,9 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	if cfg.LogLevel != "" {
 		args = append(args, "-log-level", cfg.LogLevel)
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" || cfg.CAFile != "" {
+		args = append(args, "-cert", cfg.CertFile, "-key", cfg.KeyFile, "-ca", cfg.CAFile)
 	}
 	p := &Process{cfg: cfg, stderr: &tail{max: 8 << 10}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -167,10 +173,24 @@ func or(s, def string) string {
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Config returns the configuration p was started with, to restart a
-// witness on the same data directory and addresses: set Listen and Peer
-// from ClientURL and PeerURL if they picked free ports.
-func (p *Process) Config() Config { return p.cfg }
+// Config returns the configuration p was started with, with the addresses
+// it announced (ports picked for port 0 included): starting it again
+// restarts the witness on the same data directory and addresses.
+func (p *Process) Config() Config {
+	cfg := p.cfg
+	cfg.Listen = hostPort(p.ClientURL)
+	if p.PeerURL != "" {
+		cfg.Peer = hostPort(p.PeerURL)
+	}
+	return cfg
+}
+
+func hostPort(u string) string {
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		return rest
+	}
+	return u
+}
 
 // Stop asks the witness to shut down (SIGTERM) and waits for it; after 10 s
 // it is killed.

@@ -216,7 +216,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"-listen", "0.0.0.0:2379"}, "give one the replicas can reach"},
 		{[]string{"-listen", "example.com:2379"}, "the host must be an IP address"},
-		{[]string{"-listen", "https://127.0.0.1:2379"}, "only http is supported"},
+		{[]string{"-listen", "https://127.0.0.1:2379"}, "https needs -cert, -key and -ca"},
 		{[]string{"-peer", "127.0.0.1"}, "missing port"},
 		{[]string{"-initial-cluster", "a=http://127.0.0.1:1,b=http://127.0.0.1:2", "-listen", "127.0.0.1:0"}, "port 0 is only for a single member"},
 		{[]string{"-log-level", "loud"}, "-log-level"},

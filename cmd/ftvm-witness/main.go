@@ -9,6 +9,10 @@
 // -initial-cluster form a cluster that survives the loss of any one of them
 // (PLOVER's three-node setup).
 //
+// With -cert, -key and -ca it serves https, to clients and to the other
+// members, and accepts only those presenting a certificate signed by the
+// CA: whoever can write the view decides which replica may be live.
+//
 // Once it serves, the witness prints one line on stdout:
 //
 //	ftvm-witness: ready name=NAME client=URL peer=URL
@@ -29,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -57,6 +62,9 @@ func run(args []string) error {
 	initialCluster := fs.String("initial-cluster", "", "every member as name=peer-url,... (default: this member alone); ignored once the data directory is initialised")
 	logFile := fs.String("log", "", "file for etcd's own log, or \"stderr\" (default: DIR/witness.log)")
 	logLevel := fs.String("log-level", "warn", "etcd log level: debug, info, warn, error")
+	certFile := fs.String("cert", "", "TLS certificate (PEM) for clients and peers; with -key and -ca, the witness serves https and accepts only clients and members with a certificate signed by -ca")
+	keyFile := fs.String("key", "", "private key (PEM) of -cert")
+	caFile := fs.String("ca", "", "CA certificate (PEM) that client and peer certificates must be signed by")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -75,11 +83,23 @@ func run(args []string) error {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel)
 	}
 
-	clientURL, err := parseAddr("-listen", *listen)
+	secure := *certFile != "" || *keyFile != "" || *caFile != ""
+	if secure && (*certFile == "" || *keyFile == "" || *caFile == "") {
+		return errors.New("TLS needs all of -cert, -key and -ca")
+	}
+	for _, f := range []string{*certFile, *keyFile, *caFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f); err != nil {
+			return fmt.Errorf("TLS: %v", err)
+		}
+	}
+	clientURL, err := parseAddr("-listen", *listen, secure)
 	if err != nil {
 		return err
 	}
-	peerURL, err := parseAddr("-peer", *peer)
+	peerURL, err := parseAddr("-peer", *peer, secure)
 	if err != nil {
 		return err
 	}
@@ -113,6 +133,15 @@ func run(args []string) error {
 	// A token of our own keeps a witness from joining an unrelated etcd
 	// cluster whose members happen to be reachable at the same addresses.
 	cfg.InitialClusterToken = "ftvm-witness"
+	if secure {
+		// Mutual TLS both ways: a replica that can write the view decides
+		// which replica may be live, so only holders of a certificate from
+		// the pair's CA may talk to the witness, and only such members may
+		// join its cluster.
+		info := transport.TLSInfo{CertFile: *certFile, KeyFile: *keyFile, TrustedCAFile: *caFile, ClientCertAuth: true}
+		cfg.ClientTLSInfo = info
+		cfg.PeerTLSInfo = info
+	}
 	if *logFile == "" {
 		*logFile = filepath.Join(*data, logName)
 	}
@@ -206,19 +235,27 @@ type exitHook struct{}
 
 func (exitHook) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) { os.Exit(1) }
 
-// parseAddr accepts host:port or http://host:port. The host must be an IP
-// address the replicas can reach, since it is also what the witness
-// advertises to them and to the other members.
-func parseAddr(flagName, s string) (*url.URL, error) {
+// parseAddr accepts host:port or http(s)://host:port, the scheme being
+// https exactly when secure. The host must be an IP address the replicas
+// can reach, since it is also what the witness advertises to them and to
+// the other members.
+func parseAddr(flagName, s string, secure bool) (*url.URL, error) {
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
 	if !strings.Contains(s, "://") {
-		s = "http://" + s
+		s = scheme + "://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", flagName, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("%s %s: only http is supported", flagName, s)
+	if u.Scheme != scheme {
+		if secure {
+			return nil, fmt.Errorf("%s %s: with -cert the witness serves https only", flagName, s)
+		}
+		return nil, fmt.Errorf("%s %s: https needs -cert, -key and -ca", flagName, s)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
 		return nil, fmt.Errorf("%s %s: want host:port, without a path", flagName, s)
