@@ -39,8 +39,36 @@ type options struct {
 type Option func(*options)
 
 // WithTLS connects with TLS, as a witness started with -cert requires
-// (see LoadTLS); endpoints may then be given as https://host:port.
+// (see LoadTLS); endpoints may then be given as https://host:port. If c
+// sets ServerName, the witness's certificate must carry that name wherever
+// the witness is reached (gRPC would otherwise check the endpoint's
+// address against it); else it must carry the endpoint's address.
 func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// pinServerName returns c made to verify the server's certificate against
+// c.ServerName rather than the name gRPC puts there, the dialed address:
+// the standard verification, done by VerifyConnection (crypto/tls's own
+// recipe for it) with the name fixed.
+func pinServerName(c *tls.Config) *tls.Config {
+	if c == nil || c.ServerName == "" || c.InsecureSkipVerify {
+		return c
+	}
+	c = c.Clone()
+	name, roots := c.ServerName, c.RootCAs
+	c.InsecureSkipVerify = true
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("arbiter: the witness presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, ic := range cs.PeerCertificates[1:] {
+			inter.AddCert(ic)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter})
+		return err
+	}
+	return c
+}
 
 // LoadTLS builds the configuration for WithTLS from PEM files: this
 // replica's certificate and key, and the CA that signed the witness's
@@ -98,7 +126,7 @@ func DialEtcd(endpoints []string, cluster string, opts ...Option) (Arbiter, erro
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints,
-		TLS:       o.tls,
+		TLS:       pinServerName(o.tls),
 		// Keepalives find a connection whose peer vanished without a
 		// reset (a partition, a powered-off host), so that the client
 		// moves to another endpoint. etcd refuses pings more often than

@@ -123,6 +123,8 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	noCert := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	wrongName := cfg.Clone()
+	wrongName.ServerName = "impostor"
 	for _, c := range []struct {
 		what string
 		eps  []string
@@ -131,6 +133,7 @@ func TestTLS(t *testing.T) {
 		{"a foreign client certificate", secure, []arbiter.Option{arbiter.WithTLS(intruder)}},
 		{"no client certificate", secure, []arbiter.Option{arbiter.WithTLS(noCert)}},
 		{"no TLS", listen, nil},
+		{"a server name the witness's certificate lacks", secure, []arbiter.Option{arbiter.WithTLS(wrongName)}},
 	} {
 		b := dial(t, c.eps, c.opts...)
 		expectFailure(t, "Swap with "+c.what, time.Second, func(ctx context.Context) (bool, error) {
@@ -141,6 +144,10 @@ func TestTLS(t *testing.T) {
 	if got := mustCurrent(t, a, 10*time.Second); got != v1 {
 		t.Fatalf("the view is %v after the refused swaps, want %v", got, v1)
 	}
+	// A server name the certificate has is checked instead of the address.
+	named := cfg.Clone()
+	named.ServerName = "localhost"
+	mustSwap(t, dial(t, secure, arbiter.WithTLS(named)), v1, v1.Next("b", ""))
 
 	if _, err := arbiter.LoadTLS(good.cert, good.key, good.key); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("LoadTLS with a key as CA: %v", err)

@@ -38,6 +38,10 @@ type Config struct {
 	// CertFile, KeyFile and CAFile, all or none, make the witness serve
 	// https to clients and peers holding a certificate signed by CAFile.
 	CertFile, KeyFile, CAFile string
+	// Prefix, if set, is a command the witness runs under, such as
+	// {"ip", "netns", "exec", "NS"} to run it in a network namespace; it
+	// must exec the witness (so that Kill reaches it).
+	Prefix []string
 	// Stderr receives the process's stderr as well; the last few kilobytes
 	// are also kept for the errors Start and Wait report.
 	Stderr io.Writer
@@ -106,7 +110,8 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		args = append(args, "-cert", cfg.CertFile, "-key", cfg.KeyFile, "-ca", cfg.CAFile)
 	}
 	p := &Process{cfg: cfg, stderr: &tail{max: 8 << 10}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
+	argv := append(append(append([]string(nil), cfg.Prefix...), bin), args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	if cfg.Stderr != nil {
 		p.cmd.Stderr = io.MultiWriter(p.stderr, cfg.Stderr)
 	} else {
