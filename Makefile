@@ -9,6 +9,7 @@ ARGS ?=
 
 build:
 	$(GO) build -o bin/ftvm ./cmd/ftvm
+	$(GO) build -o bin/ftvm-witness ./cmd/ftvm-witness
 
 guest:
 	./scripts/setup.sh

@@ -68,7 +68,7 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	default:
 		return replication.Config{}, fmt.Errorf("-log %q: want text or json", f.logFormat)
 	}
-	arb, err := dialArbiter(f.arbiter, f.cluster)
+	arb, err := dialArbiter(f.arbiter, f.cluster, tc)
 	if err != nil {
 		return replication.Config{}, err
 	}
