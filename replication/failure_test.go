@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/arbiter"
 	"ftvm/migrate"
 	"ftvm/vm"
 )
 
 // reach is one replica's path to the shared arbiter, which a test can cut.
 type reach struct {
-	*MemArbiter
+	*arbiter.Memory
 	cut atomic.Bool
 }
 
@@ -23,22 +24,22 @@ func (r *reach) Current(ctx context.Context) (View, bool, error) {
 	if r.cut.Load() {
 		return View{}, false, errors.New("arbiter unreachable from here")
 	}
-	return r.MemArbiter.Current(ctx)
+	return r.Memory.Current(ctx)
 }
 
 func (r *reach) Swap(ctx context.Context, old, new View) (bool, View, error) {
 	if r.cut.Load() {
 		return false, View{}, errors.New("arbiter unreachable from here")
 	}
-	return r.MemArbiter.Swap(ctx, old, new)
+	return r.Memory.Swap(ctx, old, new)
 }
 
 // startPair boots a primary and joins a backup to it through a proxy.
-func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *proxy, arb *MemArbiter, ra, rb *reach) {
+func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *proxy, arb *arbiter.Memory, ra, rb *reach) {
 	kernel, initrd := requireGuest(t)
 	dir := keys(t, "a", "b")
-	arb = &MemArbiter{}
-	ra, rb = &reach{MemArbiter: arb}, &reach{MemArbiter: arb}
+	arb = arbiter.NewMemory()
+	ra, rb = &reach{Memory: arb}, &reach{Memory: arb}
 	tune := func(c *Config) { c.Timeout = timeout }
 	a = newTestReplica(t, dir, "a", ra, tune)
 	b = newTestReplica(t, dir, "b", rb, tune)
@@ -50,7 +51,7 @@ func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *prox
 	return
 }
 
-func view(t *testing.T, arb *MemArbiter) View {
+func view(t *testing.T, arb *arbiter.Memory) View {
 	v, _, err := arb.Current(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -161,13 +162,13 @@ func TestPartitionArbiterUnreachable(t *testing.T) {
 // primary is not replaced; once it is back, the backup takes over.
 func TestNoArbiterNoFailover(t *testing.T) {
 	a, b, _, arb, _, _ := startPair(t, 500*time.Millisecond)
-	arb.SetDown(true)
+	arb.SetUnreachable(true)
 	a.stop()
 	time.Sleep(2 * time.Second)
 	if r := b.r.Status().Role; r == "primary" {
 		t.Fatal("the backup went live without the arbiter")
 	}
-	arb.SetDown(false)
+	arb.SetUnreachable(false)
 	b.waitRole(t, "primary", 30*time.Second)
 	b.in <- []byte("echo took-over\n")
 	b.con.waitFor(t, "= took-over", 30*time.Second)
@@ -193,7 +194,7 @@ func (s slowEngine) Run(until uint64) vm.StopReason {
 func TestSlowBackupBoundsLag(t *testing.T) {
 	kernel, initrd := requireGuest(t)
 	dir := keys(t, "a", "b")
-	arb := &MemArbiter{}
+	arb := arbiter.NewMemory()
 	const maxLag, epoch = 20_000_000, 100_000
 	tune := func(c *Config) { c.MaxLag, c.Epoch, c.Timeout = maxLag, epoch, 5*time.Second }
 	a := newTestReplica(t, dir, "a", arb, tune)

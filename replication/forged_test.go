@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/arbiter"
 	"ftvm/machine"
 	"ftvm/migrate"
 	"ftvm/replay/eventlog"
@@ -57,7 +58,7 @@ func fakePrimary(t *testing.T, ln net.Listener, tc *tls.Config, kernel, initrd [
 		w, err := eventlog.NewWriter(out, eventlog.Header{
 			Engine: "ftvm-riscv64", StartInstret: m.Instret(),
 			Images: []eventlog.Image{{Role: "state", SHA256: id}},
-			Params: []eventlog.Param{{Key: "cluster", Value: "test"}, {Key: "generation", Value: strconv.Itoa(2)},
+			Params: []eventlog.Param{{Key: "cluster", Value: "test"}, {Key: "generation", Value: strconv.Itoa(1)},
 				{Key: "primary", Value: "a"}, {Key: "backup", Value: "b"}},
 		})
 		if err != nil {
@@ -89,11 +90,11 @@ func (c *corrupting) Write(p []byte) (int, error) {
 // result. The arbiter's view names a as primary and b as backup, so a
 // backup that took the stream's end for the primary's death could go live:
 // it must not.
-func runBackupAgainst(t *testing.T, stream func(out *corrupting, w *eventlog.Writer, m *machine.Machine)) (*testReplica, *MemArbiter, error) {
+func runBackupAgainst(t *testing.T, stream func(out *corrupting, w *eventlog.Writer, m *machine.Machine)) (*testReplica, *arbiter.Memory, error) {
 	kernel, initrd := requireGuest(t)
 	dir := keys(t, "a", "b")
-	arb := &MemArbiter{}
-	arb.Swap(context.Background(), View{}, View{Generation: 2, Primary: "a", Backup: "b"})
+	arb := arbiter.NewMemory()
+	arb.Swap(context.Background(), View{}, View{Generation: 1, Primary: "a", Backup: "b"})
 	b := newTestReplica(t, dir, "b", arb, func(c *Config) { c.Timeout = 500 * time.Millisecond })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -160,7 +161,7 @@ func TestDivergentLogRefused(t *testing.T) {
 func TestForgedPeers(t *testing.T) {
 	kernel, initrd := requireGuest(t)
 	good, evil := keys(t, "a", "b"), keys(t, "a", "b")
-	arb := &MemArbiter{}
+	arb := arbiter.NewMemory()
 	a := newTestReplica(t, good, "a", arb, nil)
 	a.startPrimary(t, kernel, initrd)
 	a.con.waitFor(t, "console ready", 60*time.Second)

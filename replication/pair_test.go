@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/arbiter"
 	"ftvm/host"
 	"ftvm/machine"
 	"ftvm/migrate"
@@ -184,7 +185,7 @@ func (tr *testReplica) waitRole(t *testing.T, role string, d time.Duration) {
 func TestPairFailover(t *testing.T) {
 	kernel, initrd := requireGuest(t)
 	dir := keys(t, "a", "b")
-	arb := &MemArbiter{}
+	arb := arbiter.NewMemory()
 	a := newTestReplica(t, dir, "a", arb, nil)
 	b := newTestReplica(t, dir, "b", arb, nil)
 	a.startPrimary(t, kernel, initrd)

@@ -62,8 +62,8 @@ type Config struct {
 	// Disk is the guest's disk on this host, which the machine must have
 	// been built over (nil: no disk). A primary sends it to a joining
 	// backup; a backup receives the primary's into it.
-	Disk *migrate.TrackedDisk
-	Engine  string  // engine name in the log header (e.g. "ftvm-riscv64")
+	Disk   *migrate.TrackedDisk
+	Engine string // engine name in the log header (e.g. "ftvm-riscv64")
 
 	// Epoch is the number of instructions the guest runs between looks at
 	// the host's inputs and the log (default 100 000). Inputs reach the

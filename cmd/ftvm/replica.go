@@ -21,6 +21,7 @@ import (
 
 	"ftvm/host"
 	"ftvm/machine"
+	"ftvm/migrate"
 	"ftvm/replication"
 	"ftvm/vm"
 )
@@ -174,6 +175,12 @@ func cmdPrimary(args []string) error {
 	}
 	defer release()
 	rc.Host = h
+	if cfg.Disk != nil {
+		// The disk's writes are tracked for the state transfer to a
+		// joining backup.
+		rc.Disk = migrate.TrackWrites(cfg.Disk)
+		cfg.Disk = rc.Disk
+	}
 	rep, err := replication.New(rc)
 	if err != nil {
 		return err
@@ -218,30 +225,32 @@ func cmdBackup(args []string) error {
 		return err
 	}
 	defer release()
-	var disk *host.Disk
 	if vf.disk != "" {
-		if disk, err = host.OpenDisk(vf.disk, false); err != nil {
+		disk, err := host.OpenDisk(vf.disk, false)
+		if err != nil {
 			return err
 		}
 		defer disk.Close()
+		rc.Disk = migrate.TrackWrites(disk)
 	}
 	rc.Host = h
-	rc.Factory = func(state io.Reader, out vm.Outputs) (replication.Engine, error) {
+	rc.Factory = func(out vm.Outputs) migrate.Factory {
 		opts := machine.RestoreOptions{Outputs: out}
-		if disk != nil {
-			opts.Disk = disk
+		if rc.Disk != nil {
+			opts.Disk = rc.Disk
 		}
-		m, err := machine.Restore(state, opts)
-		if err != nil {
-			return nil, err
+		build := machine.MigrationFactory(opts)
+		return func(state io.Reader, ram []byte) (vm.Migratable, error) {
+			e, err := build(state, ram)
+			if err != nil {
+				return nil, err
+			}
+			m := e.(*machine.Machine)
+			if m.HasNet() != cfg.Net || (cfg.Net && m.MAC() != cfg.MAC) {
+				return nil, fmt.Errorf("the primary's guest NIC (%v, %x) does not match this backup's -net/-mac (%v, %x)", m.HasNet(), m.MAC(), cfg.Net, cfg.MAC)
+			}
+			return m, nil
 		}
-		if m.HasNet() != cfg.Net || (cfg.Net && m.MAC() != cfg.MAC) {
-			return nil, fmt.Errorf("the primary's guest NIC (%v, %x) does not match this backup's -net/-mac (%v, %x)", m.HasNet(), m.MAC(), cfg.Net, cfg.MAC)
-		}
-		if m.HasDisk() != (disk != nil) {
-			return nil, fmt.Errorf("the primary's guest has a disk: %v; this backup's -disk: %q", m.HasDisk(), vf.disk)
-		}
-		return m, nil
 	}
 	rep, err := replication.New(rc)
 	if err != nil {
