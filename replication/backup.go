@@ -107,6 +107,7 @@ func (r *Replica) join(ctx context.Context, addr string) (*backup, error) {
 		tc.Close()
 		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
 	}
+	tc.SetWriteDeadline(time.Time{})
 	var w welcome
 	if err := readJSON(b.br, msgWelcome, &w); err != nil {
 		tc.Close()

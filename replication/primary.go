@@ -40,6 +40,11 @@ func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm
 	if err != nil {
 		return vm.StopLimit, err
 	}
+	// The guest's MAC may have lived elsewhere before (an earlier
+	// incarnation of the pair): tell the network it is here now.
+	if r.cfg.Host.Announce != nil {
+		r.cfg.Host.Announce()
+	}
 	return r.primaryLoop(ctx, e, v, ln)
 }
 

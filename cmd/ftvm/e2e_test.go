@@ -88,7 +88,9 @@ func startVM(t *testing.T, argv ...string) *console {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			c.mu.Lock()
@@ -100,7 +102,9 @@ func startVM(t *testing.T, argv ...string) *console {
 			}
 		}
 	}()
-	go func() { c.cmd.Wait(); pw.Close(); close(c.done) }()
+	// done closes once the output is all read, so a test that sees the
+	// process gone also sees everything it printed.
+	go func() { c.cmd.Wait(); pw.Close(); <-read; close(c.done) }()
 	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
 	return c
 }
@@ -124,7 +128,7 @@ func (c *console) waitFor(t *testing.T, s string, timeout time.Duration) {
 		case <-deadline:
 			t.Fatalf("no %q on the console within %v; output:\n%s", s, timeout, c.output())
 		case <-c.done:
-			t.Fatalf("ftvm exited before printing %q; output:\n%s", s, c.output())
+			t.Fatalf("ftvm exited (%v) before printing %q; output:\n%s", c.cmd.ProcessState, s, c.output())
 		}
 	}
 }

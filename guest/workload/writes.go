@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,7 +27,12 @@ type Writes struct {
 	MaxLatency time.Duration
 	MaxAt      time.Time
 	Started    time.Time
-	Err        error // why the run ended early (nil: ctx ended or n reached)
+	Acks       []time.Time // when each write was acknowledged
+	Err        error       // why the run ended early (nil: ctx ended or n reached)
+
+	// Progress is the number of acknowledged writes, readable while the
+	// run goes on.
+	Progress atomic.Int64
 }
 
 func (w *Writes) key(i int) string { return w.Prefix + strconv.Itoa(i) }
@@ -35,31 +41,43 @@ func (w *Writes) key(i int) string { return w.Prefix + strconv.Itoa(i) }
 // acknowledged. A reply other than 1 ends the run with an error: the
 // server applied a write twice, or answered wrongly.
 func RunWrites(ctx context.Context, c io.ReadWriter, prefix string, n int) *Writes {
-	w := &Writes{Prefix: prefix, Started: time.Now()}
+	w := NewWrites(prefix)
+	w.Run(ctx, c, n)
+	return w
+}
+
+// NewWrites prepares a run of writes under prefix; Run does them.
+func NewWrites(prefix string) *Writes { return &Writes{Prefix: prefix} }
+
+// Run writes on c until ctx ends or n writes (n <= 0: no limit) are
+// acknowledged, or a write fails (w.Err).
+func (w *Writes) Run(ctx context.Context, c io.ReadWriter, n int) {
+	w.Started = time.Now()
 	cl := NewClient(c)
 	for n <= 0 || w.Acked < n {
 		if ctx.Err() != nil {
-			return w
+			return
 		}
 		t0 := time.Now()
 		w.Sent++
 		got, err := cl.Do("INCR", w.key(w.Acked))
 		if err != nil {
 			w.Err = fmt.Errorf("write %d: %w", w.Acked, err)
-			return w
+			return
 		}
 		if got != "1" {
 			w.Err = fmt.Errorf("write %d: INCR %s answered %s: applied more than once", w.Acked, w.key(w.Acked), got)
-			return w
+			return
 		}
-		d := time.Since(t0)
-		w.Latency = append(w.Latency, d)
+		now := time.Now()
+		d := now.Sub(t0)
+		w.Latency, w.Acks = append(w.Latency, d), append(w.Acks, now)
 		if d > w.MaxLatency {
-			w.MaxLatency, w.MaxAt = d, time.Now()
+			w.MaxLatency, w.MaxAt = d, now
 		}
 		w.Acked++
+		w.Progress.Store(int64(w.Acked))
 	}
-	return w
 }
 
 // Verify reads every key back on c: each acknowledged write must be there

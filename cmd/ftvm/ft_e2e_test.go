@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"ftvm/arbiter/witness"
+	"ftvm/guest/workload"
+	"ftvm/replication"
+)
+
+// The failure tests of issue 4: real ftvm processes on hosts that are
+// network namespaces (see lab), a real witness, a client on the guest LAN
+// driving the key-value server with numbered writes (workload.Writes), and
+// real failures: SIGKILL, links taken down.
+
+type ftLab struct {
+	*lab
+	ftvm, keys, dir string
+	wit             *witness.Process
+}
+
+func newFTLab(t *testing.T, hosts int) *ftLab {
+	t.Helper()
+	requireGuest(t)
+	ftvm, _ := buildBinaries(t)
+	l := &ftLab{lab: newLab(t, hosts), ftvm: ftvm, dir: t.TempDir()}
+	wbin, err := witness.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l.wit, err = witness.Start(ctx, witness.Config{Binary: wbin, Data: filepath.Join(l.dir, "witness"),
+		Listen: witnessIP + ":2379", Peer: witnessIP + ":2380", Prefix: []string{"ip", "netns", "exec", l.ns("lan")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.wit.Kill() })
+	l.keys = filepath.Join(l.dir, "keys")
+	if err := replication.GenerateKeys(l.keys, "ftvm", "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// replica starts `ftvm primary` or `ftvm backup` as replica id on host h.
+func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...string) *console {
+	t.Helper()
+	disk := filepath.Join(l.dir, cluster+"-"+id+".img")
+	if _, err := os.Stat(disk); err != nil {
+		if err := os.WriteFile(disk, make([]byte, 16<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	argv := []string{"ip", "netns", "exec", l.host(h), l.ftvm, role, "-id", id, "-keys", l.keys, "-cluster", cluster,
+		"-listen", fmt.Sprintf("172.16.0.%d:7400", h), "-arbiter", witnessIP + ":2379",
+		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "300ms"}
+	argv = append(argv, extra...)
+	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
+		argv = append([]string{"sh", "-c", `exec "$@" 2>>/tmp/replica-` + id + `.log`, "sh"}, argv...)
+	}
+	return startVM(t, argv...)
+}
+
+// status reads a replica's /status from inside its host.
+func (l *ftLab) status(h int) (replication.Status, error) {
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(l.host(h), addr, time.Second) },
+	}}
+	var st replication.Status
+	resp, err := c.Get("http://127.0.0.1:7401/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// client connects to the guest's key-value server from the client host
+// and starts numbered writes; stop ends them and returns the result.
+func (l *ftLab) client(t *testing.T, prefix string) (w *workload.Writes, conn net.Conn, stop func() *workload.Writes) {
+	t.Helper()
+	conn, err := dial(l.ns("client"), "10.0.2.15:6379", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A failover that never completes must fail the test, not hang it.
+	conn.SetDeadline(time.Now().Add(90 * time.Second))
+	w = workload.NewWrites(prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx, conn, 0)
+	}()
+	t.Cleanup(func() { cancel(); conn.Close(); <-done })
+	return w, conn, func() *workload.Writes {
+		cancel()
+		<-done
+		return w
+	}
+}
+
+// waitWrites waits until at least n writes are acknowledged.
+func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for w.Progress.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: only %d of %d writes acknowledged after %v", what, w.Progress.Load(), n, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pair starts a primary on host 1 and a backup on host 2 and waits until
+// the backup follows.
+func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
+	t.Helper()
+	p = l.replica(t, 1, "primary", "a", cluster)
+	p.waitFor(t, "listening on", 60*time.Second)
+	b = l.replica(t, 2, "backup", "b", cluster, "-join", "172.16.0.1:7400")
+	b.waitFor(t, "following the primary", 60*time.Second)
+	return p, b
+}
+
+// TestFailoverTrials kills the primary with SIGKILL at a random moment
+// while the client writes, FTVM_TRIALS times (default 3; 50 for the full
+// trial): the backup must take over, the client's connection must
+// survive, and every write it saw acknowledged must be there exactly once.
+func TestFailoverTrials(t *testing.T) {
+	trials := 3
+	if s := os.Getenv("FTVM_TRIALS"); s != "" {
+		trials, _ = strconv.Atoi(s)
+	}
+	l := newFTLab(t, 2)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var pauses []time.Duration
+	for i := range trials {
+		cluster := fmt.Sprintf("trial%d", i)
+		p, b := l.pair(t, cluster)
+		w, conn, stop := l.client(t, cluster+":")
+		waitWrites(t, w, 20, 30*time.Second, "before the kill")
+		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
+		before, killed := w.Progress.Load(), time.Now()
+		p.cmd.Process.Kill()
+		b.waitFor(t, "msg=live", 30*time.Second)
+		waitWrites(t, w, before+20, 60*time.Second, "after the failover")
+		res := stop()
+		if res.Err != nil {
+			t.Fatalf("trial %d: the client's run failed: %v", i, res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatalf("trial %d: %v", i, err)
+		}
+		var first time.Time
+		for _, at := range res.Acks {
+			if at.After(killed) {
+				first = at
+				break
+			}
+		}
+		pauses = append(pauses, first.Sub(killed))
+		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first reply from the new primary %v after the kill; longest write %v",
+			i, before, res.Acked, first.Sub(killed).Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		b.cmd.Process.Kill()
+		<-b.done
+		<-p.done
+	}
+	t.Logf("%d trials: kill to first reply from the new primary: %v", trials, pauses)
+}
