@@ -337,6 +337,7 @@ func (p *primary) backupLost(cause error) error {
 	}
 	p.r.log.Warn("backup lost", "backup", l.id, "cause", cause.Error(), "held_outputs", p.r.out.heldCount())
 	p.dropLink()
+	p.r.setStatus(func(s *Status) { s.Role = "arbitrating" })
 	next := View{Generation: p.view.Generation + 1, Primary: p.r.cfg.ID}
 	won, err := p.r.arbitrate(p.ctx, p.view, next)
 	if err != nil {
@@ -348,7 +349,9 @@ func (p *primary) backupLost(cause error) error {
 	}
 	p.view = next
 	p.r.out.flushAll()
-	p.r.setStatus(func(s *Status) { s.View, s.Peer, s.PeerInstret, s.LagInsns, s.LagBytes = next, "", 0, 0, 0 })
+	p.r.setStatus(func(s *Status) {
+		s.Role, s.View, s.Peer, s.PeerInstret, s.LagInsns, s.LagBytes, s.Error = "primary", next, "", 0, 0, 0, ""
+	})
 	p.r.log.Info("continuing unprotected", "view", next.String())
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,138 @@ func TestFailoverTrials(t *testing.T) {
 		<-p.done
 	}
 	t.Logf("%d trials: kill to first reply from the new primary: %v", trials, pauses)
+}
+
+// TestBackupKilled: SIGKILL the backup; the primary must continue on its
+// own after the timeout, with the client's writes unaffected.
+func TestBackupKilled(t *testing.T) {
+	l := newFTLab(t, 2)
+	p, b := l.pair(t, "bk")
+	w, conn, stop := l.client(t, "bk:")
+	waitWrites(t, w, 20, 30*time.Second, "before the kill")
+	b.cmd.Process.Kill()
+	p.waitFor(t, "continuing unprotected", 30*time.Second)
+	waitWrites(t, w, w.Progress.Load()+50, 30*time.Second, "after the backup died")
+	res := stop()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := res.Verify(conn); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.status(1)
+	if err != nil || st.Role != "primary" || st.Peer != "" || st.View.Backup != "" {
+		t.Fatalf("primary status %+v, %v", st, err)
+	}
+}
+
+// neverTwoLive samples the replicas on hosts 1 and 2 for d, failing the
+// test if both are ever live at once. Live means a primary with no backup:
+// a primary with a backup releases only what that backup acknowledged, so
+// it cannot be live beside a backup that went live.
+func (l *ftLab) neverTwoLive(t *testing.T, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		live := 0
+		for h := 1; h <= 2; h++ {
+			if st, err := l.status(h); err == nil && st.Role == "primary" && st.Peer == "" {
+				live++
+			}
+		}
+		if live > 1 {
+			t.Fatal("two replicas are live primaries at once")
+		}
+	}
+}
+
+// TestPartitionBothReachArbiter cuts the log link between the replicas
+// while both still reach the witness: exactly one must stay live, the
+// other must stop, and the client's writes must go on without loss.
+func TestPartitionBothReachArbiter(t *testing.T) {
+	l := newFTLab(t, 2)
+	p, b := l.pair(t, "part")
+	w, conn, stop := l.client(t, "part:")
+	waitWrites(t, w, 20, 30*time.Second, "before the cut")
+	l.setLink(t, 1, "ftlog", false)
+	l.neverTwoLive(t, 2*time.Second)
+	var loser *console
+	select {
+	case <-p.done:
+		loser = p
+	case <-b.done:
+		loser = b
+	case <-time.After(30 * time.Second):
+		t.Fatal("neither replica stopped after the cut")
+	}
+	if !strings.Contains(loser.output(), "lost the arbitration") {
+		t.Fatalf("the stopped replica did not lose the arbitration:\n%s", loser.output())
+	}
+	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
+	res := stop()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := res.Verify(conn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPartitionPrimaryIsolated cuts the primary off from both the backup
+// and the witness: the backup must take over; the isolated primary must
+// never act alone, and must stop once it can reach the witness again.
+func TestPartitionPrimaryIsolated(t *testing.T) {
+	l := newFTLab(t, 2)
+	p, b := l.pair(t, "iso")
+	w, conn, stop := l.client(t, "iso:")
+	waitWrites(t, w, 20, 30*time.Second, "before the cut")
+	l.setLink(t, 1, "mgmt", false)
+	l.setLink(t, 1, "ftlog", false)
+	b.waitFor(t, "msg=live", 30*time.Second)
+	l.neverTwoLive(t, 2*time.Second)
+	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
+	if st, err := l.status(1); err != nil || st.Role == "primary" {
+		t.Fatalf("the isolated primary: %+v, %v", st, err)
+	}
+	l.setLink(t, 1, "mgmt", true)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old primary did not stop once it could reach the witness")
+	}
+	if !strings.Contains(p.output(), "lost the arbitration") {
+		t.Fatalf("old primary:\n%s", p.output())
+	}
+	res := stop()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := res.Verify(conn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReprotect: after a failover a new backup joins the new primary while
+// the client writes, and takes over in turn when that one is killed: the
+// same client connection survives both failovers.
+func TestReprotect(t *testing.T) {
+	l := newFTLab(t, 3)
+	p, b := l.pair(t, "re")
+	w, conn, stop := l.client(t, "re:")
+	waitWrites(t, w, 20, 30*time.Second, "before the first kill")
+	p.cmd.Process.Kill()
+	b.waitFor(t, "msg=live", 30*time.Second)
+	c := l.replica(t, 3, "backup", "c", "re", "-join", "172.16.0.2:7400")
+	c.waitFor(t, "following the primary", 60*time.Second)
+	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "with the new backup")
+	b.cmd.Process.Kill()
+	c.waitFor(t, "msg=live", 30*time.Second)
+	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the second failover")
+	res := stop()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := res.Verify(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes through two failovers; longest %v", res.Acked, res.MaxLatency)
 }

@@ -94,7 +94,7 @@ func newLab(t *testing.T, hosts int) *lab {
 }
 
 func (l *lab) ns(name string) string { return l.prefix + "-" + name }
-func (l *lab) host(i int) string    { return l.ns(fmt.Sprintf("h%d", i)) }
+func (l *lab) host(i int) string     { return l.ns(fmt.Sprintf("h%d", i)) }
 
 func (l *lab) namespaces() []string {
 	out := []string{l.ns("lan"), l.ns("client")}
