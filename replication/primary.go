@@ -217,8 +217,10 @@ func (p *primary) deliverInputs() {
 // idle waits, with the guest idle, for its timer, an input, a heartbeat
 // due, or a control event; time then moves on to the host's.
 func (p *primary) idle(hostMtime func() uint64) error {
-	e := p.engine()
 	for {
+		// The engine is looked up on every turn: a backup may join while
+		// the guest idles, and from then on every input must be logged.
+		e := p.engine()
 		dl := p.e.Deadline()
 		now := hostMtime()
 		if dl != ^uint64(0) && dl <= now {
@@ -245,9 +247,16 @@ func (p *primary) idle(hostMtime func() uint64) error {
 		if nb := p.r.cfg.Host.Net; nb != nil {
 			netReady = nb.Ready()
 		}
+		// A state transfer in progress goes on while the guest idles.
+		var joining <-chan struct{}
+		if p.join != nil {
+			joining = closedChan
+		}
 		t := time.NewTimer(wait)
 		woke := true
 		select {
+		case <-joining:
+			woke = false
 		case b, ok := <-p.input:
 			if ok {
 				p.pending = append(p.pending, b...)
@@ -286,6 +295,8 @@ func (p *primary) idle(hostMtime func() uint64) error {
 		return err
 	}
 }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // control handles what happened outside the loop: a backup that asks to
 // join, or the backup's link failing.

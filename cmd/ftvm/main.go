@@ -21,12 +21,13 @@ var commands = map[string]struct {
 	"backup":  {cmdBackup, "protect a primary: follow its log, take over if it dies"},
 	"keys":    {cmdKeys, "make the TLS keys of a replica cluster"},
 	"status":  {cmdStatus, "show the role, lag and heartbeat of replicas"},
+	"demo":    {cmdDemo, "run a replicated guest, kill its primary under load, report"},
 	"switch":  {cmdSwitch, "run a virtual Ethernet switch (with port forwards) for guests on -net switch:"},
 }
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: ftvm COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "status", "switch", "bench"} {
+	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "status", "switch", "demo", "bench"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintln(os.Stderr, "\n'ftvm COMMAND -h' shows a command's flags.")
