@@ -20,7 +20,9 @@ func buildBinaries(t *testing.T) (ftvm, workload string) {
 	t.Helper()
 	dir := t.TempDir()
 	ftvm, workload = filepath.Join(dir, "ftvm"), filepath.Join(dir, "workload")
-	for pkg, out := range map[string]string{".": ftvm, "../../guest/cmd/workload": workload} {
+	// ftvm-witness goes next to ftvm, where ftvm demo and bench look for it.
+	witness := filepath.Join(dir, "ftvm-witness")
+	for pkg, out := range map[string]string{".": ftvm, "../../guest/cmd/workload": workload, "../ftvm-witness": witness} {
 		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
