@@ -1,11 +1,12 @@
 # The two commands that matter (see README.md):
-#   make run    build the default guest if needed, then boot it
+#   make demo   build the default guest and ftvm if needed, then run the fault-tolerance demo
 #   make test   install what the tests need, build the guest, run every test
+# make run boots the default guest unreplicated.
 
 GO ?= go
 ARGS ?=
 
-.PHONY: run test build guest bench
+.PHONY: demo run test build guest bench
 
 build:
 	$(GO) build -o bin/ftvm ./cmd/ftvm
@@ -13,6 +14,9 @@ build:
 
 guest:
 	./scripts/setup.sh
+
+demo: guest build
+	./bin/ftvm demo $(ARGS)
 
 run: guest build
 	./bin/ftvm run $(ARGS)

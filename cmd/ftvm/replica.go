@@ -35,6 +35,7 @@ type replicaFlags struct {
 	id, cluster, keys, listen, arbiter, httpAddr, logFormat string
 	epoch, maxLag, digestEvery                              uint64
 	heartbeat, timeout                                      time.Duration
+	lockstep                                                bool
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -50,6 +51,7 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 0, "silence after which the peer is declared dead (default 500ms)")
 	fs.Uint64Var(&f.maxLag, "max-lag", 0, "instructions the backup may trail before the primary waits (default 200M)")
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
+	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
@@ -75,7 +77,7 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	}
 	return replication.Config{
 		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: engineName,
-		Epoch: f.epoch, Heartbeat: f.heartbeat, Timeout: f.timeout, MaxLag: f.maxLag, DigestEvery: f.digestEvery,
+		Epoch: f.epoch, Heartbeat: f.heartbeat, Timeout: f.timeout, MaxLag: f.maxLag, DigestEvery: f.digestEvery, Lockstep: f.lockstep,
 		Log: slog.New(h),
 	}, nil
 }

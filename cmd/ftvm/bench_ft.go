@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"ftvm/guest/workload"
+	"ftvm/replication"
+)
+
+// benchFT measures issue 4's figures side by side in one run, rootless
+// (witness, switch and replicas as in ftvm demo): the key-value server's
+// throughput and latency unreplicated and replicated, the log's bandwidth,
+// failover time, and Bressoud & Schneider's experiment (slowdown of a
+// CPU-bound guest against epoch length, for ftvm's protocol and for their
+// lockstep one).
+func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
+	dir, err := os.MkdirTemp("", "ftvm-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	c, err := startCluster(dir, 300*time.Millisecond, "a", "b")
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
+
+	// Unreplicated.
+	progress("unreplicated key-value load (%v, %d connections)", dur, conns)
+	u, err := c.replica("run", "u")
+	if err != nil {
+		return err
+	}
+	plain, err := kvLoad(c.fwd, dur, conns)
+	if err != nil {
+		return fmt.Errorf("unreplicated: %w\n%s", err, u.logTail(20))
+	}
+	plain1, err := kvLoad(c.fwd, dur, 1)
+	if err != nil {
+		return fmt.Errorf("unreplicated: %w", err)
+	}
+	u.kill()
+
+	// Replicated.
+	progress("replicated key-value load")
+	a, b, err := startPair(c, "a", "b")
+	if err != nil {
+		return err
+	}
+	logBytes := func() (int64, time.Time) {
+		st, _ := fetchStatus(a.http)
+		return st.LogBytes, time.Now()
+	}
+	n0, t0 := logBytes()
+	time.Sleep(3 * time.Second)
+	n1, t1 := logBytes()
+	idleRate := float64(n1-n0) / t1.Sub(t0).Seconds()
+	rep, err := kvLoad(c.fwd, dur, conns)
+	if err != nil {
+		return fmt.Errorf("replicated: %w\n%s", err, a.logTail(20))
+	}
+	n2, t2 := logBytes()
+	kvRate := float64(n2-n1) / t2.Sub(t1).Seconds()
+	rep1, err := kvLoad(c.fwd, dur, 1)
+	if err != nil {
+		return fmt.Errorf("replicated: %w", err)
+	}
+
+	// Failover under a one-connection write load.
+	progress("failover")
+	conn, err := dialRetry(c.fwd, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	writes := workload.NewWrites("bench:")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan struct{})
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	go func() { defer close(done); writes.Run(ctx, conn, 0) }()
+	time.Sleep(time.Second)
+	killed := time.Now()
+	a.kill()
+	bst, err := b.waitStatus("live", time.Minute, func(s replication.Status) bool { return s.Role == "primary" })
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	stop()
+	<-done
+	conn.Close()
+	if writes.Err != nil {
+		return fmt.Errorf("failover: the client's connection broke: %w", writes.Err)
+	}
+	firstReply := firstAfter(writes.Acks, killed).Sub(killed)
+	b.kill()
+
+	// Bressoud & Schneider's experiment.
+	type epochRow struct {
+		epoch          uint64
+		ours, lockstep time.Duration
+	}
+	progress("CPU-bound guest (cpubench %d) unreplicated", rounds)
+	u2, err := c.replica("run", "u2")
+	if err != nil {
+		return err
+	}
+	if _, err := u2.waitLog("console ready", 0, time.Minute); err != nil {
+		return err
+	}
+	base, err := cpubench(u2, rounds)
+	if err != nil {
+		return err
+	}
+	u2.kill()
+	var rows []epochRow
+	for _, e := range epochs {
+		row := epochRow{epoch: e}
+		for _, lock := range []bool{false, true} {
+			progress("CPU-bound guest replicated, epoch %d, lockstep %v", e, lock)
+			extra := []string{"-epoch", strconv.FormatUint(e, 10)}
+			if lock {
+				extra = append(extra, "-lockstep")
+			}
+			id := fmt.Sprintf("e%d-%v", e, lock)
+			p, q, err := startPair(c, id+"-p", id+"-b", extra...)
+			if err != nil {
+				return err
+			}
+			d, err := cpubench(p, rounds)
+			p.kill()
+			q.kill()
+			if err != nil {
+				return err
+			}
+			if lock {
+				row.lockstep = d
+			} else {
+				row.ours = d
+			}
+		}
+		rows = append(rows, row)
+	}
+
+	fmt.Printf("key-value server (SET through the switch, disk-backed, %v per run)\n", dur)
+	fmt.Printf("%-34s %12s %12s %10s\n", "", "unreplicated", "replicated", "ratio")
+	kvRow := func(name string, p, r float64, unit string) {
+		fmt.Printf("%-34s %12.2f %12.2f %10.2f  %s\n", name, p, r, r/p, unit)
+	}
+	kvRow(fmt.Sprintf("throughput, %d connections", conns), plain.opsPerSec, rep.opsPerSec, "ops/s")
+	kvRow(fmt.Sprintf("p50 latency, %d connections", conns), ms(plain.p50), ms(rep.p50), "ms")
+	kvRow(fmt.Sprintf("p99 latency, %d connections", conns), ms(plain.p99), ms(rep.p99), "ms")
+	kvRow("throughput, 1 connection", plain1.opsPerSec, rep1.opsPerSec, "ops/s")
+	kvRow("p50 latency, 1 connection", ms(plain1.p50), ms(rep1.p50), "ms")
+	kvRow("p99 latency, 1 connection", ms(plain1.p99), ms(rep1.p99), "ms")
+	fmt.Printf("\nlog bandwidth: idle guest %s, key-value load (%d connections) %s\n", rate(idleRate), conns, rate(kvRate))
+	fmt.Printf("failover (SIGKILL of the primary under one-connection writes): detected %v, live %v, first reply from the new primary %v after the kill; longest write %v\n",
+		bst.FailoverDetected.Sub(killed).Round(time.Millisecond), bst.FailoverLive.Sub(killed).Round(time.Millisecond),
+		firstReply.Round(time.Millisecond), writes.MaxLatency.Round(time.Millisecond))
+	fmt.Printf("\nCPU-bound guest (cpubench %d): wall time, slowdown against unreplicated (%.2fs)\n", rounds, base.Seconds())
+	fmt.Printf("%-14s %14s %10s %16s %10s\n", "epoch (insns)", "ftvm (s)", "slowdown", "lockstep (s)", "slowdown")
+	for _, r := range rows {
+		fmt.Printf("%-14d %14.2f %10.2f %16.2f %10.2f\n", r.epoch, r.ours.Seconds(), r.ours.Seconds()/base.Seconds(), r.lockstep.Seconds(), r.lockstep.Seconds()/base.Seconds())
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// startPair starts a primary, waits for its guest's key-value server, and
+// joins a backup to it.
+func startPair(c *cluster, pid, bid string, extra ...string) (p, b *proc, err error) {
+	if err := replication.GenerateKeys(c.keys, "ftvm", missingKeys(c.keys, pid, bid)...); err != nil {
+		return nil, nil, err
+	}
+	if p, err = c.replica("primary", pid, extra...); err != nil {
+		return nil, nil, err
+	}
+	if _, err := p.waitLog("console ready", 0, time.Minute); err != nil {
+		return nil, nil, err
+	}
+	if b, err = c.replica("backup", bid, append([]string{"-join", p.listen}, extra...)...); err != nil {
+		return nil, nil, err
+	}
+	if _, err := b.waitStatus("following the primary", time.Minute, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
+		return nil, nil, err
+	}
+	conn, err := dialRetry(c.fwd, 30*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn.Close()
+	return p, b, nil
+}
+
+// missingKeys are the ids that have no certificate in dir yet.
+func missingKeys(dir string, ids ...string) []string {
+	var out []string
+	for _, id := range ids {
+		if _, err := os.Stat(dir + "/" + id + ".pem"); err != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// cpubench runs the guest's CPU workload from its console and returns the
+// wall time until its reply.
+func cpubench(p *proc, rounds int) (time.Duration, error) {
+	b, _ := os.ReadFile(p.log)
+	t0 := time.Now()
+	fmt.Fprintf(p.stdin, "cpubench %d\n", rounds)
+	if _, err := p.waitLog("= rounds=", len(b), 10*time.Minute); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+type kvResult struct {
+	opsPerSec float64
+	p50, p99  time.Duration
+}
+
+// kvLoad runs SETs on conns connections for d.
+func kvLoad(addr string, d time.Duration, conns int) (kvResult, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range conns {
+		c, err := dialRetry(addr, 30*time.Second)
+		if err != nil {
+			return kvResult{}, err
+		}
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(d + time.Minute))
+			cl := workload.NewClient(c)
+			var mine []time.Duration
+			val := strings.Repeat("v", 64)
+			for n := 0; time.Since(start) < d; n++ {
+				t0 := time.Now()
+				if _, err := cl.Do("SET", fmt.Sprintf("k%d:%d", i, n%1000), val); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}(c)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return kvResult{}, firstErr
+	}
+	el := time.Since(start)
+	return kvResult{float64(len(lat)) / el.Seconds(), workload.Percentile(lat, 50), workload.Percentile(lat, 99)}, nil
+}
