@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -74,18 +75,37 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	return startVM(t, argv...)
 }
 
-// status reads a replica's /status from inside its host.
-func (l *ftLab) status(h int) (replication.Status, error) {
-	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+// httpIn is an HTTP client whose connections are made inside host h.
+func (l *ftLab) httpIn(h int) *http.Client {
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(l.host(h), addr, time.Second) },
 	}}
+}
+
+// status reads a replica's /status from inside its host.
+func (l *ftLab) status(h int) (replication.Status, error) {
 	var st replication.Status
-	resp, err := c.Get("http://127.0.0.1:7401/status")
+	resp, err := l.httpIn(h).Get("http://127.0.0.1:7401/status")
 	if err != nil {
 		return st, err
 	}
 	defer resp.Body.Close()
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// get fetches path from the replica on host h's -http endpoint.
+func (l *ftLab) get(t *testing.T, h int, path string) string {
+	t.Helper()
+	resp, err := l.httpIn(h).Get("http://127.0.0.1:7401" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // client connects to the guest's key-value server from the client host
@@ -189,6 +209,21 @@ func TestBackupKilled(t *testing.T) {
 	p, b := l.pair(t, "bk")
 	w, conn, stop := l.client(t, "bk:")
 	waitWrites(t, w, 20, 30*time.Second, "before the kill")
+	// The operator's view of the pair: ftvm status and the metrics.
+	out, err := l.command(l.host(1), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "a") || !strings.Contains(string(out), "primary") || !strings.Contains(string(out), " b ") {
+		t.Fatalf("ftvm status: %v\n%s", err, out)
+	}
+	out, err = l.command(l.host(2), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "backup") {
+		t.Fatalf("ftvm status of the backup: %v\n%s", err, out)
+	}
+	metrics := l.get(t, 1, "/metrics")
+	for _, m := range []string{"ftvm_replication_lag_instructions", "ftvm_replication_log_bytes", `ftvm_replication_role{role="primary"} 1`, "ftvm_replication_view_generation 2"} {
+		if !strings.Contains(metrics, m) {
+			t.Fatalf("no %s in /metrics:\n%s", m, metrics)
+		}
+	}
 	b.cmd.Process.Kill()
 	p.waitFor(t, "continuing unprotected", 30*time.Second)
 	waitWrites(t, w, w.Progress.Load()+50, 30*time.Second, "after the backup died")
