@@ -432,3 +432,110 @@ func sent(p string) string {
 }
 
 func hexs(s string) string { return string(appendHex(nil, []byte(s))) }
+
+// reverseTarget is fakeTarget with a history: it can go back to any
+// count it has been at (its state is a function of the count), and the
+// history ends at end.
+type reverseTarget struct {
+	fakeTarget
+	end uint64
+}
+
+func (f *reverseTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) RunStop {
+	r := f.fakeTarget.Run(min(until, f.end), breakAt, interrupted)
+	if r == StopLimit && f.instret >= f.end && until > f.end {
+		return StopHistoryEnd
+	}
+	return r
+}
+
+func (f *reverseTarget) at(n uint64) { f.instret, f.regs[3] = n, 0x100+4*n }
+
+func (f *reverseTarget) StepBack() RunStop {
+	if f.instret == 0 {
+		return StopHistoryBegin
+	}
+	f.at(f.instret - 1)
+	return StopLimit
+}
+
+func (f *reverseTarget) RunBack(breakAt func(uint64) bool, interrupted func() bool) RunStop {
+	for n := f.instret; n > 0; {
+		n--
+		f.at(n)
+		if breakAt(f.regs[3]) {
+			return StopBreak
+		}
+	}
+	return StopHistoryBegin
+}
+
+// TestReverse: with a Reverser target the stub offers bs and bc; bs steps
+// back one instruction, bc goes back to the previous breakpoint hit (not
+// the one it is at) and then to the start, which is reported as
+// replaylog:begin; going forward past the history's end is replaylog:end.
+func TestReverse(t *testing.T) {
+	ft := &reverseTarget{end: 50}
+	ft.regs[3] = 0x100
+	a, b := net.Pipe()
+	srv := NewServer(a, ft)
+	gc := &client{t: t, conn: b, r: bufio.NewReader(b), done: make(chan RunStop, 1)}
+	go func() { gc.done <- srv.Run(^uint64(0)) }()
+	t.Cleanup(func() { b.Close() })
+
+	if got := gc.cmd("qSupported"); !strings.Contains(got, "ReverseStep+;ReverseContinue+") {
+		t.Errorf("qSupported = %q, want reverse support", got)
+	}
+	gc.expect("bs", "T05thread:1;replaylog:begin;")
+	gc.expect("Z0,128,4", "OK") // instret 10
+	gc.expect("Z0,150,4", "OK") // instret 20
+	gc.expect("c", "T05thread:1;")
+	if ft.instret != 10 {
+		t.Fatalf("continue stopped at %d, want 10", ft.instret)
+	}
+	gc.expect("z0,128,4", "OK")
+	gc.expect("s", "T05thread:1;")
+	gc.expect("Z0,128,4", "OK")
+	gc.expect("c", "T05thread:1;")
+	if ft.instret != 20 {
+		t.Fatalf("second continue stopped at %d, want 20", ft.instret)
+	}
+	gc.expect("z0,150,4", "OK")
+	gc.expect("c", "T05thread:1;replaylog:end;")
+	if ft.instret != 50 {
+		t.Fatalf("continue to the end stopped at %d, want 50", ft.instret)
+	}
+	gc.expect("c", "T05thread:1;replaylog:end;")
+	gc.expect("?", "T05thread:1;replaylog:end;")
+	gc.expect("Z0,150,4", "OK")
+	gc.expect("bs", "T05thread:1;")
+	if ft.instret != 49 {
+		t.Fatalf("bs from the end: at %d, want 49", ft.instret)
+	}
+	for _, want := range []uint64{20, 10} {
+		gc.expect("bc", "T05thread:1;")
+		if ft.instret != want {
+			t.Fatalf("bc: at %d, want %d", ft.instret, want)
+		}
+	}
+	gc.expect("bc", "T05thread:1;replaylog:begin;")
+	if ft.instret != 0 {
+		t.Fatalf("bc past the first hit: at %d, want 0", ft.instret)
+	}
+	gc.expect("bx", "")
+	gc.expect("D", "OK")
+	if r := <-gc.done; r != StopHistoryEnd {
+		t.Errorf("after detach the owner got %v, want StopHistoryEnd (ran to the end)", r)
+	}
+}
+
+// TestNoReverse: a target without history tells GDB it cannot go back.
+func TestNoReverse(t *testing.T) {
+	ft := &fakeTarget{}
+	c, _ := start(t, ft, 1000)
+	if got := c.cmd("qSupported"); strings.Contains(got, "Reverse") {
+		t.Errorf("qSupported = %q offers reverse execution", got)
+	}
+	c.expect("bs", "")
+	c.expect("bc", "")
+}

@@ -20,8 +20,8 @@
 // Positions are instruction counts (Target.Instret): a step retires exactly
 // one instruction. That is the coordinate deterministic replay uses, so
 // reverse execution (bs, bc) can later be added as "rebuild the machine and
-// re-execute to count n" without changing this protocol layer: it would be
-// one more Target method (RunBackTo) and two more packet cases.
+// re-execute to count n" without changing this protocol layer: a target
+// that implements Reverser gets the bs and bc packets.
 package gdbstub
 
 import (
@@ -45,7 +45,28 @@ const (
 	StopInterrupted                // interrupted returned true
 	StopIdle                       // the target waits for an external event (its owner must deliver one)
 	StopExited                     // the target ended (powered off, rebooted, locked up)
+	// StopHistoryEnd: a replay reached the end of its recorded history
+	// (or a point past which it cannot go); GDB is told "replaylog:end"
+	// and may go back.
+	StopHistoryEnd
+	// StopHistoryBegin: going backwards reached the start of the history.
+	StopHistoryBegin
 )
+
+// Reverser is a Target that can execute backwards: a replay that keeps its
+// history. With it the stub offers GDB the bs and bc packets
+// (reverse-stepi and reverse-continue, from which GDB builds reverse-step,
+// reverse-next and reverse-finish).
+type Reverser interface {
+	// StepBack undoes the last instruction (StopLimit), or reports
+	// StopHistoryBegin at the start of the history.
+	StepBack() RunStop
+	// RunBack goes back to the latest earlier position at which breakAt
+	// (never nil) is true for the PC (StopBreak), to the start of the
+	// history if there is none (StopHistoryBegin), or stops where it is
+	// when interrupted returns true (StopInterrupted).
+	RunBack(breakAt func(pc uint64) bool, interrupted func() bool) RunStop
+}
 
 // Target is the machine being debugged. Register numbers are GDB's, as
 // laid out in TargetXML; register contents are in target byte order.
@@ -142,8 +163,10 @@ func (s *Server) Active() bool { return s.st == stopped || s.st == running || s.
 // Run does what GDB asks until the target's instruction count reaches
 // until (StopLimit), the target idles (StopIdle: the owner must deliver an
 // event before calling again) or ends (StopExited), or GDB kills it
-// (StopExited with Err() == ErrKilled). Breakpoint and step stops are
-// handled inside: they are reported to GDB, not to the owner.
+// (StopExited with Err() == ErrKilled). Breakpoint and step stops, and the
+// end of a replay's history, are handled inside: they are reported to GDB,
+// not to the owner, except once GDB has detached, when a target that
+// reaches the end of its history returns StopHistoryEnd.
 func (s *Server) Run(until uint64) RunStop {
 	for {
 		switch s.st {
@@ -167,6 +190,8 @@ func (s *Server) Run(until uint64) RunStop {
 			case StopExited:
 				s.exited()
 				return r
+			case StopHistoryEnd:
+				s.stop(stopHistoryEnd)
 			default:
 				return r
 			}
@@ -179,6 +204,8 @@ func (s *Server) Run(until uint64) RunStop {
 				return r
 			case r == StopInterrupted:
 				s.stop("T02thread:1;")
+			case r == StopHistoryEnd:
+				s.stop(stopHistoryEnd)
 			case s.t.Instret() >= s.stepTo:
 				s.stop("T05thread:1;")
 			default:
@@ -380,11 +407,45 @@ func (s *Server) handle(p []byte) (reply []byte, ok bool) {
 	case 'q', 'Q':
 		return s.handleQuery(p), true
 	case 'b':
-		// bs/bc (reverse step/continue) are not implemented yet; an empty
-		// reply tells GDB so.
-		return replyEmpty, true
+		return s.reverse(arg), true
 	}
 	return replyEmpty, true
+}
+
+// Stop replies for the ends of a replay's history: GDB reports "No more
+// reverse-execution history" and stays stopped there.
+const (
+	stopHistoryEnd   = "T05thread:1;replaylog:end;"
+	stopHistoryBegin = "T05thread:1;replaylog:begin;"
+)
+
+// reverse serves bs (one instruction back) and bc (back to the previous
+// breakpoint hit). They run to completion while GDB waits, then the stop is
+// the reply; Ctrl-C interrupts a bc.
+func (s *Server) reverse(arg []byte) []byte {
+	rv, ok := s.t.(Reverser)
+	if !ok || len(arg) != 1 {
+		return replyEmpty // unsupported: GDB says the target cannot go back
+	}
+	var r RunStop
+	switch arg[0] {
+	case 's':
+		r = rv.StepBack()
+	case 'c':
+		r = rv.RunBack(s.breakAt, s.interrupted)
+	default:
+		return replyEmpty
+	}
+	switch r {
+	case StopHistoryBegin:
+		s.lastStop = stopHistoryBegin
+	case StopInterrupted:
+		s.lastStop = "T02thread:1;"
+	default:
+		s.lastStop = "T05thread:1;"
+	}
+	s.interrupt.Store(false)
+	return []byte(s.lastStop)
 }
 
 func (s *Server) resume(step bool) {
@@ -431,6 +492,9 @@ func (s *Server) handleQuery(p []byte) []byte {
 	switch string(name) {
 	case "qSupported":
 		feats := fmt.Sprintf("PacketSize=%x;QStartNoAckMode+;vContSupported+", maxPacket)
+		if _, ok := s.t.(Reverser); ok {
+			feats += ";ReverseStep+;ReverseContinue+"
+		}
 		if s.t.TargetXML() != "" {
 			feats += ";qXfer:features:read+"
 		}

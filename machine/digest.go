@@ -58,28 +58,46 @@ func sum(d interface{ Sum([]byte) []byte }) (out [32]byte) {
 func (m *Machine) ramDigest() [32]byte {
 	m.foldDirty()
 	dirty := m.digestDirty
+	npages := len(m.ram) / pageSize
 	if m.pageSums == nil {
-		m.pageSums = make([][32]byte, len(m.ram)/pageSize)
+		m.pageSums = make([][32]byte, npages)
+		m.groupSums = make([][32]byte, (npages+63)/64)
 		for i := range dirty {
 			dirty[i] = ^uint64(0)
 		}
 	}
+	// Pages are hashed in groups of 64 (one word of the dirty bitmap), and
+	// the RAM digest is the hash of the group hashes: a digest costs the
+	// pages written and their groups, not a pass over every page's hash
+	// (2 MiB of them for 256 MiB of RAM).
 	for w, bitsWord := range dirty {
-		for bitsWord != 0 {
-			b := bits.TrailingZeros64(bitsWord)
-			bitsWord &^= 1 << b
-			p := uint64(w)*64 + uint64(b)
-			if p < uint64(len(m.pageSums)) {
+		if bitsWord == 0 {
+			continue
+		}
+		for word := bitsWord; word != 0; {
+			b := bits.TrailingZeros64(word)
+			word &^= 1 << b
+			if p := w*64 + b; p < npages {
 				m.pageSums[p] = pageSum(m.ram[p*pageSize : (p+1)*pageSize])
 			}
 		}
+		m.groupSum(w)
 	}
 	clear(dirty)
 	d := sha256.New()
-	for i := range m.pageSums {
-		d.Write(m.pageSums[i][:])
+	for i := range m.groupSums {
+		d.Write(m.groupSums[i][:])
 	}
 	return sum(d)
+}
+
+// groupSum recomputes the hash of page group g (pages 64g to 64g+63).
+func (m *Machine) groupSum(g int) {
+	d := sha256.New()
+	for _, s := range m.pageSums[g*64 : min(g*64+64, len(m.pageSums))] {
+		d.Write(s[:])
+	}
+	d.Sum(m.groupSums[g][:0])
 }
 
 // zeroPageSum is the SHA-256 of an all-zero page. Most of a guest's RAM is

@@ -117,6 +117,7 @@ type Machine struct {
 
 	paused    bool       // Pause was called
 	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
+	groupSums [][32]byte // SHA-256 of each 64 page sums
 	htif      *htif
 	sbiActive bool
 	dtb       []byte
@@ -126,6 +127,9 @@ type Machine struct {
 	// (dirty.go): the hart's bitmap is folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
+
+	disk *trackedDisk // the disk as the block device sees it (nil: none)
+	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
 
 type region struct {
@@ -183,7 +187,11 @@ func newBoard(cfg Config, ram []byte) *Machine {
 	m.addRegion(UARTBase, devices.UARTSize, m.uart)
 	slot := 0
 	if cfg.Disk != nil {
-		m.blk = virtio.NewBlock(cfg.Disk, cfg.DiskReadOnly)
+		m.disk = newTrackedDisk(cfg.Disk)
+		if cfg.Outputs.Disk != nil {
+			m.disk.written = func(off int64, p []byte) { cfg.Outputs.Disk(m.hart.Instret, off, p) }
+		}
+		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++

@@ -27,13 +27,23 @@ type Recorder struct {
 	every uint64
 	next  uint64
 	err   error
+
+	out       *Outputs // nil: output hashes are not logged
+	snapEvery uint64
+	nextSnap  uint64
+	save      func(instret uint64) (eventlog.SnapshotInfo, error)
 }
 
 // NewRecorder records e's inputs to w, with a state digest every
 // digestEvery instructions (0: none but the final one).
 func NewRecorder(e vm.Engine, w *eventlog.Writer, digestEvery uint64) *Recorder {
-	r := &Recorder{Engine: e, w: w, every: digestEvery, next: ^uint64(0)}
+	r := &Recorder{Engine: e, w: w, every: digestEvery, next: ^uint64(0), nextSnap: ^uint64(0)}
 	if digestEvery > 0 {
+		// A digest of the starting state: a replay from the wrong images
+		// is caught before it runs, and the engine's first digest, which
+		// may cost a pass over all of memory, is taken before the guest
+		// runs rather than in the middle of its work.
+		r.append(eventlog.DigestAt(e.Instret(), logDigest(e.Digest())))
 		r.next = e.Instret() + digestEvery
 	}
 	return r
@@ -48,13 +58,50 @@ func (r *Recorder) append(rec eventlog.Record) {
 	}
 }
 
-// Run runs the engine, stopping at each digest point to log a digest.
+// SetOutputs makes the recorder log the running hashes of o (which the
+// caller feeds from the engine's outputs) with every digest, every
+// snapshot and at the end, so a replay can check the outputs too.
+func (r *Recorder) SetOutputs(o *Outputs) { r.out = o }
+
+// SetSnapshots makes the recorder call save every `every` instructions
+// (between Run calls of the engine) and log what it wrote, so a replay can
+// start from any of those snapshots. save writes the snapshot and names
+// it; an error stops the snapshots and is returned by Err.
+func (r *Recorder) SetSnapshots(every uint64, save func(instret uint64) (eventlog.SnapshotInfo, error)) {
+	r.snapEvery, r.save, r.nextSnap = every, save, ^uint64(0)
+	if every > 0 && save != nil {
+		r.nextSnap = r.Engine.Instret() + every
+	}
+}
+
+func (r *Recorder) logOutputs(n uint64) {
+	if r.out != nil {
+		r.append(eventlog.OutputsAt(n, r.out.seal()))
+	}
+}
+
+// Run runs the engine, stopping at each digest point to log a digest (and
+// at each snapshot point to write one).
 func (r *Recorder) Run(until uint64) vm.StopReason {
 	for {
-		reason := r.Engine.Run(min(until, r.next))
-		if n := r.Engine.Instret(); n == r.next {
+		reason := r.Engine.Run(min(until, r.next, r.nextSnap))
+		n := r.Engine.Instret()
+		if n == r.next {
 			r.append(eventlog.DigestAt(n, logDigest(r.Engine.Digest())))
+			r.logOutputs(n)
 			r.next += r.every
+		}
+		if n == r.nextSnap {
+			r.nextSnap += r.snapEvery
+			if info, err := r.save(n); err != nil {
+				if r.err == nil {
+					r.err = fmt.Errorf("snapshot at instruction %d: %w", n, err)
+				}
+				r.nextSnap = ^uint64(0)
+			} else {
+				r.logOutputs(n)
+				r.append(eventlog.SnapshotAt(n, info))
+			}
 		}
 		if reason != vm.StopLimit || r.Engine.Instret() >= until {
 			return reason
@@ -87,6 +134,7 @@ func (r *Recorder) Deliver(ev vm.Event) (int, error) {
 
 // Close logs the end of the run (reason and final digest) and flushes.
 func (r *Recorder) Close(reason vm.StopReason) error {
+	r.logOutputs(r.Engine.Instret())
 	r.append(eventlog.EndAt(r.Engine.Instret(), reason.String(), logDigest(r.Engine.Digest())))
 	if r.err == nil {
 		r.err = r.w.Flush()

@@ -87,6 +87,22 @@ type Engine interface {
 	TicksPerSecond() uint64
 }
 
+// Checkpointer is an Engine that can copy its state in memory and go back
+// to such a copy: reverse execution rewinds to the nearest earlier
+// checkpoint and re-executes from there with the same events.
+type Checkpointer interface {
+	// Checkpoint copies the state, between Run calls.
+	Checkpoint() (Checkpoint, error)
+	// Rewind puts the engine back in the state of one of its checkpoints.
+	Rewind(Checkpoint) error
+}
+
+// Checkpoint is an engine's in-memory copy of its state.
+type Checkpoint interface {
+	// Instret is the instruction count at which it was taken.
+	Instret() uint64
+}
+
 // Outputs receive what the guest emits, with the instruction count at the
 // point it was emitted (the output rule of the replication layer holds
 // outputs back until the log is safe up to that count). The callbacks run
@@ -94,6 +110,9 @@ type Engine interface {
 type Outputs struct {
 	Console func(instret uint64, b []byte)
 	Net     func(instret uint64, frame []byte)
+	// Disk is told of every write the guest makes to its disk, at byte
+	// offset off, after it is done (a replay checks them too).
+	Disk func(instret uint64, off int64, p []byte)
 }
 
 // Migratable is what a live state transfer (a new backup joining a running

@@ -33,6 +33,7 @@ func cmdBench(args []string) error {
 	qemu := fs.String("qemu", "qemu-system-riscv64", "QEMU binary for the baseline (empty: skip QEMU)")
 	kernel := fs.String("kernel", "", "kernel Image (default: the default guest)")
 	initrd := fs.String("initrd", "", "initramfs (default: the default guest's)")
+	rr := fs.Bool("rr", false, "benchmark record and replay instead (issue 3): record overhead, replay speed and log rate for an idle, a CPU-bound and a key-value guest, against QEMU's rr=record")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,6 +58,10 @@ func cmdBench(args []string) error {
 			fmt.Fprintf(os.Stderr, "bench: %s not found, skipping the QEMU baseline\n", *qemu)
 			*qemu = ""
 		}
+	}
+
+	if *rr {
+		return benchRR(k, rd, *kernel, *initrd, *qemu, *runs)
 	}
 
 	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"

@@ -11,7 +11,6 @@ import (
 	"ftvm/gdbstub"
 	"ftvm/machine"
 	"ftvm/replay"
-	"ftvm/replay/eventlog"
 	"ftvm/riscv"
 	"ftvm/vm"
 )
@@ -369,25 +368,116 @@ func (g *gdbSession) runLoop(m *machine.Machine, lo loopOptions) vm.StopReason {
 	return runLoop(e, lo)
 }
 
-// replayGDB is replay.Replay with GDB attached when addr is not empty: the
-// replay starts stopped and waits for GDB; the log's events are still
-// delivered at their instruction counts and every digest is checked. After
-// the end (or a divergence) GDB can look at the final state.
-func replayGDB(addr string, m *machine.Machine, rd *eventlog.Reader, flush func() error) (replay.Result, error) {
+// gdbCheckpointEvery is the initial interval between the in-memory
+// checkpoints a replay under GDB keeps for reverse execution (about a
+// tenth of a second of re-execution); it doubles as the run grows.
+const gdbCheckpointEvery = 1 << 24
+
+// replayGDB runs the replay tl to its end, under GDB when addr is not
+// empty: the replay starts stopped and waits for GDB, which can run it
+// forward (the log's events are still delivered at their counts and every
+// digest is checked) and backward (reverse-stepi, reverse-continue). The
+// end of the log, or a divergence, is the end of the history: GDB is told
+// so and can look around and go back. The replay is over when GDB
+// detaches (the rest is replayed without it) or kills it.
+func replayGDB(addr string, m *machine.Machine, tl *replay.Timeline, flush func() error) error {
 	if addr == "" {
-		return replay.Replay(m, rd)
+		tl.Run(^uint64(0))
+		return tl.Err()
 	}
 	g, err := listenGDB(addr, func() { flush() })
 	if err != nil {
-		return replay.Result{}, err
+		return err
 	}
-	e, err := g.attach(m, m)
+	t := &replayTarget{gdbTarget: &gdbTarget{m: m, h: m.Hart(), e: tl, flush: g.flush}, tl: tl}
+	fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\n", g.ln.Addr(), g.ln.Addr())
+	conn, err := g.ln.Accept()
+	g.ln.Close()
 	if err != nil {
-		return replay.Result{}, err
+		return fmt.Errorf("-gdb: %w", err)
 	}
-	res, err := replay.Replay(e, rd)
-	if gerr := g.finish(); gerr != nil {
-		return res, gerr
+	srv := gdbstub.NewServer(conn, t)
+	defer srv.Close()
+	for {
+		r := srv.Run(^uint64(0))
+		if err := srv.Err(); err != nil {
+			return err // killed
+		}
+		if r == gdbstub.StopHistoryEnd || r == gdbstub.StopExited {
+			return tl.Err()
+		}
 	}
-	return res, err
+}
+
+// replayTarget is a replay as GDB sees it: a gdbTarget whose history can
+// be run backwards.
+type replayTarget struct {
+	*gdbTarget
+	tl       *replay.Timeline
+	reported error
+}
+
+var _ gdbstub.Reverser = (*replayTarget)(nil)
+
+// Run is gdbTarget.Run, except that the end of the log (or a divergence)
+// is the end of the history rather than the end of the machine.
+func (t *replayTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) gdbstub.RunStop {
+	r := t.gdbTarget.Run(until, breakAt, interrupted)
+	if r == gdbstub.StopExited {
+		t.report()
+		return gdbstub.StopHistoryEnd
+	}
+	return r
+}
+
+// report prints a divergence once, where the user of GDB can see it.
+func (t *replayTarget) report() {
+	if err := t.tl.Err(); err != nil && err != t.reported {
+		t.reported = err
+		fmt.Fprintf(os.Stderr, "ftvm: %v\n", err)
+	}
+}
+
+func (t *replayTarget) StepBack() gdbstub.RunStop {
+	ok, err := t.tl.StepBack()
+	t.flush()
+	if err != nil {
+		t.report()
+	}
+	if !ok {
+		return gdbstub.StopHistoryBegin
+	}
+	return gdbstub.StopLimit
+}
+
+func (t *replayTarget) RunBack(breakAt func(uint64) bool, interrupted func() bool) gdbstub.RunStop {
+	fired := false
+	intr := func() bool {
+		fired = fired || interrupted != nil && interrupted()
+		return fired
+	}
+	found, err := t.tl.RunBack(func() bool { return breakAt(t.h.PC) }, intr)
+	t.flush()
+	if err != nil {
+		t.report()
+	}
+	switch {
+	case fired:
+		return gdbstub.StopInterrupted
+	case found:
+		return gdbstub.StopBreak
+	}
+	return gdbstub.StopHistoryBegin
+}
+
+// WriteRegister and WriteMemory change the run: the history after this
+// point is no longer the one recorded.
+func (t *replayTarget) WriteRegister(n int, p []byte) bool {
+	t.tl.Forget()
+	return t.gdbTarget.WriteRegister(n, p)
+}
+
+func (t *replayTarget) WriteMemory(addr uint64, p []byte) int {
+	t.tl.Forget()
+	return t.gdbTarget.WriteMemory(addr, p)
 }

@@ -284,10 +284,180 @@ continue
 		`(?m)^2$`,
 		`Breakpoint 1, .*start_kernel`,
 		`\$1 = 0x1\b`, // at start_kernel
-		`\$2 = 1\b`, // S-mode
+		`\$2 = 1\b`,   // S-mode
 		`<start_kernel>:\s+0x[0-9a-f]+\s+0x[0-9a-f]+`,
 	)
 	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
 		t.Errorf("replay under GDB (status %d) did not reproduce digest %s:\n%s", status, digest, fout)
+	}
+}
+
+// stateLines extracts the "STATE ..." lines a GDB script printed.
+func stateLines(out string) []string {
+	return regexp.MustCompile(`(?m)^STATE .*$`).FindAllString(out, -1)
+}
+
+// TestGDBReverseELF records a bare-metal program, replays it under
+// gdb-multiarch and goes backwards: reverse-stepi retraces the registers
+// and instruction counts of the forward steps in reverse order,
+// reverse-continue stops at the previous hits of a breakpoint and then at
+// the start of the recording, and continuing to the end still matches
+// the recording's final digest.
+func TestGDBReverseELF(t *testing.T) {
+	gdb := requireGDB(t)
+	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
+	if err != nil {
+		require(t, "riscv64-linux-gnu-gcc")
+	}
+	ftvm, _ := buildBinaries(t)
+	dir := t.TempDir()
+	src, elf, log := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf"), filepath.Join(dir, "p.log")
+	os.WriteFile(src, []byte(gdbProgram), 0o644)
+	if b, err := exec.Command(gcc, "-g", "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
+		"-T", "../../machine/testdata/link.ld", "-o", elf, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	rout, err := exec.Command(ftvm, "record", "-o", log, elf).CombinedOutput()
+	digest := grab(string(rout), "state digest ")
+	if err != nil || digest == "" {
+		t.Fatalf("record: %v\n%s", err, rout)
+	}
+	const show = "printf \"STATE pc=%#lx a0=%ld a1=%ld\\n\", $pc, $a0, $a1\nmonitor instret\n"
+	steps := strings.Repeat("stepi\n"+show, 6)
+	back := strings.Repeat("reverse-stepi\n"+show, 6)
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, elf, addr, show+`
+break here
+continue
+continue
+continue
+delete
+`+show+steps+back+`
+break here
+reverse-continue
+`+show+`
+reverse-continue
+`+show+`
+reverse-continue
+`+show+`
+delete
+continue
+`, ftvm, "replay", "-gdb", addr, "-elf", elf, log)
+	st := stateLines(gout)
+	// monitor instret prints the count on the line after each STATE.
+	lines := strings.Split(gout, "\n")
+	var states []string
+	for i, l := range lines {
+		if strings.HasPrefix(l, "STATE ") && i+1 < len(lines) {
+			states = append(states, l+" n="+strings.TrimSpace(lines[i+1]))
+		}
+	}
+	if len(st) != 1+1+6+6+3 || len(states) != len(st) {
+		t.Fatalf("got %d states, want 17:\n%s\nftvm:\n%s", len(st), gout, fout)
+	}
+	first := states[0]
+	states = states[1:]
+	fwd, rev := states[:7], states[7:13]
+	for i := range rev {
+		if rev[i] != fwd[5-i] {
+			t.Errorf("reverse-stepi %d: %s, want %s (forward step %d)", i+1, rev[i], fwd[5-i], 5-i)
+		}
+	}
+	if fwd[0] == fwd[1] {
+		t.Errorf("stepi did not move: %s", fwd[0])
+	}
+	// At "here" after three hits a0 is 3; going back, the hits before have
+	// a0 = 2 and 1, then the start of the recording.
+	want(t, gout, `No more reverse-execution history`)
+	for i, re := range []string{`^STATE pc=0x[0-9a-f]+ a0=2 a1=9 n=`, `^STATE pc=0x[0-9a-f]+ a0=1 a1=10 n=`, "^" + regexp.QuoteMeta(first) + "$"} {
+		if !regexp.MustCompile(re).MatchString(states[13+i]) {
+			t.Errorf("reverse-continue %d: %s, want %s", i+1, states[13+i], re)
+		}
+	}
+	if !strings.Contains(fwd[0], "a0=3 a1=8") || !strings.HasSuffix(first, " n=0") {
+		t.Errorf("states at the start %s and at the third hit %s", first, fwd[0])
+	}
+	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
+		t.Errorf("replay under GDB (status %d) did not end with the recording's digest %s:\n%s", status, digest, fout)
+	}
+}
+
+// TestGDBReverseLinux replays a recorded Linux boot under gdb-multiarch:
+// three hits of a breakpoint on a kernel function going forward, then
+// reverse-continue must stop at the second and the first hit again (same
+// instruction counts), reverse-stepi must retrace forward steps, and
+// continuing to the end must still match the recording's digest.
+func TestGDBReverseLinux(t *testing.T) {
+	gdb := requireGDB(t)
+	requireGuest(t)
+	vmlinux := guestVmlinux(t)
+	ftvm, _ := buildBinaries(t)
+	log := filepath.Join(t.TempDir(), "boot.log")
+	rout, err := runWithTimeout(exec.Command(ftvm, "record", "-o", log, "-append", "console=ttyS0 ftvm.mode=poweroff"), 5*time.Minute)
+	digest := grab(rout, "state digest ")
+	if err != nil || digest == "" {
+		t.Fatalf("record: %v\n%s", err, rout)
+	}
+	const show = "printf \"STATE pc=%#lx ra=%#lx sp=%#lx a0=%#lx\\n\", $pc, $ra, $sp, $a0\nmonitor instret\n"
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, vmlinux, addr, `
+break start_kernel
+continue
+`+show+`
+set $sk = $pc
+delete
+break do_one_initcall
+continue
+`+show+`
+continue
+`+show+`
+continue
+`+show+`
+reverse-continue
+`+show+`
+reverse-continue
+`+show+`
+delete
+`+strings.Repeat("stepi\n"+show, 3)+strings.Repeat("reverse-stepi\n"+show, 3)+`
+break *$sk
+reverse-continue
+`+show+`
+delete
+continue
+`, ftvm, "replay", "-q", "-gdb", addr, "-checkpoint-every", "1000000", log)
+	lines := strings.Split(gout, "\n")
+	var s []string
+	for i, l := range lines {
+		if strings.HasPrefix(l, "STATE ") && i+1 < len(lines) {
+			s = append(s, l+" n="+strings.TrimSpace(lines[i+1]))
+		}
+	}
+	if len(s) != 13 {
+		t.Fatalf("got %d states, want 13:\n%s\nftvm:\n%s", len(s), gout, fout)
+	}
+	t.Logf("states:\n%s", strings.Join(s, "\n"))
+	// s[0] is start_kernel; the last state is reverse-continue back to it
+	// from the do_one_initcall hits, across many checkpoint intervals (the
+	// breakpoint is set again at the same address: GDB's prologue analysis
+	// can place "break start_kernel" elsewhere once the kernel's memory is
+	// mapped).
+	if s[12] != s[0] {
+		t.Errorf("reverse-continue to start_kernel stopped at %s, want %s", s[12], s[0])
+	}
+	s = s[1:12]
+	if s[0] == s[1] || s[1] == s[2] {
+		t.Errorf("the breakpoint hits are not distinct: %q", s[:3])
+	}
+	if s[3] != s[1] || s[4] != s[0] {
+		t.Errorf("reverse-continue stopped at\n %s\n %s\nwant the earlier hits\n %s\n %s", s[3], s[4], s[1], s[0])
+	}
+	// s[4] is the first hit; s[5..7] three steps from it, s[8..10] back.
+	for i, j := range []int{6, 5, 4} {
+		if s[8+i] != s[j] {
+			t.Errorf("reverse-stepi %d: %s, want %s", i+1, s[8+i], s[j])
+		}
+	}
+	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
+		t.Errorf("replay under GDB (status %d) did not end with the recording's digest %s:\n%s", status, digest, fout)
 	}
 }

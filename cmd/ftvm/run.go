@@ -301,6 +301,7 @@ type loopOptions struct {
 	// ends early for it.
 	signals  <-chan os.Signal
 	onSignal func()
+	wake     <-chan struct{} // optional: cuts an idle wait short (to look at done again)
 }
 
 func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
@@ -395,6 +396,7 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 			case <-netReady:
 			case <-o.signals:
 				o.onSignal()
+			case <-o.wake:
 			case <-t.C:
 			}
 			t.Stop()

@@ -76,7 +76,15 @@
 //	4 Digest        Digest (below)
 //	5 End           uvarint r (0..1024), r bytes of stop reason, then Digest
 //	0x40..0x7f      ancillary kinds: opaque bytes a reader passes through
-//	                (Record.Data) without interpreting them
+//	                (Record.Data) without interpreting them; this package
+//	                defines two (OutputsAt, SnapshotAt decode them with
+//	                DecodeOutputs, DecodeSnapshot):
+//	0x40 Outputs    running output hashes: uvarint c, then c times: uvarint
+//	                m (1..255), m bytes of stream name ("console", "net",
+//	                "disk"), uvarint count, 32 bytes of SHA-256 (type
+//	                OutputSum)
+//	0x41 Snapshot   a snapshot written at this count: 32 bytes of the
+//	                file's SHA-256, uvarint m (1..255), m bytes of file name
 //	anything else   unknown: the reader stops with ErrUnknownKind
 //
 //	Digest:

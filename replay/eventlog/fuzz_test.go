@@ -103,3 +103,23 @@ func check(t *testing.T, data []byte, ignoreChecksums bool) {
 		t.Fatalf("re-encoding differs:\n%x\n%x", buf.Bytes(), data[:good])
 	}
 }
+
+// FuzzAncillary decodes arbitrary Outputs and Snapshot payloads: no panic,
+// and what decodes re-encodes to the same bytes.
+func FuzzAncillary(f *testing.F) {
+	f.Add(OutputsAt(0, []OutputSum{{Name: "console", Count: 12, Sum: [32]byte{1}}}).Data)
+	f.Add(SnapshotAt(0, SnapshotInfo{Name: "s-1.snap"}).Data)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if o, err := DecodeOutputs(p); err == nil {
+			if got := OutputsAt(0, o).Data; !bytes.Equal(got, p) {
+				t.Fatalf("outputs %x re-encode to %x", p, got)
+			}
+		}
+		if s, err := DecodeSnapshot(p); err == nil {
+			if got := SnapshotAt(0, s).Data; !bytes.Equal(got, p) {
+				t.Fatalf("snapshot %x re-encodes to %x", p, got)
+			}
+		}
+	})
+}

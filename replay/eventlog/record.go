@@ -60,6 +60,10 @@ func (k Kind) String() string {
 		return "Digest"
 	case KindEnd:
 		return "End"
+	case KindOutputs:
+		return "Outputs"
+	case KindSnapshot:
+		return "Snapshot"
 	}
 	if k.Ancillary() {
 		return fmt.Sprintf("ancillary kind %#x", uint8(k))

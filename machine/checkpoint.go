@@ -1,0 +1,306 @@
+package machine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+
+	"ftvm/devices"
+	"ftvm/riscv"
+	"ftvm/virtio"
+	"ftvm/vm"
+)
+
+// In-memory checkpoints, for reverse execution: a replay keeps a few of
+// them and goes back in time by rewinding to the nearest earlier one and
+// re-executing with the log's events. Unlike Save, a checkpoint is not a
+// file and is never untrusted: it is taken and used by the same process,
+// on the same machine.
+//
+// RAM and disk are kept as tables of 4 KiB pages shared between
+// checkpoints: a checkpoint copies only the pages written since the one
+// before it (a dirty log of its own says which, dirty.go), so a series of them
+// costs memory in proportion to what the guest wrote, not to its size.
+
+var _ vm.Checkpointer = (*Machine)(nil)
+
+type page = [pageSize]byte
+
+// Checkpoint is a copy of a machine's state at an instruction count.
+type Checkpoint struct {
+	instret  uint64
+	hart     riscv.State
+	clint    devices.CLINTState
+	plic     devices.PLICState
+	uart     devices.UARTState
+	syscon   devices.SysconState
+	blkTr    virtio.MMIOState
+	blk      virtio.BlockState
+	netTr    virtio.MMIOState
+	net      virtio.NetState
+	clock    clock
+	stopped  bool
+	stop     StopReason
+	exitCode uint32
+	htif     *htif
+	ram      []*page       // nil: an all-zero page
+	disk     map[int]*page // disk blocks written since the machine was built
+	m        *Machine
+}
+
+// Instret is the instruction count at which the checkpoint was taken.
+func (c *Checkpoint) Instret() uint64 { return c.instret }
+
+// ckState is what the machine keeps between checkpoints.
+type ckState struct {
+	base *Checkpoint // the checkpoint the dirty log is relative to
+	log  *dirtyLog   // RAM pages written since base (dirty.go)
+	buf  []uint64
+}
+
+// dirtySinceBase collects the pages written since the base checkpoint.
+func (m *Machine) dirtySinceBase() []uint64 {
+	m.ck.buf = m.ck.log.Collect(m.ck.buf)
+	return m.ck.buf
+}
+
+// Checkpoint copies the machine's state. It must be called between Run
+// calls.
+func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
+	if m.cfg.Disk != nil && m.disk == nil {
+		return nil, errors.New("checkpoint: the disk is not tracked")
+	}
+	c := &Checkpoint{
+		instret: m.hart.Instret, hart: m.hart.State(),
+		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
+		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	if m.htif != nil {
+		h := *m.htif
+		c.htif = &h
+	}
+	if m.blk != nil {
+		c.blkTr, c.blk = m.blkTr.State(), m.blk.State()
+	}
+	if m.net != nil {
+		c.netTr, c.net = m.netTr.State(), m.net.State()
+	}
+	npages := len(m.ram) / pageSize
+	base := m.ck.base
+	c.ram = make([]*page, npages)
+	if m.ck.log == nil {
+		m.ck.log = m.TrackDirty().(*dirtyLog)
+	}
+	dirty := m.dirtySinceBase()
+	if base == nil {
+		for p := range npages {
+			c.ram[p] = copyPage(nil, m.ram[p*pageSize:(p+1)*pageSize])
+		}
+	} else {
+		copy(c.ram, base.ram)
+		for w, word := range dirty {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &^= 1 << b
+				if p := w*64 + b; p < npages {
+					c.ram[p] = copyPage(base.ram[p], m.ram[p*pageSize:(p+1)*pageSize])
+				}
+			}
+		}
+	}
+	if m.disk != nil {
+		c.disk = m.disk.checkpoint(baseDisk(base))
+	}
+	m.ck.base = c
+	return c, nil
+}
+
+func baseDisk(c *Checkpoint) map[int]*page {
+	if c == nil {
+		return nil
+	}
+	return c.disk
+}
+
+// copyPage returns old if src has the same contents (sharing it), nil if
+// src is all zero, or a new copy.
+func copyPage(old *page, src []byte) *page {
+	if old != nil && bytes.Equal(old[:], src) {
+		return old
+	}
+	if isZero(src) {
+		return nil
+	}
+	p := new(page)
+	copy(p[:], src)
+	return p
+}
+
+// Rewind puts the machine back in the state of a checkpoint it took. Only
+// what may differ is copied back: the pages written since the current
+// base checkpoint and those in which the two checkpoints differ.
+func (m *Machine) Rewind(vc vm.Checkpoint) error {
+	c, ok := vc.(*Checkpoint)
+	if !ok || c.m != m {
+		return errors.New("rewind: not a checkpoint of this machine")
+	}
+	base := m.ck.base
+	if base == nil {
+		return errors.New("rewind: no checkpoint taken")
+	}
+	restore := func(p int) {
+		dst := m.ram[p*pageSize : (p+1)*pageSize]
+		if src := c.ram[p]; src != nil {
+			copy(dst, src[:])
+		} else {
+			clear(dst)
+		}
+		// Marks the page for the digest and drops decoded instructions.
+		m.hart.NoteWrite(RAMBase+uint64(p)*pageSize, pageSize)
+	}
+	npages := len(m.ram) / pageSize
+	for w, word := range m.dirtySinceBase() {
+		for word != 0 {
+			b := bits.TrailingZeros64(word)
+			word &^= 1 << b
+			if p := w*64 + b; p < npages {
+				restore(p)
+			}
+		}
+	}
+	if base != c {
+		for p := range npages {
+			if base.ram[p] != c.ram[p] {
+				restore(p)
+			}
+		}
+	}
+	if m.disk != nil {
+		if err := m.disk.rewind(base.disk, c.disk); err != nil {
+			return err
+		}
+	}
+	if err := m.hart.SetState(c.hart); err != nil {
+		return fmt.Errorf("rewind: %w", err)
+	}
+	m.clock = c.clock
+	m.stopped, m.stop, m.exitCode = c.stopped, c.stop, c.exitCode
+	m.paused = false
+	if c.htif != nil {
+		h := *c.htif
+		m.htif = &h
+	}
+	errs := []error{m.plic.SetState(c.plic), m.uart.SetState(c.uart), m.clint.SetState(c.clint), m.syscon.SetState(c.syscon)}
+	if m.blk != nil {
+		errs = append(errs, m.blkTr.SetState(c.blkTr), m.blk.SetState(c.blk))
+	}
+	if m.net != nil {
+		errs = append(errs, m.netTr.SetState(c.netTr), m.net.SetState(c.net))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rewind: %w", err)
+	}
+	// Interrupt lines follow the restored device states. Unlike Restore,
+	// the rings are not rescanned: the checkpoint was taken between Run
+	// calls of this very machine, where nothing was left unprocessed, and a
+	// rescan could complete a request earlier than the original run did.
+	m.clint.Update()
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.SyncIRQ()
+		}
+	}
+	m.ck.base = c
+	// The restored pages are marked (NoteWrite) and will be seen by the
+	// next checkpoint, which shares them with c as they are equal.
+	return nil
+}
+
+// trackedDisk is the machine's view of its disk: it records which 4 KiB
+// blocks the guest writes and keeps their original contents, so that
+// checkpoints can hold only the blocks that changed.
+type trackedDisk struct {
+	virtio.BlockBackend
+	written func(off int64, p []byte) // nil: nobody is told
+	// on: checkpoints are being taken. Until the first one nothing is
+	// kept: a machine that never checkpoints pays nothing, and no rewind
+	// goes back before the first checkpoint.
+	on    bool
+	orig  map[int]*page // contents before the first write, by block
+	dirty map[int]bool  // written since the last checkpoint or rewind
+}
+
+func newTrackedDisk(b virtio.BlockBackend) *trackedDisk {
+	return &trackedDisk{BlockBackend: b, orig: map[int]*page{}, dirty: map[int]bool{}}
+}
+
+func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
+	if d.on && len(p) > 0 && off >= 0 {
+		for b := int(off / pageSize); int64(b)*pageSize < off+int64(len(p)); b++ {
+			if _, ok := d.orig[b]; !ok {
+				d.orig[b] = d.read(b)
+			}
+			d.dirty[b] = true
+		}
+	}
+	n, err := d.BlockBackend.WriteAt(p, off)
+	if d.written != nil && n > 0 {
+		d.written(off, p[:n])
+	}
+	return n, err
+}
+
+// read returns block b's current contents (zero-padded past the end).
+func (d *trackedDisk) read(b int) *page {
+	pg := new(page)
+	if _, err := d.BlockBackend.ReadAt(pg[:], int64(b)*pageSize); err != nil && !errors.Is(err, io.EOF) {
+		return pg
+	}
+	return pg
+}
+
+// checkpoint returns the table of written blocks as they are now, sharing
+// the unchanged ones with base.
+func (d *trackedDisk) checkpoint(base map[int]*page) map[int]*page {
+	d.on = true
+	out := make(map[int]*page, len(d.orig))
+	for b := range d.orig {
+		if !d.dirty[b] && base != nil {
+			if pg, ok := base[b]; ok {
+				out[b] = pg
+				continue
+			}
+		}
+		out[b] = d.read(b)
+	}
+	clear(d.dirty)
+	return out
+}
+
+// rewind writes back the blocks that may differ from the checkpoint
+// table to: those written since base, and those the two tables disagree on.
+func (d *trackedDisk) rewind(base, to map[int]*page) error {
+	for b := range d.orig {
+		src, ok := to[b]
+		if !ok {
+			src = d.orig[b] // not yet written when the checkpoint was taken
+		}
+		if !d.dirty[b] && base[b] == src && src != nil {
+			continue
+		}
+		n := int64(pageSize)
+		if end := d.Size() - int64(b)*pageSize; end < n {
+			n = end
+		}
+		if _, err := d.BlockBackend.WriteAt(src[:n], int64(b)*pageSize); err != nil {
+			return fmt.Errorf("rewind: disk block %d: %w", b, err)
+		}
+	}
+	clear(d.dirty)
+	return nil
+}
+
+// DiskBackend returns the disk the machine was built with (nil: none).
+func (m *Machine) DiskBackend() virtio.BlockBackend { return m.cfg.Disk }

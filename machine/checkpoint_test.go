@@ -1,0 +1,71 @@
+package machine
+
+import (
+	"bytes"
+	"testing"
+
+	"ftvm/vm"
+)
+
+// TestCheckpointRewind boots the default guest, takes checkpoints on the
+// way, and checks that rewinding to any of them (in any order, newer and
+// older) and running to a later count reproduces the state digest and
+// console output of the uninterrupted run.
+func TestCheckpointRewind(t *testing.T) {
+	k, i := defaultGuest(t)
+	var console bytes.Buffer
+	var consoleAt []uint64 // console length at each count in marks
+	disk := &memDisk{make([]byte, 1<<20)}
+	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=poweroff", Disk: disk,
+		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := []uint64{5e6, 12e6, 20e6, 33e6, 41e6}
+	var cks []vm.Checkpoint
+	var digests [][32]byte
+	for _, at := range marks {
+		if r := m.Run(at); r != StopLimit {
+			t.Fatalf("stopped at %d: %v", m.Instret(), r)
+		}
+		c, err := m.Checkpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cks = append(cks, c)
+		digests = append(digests, m.Digest().Sum)
+		consoleAt = append(consoleAt, uint64(console.Len()))
+		// Disk writes between checkpoints: the rewind must undo them.
+		m.disk.WriteAt(bytes.Repeat([]byte{byte(at >> 20)}, 3000), int64(at>>12)%(1<<20-4096))
+	}
+	full := console.String()
+	for _, pair := range [][2]int{{3, 4}, {0, 2}, {4, 4}, {1, 3}, {0, 0}, {2, 4}} {
+		from, to := pair[0], pair[1]
+		if err := m.Rewind(cks[from]); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Digest().Sum; got != digests[from] {
+			t.Fatalf("after rewinding to %d: digest differs", marks[from])
+		}
+		console.Truncate(int(consoleAt[from]))
+		m.disk.WriteAt([]byte("scribble"), 4096*7)
+		if r := m.Run(marks[to]); r != StopLimit || m.Instret() != marks[to] {
+			t.Fatalf("re-run to %d: %v at %d", marks[to], r, m.Instret())
+		}
+		if got := m.Digest().Sum; got != digests[to] {
+			t.Errorf("rewound to %d, ran to %d: digest differs from the first run", marks[from], marks[to])
+		}
+		if !bytes.HasPrefix([]byte(full), console.Bytes()) || uint64(console.Len()) != consoleAt[to] {
+			t.Errorf("rewound to %d, ran to %d: console differs", marks[from], marks[to])
+		}
+	}
+	// The disk is back as it was at the checkpoint, scribbles undone.
+	if err := m.Rewind(cks[1]); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 1<<20)
+	copy(want[int64(5e6>>12)%(1<<20-4096):], bytes.Repeat([]byte{byte(uint64(5e6) >> 20)}, 3000))
+	if !bytes.Equal(disk.b, want) {
+		t.Errorf("disk after rewinding to %d is not as it was then", marks[1])
+	}
+}
