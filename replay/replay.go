@@ -198,6 +198,7 @@ func Replay(e vm.Engine, rd *eventlog.Reader) (Result, error) {
 type Player struct {
 	e   vm.Engine
 	res Result
+	out *Outputs // nil: logged output hashes are not checked
 }
 
 // NewPlayer starts applying a log to e, which must be in the state the log
@@ -207,6 +208,10 @@ func NewPlayer(e vm.Engine) *Player {
 	return &Player{e: e}
 }
 
+// SetOutputs makes the player check the log's output hashes against o,
+// which the caller feeds from the engine's outputs.
+func (p *Player) SetOutputs(o *Outputs) { p.out = o }
+
 // Result summarises what has been applied so far.
 func (p *Player) Result() Result { return p.res }
 
@@ -215,6 +220,9 @@ func (p *Player) Result() Result { return p.res }
 // give them a meaning handle them before). A *Divergence is returned when
 // the engine departs from the log.
 func (p *Player) Apply(rec eventlog.Record) error {
+	if rec.Kind == eventlog.KindOutputs && p.out != nil {
+		return p.checkOutputs(rec)
+	}
 	if rec.Kind.Ancillary() {
 		return nil
 	}
@@ -254,6 +262,22 @@ func (p *Player) Apply(rec eventlog.Record) error {
 		}
 	default:
 		return fmt.Errorf("replay: unexpected record %v", rec.Kind)
+	}
+	return nil
+}
+
+// checkOutputs compares the outputs emitted up to rec's count with the
+// hashes rec logs.
+func (p *Player) checkOutputs(rec eventlog.Record) error {
+	if err := RunTo(p.e, rec.Instret); err != nil {
+		return err
+	}
+	sums, err := eventlog.DecodeOutputs(rec.Data)
+	if err != nil {
+		return fmt.Errorf("replay: record at %d: %w", rec.Instret, err)
+	}
+	if bad := p.out.check(sums); bad != nil {
+		return &Divergence{Instret: rec.Instret, What: "output mismatch", Parts: bad}
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ const maxNear = 4
 // (or, with FromSnapshot, the snapshot) starts from.
 func NewTimeline(e vm.Engine, rd *eventlog.Reader, o TimelineOptions) (*Timeline, error) {
 	p := &Timeline{Engine: e, rd: rd, out: o.Outputs, start: rd.Header().StartInstret, max: o.MaxCheckpoints, pl: NewPlayer(e)}
+	p.pl.SetOutputs(o.Outputs)
 	if p.max <= 0 {
 		p.max = 16
 	}
@@ -208,16 +209,7 @@ func (p *Timeline) apply() {
 func (p *Timeline) applyRecord(rec eventlog.Record) error {
 	switch {
 	case rec.Kind == eventlog.KindOutputs:
-		if p.out == nil {
-			return nil
-		}
-		sums, err := eventlog.DecodeOutputs(rec.Data)
-		if err != nil {
-			return fmt.Errorf("replay: record at %d: %w", rec.Instret, err)
-		}
-		if bad := p.out.check(sums); bad != nil {
-			return &Divergence{Instret: rec.Instret, What: "output mismatch", Parts: bad}
-		}
+		return p.pl.Apply(rec)
 	case rec.Kind.Ancillary():
 	default:
 		// The engine is at the record's count: Apply only applies it.

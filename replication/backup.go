@@ -193,6 +193,9 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 		<-acksDone
 	}()
 	p := replay.NewPlayer(b.e)
+	b.r.out.hashes = replay.NewOutputs()
+	p.SetOutputs(b.r.out.hashes)
+	defer func() { b.r.out.hashes = nil }()
 	b.replayed.Store(b.e.Instret())
 	b.lastRecv.Store(time.Now().UnixNano())
 	for {

@@ -222,3 +222,19 @@ func TestTamperedStream(t *testing.T) {
 		t.Fatalf("view %v", v)
 	}
 }
+
+// TestOutputMismatchRefused logs output hashes that the backup's own
+// outputs cannot match (console bytes the guest never wrote): the backup
+// must stop on the mismatch, not go live.
+func TestOutputMismatchRefused(t *testing.T) {
+	_, arb, err := runBackupAgainst(t, func(out *corrupting, w *eventlog.Writer, m *machine.Machine) {
+		w.Append(eventlog.OutputsAt(m.Instret()+5000, []eventlog.OutputSum{{Name: "console", Count: 3, Sum: [32]byte{7}}}))
+		w.Flush()
+	})
+	if err == nil || !strings.Contains(err.Error(), "output mismatch") || !strings.Contains(err.Error(), "console") {
+		t.Fatalf("backup ended with %v; want an output mismatch on the console", err)
+	}
+	if v := view(t, arb); v.Primary != "a" {
+		t.Fatalf("the backup took over after an output mismatch: %v", v)
+	}
+}

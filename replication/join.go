@@ -180,6 +180,8 @@ func (p *primary) stepJoin() error {
 		return abandon(err)
 	}
 	l.rec = replay.NewRecorder(p.e, l.w, p.r.cfg.DigestEvery)
+	p.r.out.hashes = replay.NewOutputs()
+	l.rec.SetOutputs(p.r.out.hashes)
 	l.lastAck.Store(time.Now().UnixNano())
 	l.readers.Add(1)
 	go l.readAcks(p.r, j.br)

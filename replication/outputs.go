@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"ftvm/host/netdev"
+	"ftvm/replay"
 	"ftvm/vm"
 )
 
@@ -28,6 +29,12 @@ type outputs struct {
 	mode      outputMode
 	epoch     []output
 	uncertain []output
+	// hashes, while a log is being written (primary) or followed (backup),
+	// takes in every output the guest emits, disk writes included: the
+	// primary logs the running hashes and the backup checks its own
+	// against them, so a backup that emitted different outputs would stop
+	// rather than go live.
+	hashes *replay.Outputs
 
 	mu       sync.Mutex // guards held and released
 	held     []heldOutputs
@@ -59,10 +66,22 @@ func (o *outputs) callbacks() vm.Outputs {
 	return vm.Outputs{
 		Console: func(instret uint64, b []byte) { o.add(false, instret, b) },
 		Net:     func(instret uint64, f []byte) { o.add(true, instret, f) },
+		Disk: func(_ uint64, off int64, p []byte) {
+			if o.hashes != nil {
+				o.hashes.Disk(off, p)
+			}
+		},
 	}
 }
 
 func (o *outputs) add(net bool, instret uint64, b []byte) {
+	if h := o.hashes; h != nil {
+		if net {
+			h.Net(b)
+		} else {
+			h.Console(b)
+		}
+	}
 	switch o.mode {
 	case modeSolo:
 		o.emit(output{net, instret, b})

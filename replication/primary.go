@@ -522,6 +522,7 @@ func (p *primary) dropLink() {
 	l.snd.stop()
 	l.readers.Wait()
 	p.link = nil
+	p.r.out.hashes = nil
 	p.r.out.mode = modeSolo // outputs produced from now on are held by nothing; flushAll or dropAll decides the held ones
 }
 
