@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +35,24 @@ func cmdBench(args []string) error {
 	kernel := fs.String("kernel", "", "kernel Image (default: the default guest)")
 	initrd := fs.String("initrd", "", "initramfs (default: the default guest's)")
 	rr := fs.Bool("rr", false, "benchmark record and replay instead (issue 3): record overhead, replay speed and log rate for an idle, a CPU-bound and a key-value guest, against QEMU's rr=record")
+	ft := fs.Bool("ft", false, "benchmark fault tolerance instead (issue 4): key-value throughput and latency unreplicated and replicated, log bandwidth, failover time, and slowdown against epoch length")
+	ftDur := fs.Duration("ft-duration", 5*time.Second, "with -ft: length of each key-value load")
+	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
+	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
+	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *ft {
+		var epochs []uint64
+		for _, f := range strings.Split(*ftEpochs, ",") {
+			e, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil || e == 0 {
+				return fmt.Errorf("-ft-epochs %q: want positive instruction counts", *ftEpochs)
+			}
+			epochs = append(epochs, e)
+		}
+		return benchFT(*ftDur, *ftConns, *ftRounds, epochs)
 	}
 	if *kernel == "" {
 		*kernel = filepath.Join(host.GuestDir(), "Image")

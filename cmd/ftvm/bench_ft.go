@@ -181,6 +181,8 @@ func startPair(c *cluster, pid, bid string, extra ...string) (p, b *proc, err er
 	if err := replication.GenerateKeys(c.keys, "ftvm", missingKeys(c.keys, pid, bid)...); err != nil {
 		return nil, nil, err
 	}
+	// A pair of its own at the arbiter (a later -cluster wins).
+	extra = append([]string{"-cluster", pid}, extra...)
 	if p, err = c.replica("primary", pid, extra...); err != nil {
 		return nil, nil, err
 	}

@@ -284,7 +284,7 @@ func cmdRun(args []string) error {
 }
 
 // slice is how many instructions run between looks at the host's inputs.
-const slice = 1 << 21
+const slice = 100_000
 
 // runLoop runs m until it stops, delivering console input between slices.
 // Guest time follows the instruction count while the guest computes; when it
