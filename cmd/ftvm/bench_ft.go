@@ -100,7 +100,7 @@ func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
 	if writes.Err != nil {
 		return fmt.Errorf("failover: the client's connection broke: %w", writes.Err)
 	}
-	firstReply := firstAfter(writes.Acks, killed).Sub(killed)
+	firstReply := firstServed(writes, killed)
 	b.kill()
 
 	// Bressoud & Schneider's experiment.
@@ -162,7 +162,7 @@ func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
 	kvRow("p50 latency, 1 connection", ms(plain1.p50), ms(rep1.p50), "ms")
 	kvRow("p99 latency, 1 connection", ms(plain1.p99), ms(rep1.p99), "ms")
 	fmt.Printf("\nlog bandwidth: idle guest %s, key-value load (%d connections) %s\n", rate(idleRate), conns, rate(kvRate))
-	fmt.Printf("failover (SIGKILL of the primary under one-connection writes): detected %v, live %v, first reply from the new primary %v after the kill; longest write %v\n",
+	fmt.Printf("failover (SIGKILL of the primary under one-connection writes): detected %v, live %v, first request served by the new primary %v after the kill; longest write %v\n",
 		bst.FailoverDetected.Sub(killed).Round(time.Millisecond), bst.FailoverLive.Sub(killed).Round(time.Millisecond),
 		firstReply.Round(time.Millisecond), writes.MaxLatency.Round(time.Millisecond))
 	fmt.Printf("\nCPU-bound guest (cpubench %d): wall time, slowdown against unreplicated (%.2fs)\n", rounds, base.Seconds())

@@ -132,7 +132,7 @@ func cmdDemo(args []string) error {
 	row := func(k string, v any) { fmt.Printf("  %-58s %v\n", k, v) }
 	row(fmt.Sprintf("detection (%s to the backup declaring the primary lost)", *fault), bst.FailoverDetected.Sub(killed).Round(time.Millisecond))
 	row("takeover (declared lost to live, arbitration included)", bst.FailoverLive.Sub(bst.FailoverDetected).Round(time.Millisecond))
-	row("kill to the first reply from the new primary", firstAfter(writes.Acks, killed).Sub(killed).Round(time.Millisecond))
+	row("kill to the first request served by the new primary", firstServed(writes, killed).Round(time.Millisecond))
 	row("longest pause the client saw (one write)", writes.MaxLatency.Round(time.Millisecond))
 	row("write latency p50 / p99", fmt.Sprintf("%v / %v", writes.Percentile(50).Round(10*time.Microsecond), writes.Percentile(99).Round(10*time.Microsecond)))
 	row("writes acknowledged", writes.Acked)
@@ -146,12 +146,12 @@ func cmdDemo(args []string) error {
 	return nil
 }
 
-// firstAfter returns the first time in ts after t (ts is sorted).
-func firstAfter(ts []time.Time, t time.Time) time.Time {
-	for _, at := range ts {
-		if at.After(t) {
-			return at
-		}
+// firstServed is the time from t to the acknowledgement of the first
+// write issued after t (0 if there was none).
+func firstServed(w *workload.Writes, t time.Time) time.Duration {
+	at, ok := w.FirstIssuedAfter(t)
+	if !ok {
+		return 0
 	}
-	return t
+	return at.Sub(t)
 }

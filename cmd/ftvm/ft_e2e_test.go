@@ -185,21 +185,15 @@ func TestFailoverTrials(t *testing.T) {
 		if err := res.Verify(conn); err != nil {
 			t.Fatalf("trial %d: %v", i, err)
 		}
-		var first time.Time
-		for _, at := range res.Acks {
-			if at.After(killed) {
-				first = at
-				break
-			}
-		}
-		pauses = append(pauses, first.Sub(killed))
-		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first reply from the new primary %v after the kill; longest write %v",
-			i, before, res.Acked, first.Sub(killed).Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		first := firstServed(res, killed)
+		pauses = append(pauses, first)
+		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
+			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 		b.cmd.Process.Kill()
 		<-b.done
 		<-p.done
 	}
-	t.Logf("%d trials: kill to first reply from the new primary: %v", trials, pauses)
+	t.Logf("%d trials: kill to the first request served by the new primary: %v", trials, pauses)
 }
 
 // TestBackupKilled: SIGKILL the backup; the primary must continue on its

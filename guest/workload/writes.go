@@ -126,3 +126,15 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
+
+// FirstIssuedAfter returns when the first write issued after t was
+// acknowledged: after a failover at t, when the new primary served its
+// first request (a write in flight at t may have been answered by either).
+func (w *Writes) FirstIssuedAfter(t time.Time) (time.Time, bool) {
+	for i, at := range w.Acks {
+		if at.Add(-w.Latency[i]).After(t) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
