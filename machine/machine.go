@@ -91,7 +91,10 @@ type (
 	AdvanceTime  = vm.AdvanceTime
 )
 
-var _ vm.Engine = (*Machine)(nil)
+var (
+	_ vm.Engine = (*Machine)(nil)
+	_ vm.Pauser = (*Machine)(nil)
+)
 
 // Machine is one ftvm virtual machine.
 type Machine struct {

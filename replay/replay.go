@@ -84,7 +84,8 @@ func (r *Recorder) logOutputs(n uint64) {
 // at each snapshot point to write one).
 func (r *Recorder) Run(until uint64) vm.StopReason {
 	for {
-		reason := r.Engine.Run(min(until, r.next, r.nextSnap))
+		target := min(until, r.next, r.nextSnap)
+		reason := r.Engine.Run(target)
 		n := r.Engine.Instret()
 		if n == r.next {
 			r.append(eventlog.DigestAt(n, logDigest(r.Engine.Digest())))
@@ -103,7 +104,9 @@ func (r *Recorder) Run(until uint64) vm.StopReason {
 				r.append(eventlog.SnapshotAt(n, info))
 			}
 		}
-		if reason != vm.StopLimit || r.Engine.Instret() >= until {
+		// A Run that stopped short of its target was paused (vm.Pauser):
+		// the caller wanted control back now.
+		if reason != vm.StopLimit || n >= until || n < target {
 			return reason
 		}
 	}

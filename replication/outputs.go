@@ -35,6 +35,11 @@ type outputs struct {
 	// against them, so a backup that emitted different outputs would stop
 	// rather than go live.
 	hashes *replay.Outputs
+	// pause, if set, ends the running epoch (vm.Pauser): a primary with a
+	// backup calls it on a transmitted frame, whose latency would
+	// otherwise include the rest of the epoch. Console bytes do not: the
+	// UART emits them one by one and nobody waits on them.
+	pause func()
 
 	mu       sync.Mutex // guards held and released
 	held     []heldOutputs
@@ -87,6 +92,9 @@ func (o *outputs) add(net bool, instret uint64, b []byte) {
 		o.emit(output{net, instret, b})
 	case modePaired:
 		o.epoch = appendOutput(o.epoch, net, instret, b)
+		if net && o.pause != nil {
+			o.pause()
+		}
 	case modeBackup:
 		o.uncertain = appendOutput(o.uncertain, net, instret, b)
 	}

@@ -74,6 +74,9 @@ func (r *Replica) claimPrimary(ctx context.Context) (View, error) {
 func (r *Replica) primaryLoop(ctx context.Context, e Engine, v View, ln net.Listener) (vm.StopReason, error) {
 	p := &primary{r: r, e: e, view: v, ctx: ctx, joins: make(chan *joiner), input: r.cfg.Host.ConsoleIn}
 	r.out.mode = modeSolo
+	if pe, ok := e.(vm.Pauser); ok {
+		r.out.pause = pe.Pause
+	}
 	r.setStatus(func(s *Status) { s.Role, s.View, s.Peer, s.Error = "primary", v, "", "" })
 	r.log.Info("primary running", "view", v.String(), "instret", e.Instret())
 	if ln != nil {
@@ -144,6 +147,7 @@ func (p *primary) endEpoch(heartbeat bool) error {
 			return p.backupLost(fmt.Errorf("log: %w", err))
 		}
 		p.r.out.hold(l.w.Frames(), at)
+		l.syncSent(l.w.Frames())
 	}
 	if err := p.flush(); err != nil || !p.r.cfg.Lockstep {
 		return err
@@ -284,6 +288,7 @@ func (p *primary) idle(hostMtime func() uint64) error {
 			if err := p.endEpoch(true); err != nil {
 				return err
 			}
+			p.status()
 			continue
 		}
 		to := hostMtime()
@@ -430,6 +435,7 @@ func (p *primary) status() {
 			s.PeerInstret, s.LagInsns = rep, in-min(in, rep)
 			s.LogBytes, s.LogFrames = l.w.Offset(), l.w.Frames()
 			s.LagBytes = l.flushedBytes.Load() - l.ackedBytes.Load()
+			s.AckLatency = l.averageAck()
 			s.LastHeartbeat = time.Unix(0, l.lastAck.Load())
 			s.sampleRate(time.Now())
 		}
@@ -453,11 +459,19 @@ type link struct {
 	lastAck       atomic.Int64 // unix nanoseconds
 	lastSend      time.Time    // engine goroutine only
 
-	acks    chan struct{} // signalled (coalesced) on every new acknowledgement
-	dead    chan struct{} // closed when the link fails
-	once    sync.Once
-	err     error
-	readers sync.WaitGroup
+	acks chan struct{} // signalled (coalesced) on every new acknowledgement
+
+	// The acknowledgement latency of Sync records: when the newest one not
+	// yet timed was appended, and a moving average of how long its
+	// acknowledgement took (the output rule's cost, network included).
+	ackMu      sync.Mutex
+	timedFrame int64
+	timedAt    time.Time
+	ackLatency time.Duration
+	dead       chan struct{} // closed when the link fails
+	once       sync.Once
+	err        error
+	readers    sync.WaitGroup
 }
 
 func (l *link) fail(err error) {
@@ -497,6 +511,7 @@ func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 		l.replayed.Store(a.Replayed)
 		if int64(a.Frames) > l.acked.Load() {
 			l.acked.Store(int64(a.Frames))
+			l.ackedAt(int64(a.Frames))
 			l.ackedBytes.Store(int64(a.Bytes))
 			r.out.release(int64(a.Frames))
 			select {
@@ -505,6 +520,37 @@ func (l *link) readAcks(r *Replica, br *bufio.Reader) {
 			}
 		}
 	}
+}
+
+// syncSent notes that Sync frame f was appended now, unless one is being
+// timed already.
+func (l *link) syncSent(f int64) {
+	l.ackMu.Lock()
+	if l.timedFrame == 0 {
+		l.timedFrame, l.timedAt = f, time.Now()
+	}
+	l.ackMu.Unlock()
+}
+
+// ackedAt takes the acknowledgement of frames up to f into the average.
+func (l *link) ackedAt(f int64) {
+	l.ackMu.Lock()
+	if l.timedFrame != 0 && f >= l.timedFrame {
+		d := time.Since(l.timedAt)
+		if l.ackLatency == 0 {
+			l.ackLatency = d
+		} else {
+			l.ackLatency += (d - l.ackLatency) / 8
+		}
+		l.timedFrame = 0
+	}
+	l.ackMu.Unlock()
+}
+
+func (l *link) averageAck() time.Duration {
+	l.ackMu.Lock()
+	defer l.ackMu.Unlock()
+	return l.ackLatency
 }
 
 // dropLink closes the link to the backup (if any) and any join in progress.

@@ -169,6 +169,10 @@ type Status struct {
 	LogBytes    int64  `json:"log_bytes"` // log bytes sent (primary) or received (backup) on this link
 	LogFrames   int64  `json:"log_frames"`
 	HeldOutputs int    `json:"held_outputs"`
+	// AckLatency is a moving average of the time from appending a Sync
+	// record to its acknowledgement: what the output rule adds to an
+	// output's latency.
+	AckLatency time.Duration `json:"ack_latency_ns"`
 	// LastHeartbeat is when the peer was last heard from.
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	LinkSince     time.Time `json:"link_since,omitzero"`

@@ -103,6 +103,15 @@ type Checkpoint interface {
 	Instret() uint64
 }
 
+// Pauser is an engine whose Run can be cut short: called from an output
+// callback, Pause makes the current Run return StopLimit after the
+// instruction that is executing. A replication primary uses it to end an
+// epoch at a transmitted frame, so the frame waits for the backup's
+// acknowledgement and not for the rest of the epoch.
+type Pauser interface {
+	Pause()
+}
+
 // Outputs receive what the guest emits, with the instruction count at the
 // point it was emitted (the output rule of the replication layer holds
 // outputs back until the log is safe up to that count). The callbacks run

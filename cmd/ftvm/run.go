@@ -313,23 +313,9 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/m.TicksPerSecond())
 	}
 	for {
-		until := m.Instret() + slice
-		if maxInsns != 0 && until > maxInsns {
-			until = maxInsns
-		}
-		r := m.Run(until)
-		if o.flush != nil {
-			o.flush()
-		}
-		if o.done != nil && o.done() {
-			return r
-		}
-		select {
-		case <-o.signals:
-			o.onSignal()
-		default:
-		}
-		// Drain input without blocking.
+		// Inputs are delivered before the guest runs, also right after an
+		// idle wait: a frame delivered after a Run and followed by another
+		// wait would sit in the NIC until the guest's next timer tick.
 	drain:
 		for input != nil {
 			select {
@@ -355,6 +341,22 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 				}
 				m.Deliver(machine.NetReceive{Frame: frame})
 			}
+		}
+		until := m.Instret() + slice
+		if maxInsns != 0 && until > maxInsns {
+			until = maxInsns
+		}
+		r := m.Run(until)
+		if o.flush != nil {
+			o.flush()
+		}
+		if o.done != nil && o.done() {
+			return r
+		}
+		select {
+		case <-o.signals:
+			o.onSignal()
+		default:
 		}
 		switch r {
 		case machine.StopPowerOff, machine.StopReboot:
