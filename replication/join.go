@@ -110,7 +110,7 @@ func (p *primary) startJoin(j *joiner) {
 		return
 	}
 	j.conn.SetWriteDeadline(time.Time{})
-	ts, err := migrate.NewSender(connRW{j.br, j.conn}, p.e, p.r.cfg.Disk, transferOptions())
+	ts, err := migrate.NewSender(connRW{j.br, j.conn}, p.e, p.r.cfg.Disk, migrate.Options{})
 	if err != nil {
 		p.r.log.Warn("backup join failed", "backup", j.id, "err", err.Error())
 		j.conn.Close()

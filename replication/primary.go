@@ -569,7 +569,9 @@ func (p *primary) dropLink() {
 	l.readers.Wait()
 	p.link = nil
 	p.r.out.hashes = nil
-	p.r.out.mode = modeSolo // outputs produced from now on are held by nothing; flushAll or dropAll decides the held ones
+	// Nothing may leave until the arbitration decides: flushAll (won) or
+	// dropAll (lost) settles what is held and the mode.
+	p.r.out.mode = modeDiscard
 }
 
 // sender writes the log to the backup from its own goroutine, so that a

@@ -228,7 +228,3 @@ const kindSync = eventlog.Kind(0x60)
 // ErrDeposed is returned by a replica that lost the arbitration: the other
 // replica is live, and this one must stop without emitting anything more.
 var ErrDeposed = errors.New("lost the arbitration: the other replica is live")
-
-// PowerOff is returned when the guest powered off (on the primary, or on
-// the backup following the primary's log).
-var errPowerOff = errors.New("the guest powered off")

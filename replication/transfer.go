@@ -1,10 +1,6 @@
 package replication
 
-import (
-	"io"
-
-	"ftvm/migrate"
-)
+import "io"
 
 // The state transfer that brings a joining backup to the primary's state is
 // package migrate's live pre-copy: the primary calls Step between epochs
@@ -22,5 +18,3 @@ type connRW struct {
 // maxGuestMemory bounds the RAM a backup accepts to allocate for a
 // transferred state.
 const maxGuestMemory = 64 << 30
-
-func transferOptions() migrate.Options { return migrate.Options{} }
