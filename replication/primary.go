@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ftvm/host"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
@@ -28,8 +29,7 @@ type primary struct {
 	link  *link        // nil while unprotected
 	join  *joiner      // a backup being brought up to date
 
-	pending []byte // console input not yet accepted by the UART
-	input   <-chan []byte
+	in *host.Inputs
 }
 
 // RunPrimary runs e as the pair's primary until the guest powers off, ctx
@@ -72,7 +72,7 @@ func (r *Replica) claimPrimary(ctx context.Context) (View, error) {
 }
 
 func (r *Replica) primaryLoop(ctx context.Context, e Engine, v View, ln net.Listener) (vm.StopReason, error) {
-	p := &primary{r: r, e: e, view: v, ctx: ctx, joins: make(chan *joiner), input: r.cfg.Host.ConsoleIn}
+	p := &primary{r: r, e: e, view: v, ctx: ctx, joins: make(chan *joiner), in: host.NewInputs(r.cfg.Host.ConsoleIn, r.cfg.Host.Net)}
 	r.out.mode = modeSolo
 	if pe, ok := e.(vm.Pauser); ok {
 		r.out.pause = pe.Pause
@@ -103,10 +103,7 @@ func (p *primary) engine() vm.Engine {
 
 func (p *primary) run() (vm.StopReason, error) {
 	cfg := &p.r.cfg
-	wall0, mt0 := time.Now(), p.e.Now()
-	hostMtime := func() uint64 {
-		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/p.e.TicksPerSecond())
-	}
+	pace := host.NewPace(p.e)
 	p.e.SetIdleSkip(false)
 	for {
 		if err := p.control(); err != nil {
@@ -124,7 +121,7 @@ func (p *primary) run() (vm.StopReason, error) {
 		case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
 			return reason, p.finish(reason)
 		case vm.StopIdle:
-			if err := p.idle(hostMtime); err != nil {
+			if err := p.idle(pace); err != nil {
 				return reason, err
 			}
 		}
@@ -181,37 +178,7 @@ func (p *primary) flush() error {
 // deliverInputs hands the host's pending inputs to the guest (logged, when
 // a backup listens).
 func (p *primary) deliverInputs() {
-	e := p.engine()
-	for p.input != nil {
-		select {
-		case b, ok := <-p.input:
-			if !ok {
-				p.input = nil
-				break
-			}
-			p.pending = append(p.pending, b...)
-			continue
-		default:
-		}
-		break
-	}
-	delivered := false
-	if len(p.pending) > 0 {
-		n, _ := e.Deliver(vm.ConsoleInput{Data: p.pending})
-		p.pending = p.pending[n:]
-		delivered = n > 0
-	}
-	if nb := p.r.cfg.Host.Net; nb != nil {
-		for {
-			f, ok := nb.TryReceive()
-			if !ok {
-				break
-			}
-			e.Deliver(vm.NetReceive{Frame: f})
-			delivered = true
-		}
-	}
-	if delivered {
+	if p.in.Deliver(p.engine()) {
 		// Let the backup have the inputs while the guest works on them: the
 		// acknowledgement of the epoch's Sync then comes sooner.
 		p.flush()
@@ -220,36 +187,29 @@ func (p *primary) deliverInputs() {
 
 // idle waits, with the guest idle, for its timer, an input, a heartbeat
 // due, or a control event; time then moves on to the host's.
-func (p *primary) idle(hostMtime func() uint64) error {
+func (p *primary) idle(pace host.Pace) error {
 	for {
 		// The engine is looked up on every turn: a backup may join while
 		// the guest idles, and from then on every input must be logged.
 		e := p.engine()
 		dl := p.e.Deadline()
-		now := hostMtime()
+		now := pace.Now()
 		if dl != ^uint64(0) && dl <= now {
 			_, err := e.Deliver(vm.AdvanceTime{To: dl})
 			return err
 		}
-		if len(p.pending) > 0 {
+		if p.in.Pending() {
 			// The UART is full; the guest must run to drain it.
 			_, err := e.Deliver(vm.AdvanceTime{To: max(now, p.e.Now())})
 			return err
 		}
-		wait := time.Duration(1 << 62)
-		if dl != ^uint64(0) {
-			wait = time.Duration(dl-now) * time.Duration(1e9/p.e.TicksPerSecond())
-		}
+		wait := pace.Until(dl, now)
 		var hb <-chan time.Time
 		var lost <-chan struct{}
 		if p.link != nil {
 			t := time.NewTimer(max(0, p.r.cfg.Heartbeat-time.Since(p.link.lastSend)))
 			defer t.Stop()
 			hb, lost = t.C, p.link.dead
-		}
-		var netReady <-chan struct{}
-		if nb := p.r.cfg.Host.Net; nb != nil {
-			netReady = nb.Ready()
 		}
 		// A state transfer in progress goes on while the guest idles.
 		var joining <-chan struct{}
@@ -261,13 +221,9 @@ func (p *primary) idle(hostMtime func() uint64) error {
 		select {
 		case <-joining:
 			woke = false
-		case b, ok := <-p.input:
-			if ok {
-				p.pending = append(p.pending, b...)
-			} else {
-				p.input = nil
-			}
-		case <-netReady:
+		case b, ok := <-p.in.Console():
+			p.in.Took(b, ok)
+		case <-p.in.NetReady():
 		case <-t.C:
 		case <-hb:
 			woke = false
@@ -291,7 +247,7 @@ func (p *primary) idle(hostMtime func() uint64) error {
 			p.status()
 			continue
 		}
-		to := hostMtime()
+		to := pace.Now()
 		if dl != ^uint64(0) && to > dl {
 			to = dl
 		}

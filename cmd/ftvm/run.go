@@ -305,43 +305,15 @@ type loopOptions struct {
 }
 
 func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
-	input, maxInsns := o.input, o.maxInsns
+	maxInsns := o.maxInsns
 	m.SetIdleSkip(false)
-	var pending []byte
-	wall0, mt0 := time.Now(), m.Now()
-	hostMtime := func() uint64 {
-		return mt0 + uint64(time.Since(wall0).Nanoseconds())/(1e9/m.TicksPerSecond())
-	}
+	in := host.NewInputs(o.input, o.net)
+	pace := host.NewPace(m)
 	for {
 		// Inputs are delivered before the guest runs, also right after an
 		// idle wait: a frame delivered after a Run and followed by another
 		// wait would sit in the NIC until the guest's next timer tick.
-	drain:
-		for input != nil {
-			select {
-			case b, ok := <-input:
-				if !ok {
-					input = nil
-					break drain
-				}
-				pending = append(pending, b...)
-			default:
-				break drain
-			}
-		}
-		if len(pending) > 0 {
-			n, _ := m.Deliver(machine.ConsoleInput{Data: pending})
-			pending = pending[n:]
-		}
-		if o.net != nil {
-			for {
-				frame, ok := o.net.TryReceive()
-				if !ok {
-					break
-				}
-				m.Deliver(machine.NetReceive{Frame: frame})
-			}
-		}
+		in.Deliver(m)
 		until := m.Instret() + slice
 		if maxInsns != 0 && until > maxInsns {
 			until = maxInsns
@@ -367,42 +339,30 @@ func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
 			}
 		case machine.StopIdle:
 			dl := m.Deadline()
-			now := hostMtime()
+			now := pace.Now()
 			if dl != ^uint64(0) && dl <= now {
 				m.Deliver(machine.AdvanceTime{To: dl})
 				continue
 			}
-			wait := time.Duration(1 << 62)
-			if dl != ^uint64(0) {
-				wait = time.Duration(dl-now) * time.Duration(1e9/m.TicksPerSecond())
-			}
-			var netReady <-chan struct{}
-			if o.net != nil {
-				netReady = o.net.Ready()
-			}
-			if len(pending) > 0 || (input == nil && netReady == nil && dl == ^uint64(0)) {
+			if in.Pending() || (in.Dead() && dl == ^uint64(0)) {
 				if dl == ^uint64(0) {
 					return r // nothing can ever wake the guest
 				}
 				m.Deliver(machine.AdvanceTime{To: dl})
 				continue
 			}
-			t := time.NewTimer(wait)
+			t := time.NewTimer(pace.Until(dl, now))
 			select {
-			case b, ok := <-input:
-				if ok {
-					pending = append(pending, b...)
-				} else {
-					input = nil
-				}
-			case <-netReady:
+			case b, ok := <-in.Console():
+				in.Took(b, ok)
+			case <-in.NetReady():
 			case <-o.signals:
 				o.onSignal()
 			case <-o.wake:
 			case <-t.C:
 			}
 			t.Stop()
-			to := hostMtime()
+			to := pace.Now()
 			if dl != ^uint64(0) && to > dl {
 				to = dl
 			}
