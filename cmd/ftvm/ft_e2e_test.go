@@ -67,7 +67,7 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	}
 	argv := []string{"ip", "netns", "exec", l.host(h), l.ftvm, role, "-id", id, "-keys", l.keys, "-cluster", cluster,
 		"-listen", fmt.Sprintf("172.16.0.%d:7400", h), "-arbiter", witnessIP + ":2379",
-		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "300ms"}
+		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "500ms"}
 	argv = append(argv, extra...)
 	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
 		argv = append([]string{"sh", "-c", `exec "$@" 2>>/tmp/replica-` + id + `.log`, "sh"}, argv...)
