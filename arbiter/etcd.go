@@ -89,8 +89,9 @@ func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
-// WithCallTimeout sets the upper bound of a call whose context has no
-// earlier deadline (default DefaultCallTimeout).
+// WithCallTimeout sets the bound of a call whose context has no deadline
+// (default DefaultCallTimeout); a context's own deadline, earlier or later,
+// is kept.
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
 // WithKeyPrefix stores the views under another prefix (default
@@ -184,7 +185,12 @@ var _ Arbiter = (*etcdArbiter)(nil)
 // than queue, a request reaching a member that has no leader: such a
 // member cannot answer until quorum returns.
 func (a *etcdArbiter) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		// The call timeout is for callers that gave no deadline; one
+		// that did (a test waiting out an election, say) keeps its own.
+		ctx, cancel = context.WithTimeout(ctx, a.timeout)
+	}
 	return clientv3.WithRequireLeader(ctx), cancel
 }
 
