@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ftvm/host/netdev"
 	"ftvm/host/vswitch"
@@ -51,6 +55,7 @@ func cmdSwitch(args []string) error {
 	maxPorts := fs.Int("max-ports", vswitch.DefaultMaxPorts, "the most ports (replica processes) the switch serves at once")
 	statsEvery := fs.Duration("stats-every", 0, "log the counters at this interval (0: only at exit)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	httpAddr := fs.String("http", "", "serve Prometheus /metrics (the switch's counters) on `addr`")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm switch [flags]\n\nRuns a virtual Ethernet switch for guests started with -net switch:ADDRESS,\nwith an interface of its own on the LAN and TCP port forwards to the guests.")
 		fs.PrintDefaults()
@@ -92,6 +97,19 @@ func cmdSwitch(args []string) error {
 	c := sw.Config()
 	log.Info("switch ready", "listen", sw.Addr().String(), "ip", c.IP.String(),
 		"mac", net.HardwareAddr(c.MAC[:]).String(), "forwards", len(c.Forwards))
+	if *httpAddr != "" {
+		hl, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return fmt.Errorf("-http: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(switchCollector{sw})
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(hl)
+		defer srv.Close()
+	}
 	if *statsEvery > 0 {
 		go func() {
 			t := time.NewTicker(*statsEvery)
@@ -127,6 +145,48 @@ func logStats(log *slog.Logger, st vswitch.Stats) {
 		log.Info("forward stats", "host", f.Listen, "guest", f.Forward.Guest.String(), "accepted", f.Accepted,
 			"active", f.Active, "dial_errors", f.DialErrors, "to_guest", f.ToGuest, "from_guest", f.FromGuest)
 	}
+}
+
+var (
+	descPortFrames  = prometheus.NewDesc("ftvm_switch_port_frames", "Frames through a switch port.", []string{"port", "direction"}, nil)
+	descPortBytes   = prometheus.NewDesc("ftvm_switch_port_bytes", "Bytes through a switch port.", []string{"port", "direction"}, nil)
+	descPortDropped = prometheus.NewDesc("ftvm_switch_port_dropped_frames", "Frames for a port that it could not take at once.", []string{"port"}, nil)
+	descMACs        = prometheus.NewDesc("ftvm_switch_macs", "MAC addresses the switch has learnt.", nil, nil)
+	descMACMoves    = prometheus.NewDesc("ftvm_switch_mac_moves", "Times a learnt MAC appeared on another port (a failover's announcement).", nil, nil)
+	descFwdActive   = prometheus.NewDesc("ftvm_switch_forward_connections", "Forwarded connections open now.", []string{"forward"}, nil)
+	descFwdAccepted = prometheus.NewDesc("ftvm_switch_forward_accepted", "Forwarded connections accepted.", []string{"forward"}, nil)
+	descRetransmits = prometheus.NewDesc("ftvm_switch_tcp_retransmits", "TCP segments the switch's stack retransmitted to guests.", nil, nil)
+)
+
+// switchCollector turns the switch's counters into metrics at scrape time.
+type switchCollector struct{ sw *vswitch.Switch }
+
+func (c switchCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPortFrames, descPortBytes, descPortDropped, descMACs, descMACMoves, descFwdActive, descFwdAccepted, descRetransmits} {
+		ch <- d
+	}
+}
+
+func (c switchCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.sw.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, p := range st.Ports {
+		counter(descPortFrames, p.FramesIn, p.Name, "in")
+		counter(descPortFrames, p.FramesOut, p.Name, "out")
+		counter(descPortBytes, p.BytesIn, p.Name, "in")
+		counter(descPortBytes, p.BytesOut, p.Name, "out")
+		counter(descPortDropped, p.Dropped, p.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(descMACs, prometheus.GaugeValue, float64(st.MACs))
+	counter(descMACMoves, st.MACMoves)
+	for _, f := range st.Forwards {
+		name := f.Listen + "=" + f.Forward.Guest.String()
+		ch <- prometheus.MustNewConstMetric(descFwdActive, prometheus.GaugeValue, float64(f.Active), name)
+		counter(descFwdAccepted, f.Accepted, name)
+	}
+	counter(descRetransmits, st.TCPRetransmits)
 }
 
 // announceDelays is when the announcement is repeated after the first

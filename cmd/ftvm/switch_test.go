@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,9 +23,9 @@ import (
 // startSwitch starts `ftvm switch` on ephemeral loopback ports with one
 // forward to the guest's key-value server, and returns the process, the
 // switch's UDP address and the forward's host address.
-func startSwitch(t *testing.T, ftvm string) (sw *console, listen, forward string) {
+func startSwitch(t *testing.T, ftvm string, extra ...string) (sw *console, listen, forward string) {
 	t.Helper()
-	sw = startVM(t, ftvm, "switch", "-listen", "127.0.0.1:0", "-forward", "127.0.0.1:0=10.0.2.15:6379")
+	sw = startVM(t, append([]string{ftvm, "switch", "-listen", "127.0.0.1:0", "-forward", "127.0.0.1:0=10.0.2.15:6379"}, extra...)...)
 	sw.waitFor(t, "switch ready", 30*time.Second)
 	out := sw.output()
 	listen, forward = grab(out, "listen="), grab(out, "host=")
@@ -116,7 +118,11 @@ func TestSwitchFlags(t *testing.T) {
 func TestServeOverSwitch(t *testing.T) {
 	requireGuest(t)
 	ftvm, wl := buildBinaries(t)
-	sw, listen, forward := startSwitch(t, ftvm)
+	metricsAddr, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, listen, forward := startSwitch(t, ftvm, "-http", metricsAddr)
 	vm := startVM(t, ftvm, "run", "-net", "switch:"+listen, "-disk", newDisk(t, "disk.img"))
 	vm.waitFor(t, "listening on", 60*time.Second)
 
@@ -129,6 +135,18 @@ func TestServeOverSwitch(t *testing.T) {
 	do(t, cl, "OK", "SET", "greeting", "hello through the switch")
 	do(t, cl, "hello through the switch", "GET", "greeting")
 	c.Close()
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`ftvm_switch_port_frames{direction="in",port="udp:`, "ftvm_switch_macs 2", `ftvm_switch_forward_accepted{forward="` + forward + `=10.0.2.15:6379"} 2`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("no %s in the switch's /metrics:\n%s", m, metrics)
+		}
+	}
 
 	fmt.Fprintln(vm.stdin, "poweroff")
 	vm.wait(t, 60*time.Second)
@@ -244,7 +262,11 @@ func TestMeasureSwitch(t *testing.T) {
 	}
 	requireGuest(t)
 	ftvm, wl := buildBinaries(t)
-	sw, listen, forward := startSwitch(t, ftvm)
+	metricsAddr, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, listen, forward := startSwitch(t, ftvm, "-http", metricsAddr)
 	vm := startVM(t, ftvm, "run", "-net", "switch:"+listen, "-disk", newDisk(t, "disk.img"))
 	vm.waitFor(t, "listening on", 60*time.Second)
 	cl, _ := dialKV(t, forward)
