@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"ftvm/guest/workload"
 	"ftvm/host"
 	"ftvm/host/netdev"
+	"ftvm/host/netstack"
 	"ftvm/machine"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
@@ -57,7 +59,7 @@ const (
 	benchIP     = "10.0.2.15"
 )
 
-var benchHostIP = [4]byte{10, 0, 2, 2}
+var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 
 // ftvmRR runs the default guest through the window, recording its inputs
 // when record is set, exactly as ftvm run / ftvm record would (host-paced
@@ -205,14 +207,20 @@ func benchDisk() (*host.MemDisk, error) {
 // kvClient drives the guest's key-value server from a host-side TCP stack
 // on link and returns the operations done.
 func kvClient(link *netdev.PipeEnd, pairs int) (int, error) {
-	hs, err := newHostStack(link, net.HardwareAddr{0x02, 0, 0, 0, 0, 2}, benchHostIP)
+	hs, err := netstack.New([6]byte{0x02, 0, 0, 0, 0, 2}, benchHostIP, 1024, time.Minute)
 	if err != nil {
 		return 0, err
 	}
-	defer hs.close()
+	defer hs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hs.Attach(ctx, link)
 	var c net.Conn
 	for try := 0; ; try++ {
-		if c, err = hs.dial([4]byte{10, 0, 2, 15}, 6379, 5*time.Second); err == nil {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err = hs.Dial(dctx, netip.MustParseAddrPort("10.0.2.15:6379"))
+		dcancel()
+		if err == nil {
 			break
 		}
 		if try == 5 {

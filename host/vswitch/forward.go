@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ftvm/host/netstack"
 )
 
 // Forward is a TCP port forward: clients connecting to Host (a host
@@ -98,9 +100,13 @@ func (fw *forwarder) stats() ForwardStats {
 	}
 }
 
+// dialTimeout bounds the connection to the guest for a new client (the
+// SYN is retransmitted meanwhile, so a guest in failover is waited for).
+const dialTimeout = 30 * time.Second
+
 // serve accepts clients until ctx is done (the switch closes the listener)
 // and waits for their connections to end.
-func (fw *forwarder) serve(ctx context.Context, nic *iface, log *slog.Logger) {
+func (fw *forwarder) serve(ctx context.Context, nic *netstack.Stack, log *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -119,7 +125,7 @@ func (fw *forwarder) serve(ctx context.Context, nic *iface, log *slog.Logger) {
 	}
 }
 
-func (fw *forwarder) handle(ctx context.Context, client net.Conn, nic *iface, log *slog.Logger) {
+func (fw *forwarder) handle(ctx context.Context, client net.Conn, nic *netstack.Stack, log *slog.Logger) {
 	fw.active.Add(1)
 	defer fw.active.Add(-1)
 	fw.track(client, true)
@@ -127,7 +133,7 @@ func (fw *forwarder) handle(ctx context.Context, client net.Conn, nic *iface, lo
 	defer client.Close()
 	lg := log.With("forward", fw.f.String(), "client", client.RemoteAddr().String())
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	guest, err := nic.dial(dctx, fw.f.Guest)
+	guest, err := nic.Dial(dctx, fw.f.Guest)
 	cancel()
 	if err != nil {
 		fw.dialErrors.Add(1)

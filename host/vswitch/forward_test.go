@@ -49,7 +49,7 @@ func newTestGuest(t testing.TB) *testGuest {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	g := &testGuest{t: t, stack: st, ep: channel.New(1024, mtu, tcpip.LinkAddress(guestMAC[:]))}
+	g := &testGuest{t: t, stack: st, ep: channel.New(1024, 1500, tcpip.LinkAddress(guestMAC[:]))}
 	if err := st.CreateNIC(1, ethernet.New(g.ep)); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ftvm/host/netdev"
+
+	"ftvm/host/netstack"
 )
 
 // Defaults of Config.
@@ -126,7 +128,7 @@ type Switch struct {
 	conn  *net.UDPConn
 	raw   syscall.RawConn
 	inet6 bool // the UDP socket is AF_INET6 (peers need IPv6 socket addresses)
-	nic   *iface
+	nic   *netstack.Stack
 	fwds  []*forwarder
 
 	closeOnce sync.Once
@@ -237,7 +239,7 @@ func New(cfg Config) (*Switch, error) {
 	}
 	_, s.inet6 = sa.(*unix.SockaddrInet6)
 	s.macs[cfg.MAC] = &macEntry{port: s.local}
-	if s.nic, err = newIface(cfg.MAC, cfg.IP, cfg.GuestTimeout); err != nil {
+	if s.nic, err = netstack.New(cfg.MAC, cfg.IP, localQueue, cfg.GuestTimeout); err != nil {
 		return fail(err)
 	}
 	for _, f := range cfg.Forwards {
@@ -279,7 +281,7 @@ func (s *Switch) Close() error {
 		}
 		s.conn.Close()
 		if s.nic != nil {
-			s.nic.close()
+			s.nic.Close()
 		}
 	})
 	return nil
@@ -305,8 +307,7 @@ func (s *Switch) Serve(ctx context.Context) error {
 			cancel()
 		}
 	})
-	wg.Go(func() { s.nic.outbound(ctx, func(f []byte) { s.input(s.local, f, time.Now()) }) })
-	wg.Go(func() { s.nic.inbound(ctx) })
+	wg.Go(func() { s.nic.Run(ctx, func(f []byte) { s.input(s.local, f, time.Now()) }) })
 	wg.Go(func() { s.janitor(ctx) })
 	for _, f := range s.fwds {
 		wg.Go(func() { f.serve(ctx, s.nic, s.log) })
@@ -454,7 +455,7 @@ func (s *Switch) learnLocked(src [6]byte, in *port, now time.Time) {
 func (s *Switch) outputLocked(p *port, f []byte) {
 	var ok bool
 	if p == s.local {
-		ok = s.nic.deliver(f)
+		ok = s.nic.Deliver(f)
 	} else {
 		ok = s.send(p.sa, f) == nil
 	}
@@ -553,7 +554,7 @@ func (s *Switch) Stats() Stats {
 	for _, f := range s.fwds {
 		st.Forwards = append(st.Forwards, f.stats())
 	}
-	st.TCPRetransmits, st.TCPTimeouts = s.nic.tcpCounters()
+	st.TCPRetransmits, st.TCPTimeouts = s.nic.TCPCounters()
 	return st
 }
 

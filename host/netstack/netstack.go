@@ -1,4 +1,10 @@
-package vswitch
+// Package netstack is a user-space TCP/IPv4 endpoint on an Ethernet link
+// whose frames the caller carries: gVisor's netstack, tuned so that its
+// connections to a guest outlive a failover (the guest silent for seconds,
+// then back on another port or process). The virtual switch's own
+// interface is one; a benchmark's in-process client on a netdev pipe is
+// another.
+package netstack
 
 import (
 	"context"
@@ -17,6 +23,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"ftvm/host/netdev"
 )
 
 const (
@@ -40,32 +48,30 @@ const (
 	// GuestTimeout instead of never.
 	keepaliveIdle     = 30 * time.Second
 	keepaliveInterval = 5 * time.Second
-	// dialTimeout bounds the connection to the guest for a new client
-	// (the SYN is retransmitted meanwhile, so a guest in failover is
-	// waited for).
-	dialTimeout = 30 * time.Second
 )
 
-// iface is the switch's own interface on the virtual LAN: a gVisor
-// netstack on a channel link endpoint. Frames for it are queued (bounded)
-// and injected by one goroutine; frames it sends are read by another and
-// forwarded like frames from any port.
-type iface struct {
+// Stack is a netstack on a channel link endpoint. Frames for it are queued
+// (bounded) and injected by one goroutine; frames it sends are read by
+// another and handed to the caller's transmit function.
+type Stack struct {
 	stack        *stack.Stack
 	ep           *channel.Endpoint
 	in           chan []byte
 	guestTimeout time.Duration
 }
 
-func newIface(mac [6]byte, ip netip.Prefix, guestTimeout time.Duration) (*iface, error) {
+// New makes a stack with address ip on a link with MAC address mac, at most
+// queue frames waiting for it; a connection it dials gives up on a peer
+// silent for guestTimeout.
+func New(mac [6]byte, ip netip.Prefix, queue int, guestTimeout time.Duration) (*Stack, error) {
 	st := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	i := &iface{stack: st, in: make(chan []byte, localQueue), guestTimeout: guestTimeout}
-	fail := func(what string, err tcpip.Error) (*iface, error) {
+	i := &Stack{stack: st, in: make(chan []byte, queue), guestTimeout: guestTimeout}
+	fail := func(what string, err tcpip.Error) (*Stack, error) {
 		st.Close()
-		return nil, fmt.Errorf("vswitch: netstack: %s: %v", what, err)
+		return nil, fmt.Errorf("netstack: %s: %v", what, err)
 	}
 	for what, opt := range map[string]tcpip.SettableTransportProtocolOption{
 		"max RTO":     ptr(tcpip.TCPMaxRTOOption(maxRTO)),
@@ -76,7 +82,7 @@ func newIface(mac [6]byte, ip netip.Prefix, guestTimeout time.Duration) (*iface,
 			return fail(what, err)
 		}
 	}
-	i.ep = channel.New(localQueue, mtu, tcpip.LinkAddress(mac[:]))
+	i.ep = channel.New(queue, mtu, tcpip.LinkAddress(mac[:]))
 	if err := st.CreateNIC(nicID, ethernet.New(i.ep)); err != nil {
 		return fail("create NIC", err)
 	}
@@ -95,14 +101,15 @@ func newIface(mac [6]byte, ip netip.Prefix, guestTimeout time.Duration) (*iface,
 
 func ptr[T any](v T) *T { return &v }
 
-func (i *iface) close() {
+// Close stops the stack.
+func (i *Stack) Close() {
 	i.ep.Close()
 	i.stack.Close()
 }
 
-// deliver queues a frame for the netstack without waiting; false means
-// the queue is full and the frame is dropped.
-func (i *iface) deliver(f []byte) bool {
+// Deliver queues a frame received from the link without waiting; false
+// means the queue is full and the frame is dropped.
+func (i *Stack) Deliver(f []byte) bool {
 	select {
 	case i.in <- append([]byte(nil), f...):
 		return true
@@ -111,8 +118,42 @@ func (i *iface) deliver(f []byte) bool {
 	}
 }
 
+// Run feeds the queued frames to the stack and hands every frame it sends
+// to transmit, until ctx is done.
+func (i *Stack) Run(ctx context.Context, transmit func([]byte)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		i.outbound(ctx, transmit)
+	}()
+	i.inbound(ctx)
+	<-done
+}
+
+// Attach carries the stack's frames over a host network backend (an
+// in-process netdev pipe, say) until ctx is done.
+func (i *Stack) Attach(ctx context.Context, b netdev.Backend) {
+	go i.Run(ctx, b.Transmit)
+	go func() {
+		for {
+			for {
+				f, ok := b.TryReceive()
+				if !ok {
+					break
+				}
+				i.Deliver(f)
+			}
+			select {
+			case <-b.Ready():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
 // inbound feeds queued frames to the netstack until ctx is done.
-func (i *iface) inbound(ctx context.Context) {
+func (i *Stack) inbound(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -129,7 +170,7 @@ func (i *iface) inbound(ctx context.Context) {
 
 // outbound hands every frame the netstack sends to forward, until ctx is
 // done.
-func (i *iface) outbound(ctx context.Context, forward func([]byte)) {
+func (i *Stack) outbound(ctx context.Context, forward func([]byte)) {
 	var buf []byte
 	for {
 		pkt := i.ep.ReadContext(ctx)
@@ -145,9 +186,9 @@ func (i *iface) outbound(ctx context.Context, forward func([]byte)) {
 	}
 }
 
-// dial opens a TCP connection from the netstack to a guest, set up to
-// survive the guest's silence during a failover (see the constants above).
-func (i *iface) dial(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
+// Dial opens a TCP connection from the stack to a guest, set up to survive
+// the guest's silence during a failover (see the constants above).
+func (i *Stack) Dial(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
 	var wq waiter.Queue
 	ep, terr := i.stack.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
 	if terr != nil {
@@ -193,9 +234,9 @@ func (i *iface) dial(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, e
 	return gonet.NewTCPConn(&wq, ep), nil
 }
 
-// tcpCounters reports the netstack's retransmissions and timed-out
+// TCPCounters reports the stack's retransmissions and timed-out
 // connections.
-func (i *iface) tcpCounters() (retransmits, timeouts uint64) {
+func (i *Stack) TCPCounters() (retransmits, timeouts uint64) {
 	tcp := i.stack.Stats().TCP
 	return tcp.Retransmits.Value(), tcp.EstablishedTimedout.Value()
 }
