@@ -40,10 +40,10 @@ const (
 type StopReason int
 
 const (
-	StopLimit StopReason = iota // the instruction count reached the limit
-	StopIdle                    // the hart is in WFI with no interrupt pending
-	StopHalt                    // Halt was called (by an ecall hook or device access)
-	StopLockup                  // traps keep firing with no instruction retiring (e.g. the trap vector faults)
+	StopLimit  StopReason = iota // the instruction count reached the limit
+	StopIdle                     // the hart is in WFI with no interrupt pending
+	StopHalt                     // Halt was called (by an ecall hook or device access)
+	StopLockup                   // traps keep firing with no instruction retiring (e.g. the trap vector faults)
 )
 
 func (r StopReason) String() string {
