@@ -229,3 +229,27 @@ func TestPairFailover(t *testing.T) {
 		t.Fatalf("new primary ended with %v, %v", b.reason, b.err)
 	}
 }
+
+// TestPairPowerOff powers the guest off while a backup follows: the primary
+// ends with the guest, the backup checks the End record's final digest and
+// ends the same way, and the primary's last output still left.
+func TestPairPowerOff(t *testing.T) {
+	a, b, _, arb, _, _ := startPair(t, 5*time.Second)
+	a.in <- []byte("poweroff\n")
+	for _, r := range []*testReplica{a, b} {
+		select {
+		case <-r.done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s did not end after the guest powered off", r.r.cfg.ID)
+		}
+		if r.err != nil || r.reason != vm.StopPowerOff {
+			t.Fatalf("%s ended with %v, %v", r.r.cfg.ID, r.reason, r.err)
+		}
+	}
+	if !strings.Contains(a.con.String(), "= poweroff") {
+		t.Fatalf("the primary's last output was held back:\n%s", a.con.String())
+	}
+	if v := view(t, arb); v.Primary != "a" || v.Backup != "b" {
+		t.Fatalf("a clean power-off changed the view: %v", v)
+	}
+}
