@@ -49,6 +49,12 @@ func (d *Disk) Close() error                             { return d.f.Close() }
 // file they started from is never modified.
 type MemDisk struct{ b []byte }
 
+// NewMemDisk makes a disk of the bytes of b (which it keeps).
+func NewMemDisk(b []byte) *MemDisk { return &MemDisk{b} }
+
+// Bytes returns the disk's contents (not a copy).
+func (d *MemDisk) Bytes() []byte { return d.b }
+
 // LoadDisk reads a raw image into memory.
 func LoadDisk(path string) (*MemDisk, error) {
 	b, err := os.ReadFile(path)

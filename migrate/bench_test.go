@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"ftvm/host"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func BenchmarkStateTransfer(b *testing.B) {
 	for _, w := range []string{"kv", "cpu"} {
 		b.Run(w, func(b *testing.B) {
 			const diskSize = 64 << 20
-			srcDisk := TrackWrites(&memDisk{make([]byte, diskSize)})
+			srcDisk := TrackWrites(host.NewMemDisk(make([]byte, diskSize)))
 			src := bootServing(b, srcDisk, 8<<10)
 			if w == "cpu" {
 				src.c.limit = src.c.sets // no more writes
@@ -54,7 +55,7 @@ func BenchmarkStateTransfer(b *testing.B) {
 				debug.FreeOSMemory()
 				b.StartTimer()
 				a, c := tcpPair(b)
-				dstDisk := &memDisk{make([]byte, diskSize)}
+				dstDisk := host.NewMemDisk(make([]byte, diskSize))
 				res := receiveAsync(c, dstDisk, machine.MigrationFactory(machine.RestoreOptions{Disk: dstDisk}), ReceiveOptions{})
 				start := src.m.Instret()
 				t0 := time.Now()

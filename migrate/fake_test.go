@@ -135,27 +135,3 @@ func fakeFactory(disk Disk) Factory {
 		return &fakeEngine{ram: ram, instret: st.Instret, regs: st.Regs, writesPer: st.WritesPer, disk: disk}, nil
 	}
 }
-
-// memDisk is a disk in memory.
-type memDisk struct{ b []byte }
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.b[off:], p), nil
-}
-
-func (d *memDisk) Flush() error { return nil }
-func (d *memDisk) Size() int64  { return int64(len(d.b)) }

@@ -128,12 +128,12 @@ func bootServing(t testing.TB, disk *TrackedDisk, valueSize int) *driver {
 // identical to the first when both run on with the same inputs.
 func TestMigrateRunningGuest(t *testing.T) {
 	const diskSize = 8 << 20
-	srcDisk := TrackWrites(&memDisk{make([]byte, diskSize)})
+	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, diskSize)))
 	src := bootServing(t, srcDisk, 8<<10)
 	t.Logf("guest serving at %d instructions, %d writes acknowledged", src.m.Instret(), src.c.oks)
 
 	a, b := tcpPair(t)
-	dstDisk := &memDisk{make([]byte, diskSize)}
+	dstDisk := host.NewMemDisk(make([]byte, diskSize))
 	dst := &driver{}
 	res := receiveAsync(b, dstDisk, machine.MigrationFactory(machine.RestoreOptions{Disk: dstDisk, Outputs: dst.outputs()}), ReceiveOptions{})
 	// Small steps and a low threshold make pre-copy take several rounds
@@ -179,7 +179,7 @@ func TestMigrateRunningGuest(t *testing.T) {
 		t.Fatalf("after the transfer: receiver at %d, sender at %d; digests %v vs %v",
 			dst.m.Instret(), src.m.Instret(), dst.m.Digest().Parts, src.m.Digest().Parts)
 	}
-	if !bytes.Equal(dstDisk.b, srcDisk.Unwrap().(*memDisk).b) {
+	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
 		t.Fatal("the receiver's disk differs from the sender's")
 	}
 
@@ -205,7 +205,7 @@ func TestMigrateRunningGuest(t *testing.T) {
 	if da, db := src.m.Digest(), dst.m.Digest(); da.Sum != db.Sum {
 		t.Fatalf("digests differ after running on: %v vs %v", da.Parts, db.Parts)
 	}
-	if !bytes.Equal(dstDisk.b, srcDisk.Unwrap().(*memDisk).b) {
+	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
 		t.Fatal("the disks differ after running on")
 	}
 	t.Logf("both at %d instructions, %d writes acknowledged on each", src.m.Instret(), src.c.oks)
