@@ -87,8 +87,16 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 	if m.net != nil {
 		c.netTr, c.net = m.netTr.State(), m.net.State()
 	}
-	npages := len(m.ram) / pageSize
 	base := m.ck.base
+	// The disk first: it is the part that can fail (a backend read), and
+	// a failure must leave the machine's checkpoint state as it was.
+	if m.disk != nil {
+		var err error
+		if c.disk, err = m.disk.checkpoint(baseDisk(base)); err != nil {
+			return nil, err
+		}
+	}
+	npages := len(m.ram) / pageSize
 	c.ram = make([]*page, npages)
 	if m.ck.log == nil {
 		m.ck.log = m.TrackDirty().(*dirtyLog)
@@ -109,9 +117,6 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 				}
 			}
 		}
-	}
-	if m.disk != nil {
-		c.disk = m.disk.checkpoint(baseDisk(base))
 	}
 	m.ck.base = c
 	return c, nil
@@ -240,7 +245,14 @@ func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
 	if d.on && len(p) > 0 && off >= 0 {
 		for b := int(off / pageSize); int64(b)*pageSize < off+int64(len(p)); b++ {
 			if _, ok := d.orig[b]; !ok {
-				d.orig[b] = d.read(b)
+				// Without the block's contents before the write, a rewind
+				// could not undo it: the write fails instead (the guest
+				// sees an I/O error), and the disk is left unchanged.
+				pg, err := d.read(b)
+				if err != nil {
+					return 0, err
+				}
+				d.orig[b] = pg
 			}
 			d.dirty[b] = true
 		}
@@ -252,19 +264,21 @@ func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// read returns block b's current contents (zero-padded past the end).
-func (d *trackedDisk) read(b int) *page {
+// read returns block b's current contents (zero-padded past the end of
+// the disk), or the backend's error: a block that could not be read must
+// never be taken for a block of zeros, which a rewind would write back.
+func (d *trackedDisk) read(b int) (*page, error) {
 	pg := new(page)
-	if _, err := d.BlockBackend.ReadAt(pg[:], int64(b)*pageSize); err != nil && !errors.Is(err, io.EOF) {
-		return pg
+	n, err := d.BlockBackend.ReadAt(pg[:], int64(b)*pageSize)
+	if err != nil && !(errors.Is(err, io.EOF) && int64(b)*pageSize+int64(n) >= d.Size()) {
+		return nil, fmt.Errorf("disk block %d: %w", b, err)
 	}
-	return pg
+	return pg, nil
 }
 
 // checkpoint returns the table of written blocks as they are now, sharing
-// the unchanged ones with base.
-func (d *trackedDisk) checkpoint(base map[int]*page) map[int]*page {
-	d.on = true
+// the unchanged ones with base. On error nothing changes.
+func (d *trackedDisk) checkpoint(base map[int]*page) (map[int]*page, error) {
 	out := make(map[int]*page, len(d.orig))
 	for b := range d.orig {
 		if !d.dirty[b] && base != nil {
@@ -273,10 +287,15 @@ func (d *trackedDisk) checkpoint(base map[int]*page) map[int]*page {
 				continue
 			}
 		}
-		out[b] = d.read(b)
+		pg, err := d.read(b)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+		out[b] = pg
 	}
+	d.on = true
 	clear(d.dirty)
-	return out
+	return out, nil
 }
 
 // rewind writes back the blocks that may differ from the checkpoint
