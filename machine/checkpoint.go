@@ -227,7 +227,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 // blocks the guest writes and keeps their original contents, so that
 // checkpoints can hold only the blocks that changed.
 type trackedDisk struct {
-	virtio.BlockBackend
+	vm.Disk
 	written func(off int64, p []byte) // nil: nobody is told
 	// on: checkpoints are being taken. Until the first one nothing is
 	// kept: a machine that never checkpoints pays nothing, and no rewind
@@ -237,8 +237,8 @@ type trackedDisk struct {
 	dirty map[int]bool  // written since the last checkpoint or rewind
 }
 
-func newTrackedDisk(b virtio.BlockBackend) *trackedDisk {
-	return &trackedDisk{BlockBackend: b, orig: map[int]*page{}, dirty: map[int]bool{}}
+func newTrackedDisk(b vm.Disk) *trackedDisk {
+	return &trackedDisk{Disk: b, orig: map[int]*page{}, dirty: map[int]bool{}}
 }
 
 func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
@@ -257,7 +257,7 @@ func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
 			d.dirty[b] = true
 		}
 	}
-	n, err := d.BlockBackend.WriteAt(p, off)
+	n, err := d.Disk.WriteAt(p, off)
 	if d.written != nil && n > 0 {
 		d.written(off, p[:n])
 	}
@@ -269,7 +269,7 @@ func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
 // never be taken for a block of zeros, which a rewind would write back.
 func (d *trackedDisk) read(b int) (*page, error) {
 	pg := new(page)
-	n, err := d.BlockBackend.ReadAt(pg[:], int64(b)*pageSize)
+	n, err := d.Disk.ReadAt(pg[:], int64(b)*pageSize)
 	if err != nil && !(errors.Is(err, io.EOF) && int64(b)*pageSize+int64(n) >= d.Size()) {
 		return nil, fmt.Errorf("disk block %d: %w", b, err)
 	}
@@ -313,7 +313,7 @@ func (d *trackedDisk) rewind(base, to map[int]*page) error {
 		if end := d.Size() - int64(b)*pageSize; end < n {
 			n = end
 		}
-		if _, err := d.BlockBackend.WriteAt(src[:n], int64(b)*pageSize); err != nil {
+		if _, err := d.Disk.WriteAt(src[:n], int64(b)*pageSize); err != nil {
 			return fmt.Errorf("rewind: disk block %d: %w", b, err)
 		}
 	}
@@ -322,4 +322,4 @@ func (d *trackedDisk) rewind(base, to map[int]*page) error {
 }
 
 // DiskBackend returns the disk the machine was built with (nil: none).
-func (m *Machine) DiskBackend() virtio.BlockBackend { return m.cfg.Disk }
+func (m *Machine) DiskBackend() vm.Disk { return m.cfg.Disk }

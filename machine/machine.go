@@ -57,7 +57,7 @@ type Config struct {
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
 
-	Disk         virtio.BlockBackend // optional
+	Disk         vm.Disk // optional
 	DiskReadOnly bool
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte

@@ -12,6 +12,7 @@ import (
 	"ftvm/riscv"
 	"ftvm/snapshot"
 	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // boardState is the "machine" section: what the board is made of, so a
@@ -147,7 +148,7 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 // disk contents, in memory).
 type RestoreOptions struct {
 	Outputs Outputs
-	Disk    virtio.BlockBackend
+	Disk    vm.Disk
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
