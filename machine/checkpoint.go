@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 
 	"ftvm/devices"
 	"ftvm/riscv"
@@ -28,6 +27,9 @@ var _ vm.Checkpointer = (*Machine)(nil)
 
 type page = [pageSize]byte
 
+// pageTable is 64 consecutive RAM pages of a checkpoint; nil: a zero page.
+type pageTable [64]*page
+
 // Checkpoint is a copy of a machine's state at an instruction count.
 type Checkpoint struct {
 	instret  uint64
@@ -45,9 +47,11 @@ type Checkpoint struct {
 	stop     StopReason
 	exitCode uint32
 	htif     *htif
-	ram      []*page       // nil: an all-zero page
-	disk     map[int]*page // disk blocks written since the machine was built
-	m        *Machine
+	// ram holds RAM by tables of 64 pages (nil: 64 zero pages), shared
+	// with the previous checkpoint where nothing changed.
+	ram  []*pageTable
+	disk map[int]*page // disk blocks written since the machine was built
+	m    *Machine
 }
 
 // Instret is the instruction count at which the checkpoint was taken.
@@ -96,30 +100,51 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 			return nil, err
 		}
 	}
-	npages := len(m.ram) / pageSize
-	c.ram = make([]*page, npages)
+	npages := m.Pages()
+	c.ram = make([]*pageTable, (npages+63)/64)
 	if m.ck.log == nil {
 		m.ck.log = m.TrackDirty().(*dirtyLog)
 	}
 	dirty := m.dirtySinceBase()
 	if base == nil {
-		for p := range npages {
-			c.ram[p] = copyPage(nil, m.ram[p*pageSize:(p+1)*pageSize])
-		}
+		// The pages never written are zero (ram.go): nil in the table.
+		m.writtenPages(func(p int) { c.setPage(p, copyPage(nil, m.ram[p*pageSize:(p+1)*pageSize])) })
 	} else {
 		copy(c.ram, base.ram)
-		for w, word := range dirty {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				word &^= 1 << b
-				if p := w*64 + b; p < npages {
-					c.ram[p] = copyPage(base.ram[p], m.ram[p*pageSize:(p+1)*pageSize])
+		forEachBit(dirty, npages, func(p int) {
+			if c.ram[p/64] == base.ram[p/64] {
+				// Still shared with base: copy the table before
+				// changing it.
+				t := new(pageTable)
+				if base.ram[p/64] != nil {
+					*t = *base.ram[p/64]
 				}
+				c.ram[p/64] = t
 			}
-		}
+			c.setPage(p, copyPage(base.page(p), m.ram[p*pageSize:(p+1)*pageSize]))
+		})
 	}
 	m.ck.base = c
 	return c, nil
+}
+
+// page returns RAM page p as the checkpoint holds it (nil: all zero).
+func (c *Checkpoint) page(p int) *page {
+	if t := c.ram[p/64]; t != nil {
+		return t[p%64]
+	}
+	return nil
+}
+
+// setPage sets RAM page p in a table the checkpoint owns.
+func (c *Checkpoint) setPage(p int, pg *page) {
+	if c.ram[p/64] == nil {
+		if pg == nil {
+			return
+		}
+		c.ram[p/64] = new(pageTable)
+	}
+	c.ram[p/64][p%64] = pg
 }
 
 func baseDisk(c *Checkpoint) map[int]*page {
@@ -157,7 +182,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 	}
 	restore := func(p int) {
 		dst := m.ram[p*pageSize : (p+1)*pageSize]
-		if src := c.ram[p]; src != nil {
+		if src := c.page(p); src != nil {
 			copy(dst, src[:])
 		} else {
 			clear(dst)
@@ -165,20 +190,17 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 		// Marks the page for the digest and drops decoded instructions.
 		m.hart.NoteWrite(RAMBase+uint64(p)*pageSize, pageSize)
 	}
-	npages := len(m.ram) / pageSize
-	for w, word := range m.dirtySinceBase() {
-		for word != 0 {
-			b := bits.TrailingZeros64(word)
-			word &^= 1 << b
-			if p := w*64 + b; p < npages {
-				restore(p)
-			}
-		}
-	}
+	npages := m.Pages()
+	forEachBit(m.dirtySinceBase(), npages, restore)
 	if base != c {
-		for p := range npages {
-			if base.ram[p] != c.ram[p] {
-				restore(p)
+		for g := range c.ram {
+			if base.ram[g] == c.ram[g] {
+				continue // the same table: the same pages
+			}
+			for p := g * 64; p < min(g*64+64, npages); p++ {
+				if base.page(p) != c.page(p) {
+					restore(p)
+				}
 			}
 		}
 	}

@@ -92,7 +92,10 @@ var rules = map[string]rule{
 	"guest/cmd/mkinitramfs": {imports: []string{"guest/cpio"}},
 	"guest/cmd/workload":    {imports: []string{"guest/workload"}},
 
-	"internal/layering": {},
+	// Shared test support: for tests only (no rule lets a package import
+	// it), and engine-independent so any package's tests can use it.
+	"internal/testsupport": {isaFree: true},
+	"internal/layering":    {},
 }
 
 // isaPackages are the RISC-V machine and its device models.
