@@ -163,7 +163,12 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if _, ok := snapshot.Find(secs, "ram"); !ok {
 		return nil, errors.New(`snapshot: no "ram" section (a snapshot written by SaveState is restored with RestoreState)`)
 	}
-	return restoreSections(secs, nil, opts)
+	m, err := restoreSections(secs, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // RestoreState builds a machine from a snapshot written by SaveState, with
@@ -184,12 +189,18 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if ram == nil {
 		return nil, errors.New("snapshot: state-only restore without a RAM image")
 	}
-	return restoreSections(secs, ram, opts)
+	m, err := restoreSections(secs, ram, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included.
+// opts.Disk the disk, contents included. Neither is touched when ram is
+// given (the caller rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -313,10 +324,16 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
-	// Re-drive every interrupt line from the restored state, then look at
-	// the rings again: a notification the guest sent just before the
-	// snapshot must not be lost (with suppression on, it will not send it
-	// twice).
+	return m, nil
+}
+
+// rescan re-drives every interrupt line from a restored state, then looks
+// at the rings again: a notification the guest sent just before the
+// snapshot must not be lost (with suppression on, it will not send it
+// twice). Restore and RestoreState do it; LoadState, which validates a
+// state by restoring it on a board that shares the live machine's RAM and
+// disk, must not.
+func (m *Machine) rescan() {
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
@@ -324,7 +341,6 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			tr.Kick()
 		}
 	}
-	return m, nil
 }
 
 // loadSparsePages fills RAM from a "ram" section: only the pages it holds

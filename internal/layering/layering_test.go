@@ -61,13 +61,17 @@ var rules = map[string]rule{
 
 	// Replication and state transfer know nothing of RISC-V or the
 	// device models.
-	"migrate":     {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
-	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog", "vm"}},
-	"arbiter": {isaFree: true, imports: []string{"go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3",
+	"migrate":      {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
+	"replication":  {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog", "vm"}},
+	"arbiter/view": {pure: true, isaFree: true},
+	"arbiter": {isaFree: true, imports: []string{"arbiter/view", "go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3",
 		"go.uber.org/zap", "google.golang.org/grpc"}},
 	"arbiter/witness":  {isaFree: true},
 	"cmd/ftvm-witness": {isaFree: true, imports: []string{"arbiter/witness", "go.etcd.io/etcd/client/pkg/v3", "go.etcd.io/etcd/server/v3", "go.uber.org/zap"}},
 	"gdbstub":          {isaFree: true},
+
+	// A fake engine for the tests of the layers above the seam.
+	"internal/fakevm": {pure: true, isaFree: true, imports: []string{"vm"}},
 
 	// The host side: backends of the machine's devices, which see them
 	// only through the interfaces of package vm.
@@ -107,7 +111,7 @@ var isaPackages = []string{"riscv", "riscv/fpu", "devices", "virtio", "fdt", "ma
 var pureStd = []string{
 	"bufio", "bytes", "cmp", "crypto/sha256", "debug/elf", "encoding", "encoding/binary", "encoding/hex",
 	"encoding/json", "errors", "fmt", "hash", "hash/crc32", "io", "maps", "math", "math/bits", "slices",
-	"sort", "strconv", "strings", "unicode/utf8",
+	"sort", "strconv", "strings", "unicode", "unicode/utf8",
 }
 
 // linkedOnlyBy names heavy dependencies and the only packages that may
