@@ -17,6 +17,7 @@ import (
 
 	"ftvm/devices"
 	"ftvm/riscv"
+	"ftvm/riscv/jit"
 	"ftvm/virtio"
 	"ftvm/vm"
 )
@@ -69,6 +70,10 @@ type Config struct {
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
 	// is 100 M instructions per guest second at the 10 MHz timebase).
 	InstructionsPerTick uint64
+
+	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
+	// DefaultExec). It changes speed, never results.
+	Exec string
 
 	Outputs Outputs
 }
@@ -131,6 +136,7 @@ type Machine struct {
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
 
+	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -152,8 +158,14 @@ func New(cfg Config) (*Machine, error) {
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
 		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
-	m := newBoard(cfg, nil)
 	var err error
+	if cfg.Exec, err = checkExec(cfg.Exec); err != nil {
+		return nil, err
+	}
+	m, err := newBoard(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
 	} else {
@@ -168,7 +180,7 @@ func New(cfg Config) (*Machine, error) {
 // newBoard builds the machine's hardware from a validated cfg, with the
 // hart at reset and RAM empty (ram nil) or the given image of
 // cfg.MemoryMiB MiB; booting or restoring fills them.
-func newBoard(cfg Config, ram []byte) *Machine {
+func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -204,7 +216,10 @@ func newBoard(cfg Config, ram []byte) *Machine {
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 	}
-	return m
+	if err := m.attachEngine(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // attachTimer connects the CLINT. With the SBI in the machine (a Linux
