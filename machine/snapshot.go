@@ -150,6 +150,7 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
+	Exec    string // the execution engine (Config.Exec)
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -229,6 +230,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
 		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+	var err error
+	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
+		return nil, err
+	}
 	switch {
 	case ram != nil:
 		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
@@ -258,7 +263,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 	}
 	full := ram == nil
-	m := newBoard(cfg, ram)
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
