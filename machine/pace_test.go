@@ -5,16 +5,17 @@ import (
 	"testing"
 
 	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // countingDisk counts the bytes read from it.
 type countingDisk struct {
-	memDisk
+	*vm.MemDisk
 	read int64
 }
 
 func (d *countingDisk) ReadAt(p []byte, off int64) (int, error) {
-	n, err := d.memDisk.ReadAt(p, off)
+	n, err := d.MemDisk.ReadAt(p, off)
 	d.read += int64(n)
 	return n, err
 }
@@ -29,7 +30,7 @@ func (d *countingDisk) ReadAt(p []byte, off int64) (int, error) {
 func TestVirtioFloodBounded(t *testing.T) {
 	elf := crossCompile(t, "virtio_flood.S")
 	run := func(slice uint64) (uint64, [32]byte, int64) {
-		disk := &countingDisk{memDisk: memDisk{bytes.Repeat([]byte{0xa5}, virtio.MaxBlockRequest)}}
+		disk := &countingDisk{MemDisk: vm.NewMemDisk(bytes.Repeat([]byte{0xa5}, virtio.MaxBlockRequest))}
 		m, err := New(Config{MemoryMiB: 32, ELF: elf, Disk: disk})
 		if err != nil {
 			t.Fatal(err)

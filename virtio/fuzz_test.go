@@ -55,7 +55,7 @@ func (f *fuzzer) u32() uint32 { return uint32(f.u16()) | uint32(f.u16())<<16 }
 func (f *fuzzer) build() {
 	f.irq = &irqRec{}
 	if f.kind&1 == 0 {
-		f.disk = &memDisk{b: make([]byte, 64<<10)}
+		f.disk = newMemDisk(make([]byte, 64<<10))
 		f.blk = NewBlock(f.disk, f.kind&2 != 0)
 		f.m = NewMMIO(f.blk, f.mem, f.irq)
 	} else {

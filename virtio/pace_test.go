@@ -51,7 +51,7 @@ func floodBlock(e *blkEnv, typ uint32, n int) (data, status uint64) {
 // resumes at the transport's Deadline, all requests complete, and a
 // legitimate request made behind them completes too.
 func TestPacedNotifyBounded(t *testing.T) {
-	disk := &memDisk{b: bytes.Repeat([]byte{0xa5}, MaxBlockRequest)}
+	disk := newMemDisk(bytes.Repeat([]byte{0xa5}, MaxBlockRequest))
 	e := newBlkEnv(t, disk, false, 256)
 	var now uint64
 	changed := 0
@@ -109,7 +109,7 @@ func TestPacedNotifyBounded(t *testing.T) {
 	if e.mem.bytes(status, 1)[0] != blkSOK || e.mem.bytes(legitStatus, 1)[0] != blkSOK {
 		t.Fatalf("statuses %d and %d", e.mem.bytes(status, 1)[0], e.mem.bytes(legitStatus, 1)[0])
 	}
-	if !bytes.Equal(disk.b[3*512:4*512], pattern(512, 7)) {
+	if !bytes.Equal(disk.Bytes()[3*512:4*512], pattern(512, 7)) {
 		t.Fatalf("the legitimate write did not reach the disk")
 	}
 	// Guest time paid for the work: at least what was moved beyond the
