@@ -83,7 +83,7 @@ var rules = map[string]rule{
 
 	// The host side: backends of the machine's devices, which see them
 	// only through the interfaces of package vm.
-	"host":          {isaFree: true, imports: []string{"host/netdev", "vm", "golang.org/x/sys"}},
+	"host":          {isaFree: true, imports: []string{"guest", "host/netdev", "vm", "golang.org/x/sys"}},
 	"host/netdev":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
@@ -94,7 +94,7 @@ var rules = map[string]rule{
 		"github.com/prometheus/client_golang"}},
 
 	// The guest's programs (and the host-side tools that build them) use
-	// nothing of the monitor.
+	// nothing of the monitor. Package guest says where the built guest is.
 	"guest":                 {},
 	"guest/cpio":            {},
 	"guest/kv":              {},
@@ -106,7 +106,7 @@ var rules = map[string]rule{
 
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
-	"internal/testsupport": {isaFree: true},
+	"internal/testsupport": {isaFree: true, imports: []string{"guest"}},
 	"internal/layering":    {},
 }
 
