@@ -194,14 +194,15 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if err != nil {
 		return nil, err
 	}
+	m.noteNonzeroPages()
 	m.rescan()
 	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included. Neither is touched when ram is
-// given (the caller rescans the rings).
+// opts.Disk the disk, contents included; neither is read nor written then
+// (the caller notes the image's non-zero pages and rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -279,8 +280,6 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		if err := m.loadSparsePages(enc); err != nil {
 			return nil, err
 		}
-	} else {
-		m.noteNonzeroPages()
 	}
 	var hs riscv.State
 	if err := get("hart", &hs); err != nil {
