@@ -291,6 +291,13 @@ func (m *Machine) Run(until uint64) StopReason {
 			m.htif.poll(m)
 		}
 		if r == riscv.StopIdle && !m.stopped {
+			if h.Waiting() && !h.Wakeable() {
+				// Waiting for an interrupt with every interrupt
+				// disabled (a kernel cut short parks its hart so):
+				// nothing can ever wake the guest.
+				m.stopped, m.stop = true, StopLockup
+				break
+			}
 			dl := m.clint.Deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				if !h.Waiting() {

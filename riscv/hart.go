@@ -164,6 +164,13 @@ func (h *Hart) LockedUp() bool { return h.lockedUp }
 // Waiting reports whether the hart is stalled in WFI.
 func (h *Hart) Waiting() bool { return h.waiting }
 
+// Wakeable reports whether an interrupt could ever wake the hart from WFI:
+// some interrupt is enabled in mie. WFI waits for a pending and enabled
+// interrupt whatever the global enables say (privileged spec 3.3.3), and
+// nothing outside the hart writes mie, so a waiting hart with mie zero
+// waits forever.
+func (h *Hart) Wakeable() bool { return h.csr.mie != 0 }
+
 // NoteWrite tells the hart that something else (DMA, a loader) wrote the
 // physical range [pa, pa+n) of RAM: the pages become dirty and cached
 // decodes of them are dropped.

@@ -15,6 +15,7 @@ import (
 	"ftvm/machine"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/runloop"
 )
 
 const engineName = "ftvm-riscv64"
@@ -82,7 +83,7 @@ func cmdRecord(args []string) error {
 			return err
 		}
 	}
-	lo, release, err := vf.attachHost(&cfg, *maxInsns)
+	h, release, err := vf.attachHost(&cfg)
 	if err != nil {
 		return err
 	}
@@ -123,9 +124,11 @@ func cmdRecord(args []string) error {
 			return writeSnapshot(m, *snapDir, n)
 		})
 	}
+	ctx, stop := stopSignals()
+	defer stop()
 	start := time.Now()
-	reason := runLoop(rec, lo)
-	lo.flush()
+	reason, lerr := runloop.Run(h.loop(ctx, rec, *maxInsns))
+	h.flush()
 	if err := rec.Close(reason); err != nil {
 		return fmt.Errorf("writing the log: %w", err)
 	}
@@ -135,6 +138,14 @@ func cmdRecord(args []string) error {
 	el := time.Since(start)
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs\r\nftvm: state digest %x\r\nftvm: log %s: %d records, %d bytes (%.1f kbit/s)\r\n",
 		reason, m.Instret(), el.Seconds(), m.Digest().Sum, *out, lw.Frames(), lw.Offset(), float64(lw.Offset())*8/el.Seconds()/1000)
+	if interrupted(lerr) {
+		fmt.Fprintf(os.Stderr, "ftvm: stopped by a signal; the log is complete\r\n")
+		lerr = nil
+	}
+	if lerr != nil {
+		printOutputs(outs)
+		return lerr
+	}
 	printOutputs(outs)
 	return nil
 }
