@@ -22,6 +22,7 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/host/netstack"
 	"ftvm/machine"
+	"ftvm/machinelog"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/runloop"
@@ -126,7 +127,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	}
 	outs := replay.NewOutputs()
 	if record {
-		hashOutputs(&cfg.Outputs, outs, nil)
+		machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	}
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -135,7 +136,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var e vm.Engine = m
 	var rec *replay.Recorder
 	if record {
-		h, err := logHeader(cfg, "")
+		h, err := machinelog.Header(cfg, "")
 		if err != nil {
 			return res, err
 		}
@@ -257,7 +258,7 @@ func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) 
 		}
 	}
 	outs := replay.NewOutputs()
-	hashOutputs(&cfg.Outputs, outs, nil)
+	machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	m, err := machine.New(cfg)
 	if err != nil {
 		return res, err

@@ -18,6 +18,7 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/machine"
 	"ftvm/runloop"
+	"ftvm/snapfile"
 	"ftvm/vm"
 )
 
@@ -92,13 +93,10 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	return cfg, nil
 }
 
-// restoreMachine starts a machine from a snapshot file.
+// restoreMachine starts a machine from a snapshot file. With -disk, the
+// snapshot's disk contents are written to that file and the guest runs on
+// it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	opts := machine.RestoreOptions{Outputs: out}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
@@ -107,11 +105,7 @@ func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Mach
 		}
 		opts.Disk = d
 	}
-	m, err := machine.Restore(bufio.NewReaderSize(f, 1<<20), opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	return snapfile.Restore(path, opts)
 }
 
 // runAndSnapshot runs m to instruction at, then saves a snapshot to path.
@@ -123,15 +117,7 @@ func runAndSnapshot(m *machine.Machine, h *hostIO, at uint64, path string) error
 		}
 		return fmt.Errorf("the guest stopped at %d, before -snapshot-at %d: %w", m.Instret(), at, err)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := m.Save(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := snapfile.Save(m, path); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", at, path)
@@ -144,8 +130,10 @@ func runAndSnapshot(m *machine.Machine, h *hostIO, at uint64, path string) error
 type hostIO struct {
 	inputs *host.Inputs
 	net    netdev.Backend // nil: none
-	flush  func()         // console output
+	out    *bufio.Writer  // console output, flushed after every slice
 }
+
+func (h *hostIO) flush() { h.out.Flush() }
 
 // attachHost connects a machine config to the host. It returns the host
 // side and a function that releases it.
@@ -154,8 +142,8 @@ func (f *vmFlags) attachHost(cfg *machine.Config) (*hostIO, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out := bufio.NewWriter(os.Stdout)
-	h := &hostIO{net: nb, flush: func() { out.Flush() }}
+	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	h := &hostIO{net: nb, out: out}
 	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
 	restore := func() {}
 	if nb != nil {
@@ -284,7 +272,15 @@ func cmdRun(args []string) error {
 	var wake <-chan struct{}
 	var onWake func() error
 	if *snapAt == 0 && *snapOut != "" {
-		wake, onWake = snapshotOnSignal(func() *machine.Machine { return m }, *snapOut)
+		var stopSnaps func()
+		wake, onWake, stopSnaps = snapfile.OnSignal(func() *machine.Machine { return m }, *snapOut, syscall.SIGUSR1, func(n uint64, err error) {
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot: %v\r\n", err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", n, *snapOut)
+		})
+		defer stopSnaps()
 	}
 	if *restore != "" && h.net != nil {
 		// The restored guest may be continuing somewhere else than where
