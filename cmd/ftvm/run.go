@@ -304,7 +304,7 @@ func cmdRun(args []string) error {
 	for err == nil && reason == vm.StopReboot && !*noReboot && cfg.ELF == nil {
 		h.flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
-		if m, err = machine.New(cfg); err != nil {
+		if m, err = m.Restart(cfg); err != nil {
 			return err
 		}
 		reason, err = run()
