@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"ftvm/host"
+	"ftvm/vm"
 )
 
 // defaultGuest loads the default guest built by scripts/build-guest.sh.
@@ -32,7 +33,7 @@ func loadDefaultGuest() (kernel, initrd []byte, err error) {
 }
 
 type bootResult struct {
-	reason  StopReason
+	reason  vm.StopReason
 	instret uint64
 	digest  [32]byte
 	console string

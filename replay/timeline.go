@@ -231,19 +231,10 @@ func (p *Timeline) applyRecord(rec eventlog.Record) error {
 			return err
 		}
 		if rec.Kind == eventlog.KindEnd {
-			p.ended, p.end = true, reasonOf(rec.Reason)
+			p.ended, p.end = true, vm.ParseStopReason(rec.Reason)
 		}
 	}
 	return nil
-}
-
-func reasonOf(s string) vm.StopReason {
-	for r := vm.StopLimit; r <= vm.StopLockup; r++ {
-		if r.String() == s {
-			return r
-		}
-	}
-	return vm.StopPowerOff
 }
 
 // Run replays forward until the instruction count reaches until

@@ -36,17 +36,20 @@ const (
 	IntMEI = 11
 )
 
-// StopReason says why Run returned.
-type StopReason int
+// Exit says why the hart's Run returned. It is the hart's signal to the
+// machine that runs it (limit, waiting in WFI, halted on request, locked
+// up), not an engine's stop reason: the machine turns it into a
+// vm.StopReason, which is the only stop reason above the machine.
+type Exit int
 
 const (
-	StopLimit  StopReason = iota // the instruction count reached the limit
-	StopIdle                     // the hart is in WFI with no interrupt pending
-	StopHalt                     // Halt was called (by an ecall hook or device access)
-	StopLockup                   // traps keep firing with no instruction retiring (e.g. the trap vector faults)
+	StopLimit  Exit = iota // the instruction count reached the limit
+	StopIdle               // the hart is in WFI with no interrupt pending
+	StopHalt               // Halt was called (by an ecall hook or device access)
+	StopLockup             // traps keep firing with no instruction retiring (e.g. the trap vector faults)
 )
 
-func (r StopReason) String() string {
+func (r Exit) String() string {
 	switch r {
 	case StopLimit:
 		return "limit"
@@ -203,7 +206,7 @@ func (h *Hart) ClearDirty() {
 
 // Run executes until Instret reaches limit, the hart idles in WFI with no
 // interrupt pending, or it is halted.
-func (h *Hart) Run(limit uint64) StopReason {
+func (h *Hart) Run(limit uint64) Exit {
 	if h.lockedUp {
 		return StopLockup
 	}
