@@ -91,3 +91,20 @@ func TestLockup(t *testing.T) {
 		t.Fatalf("second Run: %v, want lockup", r)
 	}
 }
+
+// TestWaitForever: a hart waiting for an interrupt with every interrupt
+// disabled can never run again; the machine says so (lockup) instead of
+// idling, with idle skip on or off.
+func TestWaitForever(t *testing.T) {
+	elf := crossCompile(t, "wfi.S")
+	for _, skip := range []bool{true, false} {
+		m, err := New(Config{MemoryMiB: 16, ELF: elf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetIdleSkip(skip)
+		if r := m.Run(1e6); r != StopLockup {
+			t.Fatalf("idle skip %v: stopped with %v after %d instructions, want lockup", skip, r, m.Instret())
+		}
+	}
+}

@@ -29,7 +29,7 @@ type boardState struct {
 	HTIFFromHost        uint64 `json:",omitempty"`
 	Clock               clockState
 	Stopped             bool
-	Stop                StopReason
+	Stop                vm.StopReason
 	ExitCode            uint32
 
 	// DiskSize is the disk's size in bytes, so that a restore without the

@@ -88,10 +88,17 @@ var rules = map[string]rule{
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
 
+	// The one host-driven run loop, for any engine.
+	"runloop": {isaFree: true, imports: []string{"host", "vm"}},
+
+	// The RISC-V machine on the host: its event logs and snapshot files.
+	"machinelog": {imports: []string{"host", "machine", "replay", "replay/eventlog", "snapfile", "vm"}},
+	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
+
 	// The command: flags and wiring.
 	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/netdev",
-		"host/netstack", "host/vswitch", "machine", "migrate", "replay", "replay/eventlog", "replication", "riscv", "vm",
-		"github.com/prometheus/client_golang"}},
+		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
+		"riscv", "runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor. Package guest says where the built guest is.
