@@ -30,12 +30,12 @@ type driver struct {
 	core *core.Core
 	ctx  context.Context // the run's: ends the arbiter's calls
 
-	candidate *joiner  // the joiner whose JoinRequest is being stepped
-	welcomed  *joiner  // welcomed, for the engine's goroutine to transfer to
-	joiner    *joiner  // the transfer in progress
-	link      *link    // the primary's log channel
-	stream    *stream  // the backup's
-	live      bool     // GoLive: the engine's goroutine must run as primary
+	candidate *joiner // the joiner whose JoinRequest is being stepped
+	welcomed  *joiner // welcomed, for the engine's goroutine to transfer to
+	joiner    *joiner // the transfer in progress
+	link      *link   // the primary's log channel
+	stream    *stream // the backup's
+	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
 	changed   chan struct{} // signalled (coalesced) after every step
 
