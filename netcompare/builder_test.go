@@ -185,22 +185,29 @@ func arpReply() []byte {
 // gVisor's implementation.
 func tcpChecksumOK(t *testing.T, f []byte) bool {
 	t.Helper()
-	eth := header.Ethernet(f)
-	switch eth.Type() {
+	if header.Ethernet(f).Type() != header.IPv4ProtocolNumber && header.Ethernet(f).Type() != header.IPv6ProtocolNumber {
+		t.Fatalf("not an IP frame")
+	}
+	return tcpChecksumValid(f)
+}
+
+// tcpChecksumValid verifies the TCP checksum of an IP frame whose headers
+// are well-formed.
+func tcpChecksumValid(f []byte) bool {
+	var src, dst tcpip.Address
+	var tcp header.TCP
+	switch header.Ethernet(f).Type() {
 	case header.IPv4ProtocolNumber:
 		ip := header.IPv4(f[header.EthernetMinimumSize:])
 		ip = ip[:ip.TotalLength()]
-		tcp := header.TCP(ip.Payload())
-		return tcp.IsChecksumValid(ip.SourceAddress(), ip.DestinationAddress(),
-			checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload())))
+		src, dst, tcp = ip.SourceAddress(), ip.DestinationAddress(), header.TCP(ip.Payload())
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(f[header.EthernetMinimumSize:])
-		tcp := header.TCP(ip.Payload())
-		return tcp.IsChecksumValid(ip.SourceAddress(), ip.DestinationAddress(),
-			checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload())))
+		src, dst, tcp = ip.SourceAddress(), ip.DestinationAddress(), header.TCP(ip.Payload())
+	default:
+		return false
 	}
-	t.Fatalf("not an IP frame")
-	return false
+	return tcp.IsChecksumValid(src, dst, checksum.Checksum(tcp.Payload(), 0), uint16(len(tcp.Payload())))
 }
 
 // tcpOf returns the TCP header of a frame built here.
