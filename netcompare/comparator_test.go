@@ -810,9 +810,11 @@ func TestRewrite(t *testing.T) {
 			p := newGConn(g, cl, pISN, clientISN)
 			s := newGConn(g, cl, sISN, clientISN)
 			delta := sISN - pISN
+			p.tsval, s.tsval = 0x10, 0xfffff000 // their timestamp clocks
+			tsDelta := s.tsval - p.tsval
 			rw.Observe(s.synAck(), 0)
 			for i, tc := range []seg{
-				{flags: header.TCPFlagAck, ack: pISN + 1}, // the handshake's ACK
+				{flags: header.TCPFlagAck, ack: pISN + 1, opts: tsOpt(900, p.tsval)}, // the handshake's ACK
 				{flags: header.TCPFlagAck | header.TCPFlagPsh, ack: pISN + 100, payload: []byte("GET key\r\n"), opts: tsOpt(5, 6)},
 				{flags: header.TCPFlagAck, ack: pISN + 100, opts: sackOpt(sack(pISN+200, pISN+300))},
 				{flags: header.TCPFlagAck, ack: pISN + 100, opts: append(tsOpt(1, 2)[2:], sackOpt(
@@ -849,6 +851,9 @@ func TestRewrite(t *testing.T) {
 					wantOpts.SACKBlocks[j].Start += seqnum.Value(delta)
 					wantOpts.SACKBlocks[j].End += seqnum.Value(delta)
 				}
+				if wantOpts.TS && tc.flags&header.TCPFlagAck != 0 {
+					wantOpts.TSEcr += tsDelta
+				}
 				if fmt.Sprint(wantOpts) != fmt.Sprint(gotOpts) {
 					t.Fatalf("case %d: options %+v, want %+v", i, gotOpts, wantOpts)
 				}
@@ -861,8 +866,9 @@ func TestRewrite(t *testing.T) {
 						diff++
 					}
 				}
-				// At most the ack, 8 bytes per SACK block and the checksum.
-				if diff > 4+8*len(wantOpts.SACKBlocks)+2 {
+				// At most the ack, 8 bytes per SACK block, TSecr and the
+				// checksum.
+				if diff > 4+8*len(wantOpts.SACKBlocks)+4+2 {
 					t.Fatalf("case %d: %d bytes changed", i, diff)
 				}
 			}
@@ -872,6 +878,9 @@ func TestRewrite(t *testing.T) {
 			sf := s.send([]byte("+OK\r\n"), 100)[0]
 			if !rw.FromSecondary(sf, 0) || tcpOf(sf).SequenceNumber() != p.next || !tcpChecksumOK(t, sf) {
 				t.Fatalf("from the secondary: seq %#x, want %#x, checksum ok %v", tcpOf(sf).SequenceNumber(), p.next, tcpChecksumOK(t, sf))
+			}
+			if ts := tcpOf(sf).ParsedOptions(); !ts.TS || ts.TSVal != s.tsval-tsDelta {
+				t.Fatalf("from the secondary: TSval %#x, want %#x", ts.TSVal, s.tsval-tsDelta)
 			}
 			// Unknown connections and other protocols pass unchanged.
 			other := tcpFrame(seg{src: clientEP(1), dst: g, ack: 5, flags: header.TCPFlagAck})

@@ -53,8 +53,9 @@ type flowKey struct {
 
 // packet is a parsed frame. Slices point into the frame.
 type packet struct {
-	kind kind
-	key  flowKey
+	frame []byte
+	kind  kind
+	key   flowKey
 	// body is what a datagram comparison compares: the IP payload, or
 	// everything after the Ethernet header for other EtherTypes.
 	body []byte
@@ -76,7 +77,7 @@ type tcpHeader struct {
 // TCP is a datagram of some flow, so that a guest's malformed output is
 // still compared rather than released.
 func parse(f []byte, outbound bool, p *packet) {
-	*p = packet{}
+	*p = packet{frame: f}
 	if len(f) < ethHeaderLen {
 		p.body = f // a runt: its own flow, compared whole
 		return

@@ -22,7 +22,8 @@ import (
 // It learns the primary's initial sequence number of a connection from
 // the first frame for the guest that acknowledges anything (the client's
 // ACK of the SYN-ACK, or a server's SYN-ACK): that number is the primary's
-// ISN plus one. The comparator holds the primary's SYN until the
+// ISN plus one; the same frame's timestamp echo is the primary's SYN's
+// timestamp, which gives the offset of the two guests' timestamp clocks. The comparator holds the primary's SYN until the
 // secondary has sent its own, so when the driver calls Observe before it
 // ships the secondary's frames to the comparator, that acknowledgement
 // always finds the secondary's ISN known. A checkpoint gives the secondary
@@ -45,11 +46,17 @@ type mapping struct {
 	key          flowKey
 	sBase, pBase uint32 // ISN+1 of the secondary's and the primary's guest
 	pKnown       bool
-	finOut       bool // the secondary's guest sent a FIN
-	finIn        bool // the peer sent one
-	closed       bool
-	lastSeen     time.Duration
-	prev, next   *mapping
+	// The timestamp clocks (RFC 7323): the secondary's SYN's TSval, and
+	// the secondary's TSval minus the primary's once the peer's first
+	// acknowledgement echoed the primary's.
+	sTS            uint32
+	sTSOK, tsKnown bool
+	tsDelta        uint32
+	finOut         bool // the secondary's guest sent a FIN
+	finIn          bool // the peer sent one
+	closed         bool
+	lastSeen       time.Duration
+	prev, next     *mapping
 }
 
 // NewRewriter returns a rewriter that keeps at most maxConns mappings
@@ -87,6 +94,10 @@ func (r *Rewriter) outbound(p *packet, now time.Duration) *mapping {
 				m = r.add(p.key)
 			}
 			*m = mapping{key: m.key, prev: m.prev, next: m.next, sBase: t.seq + 1}
+			hdr := p.frame[t.off : t.off+t.hdrLen]
+			if off := tsOption(hdr); off > 0 {
+				m.sTS, m.sTSOK = binary.BigEndian.Uint32(hdr[off:]), true
+			}
 		}
 	}
 	if m == nil {
@@ -105,12 +116,11 @@ func (r *Rewriter) outbound(p *packet, now time.Duration) *mapping {
 // ToSecondary maps a frame on its way to the secondary's guest into its
 // sequence space, in place: the acknowledgement number (when ACK is set)
 // and the edges of SACK blocks (RFC 2018, D-SACK included) shift by the
-// difference of the guests' initial sequence numbers, and the TCP
-// checksum is updated incrementally (RFC 1624). Nothing else changes; the
-// timestamp option is left as it is (the replicas' clocks start equal at
-// each checkpoint). It reports whether it changed the frame: other
-// protocols, connections without a mapping and mappings that are the
-// identity pass unchanged.
+// difference of the guests' initial sequence numbers, the timestamp
+// echo (TSecr) by the difference of their timestamp clocks, and the TCP
+// checksum is updated incrementally (RFC 1624). Nothing else changes. It
+// reports whether it changed the frame: other protocols, connections
+// without a mapping and mappings that are the identity pass unchanged.
 //
 // The frame's checksum need not be valid: an incremental update keeps it
 // as right or as wrong as it was, so a corrupt frame is still dropped by
@@ -135,38 +145,59 @@ func (r *Rewriter) ToSecondary(frame []byte, now time.Duration) bool {
 	if t.flags&tcpRST != 0 || (m.finOut && m.finIn) {
 		m.closed = true
 	}
+	hdr := frame[t.off : t.off+t.hdrLen]
 	if !m.pKnown {
 		if t.flags&tcpACK == 0 || t.flags&tcpRST != 0 {
 			return false
 		}
 		m.pBase, m.pKnown = t.ack, true
+		if off := tsOption(hdr); off > 0 && m.sTSOK {
+			m.tsDelta, m.tsKnown = m.sTS-binary.BigEndian.Uint32(hdr[off+4:]), true
+		}
 	}
 	d := m.sBase - m.pBase
-	if d == 0 {
-		return false
-	}
-	hdr := frame[t.off : t.off+t.hdrLen]
 	changed := false
-	if t.flags&tcpACK != 0 {
+	if t.flags&tcpACK != 0 && d != 0 {
 		add32(hdr, 8, d)
 		changed = true
 	}
 	tcpOptions(hdr, func(k byte, off int, opt []byte) {
-		if k != 5 || (len(opt)-2)%8 != 0 {
-			return
-		}
-		for i := off + 2; i < off+len(opt); i += 4 {
-			add32(hdr, i, d)
+		switch {
+		case k == 5 && (len(opt)-2)%8 == 0 && d != 0:
+			for i := off + 2; i < off+len(opt); i += 4 {
+				add32(hdr, i, d)
+				changed = true
+			}
+		case k == 8 && len(opt) == 10 && m.tsKnown && m.tsDelta != 0 && t.flags&tcpACK != 0:
+			// TSecr echoes the primary's clock; it is meaningful only
+			// with ACK set (RFC 7323 3.2).
+			add32(hdr, off+6, m.tsDelta)
 			changed = true
 		}
 	})
 	return changed
 }
 
+// tsOption returns the offset of the timestamp option's TSval in a TCP
+// header, or 0.
+func tsOption(hdr []byte) int {
+	at := 0
+	tcpOptions(hdr, func(k byte, off int, opt []byte) {
+		if k == 8 && len(opt) == 10 && at == 0 {
+			at = off + 2
+		}
+	})
+	return at
+}
+
 // FromSecondary maps a frame the secondary's guest sent into the
-// primary's sequence space, in place: its sequence number (its
-// acknowledgements and SACK blocks count in the client's space) and the
-// checksum. The driver uses it after a failover, on every frame the
+// primary's sequence space, in place: its sequence number and timestamp
+// value (TSval), and the checksum; its acknowledgements and SACK blocks
+// count in the client's space already. Without the timestamp mapping the
+// client would discard the promoted secondary's segments as old
+// duplicates (PAWS, RFC 7323 5) whenever its timestamp clock is behind
+// the primary's, as it is when the guests derive per-connection offsets
+// from different secrets. The driver uses it after a failover, on every frame the
 // promoted secondary sends, so that the clients of connections opened
 // before it keep the numbers they agreed to with the old primary. It
 // reports whether it changed the frame.
@@ -177,11 +208,20 @@ func (r *Rewriter) FromSecondary(frame []byte, now time.Duration) bool {
 		return false
 	}
 	m := r.outbound(&p, now)
-	if m == nil || !m.pKnown || m.sBase == m.pBase {
+	if m == nil || !m.pKnown {
 		return false
 	}
-	add32(frame[p.tcp.off:p.tcp.off+p.tcp.hdrLen], 4, m.pBase-m.sBase)
-	return true
+	hdr := frame[p.tcp.off : p.tcp.off+p.tcp.hdrLen]
+	changed := false
+	if m.sBase != m.pBase {
+		add32(hdr, 4, m.pBase-m.sBase)
+		changed = true
+	}
+	if off := tsOption(hdr); off > 0 && m.tsKnown && m.tsDelta != 0 {
+		add32(hdr, off, -m.tsDelta)
+		changed = true
+	}
+	return changed
 }
 
 // Checkpoint forgets every mapping: call it when the secondary's guest
