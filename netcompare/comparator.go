@@ -912,10 +912,10 @@ func (c *Comparator) syn(cn *conn, s side, t *tcpHeader, hdr []byte, now time.Du
 	if st.synSeen && st.base == t.seq+1 {
 		return // a retransmission
 	}
-	if st.known {
-		// A new SYN on a tuple this side used: a new incarnation of the
-		// connection. What was held of the old one waits for the next
-		// checkpoint.
+	if st.known || st.rst || cn.closed {
+		// A new SYN on a tuple this side used, or on a closed or reset
+		// connection: a new incarnation of the connection. What was held
+		// of the old one waits for the next checkpoint.
 		c.reincarnate(cn)
 	}
 	st.base, st.known, st.synSeen = t.seq+1, true, true

@@ -3,6 +3,9 @@ package netcompare
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,11 +129,14 @@ func (s *script) bytes(n int) []byte {
 	return bytes.Clone(v)
 }
 
-func runScript(t *testing.T, in []byte) {
+// runScript runs a script and returns a transcript of what the
+// comparator did: the frames it released, in order, and its requests.
+func runScript(t *testing.T, in []byte) string {
 	c := New(Config{MaxHeldBytes: 8 << 10, MaxBufferedBytes: 4 << 10, MaxConnections: 6, HoldTimeout: 50 * time.Millisecond, MaxPeriod: time.Second, Linger: 100 * time.Millisecond}, 0)
 	rw := NewRewriter(4, 100*time.Millisecond)
 	s := &script{b: in}
 	var now time.Duration
+	var tr strings.Builder
 	isn := [2]uint32{1000, 0xfffff000}
 	for len(s.b) > 0 {
 		op := s.byte()
@@ -175,7 +181,9 @@ func runScript(t *testing.T, in []byte) {
 			c.Tick(now)
 			rw.Tick(now)
 		case 6:
-			c.Checkpoint(now)
+			for _, f := range c.Checkpoint(now) {
+				fmt.Fprintf(&tr, "c%x ", crc32.ChecksumIEEE(f))
+			}
 			rw.Checkpoint()
 		case 7: // a client frame for the secondary
 			f := tcpFrame(seg{src: clientEP(40000 + uint16(s.byte()%4)), dst: guestEP(6379), seq: clientISN, ack: s.u32(),
@@ -184,9 +192,15 @@ func runScript(t *testing.T, in []byte) {
 				t.Fatal("ToSecondary broke a valid checksum")
 			}
 		}
-		c.Released(nil)
+		for _, f := range c.Released(nil) {
+			fmt.Fprintf(&tr, "r%x ", crc32.ChecksumIEEE(f))
+		}
+		if w, ok := c.Want(); ok {
+			fmt.Fprintf(&tr, "w%v ", w)
+		}
 		c.check(t)
 	}
+	return tr.String()
 }
 
 func FuzzComparator(f *testing.F) {
@@ -205,7 +219,10 @@ func FuzzComparator(f *testing.F) {
 	f.Add([]byte{4, 1, 3, 'x', 'y', 'z', 0, 4, 1, 3, 'x', 'y', 'q', 1, 5, 100})
 	f.Add([]byte{0, 20, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0, 0, 0, 0, 0, 0x08, 0x00, 0x45, 0, 0, 20, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		runScript(t, in)
+		// Deterministic: the same input, the same releases and requests.
+		if a, b := runScript(t, in), runScript(t, in); a != b {
+			t.Fatalf("two runs differ:\n%s\n%s", a, b)
+		}
 	})
 }
 
