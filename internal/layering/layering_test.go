@@ -88,6 +88,11 @@ var rules = map[string]rule{
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
 
+	// COLO's network comparison and rewriting: a state machine (time is
+	// an argument, no goroutines or I/O) that knows frames, not engines.
+	// Not pure only because it names time.Duration and netip addresses.
+	"netcompare": {isaFree: true},
+
 	// The command: flags and wiring.
 	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/netdev",
 		"host/netstack", "host/vswitch", "machine", "migrate", "replay", "replay/eventlog", "replication", "riscv", "vm",
