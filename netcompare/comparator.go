@@ -345,6 +345,33 @@ func (c *Comparator) Tick(now time.Duration) {
 	}
 }
 
+// Deadline returns the next time at which Tick has something to do (the
+// oldest held frame's hold timeout, the period, the end of a closed
+// connection's linger), and false if there is none. A driver may arm one
+// timer for it instead of ticking; it must look again after each call
+// that changes the comparator.
+func (c *Comparator) Deadline() (time.Duration, bool) {
+	var d time.Duration
+	ok := false
+	earliest := func(t time.Duration) {
+		if !ok || t < d {
+			d, ok = t, true
+		}
+	}
+	if c.want == nil {
+		if h := c.heldHead; h != nil {
+			earliest(h.at + c.cfg.HoldTimeout)
+		}
+		if c.cfg.MaxPeriod > 0 {
+			earliest(c.lastCkpt + c.cfg.MaxPeriod)
+		}
+	}
+	if cn := c.closedHead; cn != nil {
+		earliest(cn.lastSeen + c.cfg.Linger)
+	}
+	return d, ok
+}
+
 // Released appends the primary frames that may now leave, in the order
 // they became releasable, to dst and returns it; the comparator forgets
 // them.

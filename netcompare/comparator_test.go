@@ -794,6 +794,42 @@ func TestHeldBounds(t *testing.T) {
 		h.tick(999 * time.Millisecond)
 		h.noTrigger()
 	})
+	t.Run("deadline", func(t *testing.T) {
+		h := newHarness(t, Config{HoldTimeout: 200 * time.Millisecond, MaxPeriod: time.Second, Linger: 300 * time.Millisecond})
+		if d, ok := h.c.Deadline(); !ok || d != time.Second {
+			t.Fatalf("deadline %v %v, want the period at 1s", d, ok)
+		}
+		cp := newPair(40034, 1, 2)
+		h.now = 100 * time.Millisecond
+		h.open(cp)
+		pf := cp.p.send(payload(10, 1), 10)
+		h.pri(pf...)
+		if d, _ := h.c.Deadline(); d != 300*time.Millisecond {
+			t.Fatalf("deadline %v, want the hold timeout at 300ms", d)
+		}
+		// Ticking at the deadline finds the timeout.
+		h.tick(200*time.Millisecond - 1)
+		h.noTrigger()
+		h.tick(1)
+		h.wantTrigger(HoldTimeout)
+		h.c.Checkpoint(h.now)
+		// A closed connection's linger.
+		cp2 := newPair(40035, 1, 2)
+		h.open(cp2)
+		h.pri(cp2.p.rst())
+		h.sec(cp2.s.rst())
+		if d, _ := h.c.Deadline(); d != h.now+300*time.Millisecond {
+			t.Fatalf("deadline %v, want the linger at %v", d, h.now+300*time.Millisecond)
+		}
+		h.tick(300*time.Millisecond - 1)
+		if n := h.c.Stats().Flows; n != 2 {
+			t.Fatalf("%d flows before the linger ends, want 2", n)
+		}
+		h.tick(1)
+		if n := h.c.Stats().Flows; n != 1 {
+			t.Fatalf("%d flows after the linger, want 1 (the open one)", n)
+		}
+	})
 	t.Run("table", func(t *testing.T) {
 		h := newHarness(t, Config{MaxConnections: 50})
 		for i := range 200 {
