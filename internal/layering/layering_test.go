@@ -106,6 +106,11 @@ var rules = map[string]rule{
 	"machinelog": {imports: []string{"host", "machine", "replay", "replay/eventlog", "snapfile", "vm"}},
 	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
 
+	// COLO's network comparison and rewriting: a state machine (time is
+	// an argument, no goroutines or I/O) that knows frames, not engines.
+	// Not pure only because it names time.Duration and netip addresses.
+	"netcompare": {isaFree: true},
+
 	// The command: flags and wiring.
 	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/netdev",
 		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
