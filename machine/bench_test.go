@@ -12,10 +12,16 @@ import (
 //
 //	go test -run '^$' -bench GuestCPU -cpuprofile cpu.prof ./machine
 func BenchmarkGuestCPU(b *testing.B) {
+	for _, exec := range []string{ExecInterp, ExecJIT} {
+		b.Run(exec, func(b *testing.B) { benchGuestCPU(b, exec) })
+	}
+}
+
+func benchGuestCPU(b *testing.B, exec string) {
 	k, i := testsupport.DefaultGuest(b)
-	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000"})
+	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000", Exec: exec})
 	if err != nil {
-		b.Fatal(err)
+		b.Skip(err)
 	}
 	m.Run(150e6) // boot, start the workload
 	const chunk = 10e6
@@ -26,6 +32,10 @@ func BenchmarkGuestCPU(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*chunk/b.Elapsed().Seconds()/1e6, "Minsn/s")
+	if st := m.TranslatorStats(); st.Blocks > 0 {
+		b.ReportMetric(float64(st.Blocks), "blocks")
+		b.ReportMetric(float64(st.Flushes), "flushes")
+	}
 }
 
 // BenchmarkBoot measures a boot of the default guest to power-off (the

@@ -76,21 +76,7 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 	if m.cfg.Disk != nil && m.disk == nil {
 		return nil, errors.New("checkpoint: the disk is not tracked")
 	}
-	c := &Checkpoint{
-		instret: m.hart.Instret, hart: m.hart.State(),
-		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
-		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
-	}
-	if m.htif != nil {
-		h := *m.htif
-		c.htif = &h
-	}
-	if m.blk != nil {
-		c.blkTr, c.blk = m.blkTr.State(), m.blk.State()
-	}
-	if m.net != nil {
-		c.netTr, c.net = m.netTr.State(), m.net.State()
-	}
+	c := m.captureStates()
 	base := m.ck.base
 	// The disk first: it is the part that can fail (a backend read), and
 	// a failure must leave the machine's checkpoint state as it was.
@@ -168,6 +154,27 @@ func copyPage(old *page, src []byte) *page {
 	return p
 }
 
+// captureStates copies the processor, device and clock states into a new
+// Checkpoint (without RAM or disk).
+func (m *Machine) captureStates() *Checkpoint {
+	c := &Checkpoint{
+		instret: m.hart.Instret, hart: m.hart.State(),
+		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
+		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	if m.htif != nil {
+		h := *m.htif
+		c.htif = &h
+	}
+	if m.blk != nil {
+		c.blkTr, c.blk = m.blkTr.State(), m.blk.State()
+	}
+	if m.net != nil {
+		c.netTr, c.net = m.netTr.State(), m.net.State()
+	}
+	return c
+}
+
 // Rewind puts the machine back in the state of a checkpoint it took. Only
 // what may differ is copied back: the pages written since the current
 // base checkpoint and those in which the two checkpoints differ.
@@ -209,8 +216,21 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			return err
 		}
 	}
-	if err := m.hart.SetState(c.hart); err != nil {
+	if err := m.setStates(c); err != nil {
 		return fmt.Errorf("rewind: %w", err)
+	}
+	m.ck.base = c
+	// The restored pages are marked (NoteWrite) and will be seen by the
+	// next checkpoint, which shares them with c as they are equal.
+	return nil
+}
+
+// setStates puts the processor, device and clock states of c (taken by
+// captureStates on a machine of the same configuration) into m and drives
+// the interrupt lines from them.
+func (m *Machine) setStates(c *Checkpoint) error {
+	if err := m.hart.SetState(c.hart); err != nil {
+		return err
 	}
 	m.clock = c.clock
 	m.stopped, m.stop, m.exitCode = c.stopped, c.stop, c.exitCode
@@ -227,21 +247,18 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 		errs = append(errs, m.netTr.SetState(c.netTr), m.net.SetState(c.net))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("rewind: %w", err)
+		return err
 	}
 	// Interrupt lines follow the restored device states. Unlike Restore,
-	// the rings are not rescanned: the checkpoint was taken between Run
-	// calls of this very machine, where nothing was left unprocessed, and a
-	// rescan could complete a request earlier than the original run did.
+	// the rings are not rescanned: the states were taken between Run
+	// calls, where nothing was left unprocessed, and a rescan could
+	// complete a request earlier than the original run did.
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 		}
 	}
-	m.ck.base = c
-	// The restored pages are marked (NoteWrite) and will be seen by the
-	// next checkpoint, which shares them with c as they are equal.
 	return nil
 }
 

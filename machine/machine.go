@@ -17,6 +17,7 @@ import (
 
 	"ftvm/devices"
 	"ftvm/riscv"
+	"ftvm/riscv/jit"
 	"ftvm/virtio"
 	"ftvm/vm"
 )
@@ -69,6 +70,10 @@ type Config struct {
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
 	// is 100 M instructions per guest second at the 10 MHz timebase).
 	InstructionsPerTick uint64
+
+	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
+	// DefaultExec). It changes speed, never results.
+	Exec string
 
 	Outputs Outputs
 }
@@ -136,6 +141,7 @@ type Machine struct {
 	// written: the pages ever written, up to the last fold (ram.go).
 	written []uint64
 
+	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -182,14 +188,18 @@ func validate(cfg *Config) error {
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
 		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
-	return nil
+	var err error
+	cfg.Exec, err = checkExec(cfg.Exec)
+	return err
 }
 
 // build builds a machine from a validated cfg in ram (nil: new memory) and
 // loads its images.
 func build(cfg Config, ram []byte) (*Machine, error) {
-	m := newBoard(cfg, ram)
-	var err error
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
 	} else {
@@ -204,7 +214,7 @@ func build(cfg Config, ram []byte) (*Machine, error) {
 // newBoard builds the machine's hardware from a validated cfg, with the
 // hart at reset and RAM empty (ram nil) or the given image of
 // cfg.MemoryMiB MiB; booting or restoring fills them.
-func newBoard(cfg Config, ram []byte) *Machine {
+func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -243,7 +253,10 @@ func newBoard(cfg Config, ram []byte) *Machine {
 		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 	}
-	return m
+	if err := m.attachEngine(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // The devices' bandwidth in guest time (virtio.Pace): a guest cannot make

@@ -150,6 +150,7 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
+	Exec    string // the execution engine (Config.Exec)
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -163,7 +164,12 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if _, ok := snapshot.Find(secs, "ram"); !ok {
 		return nil, errors.New(`snapshot: no "ram" section (a snapshot written by SaveState is restored with RestoreState)`)
 	}
-	return restoreSections(secs, nil, opts)
+	m, err := restoreSections(secs, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // RestoreState builds a machine from a snapshot written by SaveState, with
@@ -184,12 +190,18 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if ram == nil {
 		return nil, errors.New("snapshot: state-only restore without a RAM image")
 	}
-	return restoreSections(secs, ram, opts)
+	m, err := restoreSections(secs, ram, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included.
+// opts.Disk the disk, contents included. Neither is touched when ram is
+// given (the caller rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -218,6 +230,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
 		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+	var err error
+	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
+		return nil, err
+	}
 	switch {
 	case ram != nil:
 		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
@@ -247,7 +263,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 	}
 	full := ram == nil
-	m := newBoard(cfg, ram)
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
@@ -313,10 +332,16 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
-	// Re-drive every interrupt line from the restored state, then look at
-	// the rings again: a notification the guest sent just before the
-	// snapshot must not be lost (with suppression on, it will not send it
-	// twice).
+	return m, nil
+}
+
+// rescan re-drives every interrupt line from a restored state, then looks
+// at the rings again: a notification the guest sent just before the
+// snapshot must not be lost (with suppression on, it will not send it
+// twice). Restore and RestoreState do it; LoadState, which validates a
+// state by restoring it on a board that shares the live machine's RAM and
+// disk, must not.
+func (m *Machine) rescan() {
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
@@ -324,7 +349,6 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			tr.Kick()
 		}
 	}
-	return m, nil
 }
 
 // loadSparsePages fills RAM from a "ram" section: only the pages it holds
