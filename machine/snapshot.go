@@ -194,6 +194,7 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if err != nil {
 		return nil, err
 	}
+	m.noteNonzeroPages()
 	m.rescan()
 	return m, nil
 }
@@ -279,8 +280,6 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		if err := m.loadSparsePages(enc); err != nil {
 			return nil, err
 		}
-	} else {
-		m.noteNonzeroPages()
 	}
 	var hs riscv.State
 	if err := get("hart", &hs); err != nil {
