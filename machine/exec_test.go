@@ -6,6 +6,7 @@ import (
 	"ftvm/internal/testsupport"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/riscv/jit"
 	"ftvm/vm"
 )

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/snapshot"
+	"ftvm/vm"
 )
 
 // TestLoadStateWritePage brings a machine that booted the default guest

@@ -129,7 +129,7 @@ var rules = map[string]rule{
 
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
-	"internal/testsupport": {isaFree: true, imports: []string{"guest"}},
+	"internal/testsupport": {isaFree: true, imports: []string{"guest", "vm"}},
 	"internal/layering":    {},
 }
 
