@@ -32,6 +32,9 @@ func cmdDemo(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo takes no arguments (got %q)", fs.Args())
+	}
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
 	}

@@ -38,6 +38,12 @@ func cmdRecord(args []string) error {
 	if (*snapEvery == 0) != (*snapDir == "") {
 		return errors.New("-snapshot-every and -snapshot-dir go together")
 	}
+	if fs.NArg() > 1 {
+		return errors.New("record takes at most one program")
+	}
+	if err := vf.check(given(fs), fs.Arg(0), *restore); err != nil {
+		return err
+	}
 	var cfg machine.Config
 	var hdr eventlog.Header
 	var err error
@@ -62,14 +68,17 @@ func cmdRecord(args []string) error {
 		if m, err = restoreMachine(*restore, vf, cfg.Outputs); err != nil {
 			return err
 		}
+		if err := vf.checkRestored(m, *restore); err != nil {
+			return err
+		}
 		if hdr, err = machinelog.SnapshotHeader(*restore, m); err != nil {
 			return err
 		}
 	} else if m, err = machine.New(cfg); err != nil {
 		return err
 	}
-	if cfg.Net {
-		hdr.MAC = cfg.MAC
+	if m.HasNet() {
+		hdr.MAC = m.MAC()
 	}
 	lf, err := machinelog.Create(*out, hdr, m, *every)
 	if err != nil {
@@ -142,6 +151,11 @@ func cmdReplay(args []string) error {
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return errors.New("replay takes one log file")
+	}
+	if *gdbAddr == "" {
+		if err := notWith(given(fs), "checkpoints serve reverse execution under -gdb", "checkpoint-every"); err != nil {
+			return err
+		}
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {

@@ -164,6 +164,9 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
+	if err := vf.check(given(fs), "", ""); err != nil {
+		return err
+	}
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -217,6 +220,11 @@ func cmdBackup(args []string) error {
 	if *join == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return errors.New("backup needs -join and takes no arguments")
+	}
+	if vf.net == "" {
+		if err := notWith(given(fs), "it must match the primary's guest NIC, and this backup has none without -net", "mac"); err != nil {
+			return err
+		}
 	}
 	rc, err := rf.replicaConfig()
 	if err != nil {
