@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"ftvm/gdbtarget"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/replay"
@@ -139,7 +140,7 @@ func cmdReplay(args []string) error {
 	fs.StringVar(&im.Snapshot, "restore", "", "the snapshot `file` the recording started from")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
-	ckEvery := fs.Uint64("checkpoint-every", gdbCheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
+	ckEvery := fs.Uint64("checkpoint-every", gdbtarget.CheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
 	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest. A log cut short (its\nrecorder killed) is replayed up to its last complete record.")
@@ -186,7 +187,7 @@ func cmdReplay(args []string) error {
 	if tl, err = replay.NewTimeline(m, rd, opts); err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
-	err = replayGDB(*gdbAddr, m, tl, con.Flush)
+	err = gdbtarget.Replay(*gdbAddr, m, tl, con.Flush, os.Stderr)
 	con.Flush()
 	el := time.Since(start)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"ftvm/gdbtarget"
 	"ftvm/host"
 	"ftvm/host/netdev"
 	"ftvm/machine"
@@ -324,7 +325,7 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer release()
-	gs, err := listenGDB(*gdbAddr, h.flush)
+	gs, err := gdbtarget.Listen(*gdbAddr, h.flush, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -373,7 +374,7 @@ func cmdRun(args []string) error {
 	}
 	start := time.Now()
 	run := func() (vm.StopReason, error) {
-		e, err := gs.engine(m)
+		e, err := gs.Engine(m)
 		if err != nil {
 			return vm.StopLimit, err
 		}
@@ -395,7 +396,7 @@ func cmdRun(args []string) error {
 		reason, err = run()
 	}
 	h.flush()
-	if gerr := gs.finish(); gerr != nil {
+	if gerr := gs.Finish(); gerr != nil {
 		return gerr
 	}
 	elapsed := time.Since(start)

@@ -94,11 +94,12 @@ var rules = map[string]rule{
 	// The RISC-V machine on the host: its event logs and snapshot files.
 	"machinelog": {imports: []string{"host", "machine", "replay", "replay/eventlog", "snapfile", "vm"}},
 	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
+	"gdbtarget":  {imports: []string{"gdbstub", "machine", "replay", "riscv", "vm"}},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/netdev",
+	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbtarget", "guest/workload", "host", "host/netdev",
 		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
-		"riscv", "runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
+		"runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor.
