@@ -96,10 +96,13 @@ var rules = map[string]rule{
 	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
 	"gdbtarget":  {imports: []string{"gdbstub", "machine", "replay", "riscv", "vm"}},
 
+	// Watching replicas and the switch over HTTP.
+	"monitor": {isaFree: true, imports: []string{"host/vswitch", "replication", "github.com/prometheus/client_golang"}},
+
 	// The command: flags and wiring.
 	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbtarget", "guest/workload", "host", "host/netdev",
-		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
-		"runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
+		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication",
+		"runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor.
