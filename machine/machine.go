@@ -242,18 +242,35 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 		}
 		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.blkTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++
 	}
 	if cfg.Net {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 	}
 	if err := m.attachEngine(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
+// a notification cost the host more than deviceBurst bytes of work plus
+// one request, nor more than deviceBytesPerTick per tick over time. At the
+// 10 MHz timebase that is 320 MB per guest second, far above what the
+// guest's disk and network use, and at the interpreter's speed (about one
+// guest second per second) a small part of the host's time.
+const (
+	deviceBytesPerTick = 32
+	deviceBurst        = 16 << 20
+)
+
+func (m *Machine) devicePace() virtio.Pace {
+	return virtio.Pace{Now: m.mtime, Changed: m.timerChanged, BytesPerTick: deviceBytesPerTick, Burst: deviceBurst}
 }
 
 // attachTimer connects the CLINT. With the SBI in the machine (a Linux
@@ -303,7 +320,30 @@ func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
 
 // Deadline returns the mtime at which the guest's timer fires, or ^0.
-func (m *Machine) Deadline() uint64 { return m.clint.Deadline() }
+func (m *Machine) Deadline() uint64 { return m.deadline() }
+
+// deadline is the guest time of the next timed event: the guest's timer,
+// or a device resuming work it deferred (virtio.Pace).
+func (m *Machine) deadline() uint64 {
+	dl := m.clint.Deadline()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			dl = min(dl, tr.Deadline())
+		}
+	}
+	return dl
+}
+
+// updateTimers brings the timer and the devices' deferred work up to the
+// current guest time.
+func (m *Machine) updateTimers() {
+	m.clint.Update()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.Update()
+		}
+	}
+}
 
 // Run executes until the instruction count reaches until, the guest stops
 // itself, or (with idle skip off) it idles. It returns why it stopped.
@@ -314,7 +354,7 @@ func (m *Machine) Run(until uint64) vm.StopReason {
 			return StopLimit
 		}
 		limit := until
-		if t := m.clock.instretAt(m.clint.Deadline(), h.Instret); t < limit {
+		if t := m.clock.instretAt(m.deadline(), h.Instret); t < limit {
 			limit = t
 			if limit <= h.Instret {
 				limit = h.Instret + 1
@@ -324,7 +364,7 @@ func (m *Machine) Run(until uint64) vm.StopReason {
 			limit = h.Instret + htifPoll
 		}
 		r := h.Run(limit)
-		m.clint.Update()
+		m.updateTimers()
 		if r == riscv.StopLockup {
 			m.stopped, m.stop = true, StopLockup
 			break
@@ -347,7 +387,7 @@ func (m *Machine) Run(until uint64) vm.StopReason {
 				m.stopped, m.stop = true, StopLockup
 				break
 			}
-			dl := m.clint.Deadline()
+			dl := m.deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				if !h.Waiting() {
 					continue
@@ -355,7 +395,7 @@ func (m *Machine) Run(until uint64) vm.StopReason {
 				return StopIdle
 			}
 			m.clock.advance(dl, h.Instret)
-			m.clint.Update()
+			m.updateTimers()
 		}
 	}
 	return m.stop
@@ -393,7 +433,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 		return 0, nil
 	case AdvanceTime:
 		m.clock.advance(e.To, m.hart.Instret)
-		m.clint.Update()
+		m.updateTimers()
 		return 0, nil
 	}
 	return 0, fmt.Errorf("unknown event %T", ev)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
@@ -16,7 +17,7 @@ import (
 func recordWithOutputs(t *testing.T) (log []byte, console string, final vm.Digest) {
 	var con bytes.Buffer
 	out := NewOutputs()
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) { con.Write(b); out.Console(b) }}})
 	if err != nil {
@@ -42,7 +43,7 @@ func newPlayer(t *testing.T, log []byte, every uint64, con *bytes.Buffer) (*Time
 	t.Helper()
 	out := NewOutputs()
 	var p *Timeline
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) {
 			out.Console(b)
@@ -144,7 +145,7 @@ func TestTimelineRunBack(t *testing.T) {
 func TestTimelineOutputMismatch(t *testing.T) {
 	log, _, _ := recordWithOutputs(t)
 	out := NewOutputs()
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, _ := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(at uint64, b []byte) {
 			if at > 30e6 {

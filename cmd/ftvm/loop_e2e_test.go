@@ -9,16 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 )
 
 // crossCompile assembles a bare-metal program from machine/testdata.
 func crossCompile(t *testing.T, src string, defs ...string) string {
 	t.Helper()
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		require(t, "riscv64-linux-gnu-gcc")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	dir := "../../machine/testdata/"
 	elf := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".S")+".elf")
 	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static", "-T", dir + "link.ld", "-o", elf, dir + src}
@@ -67,23 +64,20 @@ func TestRunEndsLoudly(t *testing.T) {
 		{"wfi, interrupts disabled", []string{crossCompile(t, "wfi.S")}, lockup},
 		{"wfi, nothing to raise the interrupt", []string{crossCompile(t, "wfi.S", "MIE=0x800")}, "nothing can raise"},
 	}
-	if _, err := os.Stat(filepath.Join(host.GuestDir(), "Image")); err == nil {
-		k, err := os.ReadFile(filepath.Join(host.GuestDir(), "Image"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cut := filepath.Join(t.TempDir(), "cut.Image")
-		if err := os.WriteFile(cut, k[:100<<10], 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cases = append(cases, struct {
-			name string
-			args []string
-			want string
-		}{"kernel cut to 100 KB", []string{"-kernel", cut}, lockup})
-	} else {
-		requireGuest(t)
+	kernel, _ := testsupport.GuestFiles(t)
+	k, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
 	}
+	cut := filepath.Join(t.TempDir(), "cut.Image")
+	if err := os.WriteFile(cut, k[:100<<10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, struct {
+		name string
+		args []string
+		want string
+	}{"kernel cut to 100 KB", []string{"-kernel", cut}, lockup})
 	for _, c := range cases {
 		for _, closed := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/stdin closed %v", c.name, closed), func(t *testing.T) {

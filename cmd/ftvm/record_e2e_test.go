@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"ftvm/internal/testsupport"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 // exit status 0, and a complete log whose replay reproduces the console
 // and the final digest.
 func TestRecordSignals(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -43,7 +44,7 @@ func TestRecordSignals(t *testing.T) {
 // replays up to its last complete record, the input typed before the kill
 // and the guest's answer to it included, and says it ended early.
 func TestRecordKilled(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	log := filepath.Join(t.TempDir(), "run.log")
 	vm := startVM(t, ftvm, "record", "-o", log)
