@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ftvm/internal/testsupport"
 )
 
 // TestFlagsRefused: a flag that does not apply to the chosen mode is
@@ -64,7 +66,7 @@ func TestFlagsRefused(t *testing.T) {
 // disk); a replay of a recording that starts from a snapshot refuses the
 // images a snapshot replaces.
 func TestRestoreDiskReadOnly(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	snap, disk, other := filepath.Join(dir, "s.snap"), filepath.Join(dir, "disk.img"), filepath.Join(dir, "other.img")
