@@ -105,6 +105,10 @@ var rules = map[string]rule{
 	// The RISC-V machine on the host: its event logs and snapshot files.
 	"machinelog": {imports: []string{"host", "machine", "replay", "replay/eventlog", "snapfile", "vm"}},
 	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
+	"gdbtarget":  {imports: []string{"gdbstub", "machine", "replay", "riscv", "vm"}},
+
+	// Watching replicas and the switch over HTTP.
+	"monitor": {isaFree: true, imports: []string{"host/vswitch", "replication", "github.com/prometheus/client_golang"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
 	// an argument, no goroutines or I/O) that knows frames, not engines.
@@ -112,9 +116,9 @@ var rules = map[string]rule{
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/netdev",
-		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
-		"riscv", "runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
+	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbtarget", "guest/workload", "host", "host/netdev",
+		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication",
+		"runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor. Package guest says where the built guest is.
