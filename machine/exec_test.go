@@ -3,7 +3,6 @@ package machine
 import (
 	"bytes"
 	"fmt"
-	"ftvm/internal/testsupport"
 	"testing"
 
 	"ftvm/internal/testsupport"

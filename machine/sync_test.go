@@ -3,8 +3,6 @@ package machine
 import (
 	"bytes"
 	"encoding/json"
-	"ftvm/internal/testsupport"
-	"ftvm/vm"
 	"strings"
 	"testing"
 
