@@ -1,0 +1,92 @@
+package replication
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"ftvm/arbiter"
+	"ftvm/host"
+	"ftvm/machine"
+	"ftvm/migrate"
+	"ftvm/vm"
+)
+
+// notifyStorm builds testdata/notifystorm.S with Debian's cross toolchain.
+func notifyStorm(t *testing.T, rounds int) []byte {
+	t.Helper()
+	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
+	if err != nil {
+		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
+			t.Fatal("missing riscv64-linux-gnu-gcc (scripts/setup.sh installs it)")
+		}
+		t.Skip("missing riscv64-linux-gnu-gcc (scripts/setup.sh installs it)")
+	}
+	out := filepath.Join(t.TempDir(), "storm.elf")
+	cmd := exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
+		"-T", "../machine/testdata/link.ld", "-DROUNDS="+strconv.Itoa(rounds), "-o", out, "testdata/notifystorm.S")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("assembling notifystorm.S: %v\n%s", err, b)
+	}
+	elf, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return elf
+}
+
+const stormDisk = 16 << 20
+
+// TestHostileGuestKeepsPairProtected runs a guest that makes the host
+// copy about 2 GiB per virtio notification under a replicated pair whose
+// peer timeout is 300 ms: whatever one epoch costs the primary's host,
+// the pair must stay protected (no failover, the view unchanged) and end
+// as the guest does, the backup following it to the end.
+func TestHostileGuestKeepsPairProtected(t *testing.T) {
+	const rounds = 4
+	elf := notifyStorm(t, rounds)
+	dir := keys(t, "a", "b")
+	arb := arbiter.NewMemory()
+	diskA := migrate.TrackWrites(host.NewMemDisk(make([]byte, stormDisk)))
+	diskB := migrate.TrackWrites(host.NewMemDisk(make([]byte, stormDisk)))
+	tune := func(disk *migrate.TrackedDisk) func(*Config) {
+		return func(c *Config) {
+			c.Timeout, c.Disk = 300*time.Millisecond, disk
+			c.Factory = func(out vm.Outputs) migrate.Factory {
+				return machine.MigrationFactory(machine.RestoreOptions{Outputs: out, Disk: disk})
+			}
+		}
+	}
+	a := newTestReplica(t, dir, "a", arb, tune(diskA))
+	b := newTestReplica(t, dir, "b", arb, tune(diskB))
+	m, err := machine.New(machine.Config{ELF: elf, MemoryMiB: 32, Disk: diskA, Outputs: a.r.Outputs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.startEngine(m)
+	b.startBackup(a.ln.Addr().String())
+	b.waitRole(t, "backup", 60*time.Second)
+	before := view(t, arb)
+
+	start := time.Now()
+	a.in <- []byte("g")
+	a.wait(t, 5*time.Minute)
+	stormed := time.Since(start)
+	b.wait(t, 5*time.Minute)
+	t.Logf("%d notifications of about 2 GiB each: the primary ran them in %v, the backup ended %v after the go-ahead",
+		rounds, stormed, time.Since(start))
+	for _, r := range []*testReplica{a, b} {
+		if r.err != nil || r.reason != vm.StopPowerOff {
+			t.Fatalf("%s ended with %v, %v; want the guest's exit", r.r.cfg.ID, r.reason, r.err)
+		}
+	}
+	if st := b.r.Status(); st.Failovers != 0 {
+		t.Fatalf("the backup took over from a healthy primary: %+v", st)
+	}
+	if v := view(t, arb); v != before {
+		t.Fatalf("the view changed from %v to %v", before, v)
+	}
+}
