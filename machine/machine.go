@@ -17,6 +17,7 @@ import (
 
 	"ftvm/devices"
 	"ftvm/riscv"
+	"ftvm/riscv/jit"
 	"ftvm/virtio"
 	"ftvm/vm"
 )
@@ -57,7 +58,7 @@ type Config struct {
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
 
-	Disk         virtio.BlockBackend // optional
+	Disk         vm.Disk // optional
 	DiskReadOnly bool
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
@@ -70,12 +71,15 @@ type Config struct {
 	// is 100 M instructions per guest second at the 10 MHz timebase).
 	InstructionsPerTick uint64
 
+	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
+	// DefaultExec). It changes speed, never results.
+	Exec string
+
 	Outputs Outputs
 }
 
-// StopReason and the events are the vm package's: the machine is a vm.Engine.
-type StopReason = vm.StopReason
-
+// The stop reasons and the events are the vm package's (the machine is a
+// vm.Engine), named here without the prefix for the machine's own code.
 const (
 	StopLimit    = vm.StopLimit
 	StopIdle     = vm.StopIdle
@@ -115,22 +119,28 @@ type Machine struct {
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 
-	paused    bool       // Pause was called
-	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
-	groupSums [][32]byte // SHA-256 of each 64 page sums
-	htif      *htif
-	sbiActive bool
-	dtb       []byte
-	idleSkip  bool
+	paused bool // Pause was called
+	// The digest's page hashes (digest.go): groupPages[g] holds the
+	// SHA-256 of pages 64g to 64g+63 (nil while none of them was ever
+	// written), groupSums[g] the hash of those 64 hashes.
+	groupPages []*pageGroup
+	groupSums  [][32]byte
+	htif       *htif
+	sbiActive  bool
+	dtb        []byte
+	idleSkip   bool
 
 	// Dirty pages not yet seen by the digest, and by each other consumer
 	// (dirty.go): the hart's bitmap is folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
+	// written: the pages ever written, up to the last fold (ram.go).
+	written []uint64
 
+	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -143,17 +153,52 @@ type region struct {
 // New builds a machine from cfg. Errors name what is wrong with the
 // configuration or the images.
 func New(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	return build(cfg, nil)
+}
+
+// Restart builds a new machine from cfg as New does, for a guest that
+// rebooted: in m's memory when the size is the same, cleared where the
+// guest wrote it. m must not be used afterwards. New memory would come
+// from the Go heap, which hands freed memory back by zeroing all of it:
+// a guest that reboots would make all of its RAM resident.
+func (m *Machine) Restart(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	var ram []byte
+	if uint64(len(m.ram)) == uint64(cfg.MemoryMiB)<<20 {
+		ram = m.ram
+		m.writtenPages(func(p int) { clear(ram[p*pageSize : (p+1)*pageSize]) })
+	}
+	*m = Machine{stopped: true, stop: StopReboot}
+	return build(cfg, ram)
+}
+
+func validate(cfg *Config) error {
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
 	}
 	if cfg.MemoryMiB < 16 || cfg.MemoryMiB > 16384 {
-		return nil, fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
+		return fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
 	}
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
-		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
+		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
-	m := newBoard(cfg, nil)
 	var err error
+	cfg.Exec, err = checkExec(cfg.Exec)
+	return err
+}
+
+// build builds a machine from a validated cfg in ram (nil: new memory) and
+// loads its images.
+func build(cfg Config, ram []byte) (*Machine, error) {
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
 	} else {
@@ -168,7 +213,7 @@ func New(cfg Config) (*Machine, error) {
 // newBoard builds the machine's hardware from a validated cfg, with the
 // hart at reset and RAM empty (ram nil) or the given image of
 // cfg.MemoryMiB MiB; booting or restoring fills them.
-func newBoard(cfg Config, ram []byte) *Machine {
+func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -179,6 +224,7 @@ func newBoard(cfg Config, ram []byte) *Machine {
 	m.clock.ipt = cfg.InstructionsPerTick
 	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
 	m.digestDirty = make([]uint64, len(m.hart.Dirty()))
+	m.written = make([]uint64, len(m.hart.Dirty()))
 
 	m.plic = devices.NewPLIC(
 		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),
@@ -196,15 +242,35 @@ func newBoard(cfg Config, ram []byte) *Machine {
 		}
 		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.blkTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++
 	}
 	if cfg.Net {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 	}
-	return m
+	if err := m.attachEngine(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
+// a notification cost the host more than deviceBurst bytes of work plus
+// one request, nor more than deviceBytesPerTick per tick over time. At the
+// 10 MHz timebase that is 320 MB per guest second, far above what the
+// guest's disk and network use, and at the interpreter's speed (about one
+// guest second per second) a small part of the host's time.
+const (
+	deviceBytesPerTick = 32
+	deviceBurst        = 16 << 20
+)
+
+func (m *Machine) devicePace() virtio.Pace {
+	return virtio.Pace{Now: m.mtime, Changed: m.timerChanged, BytesPerTick: deviceBytesPerTick, Burst: deviceBurst}
 }
 
 // attachTimer connects the CLINT. With the SBI in the machine (a Linux
@@ -254,18 +320,41 @@ func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
 
 // Deadline returns the mtime at which the guest's timer fires, or ^0.
-func (m *Machine) Deadline() uint64 { return m.clint.Deadline() }
+func (m *Machine) Deadline() uint64 { return m.deadline() }
+
+// deadline is the guest time of the next timed event: the guest's timer,
+// or a device resuming work it deferred (virtio.Pace).
+func (m *Machine) deadline() uint64 {
+	dl := m.clint.Deadline()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			dl = min(dl, tr.Deadline())
+		}
+	}
+	return dl
+}
+
+// updateTimers brings the timer and the devices' deferred work up to the
+// current guest time.
+func (m *Machine) updateTimers() {
+	m.clint.Update()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.Update()
+		}
+	}
+}
 
 // Run executes until the instruction count reaches until, the guest stops
 // itself, or (with idle skip off) it idles. It returns why it stopped.
-func (m *Machine) Run(until uint64) StopReason {
+func (m *Machine) Run(until uint64) vm.StopReason {
 	for !m.stopped {
 		h := m.hart
 		if h.Instret >= until {
 			return StopLimit
 		}
 		limit := until
-		if t := m.clock.instretAt(m.clint.Deadline(), h.Instret); t < limit {
+		if t := m.clock.instretAt(m.deadline(), h.Instret); t < limit {
 			limit = t
 			if limit <= h.Instret {
 				limit = h.Instret + 1
@@ -275,7 +364,7 @@ func (m *Machine) Run(until uint64) StopReason {
 			limit = h.Instret + htifPoll
 		}
 		r := h.Run(limit)
-		m.clint.Update()
+		m.updateTimers()
 		if r == riscv.StopLockup {
 			m.stopped, m.stop = true, StopLockup
 			break
@@ -291,7 +380,14 @@ func (m *Machine) Run(until uint64) StopReason {
 			m.htif.poll(m)
 		}
 		if r == riscv.StopIdle && !m.stopped {
-			dl := m.clint.Deadline()
+			if h.Waiting() && !h.Wakeable() {
+				// Waiting for an interrupt with every interrupt
+				// disabled (a kernel cut short parks its hart so):
+				// nothing can ever wake the guest.
+				m.stopped, m.stop = true, StopLockup
+				break
+			}
+			dl := m.deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				if !h.Waiting() {
 					continue
@@ -299,7 +395,7 @@ func (m *Machine) Run(until uint64) StopReason {
 				return StopIdle
 			}
 			m.clock.advance(dl, h.Instret)
-			m.clint.Update()
+			m.updateTimers()
 		}
 	}
 	return m.stop
@@ -337,7 +433,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 		return 0, nil
 	case AdvanceTime:
 		m.clock.advance(e.To, m.hart.Instret)
-		m.clint.Update()
+		m.updateTimers()
 		return 0, nil
 	}
 	return 0, fmt.Errorf("unknown event %T", ev)
@@ -360,7 +456,7 @@ func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
 	}
 }
 
-func (m *Machine) halt(r StopReason, code uint32) {
+func (m *Machine) halt(r vm.StopReason, code uint32) {
 	m.stopped, m.stop, m.exitCode = true, r, code
 	m.hart.Halt()
 }

@@ -182,7 +182,7 @@ func (r *Replica) follow(ctx context.Context, s *stream, e Engine) (vm.StopReaso
 			if stop.Err != nil {
 				return vm.StopLimit, stop.Err
 			}
-			return stopReason(stop.Reason), nil
+			return vm.ParseStopReason(stop.Reason), nil
 		}
 		if d.golive() {
 			return vm.StopLimit, nil
@@ -286,15 +286,6 @@ func (s *stream) close() {
 func tampered(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "local error"
-}
-
-func stopReason(s string) vm.StopReason {
-	for r := vm.StopLimit; r <= vm.StopLockup; r++ {
-		if r.String() == s {
-			return r
-		}
-	}
-	return vm.StopPowerOff
 }
 
 // failedOver tells the network the guest's MAC lives here now and records
