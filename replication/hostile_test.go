@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"ftvm/arbiter"
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/migrate"
 	"ftvm/vm"
@@ -18,13 +18,7 @@ import (
 // notifyStorm builds testdata/notifystorm.S with Debian's cross toolchain.
 func notifyStorm(t *testing.T, rounds int) []byte {
 	t.Helper()
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatal("missing riscv64-linux-gnu-gcc (scripts/setup.sh installs it)")
-		}
-		t.Skip("missing riscv64-linux-gnu-gcc (scripts/setup.sh installs it)")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	out := filepath.Join(t.TempDir(), "storm.elf")
 	cmd := exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
 		"-T", "../machine/testdata/link.ld", "-DROUNDS="+strconv.Itoa(rounds), "-o", out, "testdata/notifystorm.S")
@@ -50,8 +44,8 @@ func TestHostileGuestKeepsPairProtected(t *testing.T) {
 	elf := notifyStorm(t, rounds)
 	dir := keys(t, "a", "b")
 	arb := arbiter.NewMemory()
-	diskA := migrate.TrackWrites(host.NewMemDisk(make([]byte, stormDisk)))
-	diskB := migrate.TrackWrites(host.NewMemDisk(make([]byte, stormDisk)))
+	diskA := migrate.TrackWrites(vm.NewMemDisk(make([]byte, stormDisk)))
+	diskB := migrate.TrackWrites(vm.NewMemDisk(make([]byte, stormDisk)))
 	tune := func(disk *migrate.TrackedDisk) func(*Config) {
 		return func(c *Config) {
 			c.Timeout, c.Disk = 300*time.Millisecond, disk

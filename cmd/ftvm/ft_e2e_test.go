@@ -370,7 +370,7 @@ func TestDemo(t *testing.T) {
 // can reveal it. The backup must take over after about the heartbeat
 // timeout (500 ms), with no acknowledged write lost.
 func TestDemoFreeze(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	out, err := exec.Command(ftvm, "demo", "-fault", "freeze", "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
