@@ -34,14 +34,8 @@ func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm
 	if err != nil {
 		return vm.StopLimit, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r.d.start(ctx, c)
-	defer r.d.closeAll()
-	go r.d.tick(ctx)
-	if ln != nil {
-		go r.d.accept(ctx, ln)
-	}
+	ctx, stop := r.d.run(ctx, c, ln)
+	defer stop()
 	// The guest's MAC may have lived elsewhere before (an earlier
 	// incarnation of the pair): tell the network it is here now.
 	if r.cfg.Host.Announce != nil {
