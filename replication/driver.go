@@ -112,7 +112,9 @@ func (d *driver) stepLocked(ev core.Event) (error, []func()) {
 	err := d.core.Step(ev)
 	later := d.carryOut(d.core.Ready())
 	if d.engineState() != before {
-		later = append(later, d.signal)
+		// The role, the view or the peer may have changed too: the
+		// status says so now rather than at the next tick.
+		later = append(later, d.signal, d.r.refreshStatus)
 	}
 	return err, later
 }
