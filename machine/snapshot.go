@@ -29,7 +29,7 @@ type boardState struct {
 	HTIFFromHost        uint64 `json:",omitempty"`
 	Clock               clockState
 	Stopped             bool
-	Stop                StopReason
+	Stop                vm.StopReason
 	ExitCode            uint32
 
 	// DiskSize is the disk's size in bytes, so that a restore without the
@@ -150,6 +150,7 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
+	Exec    string // the execution engine (Config.Exec)
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -230,6 +231,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
 		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+	var err error
+	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
+		return nil, err
+	}
 	switch {
 	case ram != nil:
 		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
@@ -251,7 +256,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 		cfg.Disk = opts.Disk
 		if cfg.Disk == nil {
-			cfg.Disk = &memDisk{disk}
+			cfg.Disk = vm.NewMemDisk(disk)
 		} else if cfg.Disk.Size() != int64(len(disk)) {
 			return nil, fmt.Errorf("snapshot: the given disk has %d bytes, the snapshot's %d", cfg.Disk.Size(), len(disk))
 		} else if _, err := cfg.Disk.WriteAt(disk, 0); err != nil {
@@ -259,7 +264,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 	}
 	full := ram == nil
-	m := newBoard(cfg, ram)
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
@@ -362,27 +370,3 @@ func (m *Machine) loadSparsePages(enc []byte) error {
 	}
 	return nil
 }
-
-// memDisk holds a restored disk image in memory.
-type memDisk struct{ b []byte }
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.b[off:], p), nil
-}
-
-func (d *memDisk) Flush() error { return nil }
-func (d *memDisk) Size() int64  { return int64(len(d.b)) }
