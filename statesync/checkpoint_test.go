@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"ftvm/host"
 	"ftvm/machine"
 	"ftvm/vm"
 )
@@ -18,7 +17,7 @@ import (
 // log since the last checkpoint.
 type primary struct {
 	m    *machine.Machine
-	disk *host.MemDisk
+	disk *vm.MemDisk
 	log  vm.DirtyLog
 	seq  uint64
 	rng  *rand.Rand
@@ -75,12 +74,12 @@ func (p *primary) epoch(t *testing.T, n uint64, writes int, withDigest bool) (ms
 
 // remusPair is a primary and a backup built from the same program, the
 // backup never running, with an applier.
-func remusPair(t *testing.T) (*primary, *machine.Machine, *host.MemDisk, *Applier, *[]Commit) {
+func remusPair(t *testing.T) (*primary, *machine.Machine, *vm.MemDisk, *Applier, *[]Commit) {
 	t.Helper()
 	const diskSize = 128 << 10
-	p := &primary{disk: host.NewMemDisk(make([]byte, diskSize)), rng: rand.New(rand.NewPCG(3, 4))}
+	p := &primary{disk: vm.NewMemDisk(make([]byte, diskSize)), rng: rand.New(rand.NewPCG(3, 4))}
 	p.m = newScribbler(t, p.disk)
-	bdisk := host.NewMemDisk(make([]byte, diskSize))
+	bdisk := vm.NewMemDisk(make([]byte, diskSize))
 	b := newScribbler(t, bdisk)
 	p.log = p.m.TrackDirty()
 	var commits []Commit
@@ -89,6 +88,18 @@ func remusPair(t *testing.T) (*primary, *machine.Machine, *host.MemDisk, *Applie
 		t.Fatal(err)
 	}
 	return p, b, bdisk, a, &commits
+}
+
+// committedPair is a remusPair whose backup has applied a first
+// checkpoint, which it returns.
+func committedPair(t *testing.T) (*primary, *machine.Machine, *vm.MemDisk, *Applier, []byte) {
+	t.Helper()
+	p, b, bdisk, a, _ := remusPair(t)
+	first, _ := p.epoch(t, 50_000, 1, true)
+	if _, err := a.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	return p, b, bdisk, a, first
 }
 
 // TestRemusCheckpoints applies a sequence of checkpoints of a running
@@ -158,7 +169,7 @@ func TestRemusGuest(t *testing.T) {
 		}
 		return m
 	}
-	pdisk, bdisk := host.NewMemDisk(make([]byte, 1<<20)), host.NewMemDisk(make([]byte, 1<<20))
+	pdisk, bdisk := vm.NewMemDisk(make([]byte, 1<<20)), vm.NewMemDisk(make([]byte, 1<<20))
 	p := &primary{m: build(&conP, pdisk), disk: pdisk, rng: rand.New(rand.NewPCG(1, 1))}
 	b := build(&conB, bdisk)
 	p.log = p.m.TrackDirty()
@@ -192,11 +203,7 @@ func TestRemusGuest(t *testing.T) {
 // the next complete checkpoint is applied. Fed in two pieces cut at any
 // byte, the decoder gives the same checkpoint.
 func TestTornCheckpoint(t *testing.T) {
-	p, b, bdisk, a, _ := remusPair(t)
-	first, _ := p.epoch(t, 50_000, 1, true)
-	if _, err := a.Write(first); err != nil {
-		t.Fatal(err)
-	}
+	p, b, bdisk, a, _ := committedPair(t)
 	before, beforeDisk := b.Digest().Sum, slices.Clone(bdisk.Bytes())
 	p.sectors = 2
 	msg, want := p.epoch(t, 40, 1, true)
@@ -260,11 +267,7 @@ func sameCheckpoint(a, b *Checkpoint) bool {
 // bit flipped, one replayed or skipping ahead, one whose (authentic) state
 // the engine refuses: none is applied, and the backup stays as it was.
 func TestForgedCheckpoint(t *testing.T) {
-	p, b, bdisk, a, _ := remusPair(t)
-	first, _ := p.epoch(t, 50_000, 0, true)
-	if _, err := a.Write(first); err != nil {
-		t.Fatal(err)
-	}
+	p, b, bdisk, a, first := committedPair(t)
 	before, beforeDisk := b.Digest().Sum, slices.Clone(bdisk.Bytes())
 	unchanged := func(what string) {
 		t.Helper()

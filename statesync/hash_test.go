@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"ftvm/host"
+	"ftvm/vm"
 )
 
 func TestBitmap(t *testing.T) {
@@ -88,7 +88,7 @@ func TestHash(t *testing.T) {
 	for i := range img {
 		img[i] = byte(i * 7)
 	}
-	dc := DiskChunks{Disk: host.NewMemDisk(img), ChunkSize: DefaultChunkSize}
+	dc := DiskChunks{Disk: vm.NewMemDisk(img), ChunkSize: DefaultChunkSize}
 	if dc.Pages() != 4 {
 		t.Fatalf("%d chunks, want 4", dc.Pages())
 	}

@@ -307,9 +307,12 @@ func (s *Sync) receive(msg []byte) ([][]byte, error) {
 		var dg, us [32]byte
 		copy(dg[:], p[8:])
 		copy(us[:], p[40:])
-		if instret != s.cfg.Engine.Instret() || dg != s.digest.Sum || us != unionSum(s.own) {
-			return nil, fmt.Errorf("statesync: sync %d: %w: the backup is at instruction %d with digest %x (union %s), the primary at %d with %x",
-				s.cfg.ID, ErrDiverged, instret, dg[:8], same(us == unionSum(s.own)), s.cfg.Engine.Instret(), s.digest.Sum[:8])
+		if instret != s.cfg.Engine.Instret() || dg != s.digest.Sum {
+			return nil, fmt.Errorf("statesync: sync %d: %w: the backup is at instruction %d with digest %x, the primary at %d with %x",
+				s.cfg.ID, ErrDiverged, instret, dg[:8], s.cfg.Engine.Instret(), s.digest.Sum[:8])
+		}
+		if us != unionSum(s.own) {
+			return nil, fmt.Errorf("statesync: sync %d: %w: the backup's pages or disk chunks of the union differ from the primary's", s.cfg.ID, ErrDiverged)
 		}
 		s.done = true
 		return nil, nil
@@ -553,13 +556,6 @@ func unionSum(sums []Sum) [32]byte {
 	var out [32]byte
 	d.Sum(out[:0])
 	return out
-}
-
-func same(ok bool) string {
-	if ok {
-		return "same"
-	}
-	return "differs"
 }
 
 func truncate(s string, n int) string {

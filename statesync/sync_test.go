@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"ftvm/host"
 	"ftvm/machine"
 	"ftvm/vm"
 )
@@ -17,9 +16,9 @@ var testKey = []byte("the replicas' shared secret")
 // side is one replica in a sync test.
 type side struct {
 	m     *machine.Machine
-	disk  *host.MemDisk // nil: none
-	dirty Bitmap        // RAM pages written since the replicas were identical
-	dd    Bitmap        // disk chunks written since
+	disk  *vm.MemDisk // nil: none
+	dirty Bitmap      // RAM pages written since the replicas were identical
+	dd    Bitmap      // disk chunks written since
 }
 
 func (s *side) vmDisk() vm.Disk {
@@ -70,27 +69,23 @@ func syncPair(t *testing.T, p, b *side, id uint64, seed uint64) (ps, bs SyncStat
 			continue
 		}
 		if canB && (!canP || rng.IntN(2) == 0) {
-			m := toB[0]
-			toB = toB[1:]
-			out, err := sb.Receive(m)
-			toP = append(toP, out...)
-			if err != nil {
-				berr = err
-			}
+			berr = deliver(sb, &toB, &toP)
 		} else {
-			m := toP[0]
-			toP = toP[1:]
-			out, err := sp.Receive(m)
-			toB = append(toB, out...)
-			if err != nil {
-				perr = err
-			}
+			perr = deliver(sp, &toP, &toB)
 		}
 	}
 	if perr == nil && !sp.Done() || berr == nil && !sb.Done() {
 		t.Fatalf("the sync stopped without completing or failing (primary done %v, backup done %v)", sp.Done(), sb.Done())
 	}
 	return sp.Stats(), sb.Stats(), perr, berr
+}
+
+// deliver hands the first message of in to s and queues its answer on out.
+func deliver(s *Sync, in, out *[][]byte) error {
+	msgs, err := s.Receive((*in)[0])
+	*in = (*in)[1:]
+	*out = append(*out, msgs...)
+	return err
 }
 
 // identical runs two machines of the program to the same count, starts
@@ -105,7 +100,7 @@ func identical(t *testing.T, at uint64, withDisk bool) (p, b *side, lp, lb vm.Di
 			for i := range img {
 				img[i] = byte(i / 512)
 			}
-			s.disk = host.NewMemDisk(img)
+			s.disk = vm.NewMemDisk(img)
 		}
 		s.m = newScribbler(t, s.vmDisk())
 		run(t, s.m, at)
@@ -301,16 +296,12 @@ func TestSyncRefusals(t *testing.T) {
 	var berr error
 	for len(toB)+len(toP) > 0 && berr == nil {
 		if len(toP) > 0 {
-			out, err := sp.Receive(toP[0])
-			toP, toB = toP[1:], append(toB, out...)
-			if err != nil {
+			if err := deliver(sp, &toP, &toB); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
-		var out [][]byte
-		out, berr = sb.Receive(toB[0])
-		toB, toP = toB[1:], append(toP, out...)
+		berr = deliver(sb, &toB, &toP)
 	}
 	if !errors.Is(berr, ErrBadCheckpoint) {
 		t.Errorf("a checkpoint made with another key: %v, want ErrBadCheckpoint", berr)
