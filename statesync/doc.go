@@ -41,4 +41,24 @@
 //     they differ, the majority names the faulty replica (the primary is
 //     assumed right without one, and the report says so), and the good
 //     pages are sent in the checkpoint format and applied.
+//
+// How the modes use it:
+//
+//   - Remus primary, each period: NewEncoder(buf, key, seq, pageSize);
+//     DiskWrite for each disk write the guest makes during the epoch
+//     (vm.Outputs.Disk); at the pause, Pages with what the engine's dirty
+//     log collected, State with SaveState's output, End with the
+//     instruction count (and the digest, to have the backup check it).
+//     The buffer is sent while the next epoch runs; the epoch's outputs
+//     leave when the backup acknowledges seq. Encoding costs an HMAC pass
+//     over the checkpoint: a primary that wants the shortest pause copies
+//     the dirty pages and encodes after resuming.
+//   - Remus backup: an Applier on the engine a live transfer built; its
+//     Write takes the stream, Committed is what to acknowledge; on
+//     failover, Discard, then run the engine.
+//   - COLO on an output mismatch, PLOVER at an idle point: a Sync on each
+//     side, with the dirty bitmaps collected since the previous sync.
+//   - Repair: HashPages on each replica (and the witness's hashes of the
+//     last sync, Without the pages written since), Compare, then
+//     EncodePages from the good replica and ApplyPages on the faulty one.
 package statesync
