@@ -346,7 +346,9 @@ func New(cfg Config, now time.Duration) *Comparator {
 
 // Primary takes a frame the primary's guest transmitted. The comparator
 // keeps frame until it is released (Released) or handed back by
-// Checkpoint: the caller must not modify it afterwards.
+// Checkpoint, and the caller must not modify it afterwards; unless it
+// drops it (Stats.Dropped), or releases a copy cut short in its place
+// (Stats.Trimmed).
 func (c *Comparator) Primary(frame []byte, now time.Duration) {
 	c.stats.PrimaryFrames++
 	var p packet
