@@ -6,7 +6,9 @@
 // the digest.
 //
 // Each Run writes pseudo-random bytes into RAM (and, with a disk, into the
-// disk) as a function of the instruction count. Delivered events change its
+// disk, reporting each write to Outputs.Disk) as a function of the
+// instruction count. It is a vm.Syncable: a checkpoint's pages and state
+// can be written into it in place. Delivered events change its
 // registers; console input and received frames are echoed back as outputs
 // (console bytes, a transmitted frame) at the start of the next Run, as a
 // guest serving requests would answer them. With Idle set, Run returns
@@ -81,8 +83,8 @@ func New(pages int, disk Disk, out vm.Outputs) *Engine {
 }
 
 var (
-	_ vm.Migratable = (*Engine)(nil)
-	_ vm.Pauser     = (*Engine)(nil)
+	_ vm.Syncable = (*Engine)(nil)
+	_ vm.Pauser   = (*Engine)(nil)
 )
 
 func (e *Engine) rnd(k uint64) uint64 {
@@ -114,7 +116,11 @@ func (e *Engine) Run(until uint64) vm.StopReason {
 			x := e.rnd(e.instret)
 			var b [512]byte
 			binary.LittleEndian.PutUint64(b[:], x)
-			e.disk.WriteAt(b[:], int64(x%uint64(e.disk.Size()/512))*512)
+			off := int64(x%uint64(e.disk.Size()/512)) * 512
+			e.disk.WriteAt(b[:], off)
+			if e.out.Disk != nil {
+				e.out.Disk(e.instret, off, b[:])
+			}
 		}
 		e.regs[1] += e.rnd(e.instret) & 0xff
 		e.instret += step
@@ -224,20 +230,57 @@ func (l *dirtyLog) Stop() {
 	}
 }
 
+// WritePage overwrites RAM page i (vm.Syncable); dirty logs report it.
+func (e *Engine) WritePage(i int, p []byte) error {
+	if i < 0 || i >= e.Pages() || len(p) != PageSize {
+		return fmt.Errorf("fakevm: WritePage(%d) with %d bytes: %d pages of %d", i, len(p), e.Pages(), PageSize)
+	}
+	copy(e.ram[i*PageSize:], p)
+	for _, l := range e.logs {
+		l.bits[i/64] |= 1 << (i % 64)
+	}
+	return nil
+}
+
+// LoadState replaces the engine's state with one SaveState wrote
+// (vm.Syncable), validated like Factory's; RAM and disk stay.
+func (e *Engine) LoadState(r io.Reader) error {
+	st, err := decodeState(r)
+	if err != nil {
+		return err
+	}
+	if st.Pages != e.Pages() {
+		return fmt.Errorf("fake state: %d pages, the engine has %d", st.Pages, e.Pages())
+	}
+	e.instret, e.regs, e.clock, e.WritesPer, e.Idle, e.echo = st.Instret, st.Regs, st.Clock, st.WritesPer, st.Idle, st.Echo
+	return nil
+}
+
+func decodeState(r io.Reader) (state, error) {
+	var st state
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("fake state: %w", err)
+	}
+	if st.Pages < 0 || st.Pages > 1<<20 || st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 {
+		return st, fmt.Errorf("fake state: %d pages, %d writes, %d answers: out of bounds", st.Pages, st.WritesPer, len(st.Echo))
+	}
+	return st, nil
+}
+
 // Factory restores an Engine from a state saved by SaveState and RAM
 // received separately, validating the state like untrusted input (it has
 // the signature of migrate.Factory). The engine writes to disk and emits
 // to out.
 func Factory(disk Disk, out vm.Outputs) func(st io.Reader, ram []byte) (vm.Migratable, error) {
 	return func(r io.Reader, ram []byte) (vm.Migratable, error) {
-		var st state
-		dec := json.NewDecoder(r)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&st); err != nil {
-			return nil, fmt.Errorf("fake state: %w", err)
+		st, err := decodeState(r)
+		if err != nil {
+			return nil, err
 		}
-		if st.Pages*PageSize != len(ram) || st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 {
-			return nil, fmt.Errorf("fake state: %d pages, %d writes, %d answers: does not fit %d bytes of RAM", st.Pages, st.WritesPer, len(st.Echo), len(ram))
+		if st.Pages*PageSize != len(ram) {
+			return nil, fmt.Errorf("fake state: %d pages do not fit %d bytes of RAM", st.Pages, len(ram))
 		}
 		return &Engine{ram: ram, instret: st.Instret, regs: st.Regs, clock: st.Clock, WritesPer: st.WritesPer,
 			Idle: st.Idle, echo: st.Echo, disk: disk, out: out}, nil

@@ -83,6 +83,10 @@ var rules = map[string]rule{
 	"replication/core": {pure: true, isaFree: true, imports: []string{"arbiter/view", "replay/eventlog"},
 		std: []string{"log/slog"}},
 	"replication/outbuf": {isaFree: true},
+	// The checkpointing protocols (Remus, COLO) without I/O, on package
+	// core's vocabulary.
+	"replication/ckpt": {pure: true, isaFree: true, imports: []string{"arbiter/view", "replication/core"},
+		std: []string{"log/slog"}},
 	"arbiter/view":       {pure: true, isaFree: true},
 	"arbiter": {isaFree: true, imports: []string{"arbiter/view", "go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3",
 		"go.uber.org/zap", "google.golang.org/grpc"}},
@@ -135,6 +139,7 @@ var rules = map[string]rule{
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
 	"internal/testsupport": {isaFree: true, imports: []string{"guest", "vm"}},
+	"internal/scripttest":  {isaFree: true},
 	"internal/layering":    {},
 }
 

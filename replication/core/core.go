@@ -108,23 +108,6 @@ func (r Role) String() string {
 	return "unknown"
 }
 
-// purpose is why a replica arbitrates.
-type purpose int
-
-const (
-	alone    purpose = iota // a primary that lost its backup continues unprotected
-	takeOver                // a backup whose primary is lost goes live
-	protect                 // a primary takes a backup that holds its state
-)
-
-type arbitration struct {
-	purpose  purpose
-	old, new view.View
-	inFlight bool // an Arbitrate is out, no answer yet
-	wait     int  // ticks before the next attempt
-	backoff  int
-}
-
 // hold is a Sync frame with outputs behind it, and the epoch it ends.
 type hold struct {
 	frame   int64
@@ -142,7 +125,7 @@ type Core struct {
 
 	stopped bool
 	reason  string // the guest's stop reason, once known
-	arb     *arbitration
+	arb     *Arbitration
 
 	// The primary's log channel.
 	log           *eventlog.Writer
@@ -307,10 +290,9 @@ func (c *Core) stop(err error) {
 }
 
 func (c *Core) tick() {
-	if a := c.arb; a != nil && !a.inFlight {
-		if a.wait--; a.wait <= 0 {
-			a.inFlight = true
-			c.do(Arbitrate{Old: a.old, New: a.new})
+	if c.arb != nil {
+		if a, ok := c.arb.Tick(); ok {
+			c.do(a)
 		}
 	}
 	switch {
@@ -322,29 +304,28 @@ func (c *Core) tick() {
 }
 
 // arbitrate starts asking the arbiter to swap the view to next.
-func (c *Core) arbitrate(p purpose, next view.View) {
-	c.arb = &arbitration{purpose: p, old: c.view, new: next, inFlight: true, backoff: c.cfg.RetryTicks}
-	c.do(Arbitrate{Old: c.view, New: next})
+func (c *Core) arbitrate(p Purpose, next view.View) {
+	var a Arbitrate
+	c.arb, a = NewArbitration(c.cfg, p, c.view, next)
+	c.do(a)
 }
 
 func (c *Core) answer(ans ArbiterAnswer) {
 	a := c.arb
-	if a == nil || !a.inFlight || ans.Old != a.old || ans.New != a.new {
+	if a == nil || !a.Answer(ans) {
 		return // not the question asked, or already answered
 	}
-	a.inFlight = false
 	switch {
-	case ans.Err != nil && a.purpose == protect:
+	case ans.Err != nil && a.Purpose == Protect:
 		// Nothing is lost by not protecting now: the joining backup is
 		// sent away and the primary runs on as it was.
 		c.arb = nil
 		c.abandonJoin(fmt.Errorf("arbiter: %w", ans.Err))
 	case ans.Err != nil:
 		c.note(slog.LevelWarn, "arbiter unreachable: not acting alone", "err", ans.Err.Error())
-		a.wait, a.backoff = a.backoff, min(2*a.backoff, c.cfg.MaxRetryTicks)
 	case !ans.Won:
 		c.arb = nil
-		if a.purpose == protect {
+		if a.Purpose == Protect {
 			c.note(slog.LevelError, "the view changed under the primary", "view", ans.Current.String())
 			c.joining = ""
 			c.do(Unlink{Cause: ErrDeposed})
@@ -355,21 +336,21 @@ func (c *Core) answer(ans ArbiterAnswer) {
 		c.stop(ErrDeposed)
 	default:
 		c.arb = nil
-		c.view = a.new
-		switch a.purpose {
-		case alone:
-			c.note(slog.LevelInfo, "won the arbitration", "view", a.new.String())
+		c.view = a.New
+		switch a.Purpose {
+		case Alone:
+			c.note(slog.LevelInfo, "won the arbitration", "view", a.New.String())
 			c.do(ReleaseAll{})
-			c.note(slog.LevelInfo, "continuing unprotected", "view", a.new.String())
+			c.note(slog.LevelInfo, "continuing unprotected", "view", a.New.String())
 			if c.finishing {
 				c.stop(nil)
 			}
-		case takeOver:
-			c.note(slog.LevelInfo, "won the arbitration", "view", a.new.String())
+		case TakeOver:
+			c.note(slog.LevelInfo, "won the arbitration", "view", a.New.String())
 			c.role, c.peer, c.draining = Primary, "", false
 			c.instret, c.last = c.replayed, c.replayed
-			c.do(Reissue{}, GoLive{View: a.new})
-		case protect:
+			c.do(Reissue{}, GoLive{View: a.New})
+		case Protect:
 			c.link()
 		}
 	}
@@ -397,29 +378,8 @@ func refusable(err error) bool {
 
 // joinRequest answers a would-be backup.
 func (c *Core) joinRequest(j JoinRequest) {
-	var why string
-	switch {
-	case j.Version != ProtocolVersion:
-		why = fmt.Sprintf("protocol version %d, this replica speaks %d", j.Version, ProtocolVersion)
-	case j.Cluster != c.cfg.Cluster:
-		why = fmt.Sprintf("cluster %q, this replica serves %q", j.Cluster, c.cfg.Cluster)
-	case j.ID != j.CertID:
-		why = fmt.Sprintf("hello names replica %q but the certificate is %q's", j.ID, j.CertID)
-	case j.ID == c.cfg.ID:
-		why = fmt.Sprintf("replica id %q is this replica's own", j.ID)
-	case c.role == Joining:
-		why = fmt.Sprintf("replica %s is joining a primary itself", c.cfg.ID)
-	case c.role == Backup:
-		why = fmt.Sprintf("replica %s is the backup of %s, not a primary: join %s", c.cfg.ID, c.peer, c.peer)
-	case c.linked:
-		why = "already protected by " + c.peer
-	case c.joining != "":
-		why = "replica " + c.joining + " is joining"
-	case c.arb != nil:
-		why = "arbitrating"
-	case c.finishing:
-		why = "the guest has stopped"
-	}
+	why := RefuseJoin(c.cfg, JoinState{Role: c.role, Peer: c.peer, Linked: c.linked, Joining: c.joining,
+		Arbitrating: c.arb != nil, Finishing: c.finishing}, j)
 	if why != "" {
 		c.do(Refuse{ID: j.ID, Reason: why})
 		return
@@ -435,7 +395,7 @@ func (c *Core) transferred(t Transferred) {
 	c.joinState, c.joinInstret = t.State, t.Instret
 	// The backup may go live only once the view names it, and the view
 	// must not name it before it holds the state.
-	c.arbitrate(protect, c.view.Next(c.cfg.ID, t.ID))
+	c.arbitrate(Protect, c.view.Next(c.cfg.ID, t.ID))
 }
 
 func (c *Core) joinFailed(j JoinFailed) {
@@ -607,7 +567,7 @@ func (c *Core) backupLost(cause error) {
 	c.linked, c.log, c.peer, c.holds = false, nil, "", nil
 	c.sentFrames, c.sentBytes, c.written, c.ackedFrames, c.ackedBytes = 0, 0, 0, 0, 0
 	c.buf.Reset()
-	c.arbitrate(alone, c.view.Next(c.cfg.ID, ""))
+	c.arbitrate(Alone, c.view.Next(c.cfg.ID, ""))
 }
 
 // finish ends a run whose guest stopped: with a backup, the End record
@@ -718,7 +678,7 @@ func (c *Core) applied(a Applied) {
 		return
 	}
 	if c.draining && c.arb == nil && c.appliedFrames >= c.recvFrames {
-		c.arbitrate(takeOver, c.view.Next(c.cfg.ID, ""))
+		c.arbitrate(TakeOver, c.view.Next(c.cfg.ID, ""))
 	}
 }
 
@@ -744,7 +704,7 @@ func (c *Core) primaryLost(cause error) {
 	c.do(Unlink{Cause: cause})
 	c.draining = true
 	if c.appliedFrames >= c.recvFrames {
-		c.arbitrate(takeOver, c.view.Next(c.cfg.ID, ""))
+		c.arbitrate(TakeOver, c.view.Next(c.cfg.ID, ""))
 	}
 }
 

@@ -7,14 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"ftvm/arbiter/view"
 	"ftvm/internal/fakevm"
+	"ftvm/internal/scripttest"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/replication/outbuf"
@@ -56,73 +55,10 @@ import (
 //	finish a                  a's guest powers off
 //	status a
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scripts: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScript(t, f) })
-	}
+	scripttest.RunDir(t, *rewrite, func(t *testing.T) scripttest.Env { return newEnv(t) })
 }
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the scripts in testdata")
-
-// runScript runs the blocks of a script: command lines, "----", the
-// expected output, a blank line.
-func runScript(t *testing.T, path string) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := newEnv(t)
-	var out bytes.Buffer
-	lines := strings.Split(string(src), "\n")
-	for i := 0; i < len(lines); {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			out.WriteString(l + "\n")
-			i++
-			continue
-		}
-		start := i
-		var cmds []string
-		for i < len(lines) && lines[i] != "----" {
-			cmds = append(cmds, lines[i])
-			i++
-		}
-		if i == len(lines) {
-			t.Fatalf("%s:%d: no ---- after the command", path, start+1)
-		}
-		i++
-		var want []string
-		for i < len(lines) && lines[i] != "" {
-			want = append(want, lines[i])
-			i++
-		}
-		env.trace = nil
-		for _, c := range cmds {
-			env.run(t, c)
-		}
-		got := env.trace
-		if !*rewrite && strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, start+1, strings.Join(cmds, "; "),
-				strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-		for _, c := range cmds {
-			out.WriteString(c + "\n")
-		}
-		out.WriteString("----\n")
-		for _, g := range got {
-			out.WriteString(g + "\n")
-		}
-	}
-	if *rewrite {
-		b := bytes.TrimRight(out.Bytes(), "\n")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 const (
 	epochLen    = 10_000
@@ -363,8 +299,14 @@ func (n *node) engine() vm.Engine {
 	return n.e
 }
 
-func (e *env) run(t *testing.T, line string) {
-	f := fields(t, line)
+func (e *env) Run(t *testing.T, line string) []string {
+	e.trace = nil
+	e.exec(t, line)
+	return e.trace
+}
+
+func (e *env) exec(t *testing.T, line string) {
+	f := scripttest.Fields(t, line)
 	arg := func(i int) string {
 		if i >= len(f) {
 			t.Fatalf("%q: missing argument %d", line, i)
@@ -540,28 +482,4 @@ func (e *env) apply(b *node) {
 		}
 		b.step(Applied{Record: q.rec, Frame: q.frame, Offset: q.off, Instret: b.e.Instret()})
 	}
-}
-
-// fields splits a command line; "quoted strings" (Go syntax) are one field.
-func fields(t *testing.T, line string) []string {
-	var f []string
-	for s := strings.TrimSpace(line); s != ""; s = strings.TrimSpace(s) {
-		if s[0] == '"' {
-			q, err := strconv.QuotedPrefix(s)
-			if err != nil {
-				t.Fatalf("%q: %v", line, err)
-			}
-			u, _ := strconv.Unquote(q)
-			f = append(f, u)
-			s = s[len(q):]
-			continue
-		}
-		i := strings.IndexByte(s, ' ')
-		if i < 0 {
-			i = len(s)
-		}
-		f = append(f, s[:i])
-		s = s[i:]
-	}
-	return f
 }
