@@ -87,7 +87,7 @@ var rules = map[string]rule{
 	// core's vocabulary.
 	"replication/ckpt": {pure: true, isaFree: true, imports: []string{"arbiter/view", "replication/core"},
 		std: []string{"log/slog"}},
-	"arbiter/view":       {pure: true, isaFree: true},
+	"arbiter/view": {pure: true, isaFree: true},
 	"arbiter": {isaFree: true, imports: []string{"arbiter/view", "go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3",
 		"go.uber.org/zap", "google.golang.org/grpc"}},
 	"arbiter/witness":  {isaFree: true},
