@@ -35,7 +35,7 @@ func (r *Replica) RunBackup(ctx context.Context, addr string, ln net.Listener) (
 	}
 	// Anyone who dials this replica before it is a primary is told whom
 	// to join (the core refuses).
-	ctx, stop := r.d.run(ctx, c, ln)
+	ctx, stop := r.d.run(ctx, c, replayMode{&r.d}, ln)
 	defer stop()
 	r.setStatus(func(s *Status) { s.Role = "joining" })
 	r.out.SetMode(outbuf.Uncertain)
@@ -266,7 +266,9 @@ func (s *stream) writeAcks() {
 	}
 }
 
-func (s *stream) close() {
+func (s *stream) heard() time.Time { return time.Unix(0, s.lastRecv.Load()) }
+
+func (s *stream) close(error) {
 	s.once.Do(func() {
 		close(s.done)
 		s.conn.Close()

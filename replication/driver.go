@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"ftvm/replication/ckpt"
 	"ftvm/replication/core"
-	"ftvm/replication/outbuf"
 )
 
 // driver steps the replica's core and carries out its actions. Step is
@@ -21,6 +21,12 @@ import (
 // asking the arbiter, writing a refusal, emitting outputs) is done after
 // the lock is released.
 //
+// The driver serves every replication protocol (see protocol and mode):
+// what they share it carries out itself (the view's arbitration, the join
+// of a backup and its state transfer, the output buffer's actions,
+// go-live, stop, notes, the ticker, status); what one protocol alone does
+// (its channel to the peer, what goes on it) its mode carries out.
+//
 // The engine's goroutine learns what concerns it (a backup welcomed, a
 // link to record for, go live, stop) from fields set here, and waits for
 // them on changed.
@@ -28,14 +34,15 @@ type driver struct {
 	r *Replica
 
 	mu   sync.Mutex
-	core *core.Core
+	core protocol
+	mode mode
 	ctx  context.Context // the run's: ends the arbiter's calls
 
 	candidate *joiner // the joiner whose JoinRequest is being stepped
 	welcomed  *joiner // welcomed, for the engine's goroutine to transfer to
 	joiner    *joiner // the transfer in progress
-	link      *link   // the primary's log channel
-	stream    *stream // the backup's
+	link      channel // the primary's channel to its backup
+	stream    channel // the backup's from its primary
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
 	changed   chan struct{} // signalled (coalesced) after every step
@@ -52,10 +59,10 @@ func (d *driver) init(r *Replica) {
 // run gives the driver its core for a run and starts its ticker and its
 // acceptor (on ln, if not nil). The returned stop ends them and closes
 // what connections are left.
-func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (context.Context, func()) {
+func (d *driver) run(ctx context.Context, c protocol, m mode, ln net.Listener) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
-	d.core, d.ctx, d.stop, d.live = c, ctx, nil, false
+	d.core, d.mode, d.ctx, d.stop, d.live = c, m, ctx, nil, false
 	d.mu.Unlock()
 	go d.tick(ctx)
 	if ln != nil {
@@ -65,6 +72,51 @@ func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (contex
 		cancel()
 		d.closeAll()
 	}
+}
+
+// protocol is what the driver needs of a core. The replay core
+// (core.Core) is one, the checkpointing cores (ckpt.Core, Remus and COLO)
+// others; a consensus-ordered one would be another. All are stepped with
+// package core's shared events (ticks, arbiter answers, join requests,
+// link failures, transfers, the guest's end) and their own, and give
+// core's shared actions (hold, release, drop, arbitrate, welcome, refuse,
+// link, unlink, go live, stop, note) and their own, which their mode
+// carries out.
+type protocol interface {
+	Step(core.Event) error
+	Ready() []core.Action
+	MayRun() bool
+	Status() core.Status
+}
+
+var (
+	_ protocol = (*core.Core)(nil)
+	_ protocol = (*ckpt.Core)(nil)
+)
+
+// mode is what one protocol adds to the driver.
+type mode interface {
+	// carry carries out an action of the protocol's own (ok false: not
+	// one it knows), under the driver's lock, and returns what is to be
+	// done once the lock is released.
+	carry(a core.Action) (later []func(), ok bool)
+	// open makes the primary's channel to the backup j the core links
+	// (core.Link), under the driver's lock; start, run after the lock is
+	// released, starts its goroutines.
+	open(j *joiner) (c channel, start func())
+	// status puts the protocol's figures into the replica's status, from
+	// the core's and from the channel to the peer (l, a primary's, or s,
+	// a backup's; nil when there is none).
+	status(st *Status, cs core.Status, l, s channel, now time.Time)
+}
+
+// channel is a replica's connection to its peer once the backup has
+// joined: a primary's link, a backup's stream.
+type channel interface {
+	// close closes the connection (its goroutines end).
+	close(cause error)
+	// heard is when the peer was last heard from.
+	heard() time.Time
 }
 
 // step steps ev into the core and carries out what comes of it.
@@ -81,7 +133,7 @@ func (d *driver) step(ev core.Event) error {
 type engineState struct {
 	may      bool
 	stop     *core.Stop
-	link     *link
+	link     channel
 	welcomed *joiner
 	joiner   *joiner
 	live     bool
@@ -143,14 +195,6 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 	var later []func()
 	for _, a := range acts {
 		switch a := a.(type) {
-		case core.Send:
-			if l := d.link; l != nil {
-				l.send(a.Data, a.Frames)
-			}
-		case core.SendAck:
-			if s := d.stream; s != nil {
-				s.ack(a)
-			}
 		case core.Hold:
 			r.out.Hold(a.Frame)
 		case core.Release:
@@ -159,11 +203,6 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 			r.out.ReleaseAll()
 		case core.DropAll:
 			r.out.DropAll()
-		case core.Settle:
-			r.out.Settle(a.Through)
-		case core.Reissue:
-			n := r.out.Reissue()
-			later = append(later, func() { r.log.Info("re-issued the uncertain outputs", "outputs", n) })
 		case core.Arbitrate:
 			ctx := d.ctx
 			later = append(later, func() { go d.arbitrate(ctx, a) })
@@ -179,10 +218,9 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 			if j == nil {
 				break // cannot happen: the core links only the backup it transferred to
 			}
-			l := newLink(d, j)
+			l, start := d.mode.open(j)
 			d.link = l
-			r.out.SetMode(outbuf.Held)
-			later = append(later, l.start)
+			later = append(later, start)
 		case core.Unlink:
 			later = append(later, d.unlink(a.Cause)...)
 		case core.GoLive:
@@ -195,6 +233,12 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 			}
 		case core.Note:
 			later = append(later, func() { r.log.Log(context.Background(), a.Level, a.Msg, a.Args...) })
+		default:
+			more, ok := d.mode.carry(a)
+			if !ok {
+				panic(fmt.Sprintf("replication: the core gave an action its mode does not know: %T", a))
+			}
+			later = append(later, more...)
 		}
 	}
 	return later
@@ -213,7 +257,7 @@ func (d *driver) unlink(cause error) []func() {
 		if d.detected.IsZero() {
 			d.detected = time.Now()
 		}
-		later = append(later, func() { s.close() })
+		later = append(later, func() { s.close(cause) })
 	}
 	for _, j := range []*joiner{d.joiner, d.welcomed} {
 		if j != nil {
@@ -335,7 +379,7 @@ func (r *Replica) refreshStatus() {
 		return
 	}
 	r.d.mu.Lock()
-	l, s := r.d.link, r.d.stream
+	l, s, m := r.d.link, r.d.stream, r.d.mode
 	r.d.mu.Unlock()
 	held := r.out.Held()
 	now := time.Now()
@@ -352,19 +396,11 @@ func (r *Replica) refreshStatus() {
 		st.PeerInstret, st.LagInsns, st.LagBytes, st.AckLatency = 0, 0, 0, 0
 		switch {
 		case l != nil:
-			st.PeerInstret, st.LagInsns = cs.PeerInstret, cs.Instret-min(cs.Instret, cs.PeerInstret)
-			st.LogBytes, st.LogFrames, st.LagBytes = cs.Bytes, cs.Frames, cs.Bytes-cs.DoneBytes
-			st.AckLatency = l.averageAck()
-			st.LastHeartbeat = time.Unix(0, l.lastAck.Load())
-			st.sampleRate(now)
+			st.LastHeartbeat = l.heard()
 		case s != nil:
-			st.LogBytes, st.LogFrames = cs.Bytes, cs.Frames
-			if cs.DoneBytes > 0 {
-				st.LagBytes = max(0, cs.Bytes-cs.DoneBytes)
-			}
-			st.LastHeartbeat = time.Unix(0, s.lastRecv.Load())
-			st.sampleRate(now)
+			st.LastHeartbeat = s.heard()
 		}
+		m.status(st, cs, l, s, now)
 	})
 }
 

@@ -34,7 +34,7 @@ func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm
 	if err != nil {
 		return vm.StopLimit, err
 	}
-	ctx, stop := r.d.run(ctx, c, ln)
+	ctx, stop := r.d.run(ctx, c, replayMode{&r.d}, ln)
 	defer stop()
 	// The guest's MAC may have lived elsewhere before (an earlier
 	// incarnation of the pair): tell the network it is here now.
@@ -76,7 +76,7 @@ type primary struct {
 	// The recorder logs every input while a backup listens: it is made
 	// for link, the link it records for.
 	rec     *replay.Recorder
-	recLink *link
+	recLink channel
 	// A state transfer in progress, to joiner.
 	ts     *migrate.Sender
 	tsJoin *joiner
@@ -232,6 +232,55 @@ func (p *primary) finish(ctx context.Context, reason vm.StopReason) error {
 	return stopErr(d.stopped())
 }
 
+// replayMode is the replay protocol's part of the driver: the event log
+// goes out on a link, acknowledgements come back on it; a backup's stream
+// brings the log in.
+type replayMode struct{ d *driver }
+
+func (m replayMode) carry(a core.Action) ([]func(), bool) {
+	d, r := m.d, m.d.r
+	switch a := a.(type) {
+	case core.Send:
+		if l, ok := d.link.(*link); ok {
+			l.send(a.Data, a.Frames)
+		}
+	case core.SendAck:
+		if s, ok := d.stream.(*stream); ok {
+			s.ack(a)
+		}
+	case core.Settle:
+		r.out.Settle(a.Through)
+	case core.Reissue:
+		n := r.out.Reissue()
+		return []func(){func() { r.log.Info("re-issued the uncertain outputs", "outputs", n) }}, true
+	default:
+		return nil, false
+	}
+	return nil, true
+}
+
+func (m replayMode) open(j *joiner) (channel, func()) {
+	l := newLink(m.d, j)
+	m.d.r.out.SetMode(outbuf.Held)
+	return l, l.start
+}
+
+func (replayMode) status(st *Status, cs core.Status, l, s channel, now time.Time) {
+	if l, ok := l.(*link); ok {
+		st.PeerInstret, st.LagInsns = cs.PeerInstret, cs.Instret-min(cs.Instret, cs.PeerInstret)
+		st.LogBytes, st.LogFrames, st.LagBytes = cs.Bytes, cs.Frames, cs.Bytes-cs.DoneBytes
+		st.AckLatency = l.averageAck()
+		st.sampleRate(now)
+	}
+	if _, ok := s.(*stream); ok {
+		st.LogBytes, st.LogFrames = cs.Bytes, cs.Frames
+		if cs.DoneBytes > 0 {
+			st.LagBytes = max(0, cs.Bytes-cs.DoneBytes)
+		}
+		st.sampleRate(now)
+	}
+}
+
 // link is a primary's connection to its backup once the backup is up to
 // date: the log goes out through a sender goroutine, acknowledgements
 // come back through a reader goroutine.
@@ -283,6 +332,8 @@ func (l *link) send(b []byte, frames int64) {
 	}
 	l.ackMu.Unlock()
 }
+
+func (l *link) heard() time.Time { return time.Unix(0, l.lastAck.Load()) }
 
 func (l *link) close(cause error) {
 	l.mu.Lock()
