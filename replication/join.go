@@ -69,7 +69,11 @@ func (d *driver) handshake(ctx context.Context, c net.Conn) {
 	j.id = h.ID
 	d.mu.Lock()
 	d.candidate = j
-	_, later := d.stepLocked(core.JoinRequest{ID: h.ID, CertID: id, Cluster: h.Cluster, Version: h.Version})
+	m := h.Mode
+	if m == "" {
+		m = core.ModeName
+	}
+	_, later := d.stepLocked(core.JoinRequest{ID: h.ID, CertID: id, Cluster: h.Cluster, Version: h.Version, Mode: m})
 	d.candidate = nil
 	d.mu.Unlock()
 	d.finish(later)

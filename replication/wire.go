@@ -13,11 +13,22 @@ import (
 // The replica protocol, version 1. A backup dials its primary (TLS) and the
 // two exchange framed messages:
 //
-//	backup  -> primary: hello
+//	backup  -> primary: hello (naming the mode it replicates by)
 //	primary -> backup:  welcome (or refuse, and the connection ends)
 //	primary -> backup:  the state transfer (package migrate's stream)
+//
+// then, in the replay mode:
+//
 //	primary -> backup:  an event log stream (package eventlog), to the end
 //	backup  -> primary: ack messages, until the connection ends
+//
+// and in the checkpointing modes (ckptwire.go):
+//
+//	primary -> backup:  ckpt header, then checkpoint data, heartbeats,
+//	                    the clients' inputs and sync messages (COLO), and
+//	                    at last ckpt end
+//	backup  -> primary: ckpt acks, and the secondary's outputs and sync
+//	                    messages (COLO)
 //
 // A message is: type (1 byte), payload length (uvarint), payload, CRC-32C
 // of all that (4 bytes, little endian). Payloads are bounded (maxMessage),
@@ -35,9 +46,24 @@ const (
 	msgAck      msgType = 4 // uvarint frames, bytes and instret (see ack)
 	msgState    msgType = 5 // a chunk of the saved state
 	msgStateEnd msgType = 6 // JSON stateEnd: the state is complete
+
+	// The checkpointing modes (ckptwire.go).
+	msgCkptHeader msgType = 7  // JSON ckptHeader: the link opens
+	msgCkptData   msgType = 8  // the next bytes of the checkpoint stream (package statesync's format)
+	msgCkptBeat   msgType = 9  // empty: the primary's heartbeat
+	msgCkptEnd    msgType = 10 // JSON ckptEnd: the guest stopped, nothing follows
+	msgCkptAck    msgType = 11 // uvarint checkpoint, byte ended: the backup's acknowledgement and heartbeat
+	msgColoInput  msgType = 12 // COLO: byte kind, then a frame or console bytes for the secondary's guest
+	msgColoOutput msgType = 13 // COLO: uvarint sync generation, then a frame the secondary's guest sent
+	msgColoSync   msgType = 14 // COLO: a message of package statesync's sync exchange
 )
 
-const maxMessage = 64 << 10
+// maxMessage bounds a message's payload; a sync message may be larger (a
+// piece of a checkpoint, or page hashes, up to statesync's own bound).
+const (
+	maxMessage     = 64 << 10
+	maxSyncMessage = 2 << 20
+)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -55,6 +81,22 @@ func (t msgType) String() string {
 		return "state"
 	case msgStateEnd:
 		return "state end"
+	case msgCkptHeader:
+		return "checkpoint header"
+	case msgCkptData:
+		return "checkpoint data"
+	case msgCkptBeat:
+		return "heartbeat"
+	case msgCkptEnd:
+		return "end"
+	case msgCkptAck:
+		return "checkpoint ack"
+	case msgColoInput:
+		return "input"
+	case msgColoOutput:
+		return "output"
+	case msgColoSync:
+		return "sync"
 	}
 	return fmt.Sprintf("message type %d", uint8(t))
 }
@@ -64,6 +106,7 @@ type hello struct {
 	Version int    `json:"version"`
 	Cluster string `json:"cluster"`
 	ID      string `json:"id"`
+	Mode    string `json:"mode,omitempty"` // "" is the replay mode
 }
 
 // welcome accepts a backup: the view it is part of once the transfer is
@@ -113,8 +156,12 @@ func readMessage(r *bufio.Reader) (msgType, []byte, error) {
 	if err != nil {
 		return 0, nil, unexpected(err)
 	}
-	if n > maxMessage {
-		return 0, nil, fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, msgType(t), n, maxMessage)
+	limit := uint64(maxMessage)
+	if msgType(t) == msgColoSync {
+		limit = maxSyncMessage
+	}
+	if n > limit {
+		return 0, nil, fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, msgType(t), n, limit)
 	}
 	buf := make([]byte, 1+binary.MaxVarintLen64+int(n)+4)
 	buf[0] = t

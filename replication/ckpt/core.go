@@ -287,7 +287,7 @@ func (c *Core) linkFailed(ev core.LinkFailed) {
 }
 
 func (c *Core) joinRequest(j core.JoinRequest) {
-	why := core.RefuseJoin(c.cfg.Config, core.JoinState{Role: c.role, Peer: c.peer, Linked: c.linked,
+	why := core.RefuseJoin(c.cfg.Config, core.JoinState{Mode: c.cfg.Mode.String(), Role: c.role, Peer: c.peer, Linked: c.linked,
 		Joining: c.joining, Arbitrating: c.arb != nil, Finishing: c.finishing}, j)
 	if why != "" {
 		c.do(core.Refuse{ID: j.ID, Reason: why})

@@ -54,6 +54,8 @@ import (
 //	ack b a                   b's latest acknowledgement reaches a
 //	tick a [N]                N ticks (heartbeats are counted, not listed)
 //	fail a ERROR [tampered]   a's link reports ERROR
+//	join-request a ID CERT CLUSTER VERSION [MODE]
+//	                          a hello as sent (MODE: a's own by default)
 //	arbiter a reachable|unreachable
 //	arbiter-view G P [B]      someone else stores a view at the arbiter
 //	finish a                  a's guest powers off
@@ -351,11 +353,15 @@ func (e *env) exec(t *testing.T, line string) {
 		if b.c, err = NewBackup(e.cfg(b.name)); err != nil {
 			t.Fatal(err)
 		}
-		p.step(core.JoinRequest{ID: b.name, CertID: b.name, Cluster: "test", Version: core.ProtocolVersion})
+		p.step(core.JoinRequest{ID: b.name, CertID: b.name, Cluster: "test", Version: core.ProtocolVersion, Mode: b.c.Mode().String()})
 	case "join-request":
 		p := e.node(arg(1))
 		v, _ := strconv.Atoi(arg(5))
-		p.step(core.JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v})
+		m := p.c.Mode().String()
+		if len(f) > 6 {
+			m = f[6]
+		}
+		p.step(core.JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v, Mode: m})
 	case "run":
 		n := e.node(arg(1))
 		for range count(2, 1) {

@@ -25,6 +25,9 @@ const ProtocolVersion = 1
 // have left.
 const KindSync = eventlog.Kind(0x60)
 
+// ModeName names this package's protocol in a join request.
+const ModeName = "replay"
+
 // ErrDeposed is the Stop of a replica that lost the arbitration: the other
 // replica is live, and this one must stop without emitting anything more.
 var ErrDeposed = errors.New("lost the arbitration: the other replica is live")
@@ -378,7 +381,7 @@ func refusable(err error) bool {
 
 // joinRequest answers a would-be backup.
 func (c *Core) joinRequest(j JoinRequest) {
-	why := RefuseJoin(c.cfg, JoinState{Role: c.role, Peer: c.peer, Linked: c.linked, Joining: c.joining,
+	why := RefuseJoin(c.cfg, JoinState{Mode: ModeName, Role: c.role, Peer: c.peer, Linked: c.linked, Joining: c.joining,
 		Arbitrating: c.arb != nil, Finishing: c.finishing}, j)
 	if why != "" {
 		c.do(Refuse{ID: j.ID, Reason: why})

@@ -34,10 +34,12 @@ type LinkFailed struct {
 }
 
 // JoinRequest is a would-be backup's hello, on a connection whose TLS
-// certificate names CertID.
+// certificate names CertID, to replicate by Mode ("replay" for this
+// package's protocol).
 type JoinRequest struct {
 	ID, CertID, Cluster string
 	Version             int
+	Mode                string
 }
 
 // Primary's events.
@@ -151,7 +153,7 @@ func (e LinkFailed) String() string {
 	return fmt.Sprintf("link-failed %v tampered=%v", e.Err, e.Tampered)
 }
 func (e JoinRequest) String() string {
-	return fmt.Sprintf("join-request id=%s cert=%s cluster=%s version=%d", e.ID, e.CertID, e.Cluster, e.Version)
+	return fmt.Sprintf("join-request id=%s cert=%s cluster=%s version=%d mode=%s", e.ID, e.CertID, e.Cluster, e.Version, e.Mode)
 }
 func (e Append) String() string {
 	return fmt.Sprintf("append %v@%d", e.Record.Kind, e.Record.Instret)

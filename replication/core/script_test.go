@@ -334,12 +334,12 @@ func (e *env) exec(t *testing.T, line string) {
 		p := e.node(arg(1))
 		b := e.newNode(arg(2))
 		b.c, _ = NewBackup(cfg(b.name))
-		p.step(JoinRequest{ID: b.name, CertID: b.name, Cluster: "test", Version: ProtocolVersion})
+		p.step(JoinRequest{ID: b.name, CertID: b.name, Cluster: "test", Version: ProtocolVersion, Mode: ModeName})
 	case "join-request":
 		// join-request a ID CERT CLUSTER VERSION: a hello as sent
 		p := e.node(arg(1))
 		v, _ := strconv.Atoi(arg(5))
-		p.step(JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v})
+		p.step(JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v, Mode: ModeName})
 	case "run":
 		n := e.node(arg(1))
 		for range count(2) {

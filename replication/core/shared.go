@@ -86,6 +86,7 @@ func (a *Arbitration) Answer(ans ArbiterAnswer) bool {
 
 // JoinState is what a core knows when a backup asks to join.
 type JoinState struct {
+	Mode        string // the protocol the core runs (JoinRequest.Mode)
 	Role        Role
 	Peer        string // the backup linked, or the primary followed
 	Linked      bool   // a backup is linked
@@ -100,6 +101,8 @@ func RefuseJoin(cfg Config, s JoinState, j JoinRequest) string {
 	switch {
 	case j.Version != ProtocolVersion:
 		return fmt.Sprintf("protocol version %d, this replica speaks %d", j.Version, ProtocolVersion)
+	case j.Mode != s.Mode:
+		return fmt.Sprintf("this replica replicates by %s, not %s", s.Mode, j.Mode)
 	case j.Cluster != cfg.Cluster:
 		return fmt.Sprintf("cluster %q, this replica serves %q", j.Cluster, cfg.Cluster)
 	case j.ID != j.CertID:
