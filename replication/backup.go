@@ -29,6 +29,9 @@ func (r *Replica) RunBackup(ctx context.Context, addr string, ln net.Listener) (
 	if r.cfg.Factory == nil {
 		return vm.StopLimit, errors.New("replication: a backup needs a Factory")
 	}
+	if r.cfg.Mode != Replay {
+		return r.runCkptBackup(ctx, addr, ln)
+	}
 	c, err := core.NewBackup(r.cfg.coreConfig())
 	if err != nil {
 		return vm.StopLimit, err
@@ -98,66 +101,102 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	return d.c.Read(p)
 }
 
-// join dials the primary, receives its state and reads the log's header.
-func (r *Replica) join(ctx context.Context, addr string) (*stream, Engine, error) {
+// joined is a backup's connection to its primary once the state is
+// transferred.
+type joined struct {
+	conn    *tls.Conn
+	br      *bufio.Reader
+	dr      *deadlineReader
+	primary string
+	engine  Engine
+	st      migrate.ReceiveStats
+	t0      time.Time
+}
+
+// dial dials the primary, says hello and receives its state. Every read
+// has a timeout until the caller clears dr's.
+func (r *Replica) dial(ctx context.Context, addr string) (*joined, error) {
 	cfg := &r.cfg
 	dl := tls.Dialer{NetDialer: &net.Dialer{Timeout: handshakeTimeout}, Config: cfg.TLS}
 	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
+		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
 	}
 	tc := c.(*tls.Conn)
-	s := &stream{d: &r.d, conn: tc, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.primary, _ = peerID(tc)
-	dr := &deadlineReader{c: tc}
-	dr.timeout.Store(int64(max(cfg.Timeout, handshakeTimeout)))
-	s.br = bufio.NewReaderSize(dr, 256<<10)
-	fail := func(err error) (*stream, Engine, error) {
+	j := &joined{conn: tc, dr: &deadlineReader{c: tc}}
+	j.primary, _ = peerID(tc)
+	j.dr.timeout.Store(int64(max(cfg.Timeout, handshakeTimeout)))
+	j.br = bufio.NewReaderSize(j.dr, 256<<10)
+	fail := func(err error) (*joined, error) {
 		tc.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	tc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-	if err := writeJSON(tc, msgHello, hello{Version: core.ProtocolVersion, Cluster: cfg.Cluster, ID: cfg.ID}); err != nil {
+	h := hello{Version: core.ProtocolVersion, Cluster: cfg.Cluster, ID: cfg.ID}
+	if cfg.Mode != Replay {
+		h.Mode = cfg.Mode.String()
+	}
+	if err := writeJSON(tc, msgHello, h); err != nil {
 		return fail(fmt.Errorf("joining the primary at %s: %w", addr, err))
 	}
 	tc.SetWriteDeadline(time.Time{})
 	var w welcome
-	if err := readJSON(s.br, msgWelcome, &w); err != nil {
+	if err := readJSON(j.br, msgWelcome, &w); err != nil {
 		return fail(fmt.Errorf("joining the primary at %s: %w", addr, err))
 	}
-	if w.Primary != s.primary {
-		return fail(fmt.Errorf("joining %s: the welcome names %q but the certificate is %q's", addr, w.Primary, s.primary))
+	if w.Primary != j.primary {
+		return fail(fmt.Errorf("joining %s: the welcome names %q but the certificate is %q's", addr, w.Primary, j.primary))
 	}
-	r.log.Info("joining", "primary", s.primary, "at", addr)
-	t0 := time.Now()
+	r.log.Info("joining", "primary", j.primary, "at", addr, "mode", cfg.Mode.String())
+	j.t0 = time.Now()
 	var disk migrate.Disk
 	if cfg.Disk != nil {
 		disk = cfg.Disk
 	}
-	e, st, err := migrate.Receive(connRW{s.br, tc}, disk, cfg.Factory(r.Outputs()), migrate.ReceiveOptions{MaxMemory: maxGuestMemory})
+	j.engine, j.st, err = migrate.Receive(connRW{j.br, tc}, disk, cfg.Factory(r.Outputs()), migrate.ReceiveOptions{MaxMemory: maxGuestMemory})
 	if err != nil {
-		return fail(fmt.Errorf("the state transfer from %s: %w", s.primary, err))
+		return fail(fmt.Errorf("the state transfer from %s: %w", j.primary, err))
+	}
+	return j, nil
+}
+
+// following records that the backup follows the primary now.
+func (r *Replica) following(j *joined) {
+	cs, _ := r.d.coreStatus()
+	now := time.Now()
+	e := j.engine
+	r.setStatus(func(st *Status) {
+		st.Role, st.View, st.Peer, st.LinkSince, st.Instret = "backup", cs.View, j.primary, now, e.Instret()
+	})
+	r.log.Info("following the primary", "primary", j.primary, "view", cs.View.String(), "instret", e.Instret(),
+		"received_bytes", j.st.BytesReceived, "disk_chunks", j.st.Chunks, "transfer", now.Sub(j.t0).String())
+}
+
+// join dials the primary, receives its state and reads the log's header.
+func (r *Replica) join(ctx context.Context, addr string) (*stream, Engine, error) {
+	j, err := r.dial(ctx, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &stream{d: &r.d, conn: j.conn, br: j.br, primary: j.primary, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	fail := func(err error) (*stream, Engine, error) {
+		j.conn.Close()
+		return nil, nil, err
 	}
 	if s.rd, err = eventlog.NewReader(s.br); err != nil {
 		return fail(fmt.Errorf("the primary's log: %w", err))
 	}
 	// From here on the core's ticks judge the primary's silence.
-	dr.timeout.Store(0)
+	j.dr.timeout.Store(0)
 	r.d.mu.Lock()
 	r.d.stream = s
 	r.d.mu.Unlock()
-	r.d.step(core.Following{Primary: s.primary, Header: s.rd.Header(), State: st.Digest, Instret: e.Instret()})
+	r.d.step(core.Following{Primary: s.primary, Header: s.rd.Header(), State: j.st.Digest, Instret: j.engine.Instret()})
 	if stop := r.d.stopped(); stop != nil {
 		return fail(stop.Err)
 	}
-	cs, _ := r.d.coreStatus()
-	now := time.Now()
-	r.setStatus(func(st *Status) {
-		st.Role, st.View, st.Peer, st.LinkSince, st.Instret = "backup", cs.View, s.primary, now, e.Instret()
-	})
-	r.log.Info("following the primary", "primary", s.primary, "view", cs.View.String(), "instret", e.Instret(),
-		"received_bytes", st.BytesReceived, "disk_chunks", st.Chunks, "transfer", now.Sub(t0).String())
-	return s, e, nil
+	r.following(j)
+	return s, j.engine, nil
 }
 
 // follow replays the log as it arrives, until the core stops the replica
@@ -286,7 +325,7 @@ func tampered(err error) bool {
 
 // failedOver tells the network the guest's MAC lives here now and records
 // the failover.
-func (r *Replica) failedOver(s *stream) {
+func (r *Replica) failedOver(s channel) {
 	if nb := r.cfg.Host.Net; nb != nil {
 		for {
 			if _, ok := nb.TryReceive(); !ok {
@@ -300,7 +339,7 @@ func (r *Replica) failedOver(s *stream) {
 	r.d.mu.Lock()
 	detected := r.d.detected
 	r.d.mu.Unlock()
-	heard, live := time.Unix(0, s.lastRecv.Load()), time.Now()
+	heard, live := s.heard(), time.Now()
 	cs, _ := r.d.coreStatus()
 	r.setStatus(func(st *Status) {
 		st.Failovers, st.PrimaryLastHeard, st.FailoverDetected, st.FailoverLive = st.Failovers+1, heard, detected, live

@@ -15,6 +15,7 @@ import (
 	"ftvm/migrate"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/replication/ckpt"
 	"ftvm/replication/core"
 	"ftvm/replication/outbuf"
 	"ftvm/runloop"
@@ -30,11 +31,19 @@ func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm
 		r.stopStatus(err)
 		return vm.StopLimit, err
 	}
-	c, err := core.NewPrimary(r.cfg.coreConfig(), v)
+	var c protocol
+	var m mode
+	if r.cfg.Mode == Replay {
+		c, err = core.NewPrimary(r.cfg.coreConfig(), v)
+		m = replayMode{&r.d}
+	} else {
+		c, err = ckpt.NewPrimary(r.cfg.ckptConfig(), v)
+		m = newCkptMode(&r.d)
+	}
 	if err != nil {
 		return vm.StopLimit, err
 	}
-	ctx, stop := r.d.run(ctx, c, replayMode{&r.d}, ln)
+	ctx, stop := r.d.run(ctx, c, m, ln)
 	defer stop()
 	// The guest's MAC may have lived elsewhere before (an earlier
 	// incarnation of the pair): tell the network it is here now.
@@ -73,10 +82,13 @@ type primary struct {
 	e  Engine
 	in *host.Inputs
 
-	// The recorder logs every input while a backup listens: it is made
-	// for link, the link it records for.
-	rec     *replay.Recorder
-	recLink channel
+	// cur is the link to the backup the engine is set up for; onLink sets
+	// it up for another (or none).
+	cur    channel
+	onLink func(channel)
+	// The replay mode's recorder logs every input while a backup
+	// listens.
+	rec *replay.Recorder
 	// A state transfer in progress, to joiner.
 	ts     *migrate.Sender
 	tsJoin *joiner
@@ -89,18 +101,38 @@ func (r *Replica) primaryLoop(ctx context.Context, e Engine) (vm.StopReason, err
 	if r.out.Mode() != outbuf.Held {
 		r.out.SetMode(outbuf.Solo)
 	}
-	if pe, ok := e.(vm.Pauser); ok {
-		r.out.SetPause(pe.Pause)
-	}
 	cs, _ := r.d.coreStatus()
 	r.setStatus(func(s *Status) { s.Role, s.View, s.Peer, s.Error = "primary", cs.View, "", "" })
-	r.log.Info("primary running", "view", cs.View.String(), "instret", e.Instret())
-	reason, err := p.run(ctx)
+	r.log.Info("primary running", "view", cs.View.String(), "instret", e.Instret(), "mode", r.cfg.Mode.String())
+	var reason vm.StopReason
+	var err error
+	if r.cfg.Mode == Replay {
+		if pe, ok := e.(vm.Pauser); ok {
+			r.out.SetPause(pe.Pause)
+		}
+		p.onLink = p.record
+		reason, err = p.run(ctx)
+	} else {
+		reason, err = p.runCkpt(ctx)
+	}
 	if p.ts != nil {
 		p.ts.Close()
 	}
 	r.stopStatus(err)
 	return reason, err
+}
+
+// record makes a recorder for link l (nil: none): every input is logged
+// while a backup listens.
+func (p *primary) record(l channel) {
+	p.rec = nil
+	p.r.hashes = nil
+	if l != nil {
+		// NewRecorder logs the digest of the starting state.
+		p.r.hashes = replay.NewOutputs()
+		p.rec = replay.NewRecorder(p.e, coreLog{&p.r.d}, p.r.cfg.DigestEvery)
+		p.rec.SetOutputs(p.r.hashes)
+	}
 }
 
 // engine is what runs the guest: through the recorder while a backup
@@ -167,8 +199,9 @@ func (p *primary) SetIdleSkip(on bool)              { p.e.SetIdleSkip(on) }
 func (p *primary) TicksPerSecond() uint64           { return p.e.TicksPerSecond() }
 
 // ready returns once the guest may run its next epoch: the core says so
-// (not arbitrating, the backup keeping up), the recorder matches the
-// link, and the state transfer to a joining backup has advanced a step.
+// (not arbitrating, the backup keeping up), the engine is set up for the
+// link (onLink: the recorder, the dirty log), and the state transfer to a
+// joining backup has advanced a step.
 // It returns the core's Stop error, or ctx's.
 func (p *primary) ready(ctx context.Context) error {
 	d := &p.r.d
@@ -180,15 +213,9 @@ func (p *primary) ready(ctx context.Context) error {
 		if stop != nil {
 			return stopErr(stop)
 		}
-		if l != p.recLink {
-			p.recLink, p.rec = l, nil
-			p.r.hashes = nil
-			if l != nil {
-				// NewRecorder logs the digest of the starting state.
-				p.r.hashes = replay.NewOutputs()
-				p.rec = replay.NewRecorder(p.e, coreLog{d}, p.r.cfg.DigestEvery)
-				p.rec.SetOutputs(p.r.hashes)
-			}
+		if l != p.cur {
+			p.cur = l
+			p.onLink(l)
 		}
 		if p.ts != nil && joiner != p.tsJoin {
 			p.ts.Close() // the core gave up on this backup

@@ -37,6 +37,7 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/migrate"
 	"ftvm/replay"
+	"ftvm/replication/ckpt"
 	"ftvm/replication/core"
 	"ftvm/replication/outbuf"
 	"ftvm/vm"
@@ -94,8 +95,23 @@ type Config struct {
 	// costs.
 	Lockstep bool
 	// DigestEvery is how often (in instructions) the primary logs a state
-	// digest the backup checks (default 100 M).
+	// digest the backup checks (default 100 M). A checkpointing primary
+	// puts its digest into the first checkpoint after each DigestEvery
+	// instructions, and the backup checks it after applying.
 	DigestEvery uint64
+
+	// Mode is how the pair replicates: Replay (the default), Checkpoint
+	// (Remus) or COLO. Both replicas must use the same.
+	Mode Mode
+	// Period is how often a checkpointing primary takes a checkpoint
+	// (default 25 ms, as in Remus).
+	Period time.Duration
+	// MaxInFlight is how many checkpoints may wait for the backup's
+	// acknowledgement while the guest runs on (default 2).
+	MaxInFlight int
+	// MaxPeriod is how long a COLO pair may run without a checkpoint
+	// when the replicas' outputs match (default 10 s).
+	MaxPeriod time.Duration
 
 	Log *slog.Logger
 }
@@ -131,6 +147,15 @@ func (c *Config) setDefaults() error {
 	if c.Engine == "" {
 		c.Engine = "unknown"
 	}
+	if c.Period <= 0 {
+		c.Period = 25 * time.Millisecond
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 2
+	}
+	if c.MaxPeriod == 0 {
+		c.MaxPeriod = 10 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +174,9 @@ type Replica struct {
 	// its own against them, so a backup that emitted different outputs
 	// would stop rather than go live. The engine's goroutine only.
 	hashes *replay.Outputs
+	// ckWrites, while a checkpointing primary has a backup, takes in the
+	// guest's disk writes for the next checkpoint.
+	ckWrites ckptWrites
 
 	d driver
 
@@ -198,6 +226,9 @@ func (r *Replica) Outputs() vm.Outputs {
 			if h := r.hashes; h != nil {
 				h.Disk(off, p)
 			}
+			if w := r.ckWrites.Load(); w != nil {
+				w.Add(off, p)
+			}
 		},
 	}
 }
@@ -212,6 +243,61 @@ func (c *Config) coreConfig() core.Config {
 		RetryTicks: ticks(20 * time.Millisecond), MaxRetryTicks: ticks(time.Second),
 		MaxLag: c.MaxLag, Lockstep: c.Lockstep,
 	}
+}
+
+// ckptConfig is a checkpointing core's configuration.
+func (c *Config) ckptConfig() ckpt.Config {
+	return ckpt.Config{Config: c.coreConfig(), Mode: c.Mode.ckpt(), MaxInFlight: c.MaxInFlight}
+}
+
+// Mode is how a pair replicates.
+type Mode int
+
+const (
+	// Replay: the backup replays the primary's logged inputs.
+	Replay Mode = iota
+	// Checkpoint: Remus; the backup applies the primary's checkpoints.
+	Checkpoint
+	// COLO: both replicas execute; output comparison, checkpoints on a
+	// mismatch.
+	COLO
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Replay:
+		return core.ModeName
+	case Checkpoint:
+		return ckpt.Remus.String()
+	case COLO:
+		return ckpt.COLO.String()
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+func (m Mode) ckpt() ckpt.Mode {
+	switch m {
+	case Checkpoint:
+		return ckpt.Remus
+	case COLO:
+		return ckpt.COLO
+	}
+	return 0
+}
+
+// ParseMode reads a mode's name: replay, checkpoint or colo.
+func ParseMode(s string) (Mode, error) {
+	if s == core.ModeName {
+		return Replay, nil
+	}
+	m, err := ckpt.ParseMode(s)
+	if err != nil {
+		return 0, fmt.Errorf("unknown replication mode %q (want replay, checkpoint or colo)", s)
+	}
+	if m == ckpt.Remus {
+		return Checkpoint, nil
+	}
+	return COLO, nil
 }
 
 // tick is the period of the core's logical clock.
@@ -250,8 +336,39 @@ type Status struct {
 	FailoverLive     time.Time `json:"failover_live,omitzero"`
 	Error            string    `json:"error,omitempty"`
 
+	// The checkpointing modes (Mode "checkpoint" or "colo"): checkpoints
+	// taken (primary) or applied (backup) on the current link, their
+	// rate over the last second or so, their pages, bytes and pauses in
+	// all, and the last ones each.
+	Mode              string           `json:"mode,omitempty"`
+	Checkpoints       uint64           `json:"checkpoints,omitempty"`
+	CheckpointRate    float64          `json:"checkpoint_rate,omitempty"`
+	CheckpointPages   uint64           `json:"checkpoint_pages,omitempty"`
+	CheckpointBytes   uint64           `json:"checkpoint_bytes,omitempty"`
+	CheckpointPause   time.Duration    `json:"checkpoint_pause_ns,omitempty"`
+	RecentCheckpoints []CheckpointStat `json:"recent_checkpoints,omitempty"`
+
 	rateT     time.Time
 	rateBytes int64
+}
+
+// CheckpointStat describes one checkpoint.
+type CheckpointStat struct {
+	Seq uint64    `json:"seq"`
+	At  time.Time `json:"at"`
+	// Pause is how long the guest was paused to take it (primary), or
+	// how long it took to apply (backup).
+	Pause      time.Duration `json:"pause_ns"`
+	Pages      int           `json:"pages"`       // RAM pages in it
+	StateBytes int           `json:"state_bytes"` // processor and device state
+	DiskBytes  int64         `json:"disk_bytes"`  // disk writes
+	Bytes      int64         `json:"bytes"`       // its size on the link (0 until sent)
+	// Ack is the time from taking it to the backup's acknowledgement
+	// (primary; 0 until then): what the output rule adds to its epoch's
+	// outputs.
+	Ack time.Duration `json:"ack_ns,omitempty"`
+	// Reason says what asked for it (COLO).
+	Reason string `json:"reason,omitempty"`
 }
 
 // sampleRate updates LogRate from LogBytes, about once a second.
