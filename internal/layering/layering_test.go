@@ -73,9 +73,10 @@ var rules = map[string]rule{
 
 	// Replication and state transfer know nothing of RISC-V or the
 	// device models.
-	"migrate": {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
+	"migrate":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
+	"statesync": {isaFree: true, imports: []string{"vm"}},
 	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog",
-		"replication/core", "replication/outbuf", "vm"}},
+		"replication/core", "replication/outbuf", "runloop", "vm"}},
 	// The pair's protocol without I/O, and the output rule's buffer: as
 	// deterministic as the machine (time enters as ticks).
 	// Its Log actions carry a slog.Level; the driver does the logging.
@@ -139,7 +140,7 @@ var rules = map[string]rule{
 
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
-	"internal/testsupport": {isaFree: true, imports: []string{"guest"}},
+	"internal/testsupport": {isaFree: true, imports: []string{"guest", "vm"}},
 	"internal/layering":    {},
 }
 
