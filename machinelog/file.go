@@ -16,13 +16,13 @@ const FlushEvery = 100 * time.Millisecond
 
 // File is a recording written to a file as the run goes (ftvm record), so
 // that it survives its recorder. After every slice that carried an input
-// (console bytes, a frame, a time advance), ended idle, or printed
-// something, and otherwise at least every FlushEvery, the file receives
-// what was logged and a Reached record at the current count; what the
-// guest printed is shown only after that (the output rule, for a
-// recording). A recorder killed with SIGKILL thus leaves a log that
-// replays at least as far as what its user saw. The run loop runs Engine
-// and calls After after every slice.
+// (console bytes, a frame, a time advance) or ended idle, and otherwise at
+// least every FlushEvery, the file receives what was logged. Before what
+// the guest printed in a slice is shown, the file also receives a Reached
+// record at the current count (the output rule, for a recording). A
+// recorder killed with SIGKILL thus leaves a log that replays at least as
+// far as what its user saw. The run loop runs Engine and calls After
+// after every slice.
 type File struct {
 	f   *os.File
 	w   *eventlog.Writer
@@ -62,7 +62,7 @@ func Create(path string, hdr eventlog.Header, e vm.Engine, digestEvery uint64) (
 	lf.eng = noting{lf.rec, new(bool)}
 	// The header and the first digest go out at once: a recorder that
 	// dies before its first slice still leaves a log naming its machine.
-	if err := lf.sync(); err != nil {
+	if err := lf.sync(false); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -85,14 +85,15 @@ func (f *File) After(r vm.StopReason, show bool) error {
 	}
 	logged := f.w.Frames() != f.syncedFrames
 	if show || logged && (*f.eng.delivered || r == vm.StopIdle || time.Since(f.syncedTime) >= FlushEvery) {
-		return f.sync()
+		return f.sync(show)
 	}
 	return nil
 }
 
-// sync marks how far the run got and hands the log to the file.
-func (f *File) sync() error {
-	if n := f.rec.Instret(); n != f.syncedAt {
+// sync hands the log to the file, after a Reached record at the current
+// count when reached is set.
+func (f *File) sync(reached bool) error {
+	if n := f.rec.Instret(); reached && n != f.syncedAt {
 		if err := f.w.Append(eventlog.ReachedAt(n)); err != nil {
 			return fmt.Errorf("writing the log: %w", err)
 		}
