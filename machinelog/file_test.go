@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"ftvm/internal/fakevm"
 	"ftvm/replay/eventlog"
@@ -58,21 +59,41 @@ func TestFileFlushPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := eng.Run(2000)
-	if err := f.After(r, false); err != nil {
-		t.Fatal(err)
+	if show, err := f.After(r, false); err != nil || show {
+		t.Fatal(show, err)
 	}
 	recs := onDisk(t, path)
 	if len(recs) != 1 || recs[0].Kind != eventlog.KindConsoleInput || recs[0].Instret != 1000 {
 		t.Fatalf("after the slice that took an input the file holds %+v, want that input", recs)
 	}
 
-	r = eng.Run(5000)
-	if err := f.After(r, true); err != nil {
+	// Output after an input is shown at once, behind a Reached record.
+	if _, err := eng.Deliver(vm.ConsoleInput{Data: []byte("y")}); err != nil {
 		t.Fatal(err)
+	}
+	r = eng.Run(5000)
+	if show, err := f.After(r, true); err != nil || !show {
+		t.Fatalf("output after an input: show %v, %v", show, err)
 	}
 	recs = onDisk(t, path)
 	if last := recs[len(recs)-1]; last.Kind != eventlog.KindReached || last.Instret != 5000 {
 		t.Fatalf("before output is shown the file ends with %+v, want Reached at 5000", last)
+	}
+
+	// More output from a computing guest soon after: held.
+	f.showEvery = time.Hour
+	r = eng.Run(6000)
+	if show, err := f.After(r, true); err != nil || show {
+		t.Fatalf("output of a computing guest soon after the last shown: show %v, %v", show, err)
+	}
+	f.showEvery = 0
+	r = eng.Run(7000)
+	if show, err := f.After(r, true); err != nil || !show {
+		t.Fatalf("output held for %v: show %v, %v", ShowEvery, show, err)
+	}
+	recs = onDisk(t, path)
+	if last := recs[len(recs)-1]; last.Kind != eventlog.KindReached || last.Instret != 7000 {
+		t.Fatalf("before output is shown the file ends with %+v, want Reached at 7000", last)
 	}
 
 	if err := f.Close(vm.StopPowerOff); err != nil {
