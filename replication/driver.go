@@ -28,7 +28,7 @@ type driver struct {
 	r *Replica
 
 	mu   sync.Mutex
-	core *core.Core
+	core protocol
 	ctx  context.Context // the run's: ends the arbiter's calls
 
 	candidate *joiner // the joiner whose JoinRequest is being stepped
@@ -52,7 +52,7 @@ func (d *driver) init(r *Replica) {
 // run gives the driver its core for a run and starts its ticker and its
 // acceptor (on ln, if not nil). The returned stop ends them and closes
 // what connections are left.
-func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (context.Context, func()) {
+func (d *driver) run(ctx context.Context, c protocol, ln net.Listener) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
 	d.core, d.ctx, d.stop, d.live = c, ctx, nil, false
@@ -66,6 +66,21 @@ func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (contex
 		d.closeAll()
 	}
 }
+
+// protocol is what the driver needs of a core. The replay core
+// (core.Core) is one; a checkpointing (Remus), output-comparing (COLO) or
+// consensus-ordered (PLOVER) core would be another, stepped with the same
+// events (ticks, acknowledgements, arbiter answers, join requests, link
+// failures) and its own, giving the same actions (send, release, drop,
+// arbitrate, go live, stop) and its own.
+type protocol interface {
+	Step(core.Event) error
+	Ready() []core.Action
+	MayRun() bool
+	Status() core.Status
+}
+
+var _ protocol = (*core.Core)(nil)
 
 // step steps ev into the core and carries out what comes of it.
 func (d *driver) step(ev core.Event) error {
