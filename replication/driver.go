@@ -38,7 +38,7 @@ type driver struct {
 	stream    *stream // the backup's
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
-	changed   chan struct{} // signalled (coalesced) after every step
+	changed   chan struct{} // signalled (coalesced) when engineState changes
 
 	// Timing for the status, from the actions.
 	detected time.Time // a backup declared its primary lost
