@@ -2,6 +2,7 @@ package machine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,20 @@ func TestHTIFProgram(t *testing.T) {
 	}
 }
 
+// kernelOfSize is a kernel header claiming image_size n.
+func kernelOfSize(n uint64) []byte {
+	k := fakeKernel()
+	binary.LittleEndian.PutUint64(k[0x10:], n)
+	return k
+}
+
+// initrd is n bytes that start like a newc cpio archive.
+func initrd(n int) []byte {
+	b := make([]byte, n)
+	copy(b, "070701")
+	return b
+}
+
 func TestBadImages(t *testing.T) {
 	cases := []struct {
 		name string
@@ -66,6 +81,11 @@ func TestBadImages(t *testing.T) {
 		{"not an ELF", Config{ELF: []byte("hello")}, "ELF"},
 		{"tiny memory", Config{MemoryMiB: 1, ELF: []byte("x")}, "memory size"},
 		{"huge memory", Config{MemoryMiB: 1 << 20, ELF: []byte("x")}, "memory size"},
+		// image_size is the image's word: a value that wraps the sum of
+		// the load address and the size must not pass for a small one.
+		{"image_size wraps", Config{Kernel: kernelOfSize(^uint64(0) - KernelBase + 2), Initrd: initrd(100 << 20)}, "image needs"},
+		{"image over the device tree", Config{Kernel: kernelOfSize(256<<20 - 2<<20 - 32<<10)}, "image needs"},
+		{"initrd over the kernel", Config{Kernel: kernelOfSize(200 << 20), Initrd: initrd(50 << 20)}, "does not fit"},
 	}
 	for _, c := range cases {
 		_, err := New(c.cfg)
