@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"ftvm/internal/testsupport"
 )
@@ -109,5 +110,32 @@ func TestLockup(t *testing.T) {
 	}
 	if r := m.Run(2e6); r != StopLockup {
 		t.Fatalf("second Run: %v, want lockup", r)
+	}
+}
+
+// TestWaitForMaskedInterrupt: a bare-metal program makes the timer
+// interrupt pending with every interrupt masked and waits for an interrupt
+// (WFI). Nothing can ever wake it: Run must say the guest idles, with no
+// timer to come, instead of letting guest time run on forever (it used to
+// loop inside Run with idle skip on, and make the host's loop spin with it
+// off).
+func TestWaitForMaskedInterrupt(t *testing.T) {
+	elf := crossCompile(t, "wfi_masked.S")
+	for _, skip := range []bool{true, false} {
+		m, err := New(Config{MemoryMiB: 16, ELF: elf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetIdleSkip(skip)
+		done := make(chan StopReason, 1)
+		go func() { done <- m.Run(1e6) }()
+		select {
+		case r := <-done:
+			if r != StopIdle || m.Deadline() != ^uint64(0) {
+				t.Errorf("idle skip %v: Run returned %v at %d, deadline %d; want idle with no deadline", skip, r, m.Instret(), m.Deadline())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("idle skip %v: Run has not returned after 30 s (at %d instructions)", skip, m.Instret())
+		}
 	}
 }
