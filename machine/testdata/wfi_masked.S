@@ -11,10 +11,4 @@ _start:
 1:	wfi
 	j    1b
 
-	.section .tohost, "aw", @progbits
-	.align 6
-	.globl tohost
-tohost:	.dword 0
-	.align 6
-	.globl fromhost
-fromhost: .dword 0
+#include "tohost.h"
