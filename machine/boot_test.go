@@ -10,7 +10,7 @@ import (
 )
 
 type bootResult struct {
-	reason  StopReason
+	reason  vm.StopReason
 	instret uint64
 	digest  [32]byte
 	console string

@@ -78,9 +78,8 @@ type Config struct {
 	Outputs Outputs
 }
 
-// StopReason and the events are the vm package's: the machine is a vm.Engine.
-type StopReason = vm.StopReason
-
+// The stop reasons and the events are the vm package's (the machine is a
+// vm.Engine), named here without the prefix for the machine's own code.
 const (
 	StopLimit    = vm.StopLimit
 	StopIdle     = vm.StopIdle
@@ -120,7 +119,7 @@ type Machine struct {
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 
 	paused bool // Pause was called
@@ -357,7 +356,7 @@ func (m *Machine) updateTimers() {
 
 // Run executes until the instruction count reaches until, the guest stops
 // itself, or (with idle skip off) it idles. It returns why it stopped.
-func (m *Machine) Run(until uint64) StopReason {
+func (m *Machine) Run(until uint64) vm.StopReason {
 	for !m.stopped {
 		h := m.hart
 		if h.Instret >= until {
@@ -390,6 +389,13 @@ func (m *Machine) Run(until uint64) StopReason {
 			m.htif.poll(m)
 		}
 		if r == riscv.StopIdle && !m.stopped {
+			if h.Waiting() && !h.Wakeable() {
+				// Waiting for an interrupt with every interrupt
+				// disabled (a kernel cut short parks its hart so):
+				// nothing can ever wake the guest.
+				m.stopped, m.stop = true, StopLockup
+				break
+			}
 			dl := m.deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				if !h.Waiting() {
@@ -459,7 +465,7 @@ func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
 	}
 }
 
-func (m *Machine) halt(r StopReason, code uint32) {
+func (m *Machine) halt(r vm.StopReason, code uint32) {
 	m.stopped, m.stop, m.exitCode = true, r, code
 	m.hart.Halt()
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ftvm/internal/testsupport"
+	"ftvm/vm"
 )
 
 // crossCompile builds a bare-metal RISC-V ELF from an assembly file in
@@ -113,12 +114,30 @@ func TestLockup(t *testing.T) {
 	}
 }
 
+// TestWaitForever: a hart waiting for an interrupt with every interrupt
+// disabled can never run again; the machine says so (lockup) instead of
+// idling, with idle skip on or off.
+func TestWaitForever(t *testing.T) {
+	elf := crossCompile(t, "wfi.S")
+	for _, skip := range []bool{true, false} {
+		m, err := New(Config{MemoryMiB: 16, ELF: elf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetIdleSkip(skip)
+		if r := m.Run(1e6); r != StopLockup {
+			t.Fatalf("idle skip %v: stopped with %v after %d instructions, want lockup", skip, r, m.Instret())
+		}
+	}
+}
+
 // TestWaitForMaskedInterrupt: a bare-metal program makes the timer
-// interrupt pending with every interrupt masked and waits for an interrupt
-// (WFI). Nothing can ever wake it: Run must say the guest idles, with no
-// timer to come, instead of letting guest time run on forever (it used to
-// loop inside Run with idle skip on, and make the host's loop spin with it
-// off).
+// interrupt pending while it is masked (only external interrupts are
+// enabled) and waits for an interrupt (WFI). Only an external interrupt can
+// wake it: Run must say the guest idles, with no timer to come, instead of
+// letting guest time run on forever for a timer that has already fired (it
+// used to loop inside Run with idle skip on, and make the host's loop spin
+// with it off).
 func TestWaitForMaskedInterrupt(t *testing.T) {
 	elf := crossCompile(t, "wfi_masked.S")
 	for _, skip := range []bool{true, false} {
@@ -127,7 +146,7 @@ func TestWaitForMaskedInterrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.SetIdleSkip(skip)
-		done := make(chan StopReason, 1)
+		done := make(chan vm.StopReason, 1)
 		go func() { done <- m.Run(1e6) }()
 		select {
 		case r := <-done:

@@ -29,7 +29,7 @@ type boardState struct {
 	HTIFFromHost        uint64 `json:",omitempty"`
 	Clock               clockState
 	Stopped             bool
-	Stop                StopReason
+	Stop                vm.StopReason
 	ExitCode            uint32
 
 	// DiskSize is the disk's size in bytes, so that a restore without the
@@ -201,8 +201,8 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included. Neither is touched when ram is
-// given (the caller rescans the rings).
+// opts.Disk the disk, contents included; neither is read nor written then
+// (the caller notes the image's non-zero pages and rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)

@@ -35,7 +35,7 @@ func (d *driver) outputs() machine.Outputs {
 // next timer. The client thus answers with no guest time passing, as a
 // fast peer would (with idle skipping, a slice of an idle guest can span
 // seconds of guest time, and TCP and ARP time out between two slices).
-func (d *driver) step(slice uint64) machine.StopReason {
+func (d *driver) step(slice uint64) vm.StopReason {
 	end := d.m.Instret() + slice
 	for {
 		delivered := d.deliver()

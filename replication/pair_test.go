@@ -120,11 +120,16 @@ func (tr *testReplica) startPrimary(t *testing.T, kernel, initrd []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tr.startEngine(m)
+}
+
+// startEngine runs tr as the primary of e.
+func (tr *testReplica) startEngine(e Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel, tr.started = cancel, time.Now()
 	go func() {
 		defer close(tr.done)
-		tr.reason, tr.err = tr.r.RunPrimary(ctx, m, tr.ln)
+		tr.reason, tr.err = tr.r.RunPrimary(ctx, e, tr.ln)
 	}()
 }
 

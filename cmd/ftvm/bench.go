@@ -18,6 +18,8 @@ import (
 
 	"ftvm/host"
 	"ftvm/machine"
+	"ftvm/runloop"
+	"ftvm/vm"
 )
 
 // Console markers printed by the default guest (guest/cmd/init and
@@ -41,6 +43,17 @@ func cmdBench(args []string) error {
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench takes no arguments (got %q)", fs.Args())
+	}
+	set := given(fs)
+	if *ft {
+		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
+			return err
+		}
+	} else if err := notWith(set, "they are the fault-tolerance benchmark's (-ft)", "ft-duration", "ft-conns", "ft-rounds", "ft-epochs"); err != nil {
 		return err
 	}
 	if *ft {
@@ -161,9 +174,13 @@ func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark
 	if err != nil {
 		return nil, err
 	}
-	r := runLoop(m, loopOptions{maxInsns: 50e9, done: func() bool { return len(got) == len(markers) }})
+	r, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9, Hooks: runloop.Hooks{
+		Stop: func(vm.StopReason) bool { return len(got) == len(markers) }}})
 	if len(got) < len(markers) {
-		return nil, fmt.Errorf("guest stopped (%v after %d instructions) before printing %q", r, m.Instret(), markers[len(got)])
+		if err == nil {
+			err = fmt.Errorf("%v after %d instructions", r, m.Instret())
+		}
+		return nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
 	}
 	return got, nil
 }

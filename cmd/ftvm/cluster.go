@@ -17,6 +17,7 @@ import (
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
 	"ftvm/host/vswitch"
+	"ftvm/monitor"
 	"ftvm/replication"
 )
 
@@ -151,7 +152,7 @@ func (p *proc) kill() {
 func (p *proc) waitStatus(what string, limit time.Duration, ok func(replication.Status) bool) (replication.Status, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		st, err := fetchStatus(p.http)
+		st, err := monitor.FetchStatus(p.http)
 		if err == nil && ok(st) {
 			return st, nil
 		}
