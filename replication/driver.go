@@ -45,10 +45,10 @@ type driver struct {
 	stream    channel // the backup's from its primary
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
-	changed   chan struct{} // signalled (coalesced) after every step
+	changed   chan struct{} // signalled (coalesced) when engineState changes
 
-	// Timing for the status, from the actions.
-	detected time.Time // a backup declared its primary lost
+	// When a backup declared its primary lost.
+	detected time.Time
 }
 
 func (d *driver) init(r *Replica) {
@@ -225,6 +225,12 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 			later = append(later, d.unlink(a.Cause)...)
 		case core.GoLive:
 			d.live = true
+			// Before the status says "primary" (refreshStatus comes
+			// after): whoever waits for the role reads these with it.
+			later = append(later, func() {
+				now := time.Now()
+				r.setStatus(func(st *Status) { st.Failovers, st.FailoverLive = st.Failovers+1, now })
+			})
 		case core.Stop:
 			s := a
 			d.stop = &s
@@ -255,7 +261,13 @@ func (d *driver) unlink(cause error) []func() {
 	if s := d.stream; s != nil {
 		d.stream = nil
 		if d.detected.IsZero() {
-			d.detected = time.Now()
+			// The primary is lost (or its log refused): the failover's
+			// figures start here.
+			now, heard := time.Now(), s.heard()
+			d.detected = now
+			later = append(later, func() {
+				d.r.setStatus(func(st *Status) { st.PrimaryLastHeard, st.FailoverDetected = heard, now })
+			})
 		}
 		later = append(later, func() { s.close(cause) })
 	}

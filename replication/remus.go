@@ -211,7 +211,7 @@ func (r *Replica) runCkptBackup(ctx context.Context, addr string, ln net.Listene
 		r.stopStatus(err)
 		return reason, err
 	}
-	r.failedOver(s)
+	r.failedOver()
 	return r.primaryLoop(ctx, j.engine)
 }
 
