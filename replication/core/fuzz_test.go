@@ -25,7 +25,7 @@ func FuzzPrimary(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Step(JoinRequest{ID: "b", CertID: "b", Cluster: "x", Version: ProtocolVersion})
+		c.Step(JoinRequest{ID: "b", CertID: "b", Cluster: "x", Version: ProtocolVersion, Mode: ModeName})
 		c.Step(Transferred{ID: "b", Instret: 0})
 		var pending *Arbitrate
 		var maxAcked, released int64
@@ -103,7 +103,7 @@ func FuzzPrimary(f *testing.F) {
 			case 6:
 				c.Step(Finish{Reason: "poweroff"})
 			case 7:
-				c.Step(JoinRequest{ID: "c", CertID: "c", Cluster: "x", Version: ProtocolVersion})
+				c.Step(JoinRequest{ID: "c", CertID: "c", Cluster: "x", Version: ProtocolVersion, Mode: ModeName})
 			}
 			check()
 		}
