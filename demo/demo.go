@@ -27,6 +27,7 @@ type Options struct {
 	After   time.Duration // how long it writes after the failover
 	Fault   string        // "kill" (SIGKILL) or "freeze" (SIGSTOP: a hung host)
 	Timeout time.Duration // the replicas' heartbeat timeout
+	Mode    string        // the replication mode (-mode of the replicas; "" is replay)
 	Out     io.Writer     // the report
 }
 
@@ -45,10 +46,14 @@ func Run(o Options) error {
 		return err
 	}
 	defer c.Stop()
+	var extra []string
+	if o.Mode != "" {
+		extra = []string{"-mode", o.Mode}
+	}
 	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's key-value server 10.0.2.15:6379",
 		c.Arbiter, c.Switch, c.Forward)
 
-	a, err := c.Replica("primary", "a")
+	a, err := c.Replica("primary", "a", extra...)
 	if err != nil {
 		return err
 	}
@@ -64,7 +69,7 @@ func Run(o Options) error {
 	defer conn.Close()
 	say("guest's key-value server up")
 
-	b, err := c.Replica("backup", "b", "-join", a.Listen)
+	b, err := c.Replica("backup", "b", append(extra, "-join", a.Listen)...)
 	if err != nil {
 		return err
 	}
@@ -72,7 +77,7 @@ func Run(o Options) error {
 		return err
 	}
 	st, _ := monitor.FetchStatus(a.HTTP)
-	say("backup b joined (live state transfer); view %s", st.View)
+	say("backup b joined (live state transfer); view %s; replicating by %s", st.View, st.Mode)
 
 	writes := workload.NewWrites("demo:")
 	wctx, stopWrites := context.WithCancel(context.Background())
@@ -86,7 +91,11 @@ func Run(o Options) error {
 	say("client: numbered writes (INCR) on one TCP connection through the switch")
 	time.Sleep(o.Before)
 	st, _ = monitor.FetchStatus(a.HTTP)
-	say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), monitor.Rate(st.LogRate), st.LagInsns)
+	if st.Checkpoints > 0 {
+		say("client: %d writes acknowledged; %d checkpoints (%.0f/s), %s to the backup", writes.Progress.Load(), st.Checkpoints, st.CheckpointRate, monitor.Rate(st.LogRate))
+	} else {
+		say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), monitor.Rate(st.LogRate), st.LagInsns)
+	}
 
 	killed := time.Now()
 	if o.Fault == "kill" {
@@ -110,7 +119,7 @@ func Run(o Options) error {
 	rb, rerr := writes.ReadBack(conn)
 	say("client: %d writes acknowledged in all, on the same connection", writes.Acked)
 
-	cp, err := c.Replica("backup", "c", "-join", b.Listen)
+	cp, err := c.Replica("backup", "c", append(extra, "-join", b.Listen)...)
 	if err != nil {
 		return err
 	}

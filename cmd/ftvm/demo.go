@@ -9,6 +9,7 @@ import (
 
 	"ftvm/demo"
 	"ftvm/host"
+	"ftvm/replication"
 )
 
 // cmdDemo runs package demo: the fault tolerance shown on one machine
@@ -20,6 +21,7 @@ func cmdDemo(args []string) error {
 	after := fs.Duration("after", 3*time.Second, "how long the client writes after the failover")
 	fault := fs.String("fault", "kill", "how the primary dies: kill (SIGKILL: the process dies and its kernel closes its connections) or freeze (SIGSTOP: a hung host, detected by the heartbeat timeout)")
 	timeout := fs.Duration("timeout", 300*time.Millisecond, "the replicas' heartbeat timeout")
+	mode := fs.String("mode", "replay", "how the pair replicates: replay, checkpoint (Remus) or colo")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm demo [flags]\n\nRuns a replicated default guest on this machine, kills its primary while a\nclient writes, and reports what the client saw.")
 		fs.PrintDefaults()
@@ -29,6 +31,9 @@ func cmdDemo(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("demo takes no arguments (got %q)", fs.Args())
+	}
+	if _, err := replication.ParseMode(*mode); err != nil {
+		return fmt.Errorf("-mode: %w", err)
 	}
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
@@ -50,5 +55,5 @@ func cmdDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	return demo.Run(demo.Options{Dir: *dir, Ftvm: ftvm, Before: *before, After: *after, Fault: *fault, Timeout: *timeout, Out: os.Stdout})
+	return demo.Run(demo.Options{Dir: *dir, Ftvm: ftvm, Before: *before, After: *after, Fault: *fault, Timeout: *timeout, Mode: *mode, Out: os.Stdout})
 }

@@ -31,10 +31,11 @@ import (
 // replication's.
 
 type replicaFlags struct {
-	id, cluster, keys, listen, arbiter, httpAddr, logFormat string
-	epoch, maxLag, digestEvery                              uint64
-	heartbeat, timeout                                      time.Duration
-	lockstep                                                bool
+	id, cluster, keys, listen, arbiter, httpAddr, logFormat, mode string
+	epoch, maxLag, digestEvery                                    uint64
+	heartbeat, timeout, period, maxPeriod                         time.Duration
+	maxInFlight                                                   int
+	lockstep                                                      bool
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -51,6 +52,30 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.maxLag, "max-lag", 0, "instructions the backup may trail before the primary waits (default 200M)")
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
 	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
+	fs.StringVar(&f.mode, "mode", "replay", "how the pair replicates (both replicas alike): replay (the backup replays the logged inputs), checkpoint\n(Remus: the backup applies the primary's checkpoints) or colo (both execute, outputs compared, checkpoints on a mismatch)")
+	fs.DurationVar(&f.period, "period", 0, "checkpoint mode: how often the primary takes a checkpoint (default 25ms)")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", 0, "checkpoint mode: checkpoints the backup may leave unacknowledged before the guest waits (default 2)")
+	fs.DurationVar(&f.maxPeriod, "max-period", 0, "colo mode: the longest run without a checkpoint while the outputs match (default 10s)")
+}
+
+// modeFlags refuses the flags that do not apply to the mode.
+func (f *replicaFlags) modeFlags(set map[string]bool) (replication.Mode, error) {
+	m, err := replication.ParseMode(f.mode)
+	if err != nil {
+		return m, fmt.Errorf("-mode: %w", err)
+	}
+	switch m {
+	case replication.Replay:
+		err = notWith(set, "they are for the checkpointing modes (-mode checkpoint or colo)", "period", "max-in-flight", "max-period")
+	case replication.Checkpoint:
+		err = notWith(set, "in checkpoint mode the backup does not replay, and the pair has no output comparison", "lockstep", "max-lag", "max-period")
+	case replication.COLO:
+		err = notWith(set, "in colo mode the backup does not replay, and checkpoints are taken on a mismatch", "lockstep", "max-lag", "period", "max-in-flight")
+	}
+	if err == nil && set["period"] && f.period <= 0 {
+		err = fmt.Errorf("-period %v: must be positive", f.period)
+	}
+	return m, err
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
@@ -74,9 +99,11 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	if err != nil {
 		return replication.Config{}, err
 	}
+	m, _ := replication.ParseMode(f.mode) // checked by modeFlags
 	return replication.Config{
 		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: machinelog.Engine,
 		Epoch: f.epoch, Heartbeat: f.heartbeat, Timeout: f.timeout, MaxLag: f.maxLag, DigestEvery: f.digestEvery, Lockstep: f.lockstep,
+		Mode: m, Period: f.period, MaxInFlight: f.maxInFlight, MaxPeriod: f.maxPeriod,
 		Log: slog.New(h),
 	}, nil
 }
@@ -168,6 +195,9 @@ func cmdPrimary(args []string) error {
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
+	if _, err := rf.modeFlags(given(fs)); err != nil {
+		return err
+	}
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -226,6 +256,9 @@ func cmdBackup(args []string) error {
 		if err := notWith(given(fs), "it must match the primary's guest NIC, and this backup has none without -net", "mac"); err != nil {
 			return err
 		}
+	}
+	if _, err := rf.modeFlags(given(fs)); err != nil {
+		return err
 	}
 	rc, err := rf.replicaConfig()
 	if err != nil {
