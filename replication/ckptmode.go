@@ -99,18 +99,17 @@ func (m *ckptMode) open(j *joiner) (channel, func()) {
 
 func (m *ckptMode) status(st *Status, cs core.Status, l, s channel, now time.Time) {
 	st.Mode = m.d.r.cfg.Mode.String()
-	var bytes int64
+	// The checkpoints of the current link, or of the last one.
+	m.stats.status(st, now)
 	switch {
 	case l != nil:
-		bytes = l.(*ckptLink).written.Load()
+		st.LogBytes = l.(*ckptLink).written.Load()
 	case s != nil:
-		bytes = s.(*ckptStream).received.Load()
+		st.LogBytes = s.(*ckptStream).received.Load()
 	default:
 		return
 	}
-	st.LogBytes = bytes
 	st.sampleRate(now)
-	m.stats.status(st, now)
 }
 
 // ckptStats are a link's checkpoints, for the status.

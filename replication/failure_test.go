@@ -35,13 +35,24 @@ func (r *reach) Swap(ctx context.Context, old, new View) (bool, View, error) {
 	return r.Memory.Swap(ctx, old, new)
 }
 
-// startPair boots a primary and joins a backup to it through a proxy.
-func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *testsupport.Proxy, arb *arbiter.Memory, ra, rb *reach) {
+// modes are the replication modes the pair tests run in.
+var modes = []Mode{Replay, Checkpoint}
+
+// eachMode runs test as a subtest for every mode.
+func eachMode(t *testing.T, test func(t *testing.T, m Mode)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) { test(t, m) })
+	}
+}
+
+// startPair boots a primary and joins a backup to it through a proxy, the
+// pair replicating by mode m.
+func startPair(t *testing.T, m Mode, timeout time.Duration) (a, b *testReplica, px *testsupport.Proxy, arb *arbiter.Memory, ra, rb *reach) {
 	kernel, initrd := testsupport.DefaultGuest(t)
 	dir := keys(t, "a", "b")
 	arb = arbiter.NewMemory()
 	ra, rb = &reach{Memory: arb}, &reach{Memory: arb}
-	tune := func(c *Config) { c.Timeout = timeout }
+	tune := func(c *Config) { c.Timeout, c.Mode = timeout, m }
 	a = newTestReplica(t, dir, "a", ra, tune)
 	b = newTestReplica(t, dir, "b", rb, tune)
 	a.startPrimary(t, kernel, initrd)
@@ -63,116 +74,126 @@ func view(t *testing.T, arb *arbiter.Memory) View {
 // TestOutputRule holds the backup's acknowledgements: the guest's reply to
 // a console command must not leave the primary until they flow again.
 func TestOutputRule(t *testing.T) {
-	a, _, px, _, _, _ := startPair(t, 10*time.Second)
-	px.Hold(true, false) // backup -> primary: acks stop arriving
-	a.in <- []byte("echo held-reply\n")
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if strings.Contains(a.con.String(), "= held-reply") {
-			t.Fatal("the reply left the primary before the backup acknowledged the log")
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, _, px, _, _, _ := startPair(t, m, 10*time.Second)
+		px.Hold(true, false) // backup -> primary: acks stop arriving
+		a.in <- []byte("echo held-reply\n")
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if strings.Contains(a.con.String(), "= held-reply") {
+				t.Fatal("the reply left the primary before the backup acknowledged the log")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := a.r.Status().HeldOutputs; n == 0 {
-		t.Fatal("the primary holds no outputs while the backup's acks are held")
-	}
-	px.Hold(false, false)
-	a.con.waitFor(t, "= held-reply", 10*time.Second)
+		if n := a.r.Status().HeldOutputs; n == 0 {
+			t.Fatal("the primary holds no outputs while the backup's acks are held")
+		}
+		px.Hold(false, false)
+		a.con.waitFor(t, "= held-reply", 10*time.Second)
+	})
 }
 
 // TestBackupDeath kills the backup: the primary must win the arbitration,
 // release what it held, and go on unprotected.
 func TestBackupDeath(t *testing.T) {
-	a, b, _, arb, _, _ := startPair(t, time.Second)
-	b.stop()
-	a.in <- []byte("echo alone\n")
-	a.con.waitFor(t, "= alone", 30*time.Second)
-	if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
-		t.Fatalf("view after the backup died: %v", v)
-	}
-	if st := a.r.Status(); st.Role != "primary" || st.Peer != "" {
-		t.Fatalf("primary status: %+v", st)
-	}
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, _, arb, _, _ := startPair(t, m, time.Second)
+		b.stop()
+		a.in <- []byte("echo alone\n")
+		a.con.waitFor(t, "= alone", 30*time.Second)
+		if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
+			t.Fatalf("view after the backup died: %v", v)
+		}
+		if st := a.r.Status(); st.Role != "primary" || st.Peer != "" {
+			t.Fatalf("primary status: %+v", st)
+		}
+	})
 }
 
 // TestPartition cuts the link between the replicas (no reset: packets just
 // stop) while both reach the arbiter: both suspect the other, exactly one
 // wins, the other stops, and the survivor serves.
 func TestPartition(t *testing.T) {
-	a, b, px, arb, _, _ := startPair(t, 500*time.Millisecond)
-	px.Hold(true, true)
-	var loser, winner *testReplica
-	select {
-	case <-a.done:
-		loser, winner = a, b
-	case <-b.done:
-		loser, winner = b, a
-	case <-time.After(30 * time.Second):
-		t.Fatal("neither replica stopped after the partition")
-	}
-	if !errors.Is(loser.err, ErrDeposed) {
-		t.Fatalf("%s stopped with %v, want ErrDeposed", loser.r.cfg.ID, loser.err)
-	}
-	winner.waitRole(t, "primary", 30*time.Second)
-	if v := view(t, arb); v.Primary != winner.r.cfg.ID || v.Backup != "" {
-		t.Fatalf("view %v, survivor %s", v, winner.r.cfg.ID)
-	}
-	winner.in <- []byte("echo survivor\n")
-	winner.con.waitFor(t, "= survivor", 30*time.Second)
-	if strings.Contains(loser.con.String(), "= survivor") {
-		t.Fatal("the deposed replica emitted output")
-	}
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, px, arb, _, _ := startPair(t, m, 500*time.Millisecond)
+		px.Hold(true, true)
+		var loser, winner *testReplica
+		select {
+		case <-a.done:
+			loser, winner = a, b
+		case <-b.done:
+			loser, winner = b, a
+		case <-time.After(30 * time.Second):
+			t.Fatal("neither replica stopped after the partition")
+		}
+		if !errors.Is(loser.err, ErrDeposed) {
+			t.Fatalf("%s stopped with %v, want ErrDeposed", loser.r.cfg.ID, loser.err)
+		}
+		winner.waitRole(t, "primary", 30*time.Second)
+		if v := view(t, arb); v.Primary != winner.r.cfg.ID || v.Backup != "" {
+			t.Fatalf("view %v, survivor %s", v, winner.r.cfg.ID)
+		}
+		winner.in <- []byte("echo survivor\n")
+		winner.con.waitFor(t, "= survivor", 30*time.Second)
+		if strings.Contains(loser.con.String(), "= survivor") {
+			t.Fatal("the deposed replica emitted output")
+		}
+	})
 }
 
 // TestPartitionArbiterUnreachable cuts the link while the primary cannot
 // reach the arbiter: the backup wins and goes live; the primary must hold
 // its outputs all along, and stop as soon as it can ask the arbiter.
 func TestPartitionArbiterUnreachable(t *testing.T) {
-	a, b, px, arb, ra, _ := startPair(t, 500*time.Millisecond)
-	ra.cut.Store(true)
-	px.Hold(true, true)
-	a.in <- []byte("echo from-the-isolated-primary\n")
-	b.waitRole(t, "primary", 30*time.Second)
-	if v := view(t, arb); v.Primary != "b" {
-		t.Fatalf("view %v", v)
-	}
-	time.Sleep(time.Second) // the isolated primary keeps trying the arbiter
-	select {
-	case <-a.done:
-		t.Fatalf("the isolated primary stopped before reaching the arbiter: %v", a.err)
-	default:
-	}
-	if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
-		t.Fatal("the isolated primary released output without a backup or the arbiter")
-	}
-	ra.cut.Store(false)
-	select {
-	case <-a.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the old primary did not stop once it could reach the arbiter")
-	}
-	if !errors.Is(a.err, ErrDeposed) {
-		t.Fatalf("old primary: %v", a.err)
-	}
-	if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
-		t.Fatal("the deposed primary released its held output")
-	}
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, px, arb, ra, _ := startPair(t, m, 500*time.Millisecond)
+		ra.cut.Store(true)
+		px.Hold(true, true)
+		a.in <- []byte("echo from-the-isolated-primary\n")
+		b.waitRole(t, "primary", 30*time.Second)
+		if v := view(t, arb); v.Primary != "b" {
+			t.Fatalf("view %v", v)
+		}
+		time.Sleep(time.Second) // the isolated primary keeps trying the arbiter
+		select {
+		case <-a.done:
+			t.Fatalf("the isolated primary stopped before reaching the arbiter: %v", a.err)
+		default:
+		}
+		if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
+			t.Fatal("the isolated primary released output without a backup or the arbiter")
+		}
+		ra.cut.Store(false)
+		select {
+		case <-a.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the old primary did not stop once it could reach the arbiter")
+		}
+		if !errors.Is(a.err, ErrDeposed) {
+			t.Fatalf("old primary: %v", a.err)
+		}
+		if strings.Contains(a.con.String(), "= from-the-isolated-primary") {
+			t.Fatal("the deposed primary released its held output")
+		}
+	})
 }
 
 // TestNoArbiterNoFailover: with the arbiter unreachable by both, a dead
 // primary is not replaced; once it is back, the backup takes over.
 func TestNoArbiterNoFailover(t *testing.T) {
-	a, b, _, arb, _, _ := startPair(t, 500*time.Millisecond)
-	arb.SetUnreachable(true)
-	a.stop()
-	time.Sleep(2 * time.Second)
-	if r := b.r.Status().Role; r == "primary" {
-		t.Fatal("the backup went live without the arbiter")
-	}
-	arb.SetUnreachable(false)
-	b.waitRole(t, "primary", 30*time.Second)
-	b.in <- []byte("echo took-over\n")
-	b.con.waitFor(t, "= took-over", 30*time.Second)
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, _, arb, _, _ := startPair(t, m, 500*time.Millisecond)
+		arb.SetUnreachable(true)
+		a.stop()
+		time.Sleep(2 * time.Second)
+		if r := b.r.Status().Role; r == "primary" {
+			t.Fatal("the backup went live without the arbiter")
+		}
+		arb.SetUnreachable(false)
+		b.waitRole(t, "primary", 30*time.Second)
+		b.in <- []byte("echo took-over\n")
+		b.con.waitFor(t, "= took-over", 30*time.Second)
+	})
 }
 
 // slowEngine replays at about rate instructions per second: a backup on a

@@ -206,22 +206,24 @@ func TestForgedPeers(t *testing.T) {
 // and its backup: the backup must not follow a stream that fails its
 // integrity check, nor take it for the primary's death and go live.
 func TestTamperedStream(t *testing.T) {
-	a, b, px, arb, _, _ := startPair(t, 2*time.Second)
-	px.Tamper()
-	a.in <- []byte("echo tampered\n")
-	select {
-	case <-b.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the backup kept following a tampered stream")
-	}
-	if b.err == nil || errors.Is(b.err, ErrDeposed) || b.r.Status().Failovers != 0 {
-		t.Fatalf("backup ended with %v (failovers %d); want a refusal", b.err, b.r.Status().Failovers)
-	}
-	// The primary loses its backup and goes on alone.
-	a.con.waitFor(t, "= tampered", 30*time.Second)
-	if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
-		t.Fatalf("view %v", v)
-	}
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, px, arb, _, _ := startPair(t, m, 2*time.Second)
+		px.Tamper()
+		a.in <- []byte("echo tampered\n")
+		select {
+		case <-b.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the backup kept following a tampered stream")
+		}
+		if b.err == nil || errors.Is(b.err, ErrDeposed) || b.r.Status().Failovers != 0 {
+			t.Fatalf("backup ended with %v (failovers %d); want a refusal", b.err, b.r.Status().Failovers)
+		}
+		// The primary loses its backup and goes on alone.
+		a.con.waitFor(t, "= tampered", 30*time.Second)
+		if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
+			t.Fatalf("view %v", v)
+		}
+	})
 }
 
 // TestOutputMismatchRefused logs output hashes that the backup's own

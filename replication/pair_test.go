@@ -171,73 +171,78 @@ func (tr *testReplica) waitRole(t *testing.T, role string, d time.Duration) {
 // guest's state intact (the reply to a command typed before the failure
 // and one typed after). The backup checks the log's digests all along.
 func TestPairFailover(t *testing.T) {
-	kernel, initrd := testsupport.DefaultGuest(t)
-	dir := keys(t, "a", "b")
-	arb := arbiter.NewMemory()
-	a := newTestReplica(t, dir, "a", arb, nil)
-	b := newTestReplica(t, dir, "b", arb, nil)
-	a.startPrimary(t, kernel, initrd)
-	a.con.waitFor(t, "console ready", 60*time.Second)
+	eachMode(t, func(t *testing.T, m Mode) {
+		kernel, initrd := testsupport.DefaultGuest(t)
+		tune := func(c *Config) { c.Mode = m }
+		dir := keys(t, "a", "b")
+		arb := arbiter.NewMemory()
+		a := newTestReplica(t, dir, "a", arb, tune)
+		b := newTestReplica(t, dir, "b", arb, tune)
+		a.startPrimary(t, kernel, initrd)
+		a.con.waitFor(t, "console ready", 60*time.Second)
 
-	b.startBackup(a.ln.Addr().String())
-	b.waitRole(t, "backup", 30*time.Second)
-	if v, _, _ := arb.Current(context.Background()); v.Backup != "b" || v.Primary != "a" {
-		t.Fatalf("view after the join: %v", v)
-	}
+		b.startBackup(a.ln.Addr().String())
+		b.waitRole(t, "backup", 30*time.Second)
+		if v, _, _ := arb.Current(context.Background()); v.Backup != "b" || v.Primary != "a" {
+			t.Fatalf("view after the join: %v", v)
+		}
 
-	a.in <- []byte("echo before-failover\n")
-	a.con.waitFor(t, "= before-failover", 30*time.Second)
-	// The backup replays the same console output, but nothing of it may
-	// leave while it is a backup.
-	if s := b.con.String(); s != "" {
-		t.Fatalf("the backup emitted console output before going live: %q", s)
-	}
-	st := a.r.Status()
-	if st.Peer != "b" || st.LogFrames == 0 {
-		t.Fatalf("primary status: %+v", st)
-	}
+		a.in <- []byte("echo before-failover\n")
+		a.con.waitFor(t, "= before-failover", 30*time.Second)
+		// The backup replays the same console output, but nothing of it may
+		// leave while it is a backup.
+		if s := b.con.String(); s != "" {
+			t.Fatalf("the backup emitted console output before going live: %q", s)
+		}
+		st := a.r.Status()
+		if st.Peer != "b" || st.LogFrames == 0 && st.Checkpoints == 0 {
+			t.Fatalf("primary status: %+v", st)
+		}
 
-	a.stop() // the primary dies: its connection closes
-	b.waitRole(t, "primary", 30*time.Second)
-	if v, _, _ := arb.Current(context.Background()); v.Primary != "b" || v.Backup != "" {
-		t.Fatalf("view after the failover: %v", v)
-	}
-	b.in <- []byte("echo after-failover\n")
-	b.con.waitFor(t, "= after-failover", 30*time.Second)
-	if st := b.r.Status(); st.Failovers != 1 {
-		t.Fatalf("backup status after failover: %+v", st)
-	}
-	b.in <- []byte("poweroff\n")
-	select {
-	case <-b.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the new primary did not power off")
-	}
-	if b.err != nil || b.reason != vm.StopPowerOff {
-		t.Fatalf("new primary ended with %v, %v", b.reason, b.err)
-	}
+		a.stop() // the primary dies: its connection closes
+		b.waitRole(t, "primary", 30*time.Second)
+		if v, _, _ := arb.Current(context.Background()); v.Primary != "b" || v.Backup != "" {
+			t.Fatalf("view after the failover: %v", v)
+		}
+		b.in <- []byte("echo after-failover\n")
+		b.con.waitFor(t, "= after-failover", 30*time.Second)
+		if st := b.r.Status(); st.Failovers != 1 {
+			t.Fatalf("backup status after failover: %+v", st)
+		}
+		b.in <- []byte("poweroff\n")
+		select {
+		case <-b.done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the new primary did not power off")
+		}
+		if b.err != nil || b.reason != vm.StopPowerOff {
+			t.Fatalf("new primary ended with %v, %v", b.reason, b.err)
+		}
+	})
 }
 
 // TestPairPowerOff powers the guest off while a backup follows: the primary
 // ends with the guest, the backup checks the End record's final digest and
 // ends the same way, and the primary's last output still left.
 func TestPairPowerOff(t *testing.T) {
-	a, b, _, arb, _, _ := startPair(t, 5*time.Second)
-	a.in <- []byte("poweroff\n")
-	for _, r := range []*testReplica{a, b} {
-		select {
-		case <-r.done:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s did not end after the guest powered off", r.r.cfg.ID)
+	eachMode(t, func(t *testing.T, m Mode) {
+		a, b, _, arb, _, _ := startPair(t, m, 5*time.Second)
+		a.in <- []byte("poweroff\n")
+		for _, r := range []*testReplica{a, b} {
+			select {
+			case <-r.done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("%s did not end after the guest powered off", r.r.cfg.ID)
+			}
+			if r.err != nil || r.reason != vm.StopPowerOff {
+				t.Fatalf("%s ended with %v, %v", r.r.cfg.ID, r.reason, r.err)
+			}
 		}
-		if r.err != nil || r.reason != vm.StopPowerOff {
-			t.Fatalf("%s ended with %v, %v", r.r.cfg.ID, r.reason, r.err)
+		if !strings.Contains(a.con.String(), "= poweroff") {
+			t.Fatalf("the primary's last output was held back:\n%s", a.con.String())
 		}
-	}
-	if !strings.Contains(a.con.String(), "= poweroff") {
-		t.Fatalf("the primary's last output was held back:\n%s", a.con.String())
-	}
-	if v := view(t, arb); v.Primary != "a" || v.Backup != "b" {
-		t.Fatalf("a clean power-off changed the view: %v", v)
-	}
+		if v := view(t, arb); v.Primary != "a" || v.Backup != "b" {
+			t.Fatalf("a clean power-off changed the view: %v", v)
+		}
+	})
 }
