@@ -46,13 +46,25 @@ var (
 	descFailovers = prometheus.NewDesc("ftvm_replication_failovers", "Times this replica went live after its primary died.", nil, nil)
 	descGen       = prometheus.NewDesc("ftvm_replication_view_generation", "Generation of the pair's view at the arbiter.", nil, nil)
 	descRole      = prometheus.NewDesc("ftvm_replication_role", "1 for the replica's current role.", []string{"role"}, nil)
+
+	// The checkpointing modes.
+	descMode      = prometheus.NewDesc("ftvm_replication_mode", "1 for the pair's replication mode.", []string{"mode"}, nil)
+	descCkpts     = prometheus.NewDesc("ftvm_replication_checkpoints", "Checkpoints taken (primary) or applied (backup) on the current link.", nil, nil)
+	descCkptRate  = prometheus.NewDesc("ftvm_replication_checkpoint_rate", "Checkpoints per second, over the last second or so.", nil, nil)
+	descCkptPages = prometheus.NewDesc("ftvm_replication_checkpoint_pages", "Guest pages sent in checkpoints on the current link.", nil, nil)
+	descCkptBytes = prometheus.NewDesc("ftvm_replication_checkpoint_bytes", "Bytes of checkpoints on the current link.", nil, nil)
+	descCkptPause = prometheus.NewDesc("ftvm_replication_checkpoint_pause_seconds", "Time the guest was paused to take checkpoints (primary) or spent applying them (backup).", nil, nil)
+	descLastPause = prometheus.NewDesc("ftvm_replication_last_checkpoint_pause_seconds", "The last checkpoint's pause.", nil, nil)
+	descLastPages = prometheus.NewDesc("ftvm_replication_last_checkpoint_pages", "The last checkpoint's pages.", nil, nil)
+	descLastBytes = prometheus.NewDesc("ftvm_replication_last_checkpoint_bytes", "The last checkpoint's size on the link.", nil, nil)
 )
 
 // replicaCollector turns a replica's status into metrics at scrape time.
 type replicaCollector struct{ rep *replication.Replica }
 
 func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInstret, descLagInsns, descLagBytes, descLogBytes, descLogFrames, descHeld, descHeartbeat, descFailovers, descGen, descRole} {
+	for _, d := range []*prometheus.Desc{descInstret, descLagInsns, descLagBytes, descLogBytes, descLogFrames, descHeld, descHeartbeat, descFailovers, descGen, descRole,
+		descMode, descCkpts, descCkptRate, descCkptPages, descCkptBytes, descCkptPause, descLastPause, descLastPages, descLastBytes} {
 		ch <- d
 	}
 }
@@ -74,6 +86,21 @@ func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(s.Failovers))
 	g(descGen, float64(s.View.Generation))
 	g(descRole, 1, s.Role)
+	if s.Mode == "" {
+		return
+	}
+	g(descMode, 1, s.Mode)
+	ch <- prometheus.MustNewConstMetric(descCkpts, prometheus.CounterValue, float64(s.Checkpoints))
+	g(descCkptRate, s.CheckpointRate)
+	ch <- prometheus.MustNewConstMetric(descCkptPages, prometheus.CounterValue, float64(s.CheckpointPages))
+	ch <- prometheus.MustNewConstMetric(descCkptBytes, prometheus.CounterValue, float64(s.CheckpointBytes))
+	ch <- prometheus.MustNewConstMetric(descCkptPause, prometheus.CounterValue, s.CheckpointPause.Seconds())
+	if n := len(s.RecentCheckpoints); n > 0 {
+		c := s.RecentCheckpoints[n-1]
+		g(descLastPause, c.Pause.Seconds())
+		g(descLastPages, float64(c.Pages))
+		g(descLastBytes, float64(c.Bytes))
+	}
 }
 
 var (
@@ -150,7 +177,7 @@ func FetchStatus(addr string) (replication.Status, error) {
 // PrintStatus prints replicas' status as a table.
 func PrintStatus(w io.Writer, sts []replication.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tROLE\tPEER\tVIEW\tINSTRUCTIONS\tLAG (insns)\tLAG (bytes)\tLOG RATE\tHELD\tLAST HEARD\tFAILOVERS")
+	fmt.Fprintln(tw, "REPLICA\tROLE\tMODE\tPEER\tVIEW\tINSTRUCTIONS\tLAG (insns)\tLAG (bytes)\tLOG RATE\tCKPT/S\tHELD\tLAST HEARD\tFAILOVERS")
 	for _, s := range sts {
 		heard := "-"
 		if !s.LastHeartbeat.IsZero() {
@@ -160,8 +187,14 @@ func PrintStatus(w io.Writer, sts []replication.Status) {
 		if peer == "" {
 			peer = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", s.ID, s.Role, peer, s.View.Generation,
-			s.Instret, s.LagInsns, s.LagBytes, Rate(s.LogRate), s.HeldOutputs, heard, s.Failovers)
+		mode, ckpts := s.Mode, "-"
+		if mode == "" {
+			mode = "replay"
+		} else {
+			ckpts = fmt.Sprintf("%.0f", s.CheckpointRate)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%d\n", s.ID, s.Role, mode, peer, s.View.Generation,
+			s.Instret, s.LagInsns, s.LagBytes, Rate(s.LogRate), ckpts, s.HeldOutputs, heard, s.Failovers)
 		if s.Error != "" {
 			fmt.Fprintf(tw, "\t  error: %s\n", s.Error)
 		}

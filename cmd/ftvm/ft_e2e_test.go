@@ -33,6 +33,22 @@ type ftLab struct {
 	*lab
 	ftvm, keys, dir string
 	wit             *witness.Process
+	mode            string // the replicas' -mode ("": replay)
+}
+
+// ftModes are the replication modes the failure tests run in.
+var ftModes = []string{"replay", "checkpoint"}
+
+// eachFTMode runs test as a subtest for every replication mode, each on
+// a lab of its own with hosts replica hosts.
+func eachFTMode(t *testing.T, hosts int, test func(t *testing.T, l *ftLab)) {
+	for _, m := range ftModes {
+		t.Run(m, func(t *testing.T) {
+			l := newFTLab(t, hosts)
+			l.mode = m
+			test(t, l)
+		})
+	}
 }
 
 func newFTLab(t *testing.T, hosts int) *ftLab {
@@ -69,6 +85,9 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	argv := []string{"ip", "netns", "exec", l.host(h), l.ftvm, role, "-id", id, "-keys", l.keys, "-cluster", cluster,
 		"-listen", fmt.Sprintf("172.16.0.%d:7400", h), "-arbiter", witnessIP + ":2379",
 		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "500ms"}
+	if l.mode != "" {
+		argv = append(argv, "-mode", l.mode)
+	}
 	argv = append(argv, extra...)
 	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
 		argv = append([]string{"sh", "-c", `exec "$@" 2>>/tmp/replica-` + id + `.log`, "sh"}, argv...)
@@ -162,77 +181,83 @@ func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
 // trial): the backup must take over, the client's connection must
 // survive, and every write it saw acknowledged must be there exactly once.
 func TestFailoverTrials(t *testing.T) {
-	trials := 3
-	if s := os.Getenv("FTVM_TRIALS"); s != "" {
-		trials, _ = strconv.Atoi(s)
-	}
-	l := newFTLab(t, 2)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	var pauses []time.Duration
-	for i := range trials {
-		cluster := fmt.Sprintf("trial%d", i)
-		p, b := l.pair(t, cluster)
-		w, conn, stop := l.client(t, cluster+":")
-		waitWrites(t, w, 20, 30*time.Second, "before the kill")
-		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
-		before, killed := w.Progress.Load(), time.Now()
-		p.cmd.Process.Kill()
-		b.waitFor(t, "msg=live", 30*time.Second)
-		waitWrites(t, w, before+20, 60*time.Second, "after the failover")
-		res := stop()
-		if res.Err != nil {
-			t.Fatalf("trial %d: the client's run failed: %v", i, res.Err)
+	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
+		trials := 3
+		if s := os.Getenv("FTVM_TRIALS"); s != "" {
+			trials, _ = strconv.Atoi(s)
 		}
-		if err := res.Verify(conn); err != nil {
-			t.Fatalf("trial %d: %v", i, err)
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+		var pauses []time.Duration
+		for i := range trials {
+			cluster := fmt.Sprintf("trial%d", i)
+			p, b := l.pair(t, cluster)
+			w, conn, stop := l.client(t, cluster+":")
+			waitWrites(t, w, 20, 30*time.Second, "before the kill")
+			time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
+			before, killed := w.Progress.Load(), time.Now()
+			p.cmd.Process.Kill()
+			b.waitFor(t, "msg=live", 30*time.Second)
+			waitWrites(t, w, before+20, 60*time.Second, "after the failover")
+			res := stop()
+			if res.Err != nil {
+				t.Fatalf("trial %d: the client's run failed: %v", i, res.Err)
+			}
+			if err := res.Verify(conn); err != nil {
+				t.Fatalf("trial %d: %v", i, err)
+			}
+			first := res.FirstServedAfter(killed)
+			pauses = append(pauses, first)
+			t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
+				i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+			b.cmd.Process.Kill()
+			<-b.done
+			<-p.done
 		}
-		first := res.FirstServedAfter(killed)
-		pauses = append(pauses, first)
-		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
-			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
-		b.cmd.Process.Kill()
-		<-b.done
-		<-p.done
-	}
-	t.Logf("%d trials: kill to the first request served by the new primary: %v", trials, pauses)
+		t.Logf("%d trials: kill to the first request served by the new primary: %v", trials, pauses)
+	})
 }
 
 // TestBackupKilled: SIGKILL the backup; the primary must continue on its
 // own after the timeout, with the client's writes unaffected.
 func TestBackupKilled(t *testing.T) {
-	l := newFTLab(t, 2)
-	p, b := l.pair(t, "bk")
-	w, conn, stop := l.client(t, "bk:")
-	waitWrites(t, w, 20, 30*time.Second, "before the kill")
-	// The operator's view of the pair: ftvm status and the metrics.
-	out, err := l.command(l.host(1), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "a") || !strings.Contains(string(out), "primary") || !strings.Contains(string(out), " b ") {
-		t.Fatalf("ftvm status: %v\n%s", err, out)
-	}
-	out, err = l.command(l.host(2), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "backup") {
-		t.Fatalf("ftvm status of the backup: %v\n%s", err, out)
-	}
-	metrics := l.get(t, 1, "/metrics")
-	for _, m := range []string{"ftvm_replication_lag_instructions", "ftvm_replication_log_bytes", `ftvm_replication_role{role="primary"} 1`, "ftvm_replication_view_generation 2"} {
-		if !strings.Contains(metrics, m) {
-			t.Fatalf("no %s in /metrics:\n%s", m, metrics)
+	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
+		p, b := l.pair(t, "bk")
+		w, conn, stop := l.client(t, "bk:")
+		waitWrites(t, w, 20, 30*time.Second, "before the kill")
+		// The operator's view of the pair: ftvm status and the metrics.
+		out, err := l.command(l.host(1), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "a") || !strings.Contains(string(out), "primary") || !strings.Contains(string(out), " b ") {
+			t.Fatalf("ftvm status: %v\n%s", err, out)
 		}
-	}
-	b.cmd.Process.Kill()
-	p.waitFor(t, "continuing unprotected", 30*time.Second)
-	waitWrites(t, w, w.Progress.Load()+50, 30*time.Second, "after the backup died")
-	res := stop()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if err := res.Verify(conn); err != nil {
-		t.Fatal(err)
-	}
-	st, err := l.status(1)
-	if err != nil || st.Role != "primary" || st.Peer != "" || st.View.Backup != "" {
-		t.Fatalf("primary status %+v, %v", st, err)
-	}
+		out, err = l.command(l.host(2), l.ftvm, "status", "127.0.0.1:7401").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "backup") {
+			t.Fatalf("ftvm status of the backup: %v\n%s", err, out)
+		}
+		metrics := l.get(t, 1, "/metrics")
+		want := []string{"ftvm_replication_lag_instructions", "ftvm_replication_log_bytes", `ftvm_replication_role{role="primary"} 1`, "ftvm_replication_view_generation 2"}
+		if l.mode != "replay" {
+			want = append(want, `ftvm_replication_mode{mode="`+l.mode+`"} 1`, "ftvm_replication_checkpoints ", "ftvm_replication_last_checkpoint_pause_seconds ")
+		}
+		for _, m := range want {
+			if !strings.Contains(metrics, m) {
+				t.Fatalf("no %s in /metrics:\n%s", m, metrics)
+			}
+		}
+		b.cmd.Process.Kill()
+		p.waitFor(t, "continuing unprotected", 30*time.Second)
+		waitWrites(t, w, w.Progress.Load()+50, 30*time.Second, "after the backup died")
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+		st, err := l.status(1)
+		if err != nil || st.Role != "primary" || st.Peer != "" || st.View.Backup != "" {
+			t.Fatalf("primary status %+v, %v", st, err)
+		}
+	})
 }
 
 // neverTwoLive samples the replicas on hosts 1 and 2 for d, failing the
@@ -258,92 +283,95 @@ func (l *ftLab) neverTwoLive(t *testing.T, d time.Duration) {
 // while both still reach the witness: exactly one must stay live, the
 // other must stop, and the client's writes must go on without loss.
 func TestPartitionBothReachArbiter(t *testing.T) {
-	l := newFTLab(t, 2)
-	p, b := l.pair(t, "part")
-	w, conn, stop := l.client(t, "part:")
-	waitWrites(t, w, 20, 30*time.Second, "before the cut")
-	l.setLink(t, 1, "ftlog", false)
-	l.neverTwoLive(t, 2*time.Second)
-	var loser *console
-	select {
-	case <-p.done:
-		loser = p
-	case <-b.done:
-		loser = b
-	case <-time.After(30 * time.Second):
-		t.Fatal("neither replica stopped after the cut")
-	}
-	if !strings.Contains(loser.output(), "lost the arbitration") {
-		t.Fatalf("the stopped replica did not lose the arbitration:\n%s", loser.output())
-	}
-	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
-	res := stop()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if err := res.Verify(conn); err != nil {
-		t.Fatal(err)
-	}
+	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
+		p, b := l.pair(t, "part")
+		w, conn, stop := l.client(t, "part:")
+		waitWrites(t, w, 20, 30*time.Second, "before the cut")
+		l.setLink(t, 1, "ftlog", false)
+		l.neverTwoLive(t, 2*time.Second)
+		var loser *console
+		select {
+		case <-p.done:
+			loser = p
+		case <-b.done:
+			loser = b
+		case <-time.After(30 * time.Second):
+			t.Fatal("neither replica stopped after the cut")
+		}
+		if !strings.Contains(loser.output(), "lost the arbitration") {
+			t.Fatalf("the stopped replica did not lose the arbitration:\n%s", loser.output())
+		}
+		waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestPartitionPrimaryIsolated cuts the primary off from both the backup
 // and the witness: the backup must take over; the isolated primary must
 // never act alone, and must stop once it can reach the witness again.
 func TestPartitionPrimaryIsolated(t *testing.T) {
-	l := newFTLab(t, 2)
-	p, b := l.pair(t, "iso")
-	w, conn, stop := l.client(t, "iso:")
-	waitWrites(t, w, 20, 30*time.Second, "before the cut")
-	l.setLink(t, 1, "mgmt", false)
-	l.setLink(t, 1, "ftlog", false)
-	b.waitFor(t, "msg=live", 30*time.Second)
-	l.neverTwoLive(t, 2*time.Second)
-	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
-	if st, err := l.status(1); err != nil || st.Role == "primary" {
-		t.Fatalf("the isolated primary: %+v, %v", st, err)
-	}
-	l.setLink(t, 1, "mgmt", true)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the old primary did not stop once it could reach the witness")
-	}
-	if !strings.Contains(p.output(), "lost the arbitration") {
-		t.Fatalf("old primary:\n%s", p.output())
-	}
-	res := stop()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if err := res.Verify(conn); err != nil {
-		t.Fatal(err)
-	}
+	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
+		p, b := l.pair(t, "iso")
+		w, conn, stop := l.client(t, "iso:")
+		waitWrites(t, w, 20, 30*time.Second, "before the cut")
+		l.setLink(t, 1, "mgmt", false)
+		l.setLink(t, 1, "ftlog", false)
+		b.waitFor(t, "msg=live", 30*time.Second)
+		l.neverTwoLive(t, 2*time.Second)
+		waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
+		if st, err := l.status(1); err != nil || st.Role == "primary" {
+			t.Fatalf("the isolated primary: %+v, %v", st, err)
+		}
+		l.setLink(t, 1, "mgmt", true)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the old primary did not stop once it could reach the witness")
+		}
+		if !strings.Contains(p.output(), "lost the arbitration") {
+			t.Fatalf("old primary:\n%s", p.output())
+		}
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestReprotect: after a failover a new backup joins the new primary while
 // the client writes, and takes over in turn when that one is killed: the
 // same client connection survives both failovers.
 func TestReprotect(t *testing.T) {
-	l := newFTLab(t, 3)
-	p, b := l.pair(t, "re")
-	w, conn, stop := l.client(t, "re:")
-	waitWrites(t, w, 20, 30*time.Second, "before the first kill")
-	p.cmd.Process.Kill()
-	b.waitFor(t, "msg=live", 30*time.Second)
-	c := l.replica(t, 3, "backup", "c", "re", "-join", "172.16.0.2:7400")
-	c.waitFor(t, "following the primary", 60*time.Second)
-	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "with the new backup")
-	b.cmd.Process.Kill()
-	c.waitFor(t, "msg=live", 30*time.Second)
-	waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the second failover")
-	res := stop()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if err := res.Verify(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d writes through two failovers; longest %v", res.Acked, res.MaxLatency)
+	eachFTMode(t, 3, func(t *testing.T, l *ftLab) {
+		p, b := l.pair(t, "re")
+		w, conn, stop := l.client(t, "re:")
+		waitWrites(t, w, 20, 30*time.Second, "before the first kill")
+		p.cmd.Process.Kill()
+		b.waitFor(t, "msg=live", 30*time.Second)
+		c := l.replica(t, 3, "backup", "c", "re", "-join", "172.16.0.2:7400")
+		c.waitFor(t, "following the primary", 60*time.Second)
+		waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "with the new backup")
+		b.cmd.Process.Kill()
+		c.waitFor(t, "msg=live", 30*time.Second)
+		waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the second failover")
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d writes through two failovers; longest %v", res.Acked, res.MaxLatency)
+	})
 }
 
 // TestDemo runs ftvm demo (rootless: witness, switch, three replicas) and
@@ -405,32 +433,33 @@ func TestDemoFreeze(t *testing.T) {
 // server) and a power-off from the primary's console, the two replicas'
 // disk images are identical byte for byte.
 func TestPairDisksIdentical(t *testing.T) {
-	l := newFTLab(t, 2)
-	p, b := l.pair(t, "disks")
-	w, conn, stop := l.client(t, "disks:")
-	waitWrites(t, w, 200, 60*time.Second, "client writes")
-	if res := stop(); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	conn.Close()
-	fmt.Fprintln(p.stdin, "poweroff")
-	p.wait(t, 60*time.Second)
-	b.wait(t, 60*time.Second)
-	da, err1 := os.ReadFile(filepath.Join(l.dir, "disks-a.img"))
-	db, err2 := os.ReadFile(filepath.Join(l.dir, "disks-b.img"))
-	if err1 != nil || err2 != nil {
-		t.Fatal(err1, err2)
-	}
-	if !bytes.Equal(da, db) {
-		n := 0
-		for i := range da {
-			if da[i] != db[i] {
-				n++
-			}
+	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
+		p, b := l.pair(t, "disks")
+		w, conn, stop := l.client(t, "disks:")
+		waitWrites(t, w, 200, 60*time.Second, "client writes")
+		if res := stop(); res.Err != nil {
+			t.Fatal(res.Err)
 		}
-		t.Fatalf("the replicas' disks differ in %d bytes", n)
-	}
-	if bytes.Count(da, []byte("disks:")) < 200 {
-		t.Fatalf("the disk holds %d of the 200 writes' keys", bytes.Count(da, []byte("disks:")))
-	}
+		conn.Close()
+		fmt.Fprintln(p.stdin, "poweroff")
+		p.wait(t, 60*time.Second)
+		b.wait(t, 60*time.Second)
+		da, err1 := os.ReadFile(filepath.Join(l.dir, "disks-a.img"))
+		db, err2 := os.ReadFile(filepath.Join(l.dir, "disks-b.img"))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(da, db) {
+			n := 0
+			for i := range da {
+				if da[i] != db[i] {
+					n++
+				}
+			}
+			t.Fatalf("the replicas' disks differ in %d bytes", n)
+		}
+		if bytes.Count(da, []byte("disks:")) < 200 {
+			t.Fatalf("the disk holds %d of the 200 writes' keys", bytes.Count(da, []byte("disks:")))
+		}
+	})
 }
