@@ -88,13 +88,41 @@ func (m *ckptMode) carry(a core.Action) ([]func(), bool) {
 }
 
 func (m *ckptMode) open(j *joiner) (channel, func()) {
+	r := m.d.r
 	l := newCkptLink(m, j)
 	m.stats.reset()
-	if m.d.r.cfg.Mode == Checkpoint {
+	switch r.cfg.Mode {
+	case Checkpoint:
 		// Every output waits for the checkpoint that ends its epoch.
-		m.d.r.out.SetMode(outbuf.Held)
+		r.out.SetMode(outbuf.Held)
+	case COLO:
+		// The guest's frames go to the comparator from now on (it is
+		// stopped since the state transfer); its console output leaves
+		// at once.
+		l.colo = newColoPrimary(r, l)
+		r.coloP.Store(l.colo)
 	}
 	return l, l.start
+}
+
+// tick is the driver's tick: a COLO comparator's time passes, a
+// secondary's rewriter forgets closed connections.
+func (m *ckptMode) tick() {
+	d := m.d
+	d.mu.Lock()
+	l, _ := d.link.(*ckptLink)
+	d.mu.Unlock()
+	if l != nil && l.colo != nil {
+		l.colo.tick()
+	}
+	if c := d.r.coloS.Load(); c != nil {
+		c.rw.tick()
+	}
+	if n := d.r.nic; n != nil {
+		if rw := n.rw.Load(); rw != nil {
+			rw.tick()
+		}
+	}
 }
 
 func (m *ckptMode) status(st *Status, cs core.Status, l, s channel, now time.Time) {
@@ -103,7 +131,12 @@ func (m *ckptMode) status(st *Status, cs core.Status, l, s channel, now time.Tim
 	m.stats.status(st, now)
 	switch {
 	case l != nil:
-		st.LogBytes = l.(*ckptLink).written.Load()
+		cl := l.(*ckptLink)
+		st.LogBytes = cl.written.Load()
+		if cl.colo != nil {
+			cs := cl.colo.stats()
+			st.ComparedBytes, st.Mismatches, st.ComparatorHeld = cs.MatchedBytes, cs.Mismatches, cs.HeldFrames
+		}
 	case s != nil:
 		st.LogBytes = s.(*ckptStream).received.Load()
 	default:
@@ -204,6 +237,9 @@ type ckptLink struct {
 
 	lastAck atomic.Int64 // unix nanoseconds
 	written atomic.Int64 // bytes written to the connection
+
+	// colo is the COLO mode's comparison (nil: Remus).
+	colo *coloPrimary
 }
 
 func newCkptLink(m *ckptMode, j *joiner) *ckptLink {
@@ -256,6 +292,9 @@ func (l *ckptLink) close(cause error) {
 	l.mu.Unlock()
 	l.cond.Broadcast()
 	l.conn.Close()
+	if l.colo != nil {
+		l.colo.detach()
+	}
 }
 
 // deadlineWriter gives every write on a connection a timeout.
@@ -345,6 +384,12 @@ func (l *ckptLink) read() {
 				}
 			})
 			l.d.stepLink(l, ckpt.Acked{Seq: a.Seq, Ended: a.Ended})
+		case l.colo != nil && (t == msgColoOutput || t == msgColoSync):
+			l.lastAck.Store(time.Now().UnixNano())
+			if err := l.colo.receive(t, p); err != nil {
+				l.d.stepLink(l, core.LinkFailed{Err: err})
+				return
+			}
 		default:
 			l.d.stepLink(l, core.LinkFailed{Err: fmt.Errorf("%w: backup sent %v", errProtocol, t)})
 			return
@@ -354,8 +399,10 @@ func (l *ckptLink) read() {
 
 // ckptStream is a checkpointing backup's connection to its primary: a
 // reader goroutine takes the primary's messages (a Remus backup applies
-// the checkpoints there: its guest does not run), a writer goroutine
-// sends the acknowledgements.
+// the checkpoints there: its guest does not run; a COLO secondary queues
+// the inputs and sync messages for its engine's goroutine), a writer
+// goroutine sends the acknowledgements (and a COLO secondary's outputs
+// and sync messages).
 type ckptStream struct {
 	m       *ckptMode
 	d       *driver
@@ -371,6 +418,7 @@ type ckptStream struct {
 
 	mu      sync.Mutex
 	pending *ckptAck
+	q       [][]byte // messages to write
 	kick    chan struct{}
 	wmu     sync.Mutex // held while writing to the connection
 
@@ -378,6 +426,8 @@ type ckptStream struct {
 	received atomic.Int64 // bytes of checkpoints
 	// commits are the checkpoints the applier committed during a Write.
 	commits []statesync.Commit
+	// colo is a COLO secondary's part (nil: Remus).
+	colo *coloSecondary
 }
 
 func newCkptStream(m *ckptMode, j *joined) *ckptStream {
@@ -398,7 +448,7 @@ func (s *ckptStream) close(error) {
 		s.pending = nil
 		s.mu.Unlock()
 		if a != nil {
-			s.writeMessage(msgCkptAck, a.encode(), time.Second)
+			s.writeRaw(appendMessage(nil, msgCkptAck, a.encode()), time.Second)
 		}
 		close(s.closing)
 		s.conn.Close()
@@ -409,13 +459,27 @@ func (s *ckptStream) ack(a ckptAck) {
 	s.mu.Lock()
 	s.pending = &a
 	s.mu.Unlock()
+	s.kickWriter()
+}
+
+// send queues a message to the primary (a COLO secondary's outputs and
+// sync messages).
+func (s *ckptStream) send(t msgType, p []byte) {
+	s.mu.Lock()
+	s.q = append(s.q, appendMessage(nil, t, p))
+	s.mu.Unlock()
+	s.kickWriter()
+}
+
+func (s *ckptStream) kickWriter() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (s *ckptStream) writeAcks() {
+// write sends the queued messages and the latest acknowledgement.
+func (s *ckptStream) write() {
 	timeout := s.d.r.cfg.Timeout
 	for {
 		select {
@@ -424,23 +488,22 @@ func (s *ckptStream) writeAcks() {
 			return
 		}
 		s.mu.Lock()
-		a := s.pending
-		s.pending = nil
+		q, a := s.q, s.pending
+		s.q, s.pending = nil, nil
 		s.mu.Unlock()
-		if a == nil {
-			continue
+		if a != nil {
+			q = append(q, appendMessage(nil, msgCkptAck, a.encode()))
 		}
-		if err := s.writeMessage(msgCkptAck, a.encode(), timeout); err != nil {
-			s.d.stepLink(s, core.LinkFailed{Err: fmt.Errorf("acknowledging: %w", err)})
-			return
+		for _, m := range q {
+			if err := s.writeRaw(m, timeout); err != nil {
+				s.d.stepLink(s, core.LinkFailed{Err: fmt.Errorf("writing to the primary: %w", err)})
+				return
+			}
 		}
 	}
 }
 
-// writeMessage writes one message to the primary (from the acknowledger
-// and, on a COLO secondary, from the engine's goroutine).
-func (s *ckptStream) writeMessage(t msgType, p []byte, timeout time.Duration) error {
-	b := appendMessage(nil, t, p)
+func (s *ckptStream) writeRaw(b []byte, timeout time.Duration) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.conn.SetWriteDeadline(time.Now().Add(timeout))
@@ -470,6 +533,12 @@ func (s *ckptStream) read() {
 				return
 			}
 		case t == msgCkptBeat:
+		case s.colo != nil && (t == msgColoInput || t == msgColoSync):
+			s.received.Add(int64(len(p)))
+			if err := s.colo.receive(t, p); err != nil {
+				s.d.stepLink(s, core.LinkFailed{Err: err})
+				return
+			}
 		case t == msgCkptEnd:
 			var e ckptEnd
 			if err := readJSONPayload(p, &e); err != nil {

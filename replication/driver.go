@@ -307,6 +307,9 @@ func (d *driver) tick(ctx context.Context) {
 		case <-t.C:
 		}
 		d.step(core.Tick{})
+		if t, ok := d.mode.(interface{ tick() }); ok {
+			t.tick()
+		}
 		d.drainNIC()
 		d.r.refreshStatus()
 	}

@@ -220,8 +220,12 @@ func TestTamperedStream(t *testing.T) {
 		}
 		// The primary loses its backup and goes on alone.
 		a.con.waitFor(t, "= tampered", 30*time.Second)
-		if v := view(t, arb); v.Primary != "a" || v.Backup != "" {
-			t.Fatalf("view %v", v)
+		deadline := time.Now().Add(30 * time.Second)
+		for v := view(t, arb); v.Primary != "a" || v.Backup != ""; v = view(t, arb) {
+			if time.Now().After(deadline) {
+				t.Fatalf("view %v", v)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	})
 }

@@ -29,6 +29,8 @@ type ckptPrimary struct {
 	bits     []uint64
 	last     time.Time
 	digestAt uint64
+	// colo is the COLO link's comparison (nil: none, or Remus).
+	colo *coloPrimary
 }
 
 // ckptWrites is where the guest's disk writes go while a checkpointing
@@ -47,31 +49,42 @@ func (p *primary) runCkpt(ctx context.Context) (vm.StopReason, error) {
 	p.onLink = c.linkChanged
 	defer c.linkChanged(nil)
 	period := r.cfg.Period
+	var eng vm.Engine = p.e
+	checkpoint := c.checkpointIfDue
+	timer := func() (time.Duration, bool) {
+		if c.dirty == nil {
+			return 0, false
+		}
+		return period - time.Since(c.last), true
+	}
+	if r.cfg.Mode == COLO {
+		// The comparator asks for checkpoints (its period included).
+		eng = coloEngine{p.e, c}
+		checkpoint = func() { c.syncPrimary(ctx, false) }
+		timer = nil
+	}
 	reason, err := runloop.Run(runloop.Config{
-		Engine:  p.e,
+		Engine:  eng,
 		Inputs:  p.in,
 		Slice:   r.cfg.Epoch,
 		Context: ctx,
 		Hooks: runloop.Hooks{
-			Before: func() error { return p.ready(ctx) },
+			// A checkpoint is taken before ready: the guest runs only
+			// once the core lets it after the checkpoint too.
+			Before: func() error {
+				checkpoint()
+				return p.ready(ctx)
+			},
 			After: func(vm.StopReason) error {
-				c.checkpointIfDue()
+				checkpoint()
 				return nil
 			},
-			Wake: r.d.changed,
-			Busy: func() bool { return p.ts != nil },
-			Timer: func() (time.Duration, bool) {
-				if c.dirty == nil {
-					return 0, false
-				}
-				return period - time.Since(c.last), true
-			},
+			Wake:  r.d.changed,
+			Busy:  func() bool { return p.ts != nil },
+			Timer: timer,
 			Tick: func() error {
-				if err := p.ready(ctx); err != nil {
-					return err
-				}
-				c.checkpointIfDue()
-				return nil
+				checkpoint()
+				return p.ready(ctx)
 			},
 		},
 	})
@@ -93,14 +106,22 @@ func (c *ckptPrimary) linkChanged(l channel) {
 		c.dirty.Stop()
 		c.dirty = nil
 		r.ckWrites.Store(nil)
+		c.colo = nil
 	}
 	if l == nil {
 		return
 	}
 	c.dirty = c.e.TrackDirty()
-	r.ckWrites.Store(&statesync.WriteLog{})
 	c.last = time.Now()
 	c.digestAt = c.e.Instret() + r.cfg.DigestEvery
+	if cl, ok := l.(*ckptLink); ok && cl.colo != nil {
+		c.colo = cl.colo
+		if pe, ok := c.e.(vm.Pauser); ok {
+			c.colo.pause = pe.Pause
+		}
+		return
+	}
+	r.ckWrites.Store(&statesync.WriteLog{})
 }
 
 // checkpointIfDue takes a checkpoint if the period has passed since the
@@ -165,7 +186,7 @@ func (c *ckptPrimary) checkpoint() bool {
 // the held outputs once the backup acknowledges it.
 func (c *ckptPrimary) finish(ctx context.Context, reason vm.StopReason) error {
 	d := &c.r.d
-	if c.dirty != nil {
+	if c.dirty != nil && c.colo == nil {
 		err := d.wait(ctx, func() bool {
 			_, ok := d.core.(*ckpt.Core).MayCheckpoint()
 			return ok || d.link == nil || d.stop != nil
@@ -206,13 +227,55 @@ func (r *Replica) runCkptBackup(ctx context.Context, addr string, ln net.Listene
 		r.stopStatus(err)
 		return vm.StopLimit, err
 	}
-	reason, err := r.awaitCkpt(ctx, s)
+	var reason vm.StopReason
+	if s.colo != nil {
+		reason, err = r.runSecondary(ctx, s)
+	} else {
+		reason, err = r.awaitCkpt(ctx, s)
+	}
 	if err != nil || !r.d.golive() {
 		r.stopStatus(err)
 		return reason, err
 	}
 	r.failedOver()
 	return r.primaryLoop(ctx, j.engine)
+}
+
+// runSecondary runs a COLO secondary's guest until the core stops the
+// replica or tells it to go live; then the inputs the primary forwarded
+// that the guest has not taken are delivered, and its frames are mapped
+// into the clients' sequence numbers from now on.
+func (r *Replica) runSecondary(ctx context.Context, s *ckptStream) (vm.StopReason, error) {
+	c := s.colo
+	err := c.run(ctx)
+	s.close(nil)
+	<-s.done
+	r.coloS.Store(nil)
+	if c.dirty != nil {
+		c.dirty.Stop()
+	}
+	if err != nil {
+		return vm.StopLimit, err
+	}
+	if stop := r.d.stopped(); stop != nil {
+		if stop.Err != nil {
+			return vm.StopLimit, stop.Err
+		}
+		return vm.ParseStopReason(stop.Reason), nil
+	}
+	c.rw.failover()
+	if r.nic != nil {
+		r.nic.rw.Store(c.rw)
+	}
+	c.deliverConsole()
+	for {
+		f, ok := c.TryReceive()
+		if !ok {
+			break
+		}
+		c.e.Deliver(vm.NetReceive{Frame: f})
+	}
+	return vm.StopLimit, nil
 }
 
 // followCkpt reads the link's header, checks it with the core, and starts
@@ -234,7 +297,17 @@ func (r *Replica) followCkpt(m *ckptMode, j *joined) (*ckptStream, error) {
 		return nil, err
 	}
 	s := newCkptStream(m, j)
-	if r.cfg.Mode == Checkpoint {
+	switch r.cfg.Mode {
+	case COLO:
+		// The secondary runs its guest from the transferred state, which
+		// is the primary's sync 0.
+		c := &coloSecondary{r: r, s: s, e: j.engine, rw: newRewriter(), ready: make(chan struct{}, 1)}
+		c.dirty = j.engine.TrackDirty()
+		if r.cfg.Disk != nil {
+			c.chunks = statesync.NewChunkLog(r.cfg.Disk.Size(), 0)
+		}
+		s.colo = c
+	case Checkpoint:
 		dst, ok := j.engine.(vm.Syncable)
 		if !ok {
 			return nil, errors.New("the backup's engine cannot take checkpoints in place (not a vm.Syncable)")
@@ -259,8 +332,11 @@ func (r *Replica) followCkpt(m *ckptMode, j *joined) (*ckptStream, error) {
 		return nil, stop.Err
 	}
 	r.following(j)
+	if s.colo != nil {
+		r.coloS.Store(s.colo)
+	}
 	go s.read()
-	go s.writeAcks()
+	go s.write()
 	return s, nil
 }
 

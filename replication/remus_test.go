@@ -1,11 +1,14 @@
 package replication
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"ftvm/arbiter"
+	"ftvm/host/netdev"
 	"ftvm/internal/fakevm"
 	"ftvm/migrate"
 	"ftvm/vm"
@@ -67,5 +70,76 @@ func TestRemusFakePair(t *testing.T) {
 	b.con.waitFor(t, "live", 30*time.Second)
 	if strings.Contains(b.con.String(), "protected") {
 		t.Fatalf("the new primary re-emitted output of a checkpoint it applied: %q", b.con.String())
+	}
+}
+
+// TestCOLOFakePair: a fake guest that answers every frame with the same
+// frame runs on both replicas; a frame from the network reaches both (the
+// primary forwards it), the answers match, and the primary's leaves. The
+// period makes the pair sync now and then. The primary is killed and the
+// secondary, live, answers on its own NIC.
+func TestCOLOFakePair(t *testing.T) {
+	dir := keys(t, "a", "b")
+	arb := arbiter.NewMemory()
+	da, db := fakeDisk(), fakeDisk()
+	netA, peerA := netdev.NewPipe()
+	netB, peerB := netdev.NewPipe()
+	colo := func(disk *migrate.TrackedDisk, nb netdev.Backend) func(c *Config) {
+		return func(c *Config) {
+			withRemus(disk)(c)
+			c.Mode, c.MaxPeriod, c.Host.Net = COLO, 200*time.Millisecond, nb
+		}
+	}
+	a := newTestReplica(t, dir, "a", arb, colo(da, netA))
+	b := newTestReplica(t, dir, "b", arb, colo(db, netB))
+	e := fakevm.New(64, da, a.r.Outputs())
+	e.Idle = true
+	a.startEngine(e)
+	b.startBackup(a.ln.Addr().String())
+	b.waitRole(t, "backup", 30*time.Second)
+	frame := func(s string) []byte {
+		f := make([]byte, 60)
+		copy(f, "\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x88\xb5")
+		copy(f[14:], s)
+		return f
+	}
+	recv := func(p *netdev.PipeEnd, want []byte, d time.Duration) bool {
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) {
+			if f, ok := p.TryReceive(); ok {
+				if bytes.Equal(f, want) {
+					return true
+				}
+				continue
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return false
+	}
+	for i := range 20 {
+		f := frame(fmt.Sprintf("request %d", i))
+		peerA.Transmit(f)
+		if !recv(peerA, f, 10*time.Second) {
+			t.Fatalf("no answer to request %d from the primary", i)
+		}
+	}
+	if _, ok := peerB.TryReceive(); ok {
+		t.Fatal("the secondary's NIC sent a frame")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for b.r.Status().Checkpoints < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pair synced %d times", b.r.Status().Checkpoints)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := a.r.Status()
+	t.Logf("primary: %d syncs, %d bytes compared, %d mismatches; the last sync: %+v", st.Checkpoints, st.ComparedBytes, st.Mismatches, st.RecentCheckpoints[len(st.RecentCheckpoints)-1])
+	a.stop()
+	b.waitRole(t, "primary", 30*time.Second)
+	f := frame("after the failover")
+	peerB.Transmit(f)
+	if !recv(peerB, f, 10*time.Second) {
+		t.Fatal("no answer from the new primary")
 	}
 }

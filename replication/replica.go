@@ -32,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ftvm/host/netdev"
@@ -177,6 +178,12 @@ type Replica struct {
 	// ckWrites, while a checkpointing primary has a backup, takes in the
 	// guest's disk writes for the next checkpoint.
 	ckWrites ckptWrites
+	// coloP, while a COLO primary has a secondary, takes its guest's
+	// frames; coloS, while this replica is a COLO secondary, takes its
+	// guest's frames and disk writes. nic is a COLO replica's NIC.
+	coloP atomic.Pointer[coloPrimary]
+	coloS atomic.Pointer[coloSecondary]
+	nic   *coloNIC
 
 	d driver
 
@@ -194,10 +201,16 @@ func New(cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{cfg: cfg, log: cfg.Log.With("replica", cfg.ID)}
+	if cfg.Mode == COLO && cfg.Host.Net != nil {
+		// A secondary that goes live maps its guest's sequence numbers.
+		r.nic = &coloNIC{Backend: cfg.Host.Net}
+		r.cfg.Host.Net = r.nic
+	}
+	nb := r.cfg.Host.Net
 	r.out = outbuf.New(outbuf.Solo, func(o outbuf.Output) {
 		switch {
-		case o.Net && cfg.Host.Net != nil:
-			cfg.Host.Net.Transmit(o.Data)
+		case o.Net && nb != nil:
+			nb.Transmit(o.Data)
 		case !o.Net && cfg.Host.Console != nil:
 			cfg.Host.Console.Write(o.Data)
 		}
@@ -220,6 +233,13 @@ func (r *Replica) Outputs() vm.Outputs {
 			if h := r.hashes; h != nil {
 				h.Net(f)
 			}
+			if c := r.coloP.Load(); c != nil && c.primary(instret, f) {
+				return
+			}
+			if c := r.coloS.Load(); c != nil {
+				c.output(f)
+				return
+			}
 			r.out.Add(true, instret, f)
 		},
 		Disk: func(_ uint64, off int64, p []byte) {
@@ -228,6 +248,12 @@ func (r *Replica) Outputs() vm.Outputs {
 			}
 			if w := r.ckWrites.Load(); w != nil {
 				w.Add(off, p)
+			}
+			if c := r.coloP.Load(); c != nil && c.chunks != nil {
+				c.chunks.Add(off, len(p))
+			}
+			if c := r.coloS.Load(); c != nil && c.chunks != nil {
+				c.chunks.Add(off, len(p))
 			}
 		},
 	}
@@ -335,6 +361,12 @@ type Status struct {
 	FailoverDetected time.Time `json:"failover_detected,omitzero"`
 	FailoverLive     time.Time `json:"failover_live,omitzero"`
 	Error            string    `json:"error,omitempty"`
+
+	// COLO's comparator (primary): TCP payload bytes matched, flows found
+	// to differ, frames held now.
+	ComparedBytes  uint64 `json:"compared_bytes,omitempty"`
+	Mismatches     uint64 `json:"mismatches,omitempty"`
+	ComparatorHeld int    `json:"comparator_held_frames,omitempty"`
 
 	// The checkpointing modes (Mode "checkpoint" or "colo"): checkpoints
 	// taken (primary) or applied (backup) on the current link, their

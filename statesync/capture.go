@@ -128,3 +128,44 @@ func (l *WriteLog) Bytes() int64 {
 	defer l.mu.Unlock()
 	return l.bytes
 }
+
+// ChunkLog records which chunks of a disk the guest writes (feed it from
+// vm.Outputs.Disk), for a Sync's dirty set of disk chunks. It is safe for
+// concurrent use.
+type ChunkLog struct {
+	mu     sync.Mutex
+	chunk  int64
+	chunks int
+	bits   Bitmap
+}
+
+// NewChunkLog returns a log of the chunkSize-byte chunks of a disk of
+// size bytes (chunkSize 0: DefaultChunkSize).
+func NewChunkLog(size int64, chunkSize int) *ChunkLog {
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	n := int((size + int64(chunkSize) - 1) / int64(chunkSize))
+	return &ChunkLog{chunk: int64(chunkSize), chunks: n, bits: NewBitmap(n)}
+}
+
+// Add records a write of n bytes at byte offset off.
+func (l *ChunkLog) Add(off int64, n int) {
+	if n <= 0 || off < 0 {
+		return
+	}
+	l.mu.Lock()
+	for c := off / l.chunk; c <= (off+int64(n)-1)/l.chunk && c < int64(l.chunks); c++ {
+		l.bits.Set(int(c))
+	}
+	l.mu.Unlock()
+}
+
+// Take returns the chunks written since the last Take, and forgets them.
+func (l *ChunkLog) Take() Bitmap {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bits
+	l.bits = NewBitmap(l.chunks)
+	return b
+}

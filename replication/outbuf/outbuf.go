@@ -161,6 +161,23 @@ func (b *Buffer) Hold(f int64) {
 	}
 }
 
+// HoldOutputs puts outs, outputs held elsewhere until now (the frames a
+// COLO comparator held when a checkpoint was taken), behind frame f, after
+// what is held behind earlier frames. f must not be below a frame that
+// holds outputs already.
+func (b *Buffer) HoldOutputs(f int64, outs []Output) {
+	if len(outs) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.held); n > 0 && b.held[n-1].frame == f {
+		b.held[n-1].outs = append(b.held[n-1].outs, outs...)
+		return
+	}
+	b.held = append(b.held, group{f, outs})
+}
+
 // Release makes the outputs held behind frames up to f leave. Call Flush
 // (outside any lock the engine's goroutine may wait for) to emit them.
 func (b *Buffer) Release(f int64) {

@@ -1,6 +1,7 @@
 package outbuf
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,4 +100,34 @@ func fmtList(l []string) string {
 		s += x
 	}
 	return s + "]"
+}
+
+// TestHoldOutputs: outputs held elsewhere join the groups behind frames,
+// in order, and leave with them (or all at once, or never).
+func TestHoldOutputs(t *testing.T) {
+	var got []string
+	b := New(Solo, func(o Output) { got = append(got, string(o.Data)) })
+	b.HoldOutputs(1, []Output{{Net: true, Data: []byte("f1")}, {Net: true, Data: []byte("f2")}})
+	b.HoldOutputs(2, []Output{{Net: true, Data: []byte("f3")}})
+	b.HoldOutputs(2, []Output{{Net: true, Data: []byte("f4")}})
+	b.Add(false, 1, []byte("console"))
+	if b.Held() != 4 || strings.Join(got, ",") != "console" {
+		t.Fatalf("held %d, emitted %q", b.Held(), got)
+	}
+	b.Release(1)
+	b.Flush()
+	if strings.Join(got, ",") != "console,f1,f2" {
+		t.Fatalf("after Release(1): %q", got)
+	}
+	b.ReleaseAll()
+	b.Flush()
+	if strings.Join(got, ",") != "console,f1,f2,f3,f4" || b.Held() != 0 {
+		t.Fatalf("after ReleaseAll: %q, %d held", got, b.Held())
+	}
+	b.HoldOutputs(3, []Output{{Net: true, Data: []byte("f5")}})
+	b.DropAll()
+	b.Flush()
+	if len(got) != 5 {
+		t.Fatalf("emitted after DropAll: %q", got)
+	}
 }
