@@ -57,6 +57,9 @@ var (
 	descLastPause = prometheus.NewDesc("ftvm_replication_last_checkpoint_pause_seconds", "The last checkpoint's pause.", nil, nil)
 	descLastPages = prometheus.NewDesc("ftvm_replication_last_checkpoint_pages", "The last checkpoint's pages.", nil, nil)
 	descLastBytes = prometheus.NewDesc("ftvm_replication_last_checkpoint_bytes", "The last checkpoint's size on the link.", nil, nil)
+	descCompared  = prometheus.NewDesc("ftvm_replication_compared_bytes", "COLO: TCP payload bytes of the two replicas found equal.", nil, nil)
+	descMismatch  = prometheus.NewDesc("ftvm_replication_mismatches", "COLO: flows whose output differed between the replicas.", nil, nil)
+	descCmpHeld   = prometheus.NewDesc("ftvm_replication_comparator_held_frames", "COLO: the primary's frames waiting for the secondary's.", nil, nil)
 )
 
 // replicaCollector turns a replica's status into metrics at scrape time.
@@ -64,7 +67,8 @@ type replicaCollector struct{ rep *replication.Replica }
 
 func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInstret, descLagInsns, descLagBytes, descLogBytes, descLogFrames, descHeld, descHeartbeat, descFailovers, descGen, descRole,
-		descMode, descCkpts, descCkptRate, descCkptPages, descCkptBytes, descCkptPause, descLastPause, descLastPages, descLastBytes} {
+		descMode, descCkpts, descCkptRate, descCkptPages, descCkptBytes, descCkptPause, descLastPause, descLastPages, descLastBytes,
+		descCompared, descMismatch, descCmpHeld} {
 		ch <- d
 	}
 }
@@ -100,6 +104,11 @@ func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
 		g(descLastPause, c.Pause.Seconds())
 		g(descLastPages, float64(c.Pages))
 		g(descLastBytes, float64(c.Bytes))
+	}
+	if s.Mode == "colo" && s.Role != "backup" {
+		ch <- prometheus.MustNewConstMetric(descCompared, prometheus.CounterValue, float64(s.ComparedBytes))
+		ch <- prometheus.MustNewConstMetric(descMismatch, prometheus.CounterValue, float64(s.Mismatches))
+		g(descCmpHeld, float64(s.ComparatorHeld))
 	}
 }
 

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"encoding/binary"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -61,6 +62,17 @@ func (m *ckptMode) carry(a core.Action) ([]func(), bool) {
 		if l != nil {
 			b, _ := json.Marshal(encodeHeader(a.Header))
 			l.queue(ckptItem{msg: appendMessage(nil, msgCkptHeader, b)})
+			if l.colo != nil {
+				// The guest's connections from before this primary was
+				// promoted keep their mapping on the secondary too.
+				var chain []byte
+				if n := d.r.nic; n != nil {
+					chain = n.appendChain(nil)
+				} else {
+					chain = binary.AppendUvarint(nil, 0)
+				}
+				l.queue(ckptItem{msg: appendMessage(nil, msgColoMappings, chain)})
+			}
 		}
 	case ckpt.SendCheckpoint:
 		c := m.pending
@@ -119,7 +131,7 @@ func (m *ckptMode) tick() {
 		c.rw.tick()
 	}
 	if n := d.r.nic; n != nil {
-		if rw := n.rw.Load(); rw != nil {
+		for _, rw := range n.rewriters() {
 			rw.tick()
 		}
 	}

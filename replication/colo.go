@@ -353,6 +353,9 @@ type coloSecondary struct {
 	s  *ckptStream
 	e  Engine
 	rw *rewriter
+	// inherited are the rewriters of the primary's NIC, for its guest's
+	// connections from before it was promoted.
+	inherited []*rewriter
 
 	mu      sync.Mutex
 	gen     uint64 // the last sync completed
@@ -605,7 +608,6 @@ type rewriter struct {
 	start time.Time
 	mu    sync.Mutex
 	rw    *netcompare.Rewriter
-	live  atomic.Bool
 }
 
 func newRewriter() *rewriter {
@@ -642,7 +644,6 @@ func (r *rewriter) failover() {
 	r.mu.Lock()
 	r.rw.Failover()
 	r.mu.Unlock()
-	r.live.Store(true)
 }
 
 func (r *rewriter) tick() {
@@ -654,24 +655,82 @@ func (r *rewriter) tick() {
 // coloNIC is the guest's NIC on a COLO replica's host. Once a secondary
 // has gone live, its guest's connections opened before keep the
 // secondary's sequence numbers: every frame is mapped on its way out and
-// in (Rewriter.FromSecondary and ToSecondary).
+// in (Rewriter.FromSecondary and ToSecondary). A secondary that joined a
+// promoted one holds its guest's connections with that one's numbers, and
+// maps them with its rewriter too, after its own: chain is the promoted
+// guest's own rewriter first, then those it inherited, newest first.
 type coloNIC struct {
 	netdev.Backend
-	rw atomic.Pointer[rewriter]
+	chain atomic.Pointer[[]*rewriter]
+}
+
+func (n *coloNIC) rewriters() []*rewriter {
+	if c := n.chain.Load(); c != nil {
+		return *c
+	}
+	return nil
 }
 
 func (n *coloNIC) Transmit(f []byte) {
-	if rw := n.rw.Load(); rw != nil {
+	if c := n.rewriters(); len(c) > 0 {
 		f = bytes.Clone(f)
-		rw.fromSecondary(f)
+		for _, rw := range c {
+			rw.fromSecondary(f)
+		}
 	}
 	n.Backend.Transmit(f)
 }
 
 func (n *coloNIC) TryReceive() ([]byte, bool) {
 	f, ok := n.Backend.TryReceive()
-	if rw := n.rw.Load(); ok && rw != nil {
-		rw.toSecondary(f)
+	if !ok {
+		return f, ok
+	}
+	c := n.rewriters()
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i].toSecondary(f)
 	}
 	return f, ok
+}
+
+// appendChain appends the states of the NIC's rewriters (msgColoMappings:
+// a count, then each state with its length, uvarints).
+func (n *coloNIC) appendChain(b []byte) []byte {
+	c := n.rewriters()
+	b = binary.AppendUvarint(b, uint64(len(c)))
+	for _, rw := range c {
+		rw.mu.Lock()
+		st := rw.rw.AppendState(nil)
+		rw.mu.Unlock()
+		b = binary.AppendUvarint(b, uint64(len(st)))
+		b = append(b, st...)
+	}
+	return b
+}
+
+// loadChain reads the rewriters a primary's NIC maps with.
+func loadChain(p []byte) ([]*rewriter, error) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 || n > 64 {
+		return nil, fmt.Errorf("%w: malformed rewriter states", errProtocol)
+	}
+	p = p[k:]
+	var c []*rewriter
+	for range n {
+		l, k := binary.Uvarint(p)
+		if k <= 0 || l > uint64(len(p)-k) {
+			return nil, fmt.Errorf("%w: malformed rewriter states", errProtocol)
+		}
+		rw := newRewriter()
+		var err error
+		if rw.rw, err = netcompare.LoadRewriter(p[k:k+int(l)], 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("%w: %v", errProtocol, err)
+		}
+		c = append(c, rw)
+		p = p[k+int(l):]
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("%w: malformed rewriter states", errProtocol)
+	}
+	return c, nil
 }

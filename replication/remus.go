@@ -265,7 +265,8 @@ func (r *Replica) runSecondary(ctx context.Context, s *ckptStream) (vm.StopReaso
 	}
 	c.rw.failover()
 	if r.nic != nil {
-		r.nic.rw.Store(c.rw)
+		chain := append([]*rewriter{c.rw}, c.inherited...)
+		r.nic.chain.Store(&chain)
 	}
 	c.deliverConsole()
 	for {
@@ -302,6 +303,16 @@ func (r *Replica) followCkpt(m *ckptMode, j *joined) (*ckptStream, error) {
 		// The secondary runs its guest from the transferred state, which
 		// is the primary's sync 0.
 		c := &coloSecondary{r: r, s: s, e: j.engine, rw: newRewriter(), ready: make(chan struct{}, 1)}
+		t, p, err := readMessage(j.br)
+		if err == nil && t != msgColoMappings {
+			err = fmt.Errorf("%w: got %v, want the rewriter states", errProtocol, t)
+		}
+		if err == nil {
+			c.inherited, err = loadChain(p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the primary's link: %w", err)
+		}
 		c.dirty = j.engine.TrackDirty()
 		if r.cfg.Disk != nil {
 			c.chunks = statesync.NewChunkLog(r.cfg.Disk.Size(), 0)

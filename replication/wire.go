@@ -56,6 +56,9 @@ const (
 	msgColoInput  msgType = 12 // COLO: byte kind, then a frame or console bytes for the secondary's guest
 	msgColoOutput msgType = 13 // COLO: uvarint sync generation, then a frame the secondary's guest sent
 	msgColoSync   msgType = 14 // COLO: a message of package statesync's sync exchange
+	// COLO: the rewriters of the primary's NIC (a promoted secondary's),
+	// after the header.
+	msgColoMappings msgType = 15
 )
 
 // maxMessage bounds a message's payload; a sync message may be larger (a
@@ -97,6 +100,8 @@ func (t msgType) String() string {
 		return "output"
 	case msgColoSync:
 		return "sync"
+	case msgColoMappings:
+		return "rewriter states"
 	}
 	return fmt.Sprintf("message type %d", uint8(t))
 }
@@ -157,7 +162,7 @@ func readMessage(r *bufio.Reader) (msgType, []byte, error) {
 		return 0, nil, unexpected(err)
 	}
 	limit := uint64(maxMessage)
-	if msgType(t) == msgColoSync {
+	if msgType(t) == msgColoSync || msgType(t) == msgColoMappings {
 		limit = maxSyncMessage
 	}
 	if n > limit {

@@ -37,7 +37,7 @@ type ftLab struct {
 }
 
 // ftModes are the replication modes the failure tests run in.
-var ftModes = []string{"replay", "checkpoint"}
+var ftModes = []string{"replay", "checkpoint", "colo"}
 
 // eachFTMode runs test as a subtest for every replication mode, each on
 // a lab of its own with hosts replica hosts.
@@ -235,8 +235,12 @@ func TestBackupKilled(t *testing.T) {
 		}
 		metrics := l.get(t, 1, "/metrics")
 		want := []string{"ftvm_replication_lag_instructions", "ftvm_replication_log_bytes", `ftvm_replication_role{role="primary"} 1`, "ftvm_replication_view_generation 2"}
-		if l.mode != "replay" {
-			want = append(want, `ftvm_replication_mode{mode="`+l.mode+`"} 1`, "ftvm_replication_checkpoints ", "ftvm_replication_last_checkpoint_pause_seconds ")
+		switch l.mode {
+		case "checkpoint":
+			want = append(want, `ftvm_replication_mode{mode="checkpoint"} 1`, "ftvm_replication_checkpoints ", "ftvm_replication_last_checkpoint_pause_seconds ")
+		case "colo":
+			// Matching output needs no checkpoint.
+			want = append(want, `ftvm_replication_mode{mode="colo"} 1`, "ftvm_replication_checkpoints ", "ftvm_replication_compared_bytes ")
 		}
 		for _, m := range want {
 			if !strings.Contains(metrics, m) {
