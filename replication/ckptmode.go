@@ -2,8 +2,8 @@ package replication
 
 import (
 	"bufio"
-	"encoding/binary"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
