@@ -91,9 +91,13 @@ func Run(o Options) error {
 	say("client: numbered writes (INCR) on one TCP connection through the switch")
 	time.Sleep(o.Before)
 	st, _ = monitor.FetchStatus(a.HTTP)
-	if st.Checkpoints > 0 {
+	switch st.Mode {
+	case "checkpoint":
 		say("client: %d writes acknowledged; %d checkpoints (%.0f/s), %s to the backup", writes.Progress.Load(), st.Checkpoints, st.CheckpointRate, monitor.Rate(st.LogRate))
-	} else {
+	case "colo":
+		say("client: %d writes acknowledged; %d bytes of output compared, %d mismatches, %d checkpoints; %s to the secondary",
+			writes.Progress.Load(), st.ComparedBytes, st.Mismatches, st.Checkpoints, monitor.Rate(st.LogRate))
+	default:
 		say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), monitor.Rate(st.LogRate), st.LagInsns)
 	}
 

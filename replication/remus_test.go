@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,4 +143,71 @@ func TestCOLOFakePair(t *testing.T) {
 	if !recv(peerB, f, 10*time.Second) {
 		t.Fatal("no answer from the new primary")
 	}
+}
+
+// TestCOLOMismatch: the secondary's guest answers one request otherwise
+// than the primary's. The comparator finds the mismatch and holds the
+// primary's answer; the primary syncs the secondary and the answer leaves
+// once the sync is complete; the next answers match again.
+func TestCOLOMismatch(t *testing.T) {
+	dir := keys(t, "a", "b")
+	arb := arbiter.NewMemory()
+	netA, peerA := netdev.NewPipe()
+	colo := func(c *Config) { withRemus(nil)(c); c.Mode, c.Host.Net = COLO, netA }
+	a := newTestReplica(t, dir, "a", arb, colo)
+	var odd atomic.Bool
+	b := newTestReplica(t, dir, "b", arb, func(c *Config) {
+		withRemus(nil)(c)
+		c.Mode = COLO
+		c.Factory = func(out vm.Outputs) migrate.Factory {
+			net := out.Net
+			out.Net = func(instret uint64, f []byte) {
+				if odd.Swap(false) {
+					f = bytes.Clone(f)
+					f[20] ^= 1 // a different answer
+				}
+				net(instret, f)
+			}
+			return fakevm.Factory(nil, out)
+		}
+	})
+	e := fakevm.New(64, nil, a.r.Outputs())
+	e.Idle = true
+	a.startEngine(e)
+	b.startBackup(a.ln.Addr().String())
+	b.waitRole(t, "backup", 30*time.Second)
+	ask := func(s string) {
+		t.Helper()
+		f := make([]byte, 60)
+		copy(f, "\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x88\xb5")
+		copy(f[14:], s)
+		peerA.Transmit(f)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if g, ok := peerA.TryReceive(); ok && bytes.Equal(g, f) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("no answer to %q", s)
+	}
+	ask("matching")
+	if st := a.r.Status(); st.Checkpoints != 0 {
+		t.Fatalf("a sync before any mismatch: %+v", st)
+	}
+	odd.Store(true)
+	ask("the secondary answers otherwise")
+	ask("matching again")
+	deadline := time.Now().Add(5 * time.Second)
+	for st := a.r.Status(); st.Mismatches != 1 || st.Checkpoints != 1; st = a.r.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after one mismatch: %d mismatches, %d syncs", st.Mismatches, st.Checkpoints)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := a.r.Status()
+	if c := st.RecentCheckpoints[0]; !strings.HasPrefix(c.Reason, "mismatch") {
+		t.Fatalf("the sync's reason: %q", c.Reason)
+	}
+	t.Logf("sync after the mismatch: %+v", st.RecentCheckpoints[0])
 }
