@@ -1,8 +1,10 @@
 // Package bench holds ftvm's benchmarks: ftvm against QEMU (boot time, the
 // speed of a CPU-bound guest), record and replay (overhead, replay speed,
-// log rate, against QEMU's rr=record), and fault tolerance (key-value
+// log rate, against QEMU's rr=record), fault tolerance (key-value
 // throughput and latency unreplicated and replicated, log bandwidth,
-// failover time, slowdown against epoch length). ftvm bench prints them;
+// failover time, slowdown against epoch length), and the replication
+// modes side by side (replay, Remus checkpoints, COLO). ftvm bench prints
+// them;
 // docs/benchmarks.md has the results and the method.
 package bench
 

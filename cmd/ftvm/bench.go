@@ -26,6 +26,9 @@ func cmdBench(args []string) error {
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
+	modes := fs.Bool("modes", false, "benchmark the replication modes side by side instead: unreplicated, replay, checkpoint (Remus) with 25 ms and\n100 ms periods, and colo, on the key-value server: throughput, latency, checkpoints, link bandwidth, failover time\n(-runs rounds over all of them, interleaved; the median and range)")
+	modesArgs := fs.String("modes-args", "", "with -modes: flags for every replica and run (for the machine: \"-smp 2\", say), space-separated")
+	modesCkptArgs := fs.String("modes-ckpt-args", "", "with -modes: flags for the checkpointing modes' replicas only (\"-parallel\", say)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +37,23 @@ func cmdBench(args []string) error {
 	}
 	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
+	if *modes {
+		if err := notWith(set, "the benchmark of the replication modes runs the default guest in replica processes", "rr", "ft", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs"); err != nil {
+			return err
+		}
+		if *runs < 1 {
+			return fmt.Errorf("-runs %d: want at least 1", *runs)
+		}
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.Modes(bench.ModesOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs,
+			Extra: strings.Fields(*modesArgs), ExtraCkpt: strings.Fields(*modesCkptArgs)}, out)
+	}
+	if err := notWith(set, "they are the benchmark of the replication modes' (-modes)", "modes-args", "modes-ckpt-args"); err != nil {
+		return err
+	}
 	if *ft {
 		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
 			return err
