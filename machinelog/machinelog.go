@@ -172,7 +172,7 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		if im.Kernel != "" || im.Initrd != "" {
 			return nil, errors.New("a bare-metal program and a kernel or initrd do not go together")
 		}
-		if cfg.ELF, err = os.ReadFile(im.ELF); err != nil {
+		if cfg.ELF, err = host.ReadImage(im.ELF); err != nil {
 			return nil, err
 		}
 	} else {
@@ -183,11 +183,11 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 				initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 			}
 		}
-		if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+		if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
 		if initrd != "" {
-			if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+			if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 				return nil, fmt.Errorf("initrd: %w", err)
 			}
 		}

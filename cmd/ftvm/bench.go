@@ -73,13 +73,13 @@ func cmdBench(args []string) error {
 			*initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 		}
 	}
-	k, err := os.ReadFile(*kernel)
+	k, err := host.ReadImage(*kernel)
 	if err != nil {
 		return fmt.Errorf("kernel: %w (build the default guest with scripts/build-guest.sh)", err)
 	}
 	var rd []byte
 	if *initrd != "" {
-		if rd, err = os.ReadFile(*initrd); err != nil {
+		if rd, err = host.ReadImage(*initrd); err != nil {
 			return fmt.Errorf("initrd: %w", err)
 		}
 	}
