@@ -339,3 +339,49 @@ func TestForgedCheckpoint(t *testing.T) {
 		t.Fatalf("the genuine checkpoint: %v", err)
 	}
 }
+
+// TestCheckpointKeepsReservation: a checkpoint taken while the hart holds
+// an LR reservation (the pause fell between an LR and its SC) applies with
+// the reservation: writing the checkpoint's pages, which a write to the
+// reserved word would cancel, must not cancel the one its state holds. The
+// backup's digest (the hart's state, the reservation included) is the
+// primary's after every checkpoint.
+func TestCheckpointKeepsReservation(t *testing.T) {
+	p, err := machine.New(machine.Config{MemoryMiB: 16, ELF: lrsc.build(t, "testdata/lrsc.S")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, p, 1000)
+	var st bytes.Buffer
+	if err := p.SaveState(&st); err != nil {
+		t.Fatal(err)
+	}
+	ram := make([]byte, p.Pages()*p.PageSize())
+	for i := range p.Pages() {
+		p.ReadPage(i, ram[i*p.PageSize():(i+1)*p.PageSize()])
+	}
+	b, err := machine.RestoreState(&st, ram, machine.RestoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirty := p.TrackDirty()
+	a, err := NewApplier(b, nil, ApplierOptions{Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Odd steps: the pauses fall on every instruction of the loop.
+	for i := range uint64(40) {
+		run(t, p, p.Instret()+1+i%7)
+		var c Capture
+		if err := c.Take(p, i+1, Bitmap(dirty.Collect(nil)), nil, true); err != nil {
+			t.Fatal(err)
+		}
+		var msg bytes.Buffer
+		if _, err := c.Encode(&msg, testKey); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Write(msg.Bytes()); err != nil {
+			t.Fatalf("checkpoint %d at instruction %d: %v", i+1, p.Instret(), err)
+		}
+	}
+}

@@ -13,36 +13,46 @@ import (
 	"ftvm/vm"
 )
 
-var scribble struct {
+// program is a bare-metal test program, assembled once.
+type program struct {
 	once sync.Once
 	elf  []byte
 	err  error
 	out  []byte
 }
 
+var scribble, lrsc program
+
 // scribbleELF builds testdata/scribble.S with Debian's cross toolchain
 // and the machine's bare-metal link script.
 func scribbleELF(t testing.TB) []byte {
 	t.Helper()
+	return scribble.build(t, "testdata/scribble.S")
+}
+
+// build assembles src (once) with Debian's cross toolchain and the
+// machine's bare-metal link script.
+func (pr *program) build(t testing.TB, src string) []byte {
+	t.Helper()
 	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	scribble.once.Do(func() {
+	pr.once.Do(func() {
 		dir, err := os.MkdirTemp("", "statesync")
 		if err != nil {
-			scribble.err = err
+			pr.err = err
 			return
 		}
 		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "scribble.elf")
-		scribble.out, scribble.err = exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
-			"-T", "../machine/testdata/link.ld", "-o", out, "testdata/scribble.S").CombinedOutput()
-		if scribble.err == nil {
-			scribble.elf, scribble.err = os.ReadFile(out)
+		out := filepath.Join(dir, "program.elf")
+		pr.out, pr.err = exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
+			"-T", "../machine/testdata/link.ld", "-o", out, src).CombinedOutput()
+		if pr.err == nil {
+			pr.elf, pr.err = os.ReadFile(out)
 		}
 	})
-	if scribble.err != nil {
-		t.Fatalf("assembling scribble.S: %v\n%s", scribble.err, scribble.out)
+	if pr.err != nil {
+		t.Fatalf("assembling %s: %v\n%s", src, pr.err, pr.out)
 	}
-	return scribble.elf
+	return pr.elf
 }
 
 // newScribbler boots the program on a 16 MiB machine with disk (nil:

@@ -278,13 +278,18 @@ func (c *Checkpoint) DiskBytes() int64 {
 
 // Apply puts the checkpoint into dst and disk: the state first (a state
 // dst refuses leaves dst and disk unchanged, and nothing else is
-// applied), then the pages, then the disk writes in order. disk may be nil
-// when the checkpoint has no disk writes. An error after the state was
-// loaded (a failing disk) leaves the replica partly updated.
+// applied), then the pages, then the state again, then the disk writes in
+// order. The state goes in twice because writing a page counts as a write
+// to it (vm.Syncable), which cancels what the state may hold about it: an
+// LR reservation on one of its words, which the sender's hart held at the
+// pause and which its memory, the pages sent, does not contradict. disk
+// may be nil when the checkpoint has no disk writes. An error after the
+// state was loaded (a failing disk) leaves the replica partly updated.
 func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
+	var sl interface{ LoadState(io.Reader) error }
 	if c.State != nil {
-		sl, ok := dst.(interface{ LoadState(io.Reader) error })
-		if !ok {
+		var ok bool
+		if sl, ok = dst.(interface{ LoadState(io.Reader) error }); !ok {
 			return errors.New("statesync: the checkpoint carries a state and the replica cannot load one")
 		}
 		if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
@@ -300,6 +305,11 @@ func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
 			}
 			if err := dst.WritePage(p, d); err != nil {
 				return fmt.Errorf("statesync: checkpoint %d: %w", c.Seq, err)
+			}
+		}
+		if sl != nil {
+			if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
+				return fmt.Errorf("statesync: checkpoint %d: its state, loaded again: %w", c.Seq, err)
 			}
 		}
 	}
