@@ -245,6 +245,8 @@ type ckptLink struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	q      []ckptItem
+	qBytes int
+	over   bool // the queue overflowed: the backup does not keep up
 	closed bool
 
 	lastAck atomic.Int64 // unix nanoseconds
@@ -284,14 +286,22 @@ func (l *ckptLink) start() {
 
 func (l *ckptLink) heard() time.Time { return time.Unix(0, l.lastAck.Load()) }
 
+// maxLinkQueue bounds the messages (the clients' inputs, on a COLO
+// primary) waiting for the link: a backup that does not take them is lost.
+// Checkpoints are bounded by the core (MaxInFlight).
+const maxLinkQueue = 64 << 20
+
 func (l *ckptLink) queue(it ckptItem) {
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.over {
 		l.mu.Unlock()
 		if it.capture != nil {
 			l.m.recycle(it.capture)
 		}
 		return
+	}
+	if l.qBytes += len(it.msg); l.qBytes > maxLinkQueue {
+		l.over = true
 	}
 	l.q = append(l.q, it)
 	l.mu.Unlock()
@@ -339,9 +349,13 @@ func (l *ckptLink) write() {
 			l.mu.Unlock()
 			return
 		}
-		q := l.q
-		l.q = nil
+		q, over := l.q, l.over
+		l.q, l.qBytes = nil, 0
 		l.mu.Unlock()
+		if over {
+			l.d.stepLink(l, core.LinkFailed{Err: fmt.Errorf("the backup does not keep up: %d MiB wait to be sent", maxLinkQueue>>20)})
+			return
+		}
 		for _, it := range q {
 			var err error
 			if it.capture != nil {

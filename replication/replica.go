@@ -189,6 +189,8 @@ type Replica struct {
 
 	// Warnings anyone on the network can cause, rate-limited.
 	acceptWarn, rejectWarn, refuseWarn rareWarn
+	// A COLO secondary too far behind, rate-limited too.
+	lagWarn rareWarn
 
 	stMu sync.Mutex
 	st   Status
