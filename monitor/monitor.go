@@ -94,6 +94,9 @@ func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	g(descMode, 1, s.Mode)
+	if s.Mode == "replay" {
+		return
+	}
 	ch <- prometheus.MustNewConstMetric(descCkpts, prometheus.CounterValue, float64(s.Checkpoints))
 	g(descCkptRate, s.CheckpointRate)
 	ch <- prometheus.MustNewConstMetric(descCkptPages, prometheus.CounterValue, float64(s.CheckpointPages))
@@ -197,9 +200,10 @@ func PrintStatus(w io.Writer, sts []replication.Status) {
 			peer = "-"
 		}
 		mode, ckpts := s.Mode, "-"
-		if mode == "" {
-			mode = "replay"
-		} else {
+		switch mode {
+		case "":
+			mode = "-"
+		case "checkpoint", "colo":
 			ckpts = fmt.Sprintf("%.0f", s.CheckpointRate)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%d\n", s.ID, s.Role, mode, peer, s.View.Generation,

@@ -293,6 +293,7 @@ func (m replayMode) open(j *joiner) (channel, func()) {
 }
 
 func (replayMode) status(st *Status, cs core.Status, l, s channel, now time.Time) {
+	st.Mode = core.ModeName
 	if l, ok := l.(*link); ok {
 		st.PeerInstret, st.LagInsns = cs.PeerInstret, cs.Instret-min(cs.Instret, cs.PeerInstret)
 		st.LogBytes, st.LogFrames, st.LagBytes = cs.Bytes, cs.Frames, cs.Bytes-cs.DoneBytes

@@ -370,11 +370,11 @@ type Status struct {
 	Mismatches     uint64 `json:"mismatches,omitempty"`
 	ComparatorHeld int    `json:"comparator_held_frames,omitempty"`
 
-	// The checkpointing modes (Mode "checkpoint" or "colo"): checkpoints
-	// taken (primary) or applied (backup) on the current link, their
-	// rate over the last second or so, their pages, bytes and pauses in
-	// all, and the last ones each.
-	Mode              string           `json:"mode,omitempty"`
+	// Mode is how the pair replicates: replay, checkpoint or colo.
+	Mode string `json:"mode,omitempty"`
+	// The checkpointing modes: checkpoints taken (primary) or applied
+	// (backup) on the current link, their rate over the last second or
+	// so, their pages, bytes and pauses in all, and the last ones each.
 	Checkpoints       uint64           `json:"checkpoints,omitempty"`
 	CheckpointRate    float64          `json:"checkpoint_rate,omitempty"`
 	CheckpointPages   uint64           `json:"checkpoint_pages,omitempty"`

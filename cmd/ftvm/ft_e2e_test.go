@@ -378,21 +378,26 @@ func TestReprotect(t *testing.T) {
 	})
 }
 
-// TestDemo runs ftvm demo (rootless: witness, switch, three replicas) and
-// checks its report: the client's writes survived the kill on one
-// connection, none lost, none applied twice, and the new backup joined.
+// TestDemo runs ftvm demo (rootless: witness, switch, three replicas) in
+// every replication mode and checks its report: the client's writes
+// survived the kill on one connection, none lost, none applied twice, and
+// the new backup joined.
 func TestDemo(t *testing.T) {
 	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
-	out, err := exec.Command(ftvm, "demo", "-before", "1s", "-after", "1s").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ftvm demo: %v\n%s", err, out)
-	}
-	for _, want := range []string{"primary a killed", "backup b: primary lost, won the arbitration, live",
-		"new backup c joined b", "acknowledged writes lost / applied twice", "0 / 0 (all read back)"} {
-		if !strings.Contains(string(out), want) {
-			t.Fatalf("no %q in the demo's report:\n%s", want, out)
-		}
+	for _, mode := range ftModes {
+		t.Run(mode, func(t *testing.T) {
+			out, err := exec.Command(ftvm, "demo", "-mode", mode, "-before", "1s", "-after", "1s").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ftvm demo: %v\n%s", err, out)
+			}
+			for _, want := range []string{"primary a killed", "backup b: primary lost, won the arbitration, live",
+				"new backup c joined b", "acknowledged writes lost / applied twice", "0 / 0 (all read back)", "replicating by " + mode} {
+				if !strings.Contains(string(out), want) {
+					t.Fatalf("no %q in the demo's report:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
 
