@@ -360,7 +360,7 @@ type coloSecondary struct {
 	mu      sync.Mutex
 	gen     uint64 // the last sync completed
 	inputs  []coloIn
-	dropped int // inputs dropped: the guest was too far behind
+	dropped int      // inputs dropped: the guest was too far behind
 	syncs   [][]byte // sync messages waiting (each prefixed with its id)
 	ready   chan struct{}
 	console []byte
