@@ -123,5 +123,9 @@
 // then on passes every frame its guest sends through
 // Rewriter.FromSecondary before the network, and every frame for it
 // through Rewriter.ToSecondary: the connections opened since the last
-// checkpoint keep their mapping for as long as they stay open.
+// checkpoint keep their mapping for as long as they stay open. A new
+// secondary that joins the promoted one gets its guest's state, those
+// connections' numbers included: it loads the promoted one's mappings
+// (AppendState, LoadRewriter) and, promoted in turn, maps its frames
+// through its own rewriter and then through those.
 package netcompare

@@ -14,12 +14,25 @@
 // guest's MAC and goes live; a primary continues unprotected. The loser,
 // or a replica that cannot reach the arbiter, never acts alone.
 //
-// The protocol itself is package core, a state machine without I/O; this
-// package is its driver: it owns the engine's goroutine, the TLS
-// connections and the goroutines that read and write them, the ticker
-// that gives the core its time (and sends the heartbeats, whatever the
-// guest does), the arbiter client, status and metrics; it steps the core
-// with what happens and carries out the actions the core returns.
+// Two more modes replicate state instead of inputs (Config.Mode): in the
+// checkpoint mode (Remus) the primary sends a checkpoint of its guest
+// every period and its outputs wait for the backup's acknowledgement of
+// it; in the COLO mode both replicas execute the same inputs, the primary's
+// network output leaves once the secondary produced the same, and a
+// mismatch brings the secondary to the primary's state (remus.go, colo.go).
+//
+// The protocols themselves are package core (replay) and package ckpt
+// (Remus, COLO), state machines without I/O; this package is their
+// driver: it owns the engine's goroutine, the TLS connections and the
+// goroutines that read and write them, the ticker that gives the core its
+// time (and sends the heartbeats, whatever the guest does), the arbiter
+// client, status and metrics; it steps the core with what happens and
+// carries out the actions the core returns. What the protocols share it
+// does once (driver.go: arbitration, the join and state transfer, the
+// output buffer, go-live, stop, status); what one protocol alone does is
+// its mode's (the mode interface in driver.go: replayMode in primary.go,
+// ckptMode in ckptmode.go). A new protocol brings a core stepped with
+// core's shared events and its own, and a mode.
 //
 // The package knows nothing about RISC-V: it drives a vm.Engine, and builds
 // one on a backup through a Factory the caller supplies.

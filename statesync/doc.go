@@ -44,20 +44,19 @@
 //
 // How the modes use it:
 //
-//   - Remus primary, each period: NewEncoder(buf, key, seq, pageSize);
-//     DiskWrite for each disk write the guest makes during the epoch
-//     (vm.Outputs.Disk); at the pause, Pages with what the engine's dirty
-//     log collected, State with SaveState's output, End with the
-//     instruction count (and the digest, to have the backup check it).
-//     The buffer is sent while the next epoch runs; the epoch's outputs
-//     leave when the backup acknowledges seq. Encoding costs an HMAC pass
-//     over the checkpoint: a primary that wants the shortest pause copies
-//     the dirty pages and encodes after resuming.
+//   - Remus primary, each period: at the pause, Capture.Take with what the
+//     engine's dirty log collected and the epoch's disk writes (a
+//     WriteLog fed from vm.Outputs.Disk): copies of the pages, the state,
+//     optionally the digest; after resuming, Capture.Encode (the HMAC
+//     pass) onto the link while the next epoch runs. (NewEncoder and its
+//     records directly, for a sender that encodes as it goes.) The
+//     epoch's outputs leave when the backup acknowledges seq.
 //   - Remus backup: an Applier on the engine a live transfer built; its
 //     Write takes the stream, Committed is what to acknowledge; on
 //     failover, Discard, then run the engine.
 //   - COLO on an output mismatch, PLOVER at an idle point: a Sync on each
-//     side, with the dirty bitmaps collected since the previous sync.
+//     side, with the dirty bitmaps collected since the previous sync (a
+//     ChunkLog, fed from vm.Outputs.Disk, for the disk chunks).
 //   - Repair: HashPages on each replica (and the witness's hashes of the
 //     last sync, Without the pages written since), Compare, then
 //     EncodePages from the good replica and ApplyPages on the faulty one.
