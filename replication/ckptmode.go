@@ -144,7 +144,7 @@ func (m *ckptMode) status(st *Status, cs core.Status, l, s channel, now time.Tim
 	switch {
 	case l != nil:
 		cl := l.(*ckptLink)
-		st.LogBytes = cl.written.Load()
+		st.LogBytes = cl.written.Load() + cl.readBytes.Load()
 		if cl.colo != nil {
 			cs := cl.colo.stats()
 			st.ComparedBytes, st.Mismatches, st.ComparatorHeld = cs.MatchedBytes, cs.Mismatches, cs.HeldFrames
@@ -249,8 +249,9 @@ type ckptLink struct {
 	over   bool // the queue overflowed: the backup does not keep up
 	closed bool
 
-	lastAck atomic.Int64 // unix nanoseconds
-	written atomic.Int64 // bytes written to the connection
+	lastAck   atomic.Int64 // unix nanoseconds
+	written   atomic.Int64 // bytes written to the connection
+	readBytes atomic.Int64 // payload bytes read from it
 
 	// colo is the COLO mode's comparison (nil: Remus).
 	colo *coloPrimary
@@ -396,6 +397,7 @@ func (l *ckptLink) read() {
 			l.d.stepLink(l, core.LinkFailed{Err: fmt.Errorf("backup gone: %w", err)})
 			return
 		}
+		l.readBytes.Add(int64(len(p)))
 		switch {
 		case t == msgCkptAck:
 			a, err := decodeCkptAck(p)

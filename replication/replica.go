@@ -356,7 +356,7 @@ type Status struct {
 	PeerInstret uint64 `json:"peer_instret"` // the backup's replayed count, on a primary
 	LagInsns    uint64 `json:"lag_instructions"`
 	LagBytes    int64  `json:"lag_bytes"` // log bytes sent and not acknowledged, or received and not replayed
-	LogBytes    int64  `json:"log_bytes"` // log bytes sent (primary) or received (backup) on this link
+	LogBytes    int64  `json:"log_bytes"` // log bytes sent (primary) or received (backup) on this link; in the checkpointing modes, the link's bytes both ways (primary) or the checkpoints' and inputs' (backup)
 	LogFrames   int64  `json:"log_frames"`
 	HeldOutputs int    `json:"held_outputs"`
 	// AckLatency is a moving average of the time from appending a Sync
