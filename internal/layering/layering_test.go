@@ -75,8 +75,8 @@ var rules = map[string]rule{
 	// device models.
 	"migrate":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"statesync": {isaFree: true, imports: []string{"vm"}},
-	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog",
-		"replication/core", "replication/outbuf", "runloop", "vm"}},
+	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "netcompare", "replay", "replay/eventlog",
+		"replication/ckpt", "replication/core", "replication/outbuf", "runloop", "statesync", "vm"}},
 	// The pair's protocol without I/O, and the output rule's buffer: as
 	// deterministic as the machine (time enters as ticks).
 	// Its Log actions carry a slog.Level; the driver does the logging.
@@ -145,7 +145,7 @@ var rules = map[string]rule{
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
 	"internal/testsupport": {isaFree: true, imports: []string{"guest", "vm"}},
-	"internal/scripttest":  {isaFree: true},
+	"internal/scripttest":  {isaFree: true, imports: []string{"arbiter/view", "replication/outbuf"}},
 	"internal/layering":    {},
 }
 

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 
-	"ftvm/arbiter/view"
 	"ftvm/internal/fakevm"
 	"ftvm/internal/scripttest"
 	"ftvm/replication/core"
@@ -63,7 +60,7 @@ import (
 //	status a
 func TestScripts(t *testing.T) {
 	scripttest.RunDir(t, *rewrite, func(t *testing.T) scripttest.Env {
-		return &env{t: t, nodes: map[string]*node{}, mode: Remus}
+		return &env{Base: scripttest.Base{T: t}, nodes: map[string]*node{}, mode: Remus}
 	})
 }
 
@@ -78,18 +75,11 @@ const (
 var key = []byte("the pair's checkpoint key")
 
 type env struct {
-	t        *testing.T
-	mode     Mode
-	nodes    map[string]*node
-	view     view.View
-	trace    []string
-	counting bool
-	counts   map[string]int
+	scripttest.Base
+	mode  Mode
+	nodes map[string]*node
 }
 
-func (e *env) printf(format string, args ...any) {
-	e.trace = append(e.trace, fmt.Sprintf(format, args...))
-}
 
 // msg is one message of the link from a primary to its backup.
 type msg struct {
@@ -135,20 +125,14 @@ type node struct {
 func (e *env) node(name string) *node {
 	n := e.nodes[name]
 	if n == nil {
-		e.t.Fatalf("no replica %q", name)
+		e.T.Fatalf("no replica %q", name)
 	}
 	return n
 }
 
 func (e *env) newNode(name string) *node {
 	n := &node{env: e, name: name, disk: vm.NewMemDisk(make([]byte, diskSize)), digests: map[uint64][32]byte{}}
-	n.out = outbuf.New(outbuf.Solo, func(o outbuf.Output) {
-		if o.Net {
-			e.printf("%s: emit frame %q @%d", name, o.Data, o.Instret)
-		} else {
-			e.printf("%s: emit console %q @%d", name, o.Data, o.Instret)
-		}
-	})
+	n.out = e.OutBuf(name)
 	e.nodes[name] = n
 	return n
 }
@@ -168,7 +152,7 @@ func (e *env) cfg(id string) Config {
 
 func (n *node) step(ev core.Event) {
 	if err := n.c.Step(ev); err != nil {
-		n.env.t.Fatal(err)
+		n.env.T.Fatal(err)
 	}
 	n.process()
 }
@@ -183,12 +167,7 @@ func (n *node) process() {
 		}
 		var later []func()
 		for _, a := range acts {
-			kind := strings.Fields(fmt.Sprint(a))[0]
-			if e.counting && (kind == "send-heartbeat" || kind == "send-ack") {
-				e.counts[n.name+": "+kind]++
-			} else {
-				e.printf("%s: %v", n.name, a)
-			}
+			e.Action(n.name, a)
 			switch a := a.(type) {
 			case SendHeader:
 				n.wire = append(n.wire, msg{kind: "header", hdr: a.Header})
@@ -211,7 +190,8 @@ func (n *node) process() {
 			case core.DropAll:
 				n.out.DropAll()
 			case core.Arbitrate:
-				n.c.Step(e.swap(n, a.Old, a.New))
+				won, cur, err := e.Swap(n.name, n.unreachable, a.Old, a.New)
+				n.c.Step(core.ArbiterAnswer{Old: a.Old, New: a.New, Won: won, Current: cur, Err: err})
 			case core.Welcome:
 				later = append(later, func() { e.transfer(n, e.node(a.ID)) })
 			case core.Link:
@@ -256,7 +236,7 @@ func (n *node) encode() []byte {
 		k, n.forge = []byte("not the pair's key"), false
 	}
 	if _, err := n.capture.Encode(&b, k); err != nil {
-		n.env.t.Fatal(err)
+		n.env.T.Fatal(err)
 	}
 	data := b.Bytes()
 	if n.flip {
@@ -266,34 +246,18 @@ func (n *node) encode() []byte {
 	return data
 }
 
-func (e *env) swap(n *node, old, new view.View) core.ArbiterAnswer {
-	ans := core.ArbiterAnswer{Old: old, New: new}
-	switch {
-	case n.unreachable:
-		ans.Err = errors.New("arbiter unreachable")
-		e.printf("arbiter: %s cannot reach it", n.name)
-		return ans
-	case e.view == old || e.view == new:
-		e.view, ans.Won, ans.Current = new, true, new
-	default:
-		ans.Current = e.view
-	}
-	e.printf("arbiter: %s swaps to %v: won=%v", n.name, new, ans.Won)
-	return ans
-}
-
 // transfer copies the primary's state (RAM, state, disk) to the joining
 // backup b, as the live state transfer ends with the guest stopped.
 func (e *env) transfer(p, b *node) {
 	var st bytes.Buffer
 	if err := p.e.SaveState(&st); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	ram := bytes.Clone(p.e.RAM())
 	b.disk = vm.NewMemDisk(bytes.Clone(p.disk.Bytes()))
 	eng, err := fakevm.Factory(b.disk, b.outputs())(&st, ram)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	b.e, b.peer = eng.(*fakevm.Engine), p
 	b.state, b.start = b.e.Digest().Sum, b.e.Instret()
@@ -301,35 +265,19 @@ func (e *env) transfer(p, b *node) {
 	if e.mode == COLO {
 		b.dirty = b.e.TrackDirty()
 	}
-	e.printf("transfer %s -> %s at instret %d", p.name, b.name, b.start)
+	e.Printf("transfer %s -> %s at instret %d", p.name, b.name, b.start)
 	p.digests[0] = p.e.Digest().Sum
 	p.step(core.Transferred{ID: b.name, State: p.e.Digest().Sum, Instret: p.e.Instret()})
 }
 
 func (e *env) Run(t *testing.T, line string) []string {
-	e.trace = nil
 	e.exec(t, line)
-	return e.trace
+	return e.Take()
 }
 
 func (e *env) exec(t *testing.T, line string) {
-	f := scripttest.Fields(t, line)
-	arg := func(i int) string {
-		if i >= len(f) {
-			t.Fatalf("%q: missing argument %d", line, i)
-		}
-		return f[i]
-	}
-	count := func(i, def int) int {
-		if i >= len(f) {
-			return def
-		}
-		n, err := strconv.Atoi(f[i])
-		if err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		return n
-	}
+	a := scripttest.Parse(t, line)
+	f, arg := a.F, a.Get
 	switch f[0] {
 	case "mode":
 		m, err := ParseMode(arg(1))
@@ -339,13 +287,13 @@ func (e *env) exec(t *testing.T, line string) {
 		e.mode = m
 	case "primary":
 		n := e.newNode(arg(1))
-		e.view = e.view.Next(n.name, "")
+		e.View = e.View.Next(n.name, "")
 		var err error
-		if n.c, err = NewPrimary(e.cfg(n.name), e.view); err != nil {
+		if n.c, err = NewPrimary(e.cfg(n.name), e.View); err != nil {
 			t.Fatal(err)
 		}
 		n.e = fakevm.New(pages, n.disk, n.outputs())
-		e.printf("%s: primary in %v", n.name, e.view)
+		e.Printf("%s: primary in %v", n.name, e.View)
 	case "join":
 		p := e.node(arg(1))
 		b := e.newNode(arg(2))
@@ -364,9 +312,9 @@ func (e *env) exec(t *testing.T, line string) {
 		p.step(core.JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v, Mode: m})
 	case "run":
 		n := e.node(arg(1))
-		for range count(2, 1) {
+		for range a.Count(2, 1) {
 			if !n.c.MayRun() {
-				e.printf("%s: may not run", n.name)
+				e.Printf("%s: may not run", n.name)
 				break
 			}
 			n.e.Run(n.e.Instret() + epochLen)
@@ -381,7 +329,7 @@ func (e *env) exec(t *testing.T, line string) {
 		n := e.node(arg(1))
 		seq, ok := n.c.MayCheckpoint()
 		if !ok {
-			e.printf("%s: may not checkpoint", n.name)
+			e.Printf("%s: may not checkpoint", n.name)
 			break
 		}
 		n.capture = &statesync.Capture{}
@@ -390,11 +338,11 @@ func (e *env) exec(t *testing.T, line string) {
 			t.Fatal(err)
 		}
 		n.digests[seq] = n.e.Digest().Sum
-		e.printf("%s: captured %d: %d pages, %d disk writes, instret %d", n.name, seq, len(n.capture.Pages), len(n.capture.Writes), n.capture.Instret)
+		e.Printf("%s: captured %d: %d pages, %d disk writes, instret %d", n.name, seq, len(n.capture.Pages), len(n.capture.Writes), n.capture.Instret)
 		n.step(Taken{Seq: seq, Instret: n.e.Instret(), Outputs: n.out.Pending()})
 	case "deliver", "tear":
 		p, b := e.node(arg(1)), e.node(arg(2))
-		k := count(3, len(p.wire))
+		k := a.Count(3, len(p.wire))
 		if f[0] == "tear" {
 			k = 1
 		}
@@ -408,7 +356,7 @@ func (e *env) exec(t *testing.T, line string) {
 				if m.kind == "checkpoint" {
 					b.applier.Write(m.data[:len(m.data)/2])
 				}
-				e.printf("%s: link torn inside a %s message", b.name, m.kind)
+				e.Printf("%s: link torn inside a %s message", b.name, m.kind)
 				b.broken = true
 				b.step(core.LinkFailed{Err: errors.New("connection reset")})
 				break
@@ -431,7 +379,7 @@ func (e *env) exec(t *testing.T, line string) {
 	case "ack":
 		b, p := e.node(arg(1)), e.node(arg(2))
 		if b.ack == nil {
-			e.printf("%s: no acknowledgement to deliver", b.name)
+			e.Printf("%s: no acknowledgement to deliver", b.name)
 			break
 		}
 		a := *b.ack
@@ -443,42 +391,27 @@ func (e *env) exec(t *testing.T, line string) {
 		n.step(Acked{Seq: s})
 	case "tick":
 		n := e.node(arg(1))
-		e.counting, e.counts = true, map[string]int{}
-		for range count(2, 1) {
-			n.step(core.Tick{})
-		}
-		e.counting = false
-		for _, k := range []string{n.name + ": send-heartbeat", n.name + ": send-ack"} {
-			if c := e.counts[k]; c > 0 {
-				e.printf("%s x%d", k, c)
-			}
-		}
+		e.Ticks(n.name, a.Count(2, 1), func() { n.step(core.Tick{}) }, "send-heartbeat", "send-ack")
 	case "fail":
 		n := e.node(arg(1))
 		n.step(core.LinkFailed{Err: errors.New(arg(2)), Tampered: len(f) > 3 && f[3] == "tampered"})
 	case "arbiter":
 		e.node(arg(1)).unreachable = arg(2) == "unreachable"
 	case "arbiter-view":
-		g, _ := strconv.ParseUint(arg(1), 10, 64)
-		v := view.View{Generation: g, Primary: arg(2)}
-		if len(f) > 3 {
-			v.Backup = f[3]
-		}
-		e.view = v
-		e.printf("arbiter: view is %v", v)
+		e.SetView(a)
 	case "finish":
 		e.node(arg(1)).step(core.Finish{Reason: vm.StopPowerOff.String()})
 	case "compare":
 		p, b := e.node(arg(1)), e.node(arg(2))
 		seq, _ := b.c.Checkpoints()
 		want, ok := p.digests[seq]
-		e.printf("%s: at checkpoint %d, instret %d: same state as %s's: %v", b.name, seq, b.e.Instret(), p.name, ok && want == b.e.Digest().Sum)
+		e.Printf("%s: at checkpoint %d, instret %d: same state as %s's: %v", b.name, seq, b.e.Instret(), p.name, ok && want == b.e.Digest().Sum)
 	case "status":
 		n := e.node(arg(1))
 		s := n.c.Status()
 		taken, acked := n.c.Checkpoints()
 		_, may := n.c.MayCheckpoint()
-		e.printf("%s: %v %v peer=%q instret=%d taken=%d acked=%d may-run=%v may-checkpoint=%v held=%d stopped=%v",
+		e.Printf("%s: %v %v peer=%q instret=%d taken=%d acked=%d may-run=%v may-checkpoint=%v held=%d stopped=%v",
 			n.name, s.Role, s.View, s.Peer, s.Instret, taken, acked, n.c.MayRun(), may, n.out.Held(), s.Stopped)
 	default:
 		t.Fatalf("unknown command %q", line)
@@ -495,7 +428,7 @@ func (e *env) receive(p, b *node, m msg) {
 			var err error
 			b.applier, err = statesync.NewApplier(b.e, b.disk, statesync.ApplierOptions{Key: key})
 			if err != nil {
-				e.t.Fatal(err)
+				e.T.Fatal(err)
 			}
 		}
 	case "checkpoint":
@@ -515,53 +448,53 @@ func (e *env) receive(p, b *node, m msg) {
 func (e *env) sync(p, b *node) {
 	seq, ok := p.c.MayCheckpoint()
 	if !ok {
-		e.printf("%s: may not checkpoint", p.name)
+		e.Printf("%s: may not checkpoint", p.name)
 		return
 	}
 	p.step(Taken{Seq: seq, Instret: p.e.Instret(), Outputs: p.out.Pending()})
 	side := func(n *node, role statesync.Party) *statesync.Sync {
 		s, err := statesync.NewSync(statesync.SyncConfig{Role: role, ID: seq, Engine: n.e, Key: key})
 		if err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		return s
 	}
 	ps, bs := side(p, statesync.Primary), side(b, statesync.Backup)
 	toB, err := ps.Start(statesync.Bitmap(p.dirty.Collect(nil)), nil)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	toP, err := bs.Start(statesync.Bitmap(b.dirty.Collect(nil)), nil)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	for len(toB)+len(toP) > 0 {
 		var nb, np [][]byte
 		for _, m := range toB {
 			out, err := bs.Receive(m)
 			if err != nil {
-				e.t.Fatal(err)
+				e.T.Fatal(err)
 			}
 			np = append(np, out...)
 		}
 		for _, m := range toP {
 			out, err := ps.Receive(m)
 			if err != nil {
-				e.t.Fatal(err)
+				e.T.Fatal(err)
 			}
 			nb = append(nb, out...)
 		}
 		toB, toP = nb, np
 	}
 	if !ps.Done() || !bs.Done() {
-		e.t.Fatal("the sync did not complete")
+		e.T.Fatal("the sync did not complete")
 	}
 	// What the sync wrote is the primary's: the next sync starts afresh.
 	p.dirty.Collect(nil)
 	b.dirty.Collect(nil)
 	p.digests[seq] = p.e.Digest().Sum
 	st := ps.Stats()
-	e.printf("sync %d %s -> %s: %d pages compared, %d sent", seq, p.name, b.name, st.Pages, len(st.SentPages))
+	e.Printf("sync %d %s -> %s: %d pages compared, %d sent", seq, p.name, b.name, st.Pages, len(st.SentPages))
 	b.step(Committed{Seq: seq, Instret: b.e.Instret()})
 	p.step(Acked{Seq: seq})
 }

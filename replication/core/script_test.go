@@ -5,13 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"testing"
 
-	"ftvm/arbiter/view"
 	"ftvm/internal/fakevm"
 	"ftvm/internal/scripttest"
 	"ftvm/replay"
@@ -66,21 +63,12 @@ const (
 )
 
 type env struct {
-	t     *testing.T
+	scripttest.Base
 	nodes map[string]*node
-	view  view.View // the arbiter's
-	trace []string
-	// counted, not listed, while ticking
-	counting bool
-	counts   map[string]int
 }
 
 func newEnv(t *testing.T) *env {
-	return &env{t: t, nodes: map[string]*node{}}
-}
-
-func (e *env) printf(format string, args ...any) {
-	e.trace = append(e.trace, fmt.Sprintf(format, args...))
+	return &env{Base: scripttest.Base{T: t}, nodes: map[string]*node{}}
 }
 
 // node is one replica: its core and what its driver would hold.
@@ -135,20 +123,14 @@ func (f *feed) Read(p []byte) (int, error) {
 func (e *env) node(name string) *node {
 	n := e.nodes[name]
 	if n == nil {
-		e.t.Fatalf("no replica %q", name)
+		e.T.Fatalf("no replica %q", name)
 	}
 	return n
 }
 
 func (e *env) newNode(name string) *node {
 	n := &node{env: e, name: name}
-	n.out = outbuf.New(outbuf.Solo, func(o outbuf.Output) {
-		if o.Net {
-			e.printf("%s: emit frame %q @%d", name, o.Data, o.Instret)
-		} else {
-			e.printf("%s: emit console %q @%d", name, o.Data, o.Instret)
-		}
-	})
+	n.out = e.OutBuf(name)
 	e.nodes[name] = n
 	return n
 }
@@ -194,12 +176,7 @@ func (n *node) process() {
 		}
 		var later []func()
 		for _, a := range acts {
-			kind := strings.Fields(fmt.Sprint(a))[0]
-			if e.counting && (kind == "send" || kind == "send-ack") {
-				e.counts[n.name+": "+kind]++
-			} else {
-				e.printf("%s: %v", n.name, a)
-			}
+			e.Action(n.name, a)
 			switch a := a.(type) {
 			case Send:
 				n.wire = append(n.wire, a.Data)
@@ -219,7 +196,8 @@ func (n *node) process() {
 			case Reissue:
 				n.out.Reissue()
 			case Arbitrate:
-				n.c.Step(e.swap(n, a.Old, a.New))
+				won, cur, err := e.Swap(n.name, n.unreachable, a.Old, a.New)
+				n.c.Step(ArbiterAnswer{Old: a.Old, New: a.New, Won: won, Current: cur, Err: err})
 			case Welcome:
 				later = append(later, func() { e.transfer(n, e.node(a.ID)) })
 			case Link:
@@ -253,40 +231,23 @@ type coreLog struct{ n *node }
 func (l coreLog) Append(r eventlog.Record) error { return l.n.step(Append{Record: r}) }
 func (l coreLog) Flush() error                   { return l.n.step(Flush{}) }
 
-// swap answers n's question to the arbiter, as an etcd arbiter would.
-func (e *env) swap(n *node, old, new view.View) ArbiterAnswer {
-	ans := ArbiterAnswer{Old: old, New: new}
-	switch {
-	case n.unreachable:
-		ans.Err = errors.New("arbiter unreachable")
-		e.printf("arbiter: %s cannot reach it", n.name)
-		return ans
-	case e.view == old || e.view == new:
-		e.view, ans.Won, ans.Current = new, true, new
-	default:
-		ans.Current = e.view
-	}
-	e.printf("arbiter: %s swaps to %v: won=%v", n.name, new, ans.Won)
-	return ans
-}
-
 // transfer copies the primary's state to the joining backup b, as the
 // live state transfer ends: the guest is stopped, b's engine is built
 // from the state.
 func (e *env) transfer(p, b *node) {
 	var st bytes.Buffer
 	if err := p.e.SaveState(&st); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	ram := bytes.Clone(p.e.RAM())
 	eng, err := fakevm.Factory(nil, b.outputs())(&st, ram)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	b.e, b.peer = eng.(*fakevm.Engine), p
 	b.state, b.start = b.e.Digest().Sum, b.e.Instret()
 	b.out.SetMode(outbuf.Uncertain)
-	e.printf("transfer %s -> %s at instret %d", p.name, b.name, b.start)
+	e.Printf("transfer %s -> %s at instret %d", p.name, b.name, b.start)
 	p.step(Transferred{ID: b.name, State: p.e.Digest().Sum, Instret: p.e.Instret()})
 }
 
@@ -300,36 +261,20 @@ func (n *node) engine() vm.Engine {
 }
 
 func (e *env) Run(t *testing.T, line string) []string {
-	e.trace = nil
 	e.exec(t, line)
-	return e.trace
+	return e.Take()
 }
 
 func (e *env) exec(t *testing.T, line string) {
-	f := scripttest.Fields(t, line)
-	arg := func(i int) string {
-		if i >= len(f) {
-			t.Fatalf("%q: missing argument %d", line, i)
-		}
-		return f[i]
-	}
-	count := func(i int) int {
-		if i >= len(f) {
-			return 1
-		}
-		n, err := strconv.Atoi(f[i])
-		if err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		return n
-	}
+	a := scripttest.Parse(t, line)
+	f, arg := a.F, a.Get
 	switch f[0] {
 	case "primary":
 		n := e.newNode(arg(1))
-		e.view = e.view.Next(n.name, "")
-		n.c, _ = NewPrimary(cfg(n.name), e.view)
+		e.View = e.View.Next(n.name, "")
+		n.c, _ = NewPrimary(cfg(n.name), e.View)
 		n.e = fakevm.New(4, nil, n.outputs())
-		e.printf("%s: primary in %v", n.name, e.view)
+		e.Printf("%s: primary in %v", n.name, e.View)
 	case "join":
 		p := e.node(arg(1))
 		b := e.newNode(arg(2))
@@ -342,9 +287,9 @@ func (e *env) exec(t *testing.T, line string) {
 		p.step(JoinRequest{ID: arg(2), CertID: arg(3), Cluster: arg(4), Version: v, Mode: ModeName})
 	case "run":
 		n := e.node(arg(1))
-		for range count(2) {
+		for range a.Count(2, 1) {
 			if !n.c.MayRun() {
-				e.printf("%s: may not run", n.name)
+				e.Printf("%s: may not run", n.name)
 				break
 			}
 			n.engine().Run(n.e.Instret() + epochLen)
@@ -363,7 +308,7 @@ func (e *env) exec(t *testing.T, line string) {
 	case "ack":
 		b, p := e.node(arg(1)), e.node(arg(2))
 		if b.ack == nil {
-			e.printf("%s: no acknowledgement to deliver", b.name)
+			e.Printf("%s: no acknowledgement to deliver", b.name)
 			break
 		}
 		a := *b.ack
@@ -371,16 +316,7 @@ func (e *env) exec(t *testing.T, line string) {
 		p.step(Acked{Frames: a.Frames, Bytes: a.Bytes, Replayed: a.Replayed})
 	case "tick":
 		n := e.node(arg(1))
-		e.counting, e.counts = true, map[string]int{}
-		for range count(2) {
-			n.step(Tick{})
-		}
-		e.counting = false
-		for _, k := range []string{n.name + ": send", n.name + ": send-ack"} {
-			if c := e.counts[k]; c > 0 {
-				e.printf("%s x%d", k, c)
-			}
-		}
+		e.Ticks(n.name, a.Count(2, 1), func() { n.step(Tick{}) }, "send", "send-ack")
 	case "fail":
 		n := e.node(arg(1))
 		n.step(LinkFailed{Err: errors.New(arg(2)), Tampered: len(f) > 3 && f[3] == "tampered"})
@@ -398,13 +334,7 @@ func (e *env) exec(t *testing.T, line string) {
 	case "arbiter":
 		e.node(arg(1)).unreachable = arg(2) == "unreachable"
 	case "arbiter-view":
-		g, _ := strconv.ParseUint(arg(1), 10, 64)
-		v := view.View{Generation: g, Primary: arg(2)}
-		if len(f) > 3 {
-			v.Backup = f[3]
-		}
-		e.view = v
-		e.printf("arbiter: view is %v", v)
+		e.SetView(a)
 	case "finish":
 		n := e.node(arg(1))
 		if n.rec != nil {
@@ -414,7 +344,7 @@ func (e *env) exec(t *testing.T, line string) {
 	case "status":
 		n := e.node(arg(1))
 		s := n.c.Status()
-		e.printf("%s: %v %v peer=%q instret=%d peer-instret=%d frames=%d bytes=%d done-bytes=%d may-run=%v held=%d uncertain=%d stopped=%v",
+		e.Printf("%s: %v %v peer=%q instret=%d peer-instret=%d frames=%d bytes=%d done-bytes=%d may-run=%v held=%d uncertain=%d stopped=%v",
 			n.name, s.Role, s.View, s.Peer, s.Instret, s.PeerInstret, s.Frames, s.Bytes, s.DoneBytes, n.c.MayRun(),
 			n.out.Held(), n.out.Uncertain(), s.Stopped)
 	default:
@@ -444,7 +374,7 @@ func (e *env) deliver(p, b *node) {
 		if b.rd == nil {
 			rd, err := eventlog.NewReader(bufio.NewReaderSize(b.feed, 1<<20))
 			if err != nil {
-				e.t.Fatalf("the log's header: %v", err)
+				e.T.Fatalf("the log's header: %v", err)
 			}
 			b.rd = rd
 			b.player = replay.NewPlayer(b.e)
