@@ -80,7 +80,6 @@ type env struct {
 	nodes map[string]*node
 }
 
-
 // msg is one message of the link from a primary to its backup.
 type msg struct {
 	kind   string // header, checkpoint, heartbeat, end
