@@ -524,7 +524,10 @@ func (s *ckptStream) write() {
 		}
 		for _, m := range q {
 			if err := s.writeRaw(m, timeout); err != nil {
-				s.d.stepLink(s, core.LinkFailed{Err: fmt.Errorf("writing to the primary: %w", err)})
+				// The connection is dead or the primary stopped reading:
+				// the reader finds out, once it has taken what the
+				// primary sent (a Remus backup applies every checkpoint
+				// it received whole), or the ticks do.
 				return
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"ftvm/machine"
 	"ftvm/migrate"
 	"ftvm/replay/eventlog"
+	"ftvm/vm"
 )
 
 // fakePrimary accepts one backup on ln with the certificate of replica id
@@ -31,29 +32,11 @@ func fakePrimary(t *testing.T, ln net.Listener, tc *tls.Config, kernel, initrd [
 	}
 	m.Run(20_000_000)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
+		conn, _, st, ok := acceptBackup(t, ln, tc, m)
+		if !ok {
 			return
 		}
-		conn := tls.Server(c, tc)
 		defer conn.Close()
-		br := bufio.NewReader(conn)
-		var h hello
-		if err := readJSON(br, msgHello, &h); err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
-		writeJSON(conn, msgWelcome, welcome{Primary: "a"})
-		ts, err := migrate.NewSender(connRW{br, conn}, m, nil, migrate.Options{})
-		if err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
-		st, err := ts.Finish()
-		if err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
 		id := st.Digest
 		out := &corrupting{w: conn, at: -1}
 		w, err := eventlog.NewWriter(out, eventlog.Header{
@@ -69,6 +52,37 @@ func fakePrimary(t *testing.T, ln net.Listener, tc *tls.Config, kernel, initrd [
 		stream(out, w, m)
 		time.Sleep(time.Second) // let the backup read it all before the close
 	}()
+}
+
+// acceptBackup plays a primary "a" for the backup that dials ln: the TLS
+// handshake (tc), its hello, the welcome, and the state transfer of e. It
+// reports false (and the test's error) if any of it fails.
+func acceptBackup(t *testing.T, ln net.Listener, tc *tls.Config, e vm.Migratable) (*tls.Conn, *bufio.Reader, migrate.Stats, bool) {
+	c, err := ln.Accept()
+	if err != nil {
+		return nil, nil, migrate.Stats{}, false
+	}
+	conn := tls.Server(c, tc)
+	br := bufio.NewReader(conn)
+	fail := func(err error) (*tls.Conn, *bufio.Reader, migrate.Stats, bool) {
+		t.Errorf("fake primary: %v", err)
+		conn.Close()
+		return nil, nil, migrate.Stats{}, false
+	}
+	var h hello
+	if err := readJSON(br, msgHello, &h); err != nil {
+		return fail(err)
+	}
+	writeJSON(conn, msgWelcome, welcome{Primary: "a"})
+	ts, err := migrate.NewSender(connRW{br, conn}, e, nil, migrate.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	st, err := ts.Finish()
+	if err != nil {
+		return fail(err)
+	}
+	return conn, br, st, true
 }
 
 // corrupting writes through to w, flipping one bit of the nth byte.

@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -67,30 +66,12 @@ func startFakeRemus(t *testing.T, ln net.Listener, tc *tls.Config, play func(f *
 	f.e.Run(100_000)
 	f.e.Idle = true
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
+		conn, br, st, ok := acceptBackup(t, ln, tc, f.e)
+		if !ok {
 			return
 		}
-		conn := tls.Server(c, tc)
 		defer conn.Close()
 		f.conn = conn
-		br := bufio.NewReader(conn)
-		var h hello
-		if err := readJSON(br, msgHello, &h); err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
-		writeJSON(conn, msgWelcome, welcome{Primary: "a"})
-		ts, err := migrate.NewSender(connRW{br, conn}, f.e, nil, migrate.Options{})
-		if err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
-		st, err := ts.Finish()
-		if err != nil {
-			t.Errorf("fake primary: %v", err)
-			return
-		}
 		dirty := f.e.TrackDirty()
 		f.ram[0] = sha256.Sum256(f.e.RAM())
 		f.key = checkpointKey(conn)
