@@ -64,7 +64,10 @@ func Modes(o ModesOptions, out Output) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	c, err := cluster.Start(dir, o.Ftvm, 300*time.Millisecond)
+	// A heartbeat timeout of a second: the replicas share the machine
+	// with the client and each other, and a kill is detected at once
+	// anyway (the dead process's connections close).
+	c, err := cluster.Start(dir, o.Ftvm, time.Second)
 	if err != nil {
 		return err
 	}
@@ -141,7 +144,7 @@ func modeOnce(c *cluster.Cluster, o ModesOptions, mc modeConfig, id string) (mod
 	n, killed := writes.Progress.Load(), time.Now()
 	p.Kill()
 	if _, err := b.WaitStatus("live", time.Minute, func(s replication.Status) bool { return s.Role == "primary" }); err != nil {
-		return r, err
+		return r, fmt.Errorf("%w\nthe primary's log ends:\n%s", err, p.LogTail(20))
 	}
 	// A few writes served by the new primary.
 	for deadline := time.Now().Add(30 * time.Second); writes.Progress.Load() < n+5 && time.Now().Before(deadline); {
