@@ -98,6 +98,14 @@ type JIT struct {
 	blocks map[blockKey]*block
 	pages  map[uint64][]*block // by RAM page, for CodeChanged
 
+	// churn counts, per RAM page, how often its blocks were dropped
+	// because the page was written. Pages that mix code with data being
+	// written get shorter blocks, so each write throws away less
+	// translation (see blockLimit); the counts halve every churnDecay
+	// drops.
+	churn    []uint8
+	churnAll int
+
 	t tr // translation scratch
 
 	// Statistics.
@@ -112,6 +120,7 @@ type Stats struct {
 	Flushes     uint64 // times every block was dropped
 	Invalidated uint64 // pages whose blocks were dropped
 	Entries     uint64 // entries into generated code
+	Native      uint64 // instructions retired by generated code
 	Links       uint64 // direct jumps patched between blocks
 }
 
@@ -145,6 +154,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
 	j.blocks = make(map[blockKey]*block)
 	j.pages = make(map[uint64][]*block)
+	j.churn = make([]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
 	return j, nil
@@ -213,7 +223,9 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		j.c.site = 0
 		j.Stats.Entries++
 		enter(b.entry, unsafe.Pointer(uintptr(unsafe.Pointer(h))+j.bias), unsafe.Pointer(j.c))
-		h.Instret += left - uint64(j.c.budget)
+		done := left - uint64(j.c.budget)
+		h.Instret += done
+		j.Stats.Native += done
 		switch j.c.reason {
 		case exitSlow:
 			return
@@ -260,6 +272,22 @@ func (j *JIT) CodeChanged(page uint64) {
 	}
 	delete(j.pages, page)
 	j.Stats.Invalidated++
+	if j.churn[page] < 255 {
+		j.churn[page]++
+	}
+	if j.churnAll++; j.churnAll == churnDecay {
+		j.churnAll = 0
+		for i := range j.churn {
+			j.churn[i] >>= 1
+		}
+	}
+}
+
+const churnDecay = 1024
+
+// blockLimit is the most instructions a block in RAM page page may hold.
+func (j *JIT) blockLimit(page uint64) int {
+	return maxBlock >> min(j.churn[page], 5)
 }
 
 // CodeFlushed implements riscv.Engine: every block is dropped and the code

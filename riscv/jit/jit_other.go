@@ -13,7 +13,7 @@ type JIT struct{ Stats Stats }
 
 // Stats counts what the translator did.
 type Stats struct {
-	Blocks, GuestInsns, CodeBytes, Flushes, Invalidated, Entries, Links uint64
+	Blocks, GuestInsns, CodeBytes, Flushes, Invalidated, Entries, Native, Links uint64
 }
 
 // Available reports whether translation is supported on this host: it

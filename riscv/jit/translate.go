@@ -29,6 +29,8 @@ type tr struct {
 	// base is the executable address the block is assembled for.
 	base  uintptr
 	stubs []stub
+	slow  [maxBlock + 1]label // the slow exit at each instruction, or -1
+	full  bool                // the block stopped at its length limit
 }
 
 // stub is an out-of-line exit, emitted after the block's body.
@@ -72,7 +74,8 @@ func (t *tr) decode(pc, off uint64) {
 	t.pc0, t.off0 = pc, off
 	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
 	ram := t.j.view.RAM
-	for len(t.insns) < maxBlock && off>>12 == t.off0>>12 {
+	limit := t.j.blockLimit(off >> 12)
+	for len(t.insns) < limit && off>>12 == t.off0>>12 {
 		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
 		if raw&3 == 3 {
 			if off&4095 == 4094 {
@@ -93,6 +96,7 @@ func (t *tr) decode(pc, off uint64) {
 		}
 	}
 	t.n = len(t.insns)
+	t.full = t.n == limit
 }
 
 // translated reports whether the translator handles in; everything else
@@ -132,6 +136,9 @@ func (t *tr) assemble() []byte {
 	a := &t.a
 	a.reset()
 	t.stubs = t.stubs[:0]
+	for i := range t.slow {
+		t.slow[i] = -1
+	}
 	t.base = t.j.buf.next()
 
 	// Take the block's length from the budget, or leave untouched.
@@ -143,7 +150,7 @@ func (t *tr) assemble() []byte {
 	}
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if t.n < maxBlock && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && (next-t.pc0)+(t.off0&4095) < 4096 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
@@ -160,12 +167,13 @@ func (t *tr) assemble() []byte {
 // exit returns the label of an exit to the interpreter at pc with k of
 // the block's instructions retired.
 func (t *tr) exit(pc uint64, k int, reason uint64) label {
-	for _, s := range t.stubs {
-		if s.pc == pc && s.k == k && s.reason == reason && s.site < 0 {
-			return s.l
-		}
+	if reason == exitSlow && k < len(t.slow) && t.slow[k] >= 0 {
+		return t.slow[k]
 	}
 	l := t.a.newLabel()
+	if reason == exitSlow && k < len(t.slow) {
+		t.slow[k] = l
+	}
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: -1})
 	return l
 }
@@ -275,8 +283,7 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		a.store(8, at(regCtx, ctxBudget), regBudget)
 		a.ret()
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
-		cc := map[riscv.Op]cond{riscv.OpBEQ: ccE, riscv.OpBNE: ccNE, riscv.OpBLT: ccL,
-			riscv.OpBGE: ccGE, riscv.OpBLTU: ccB, riscv.OpBGEU: ccAE}[in.Op]
+		cc := branchCond(in.Op)
 		t.getX(rAX, in.Rs1)
 		if in.Rs2 == 0 {
 			a.testRR(true, rAX, rAX)
@@ -295,13 +302,13 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		a.loadExt(size, signed, rDX, atIdx(regRAM, rAX, 0, 0))
 		t.setX(in.Rd, rDX)
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
-		size := map[riscv.Op]int{riscv.OpSB: 1, riscv.OpSH: 2, riscv.OpSW: 4, riscv.OpSD: 8}[in.Op]
+		size := storeSize(in.Op)
 		t.address(k, in, pc, size, true)
 		t.getX(rDX, in.Rs2)
 		a.store(size, atIdx(regRAM, rAX, 0, 0), rDX)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
-		op := map[riscv.Op]aluOp{riscv.OpADDI: aluADD, riscv.OpXORI: aluXOR, riscv.OpORI: aluOR, riscv.OpANDI: aluAND}[in.Op]
+		op := aluOf(in.Op)
 		if in.Rd == 0 {
 			break
 		}
@@ -325,8 +332,7 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]shiftOp{riscv.OpSLLI: shSHL, riscv.OpSRLI: shSHR, riscv.OpSRAI: shSAR,
-			riscv.OpSLLIW: shSHL, riscv.OpSRLIW: shSHR, riscv.OpSRAIW: shSAR}[in.Op]
+		op := shiftOf(in.Op)
 		w := in.Op == riscv.OpSLLI || in.Op == riscv.OpSRLI || in.Op == riscv.OpSRAI
 		t.getX(rAX, in.Rs1)
 		if in.Imm != 0 {
@@ -349,8 +355,7 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]aluOp{riscv.OpADD: aluADD, riscv.OpSUB: aluSUB, riscv.OpXOR: aluXOR,
-			riscv.OpOR: aluOR, riscv.OpAND: aluAND, riscv.OpADDW: aluADD, riscv.OpSUBW: aluSUB}[in.Op]
+		op := aluOf(in.Op)
 		w := in.Op != riscv.OpADDW && in.Op != riscv.OpSUBW
 		t.getX(rAX, in.Rs1)
 		if in.Rs2 != 0 {
@@ -378,8 +383,7 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]shiftOp{riscv.OpSLL: shSHL, riscv.OpSRL: shSHR, riscv.OpSRA: shSAR,
-			riscv.OpSLLW: shSHL, riscv.OpSRLW: shSHR, riscv.OpSRAW: shSAR}[in.Op]
+		op := shiftOf(in.Op)
 		w := in.Op == riscv.OpSLL || in.Op == riscv.OpSRL || in.Op == riscv.OpSRA
 		t.getX(rCX, in.Rs2)
 		t.getX(rAX, in.Rs1)
@@ -430,6 +434,58 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	default:
 		panic("jit: translating an untranslated op " + in.Op.String())
 	}
+}
+
+func branchCond(o riscv.Op) cond {
+	switch o {
+	case riscv.OpBEQ:
+		return ccE
+	case riscv.OpBNE:
+		return ccNE
+	case riscv.OpBLT:
+		return ccL
+	case riscv.OpBGE:
+		return ccGE
+	case riscv.OpBLTU:
+		return ccB
+	}
+	return ccAE
+}
+
+func storeSize(o riscv.Op) int {
+	switch o {
+	case riscv.OpSB:
+		return 1
+	case riscv.OpSH:
+		return 2
+	case riscv.OpSW:
+		return 4
+	}
+	return 8
+}
+
+func aluOf(o riscv.Op) aluOp {
+	switch o {
+	case riscv.OpSUB, riscv.OpSUBW:
+		return aluSUB
+	case riscv.OpXOR, riscv.OpXORI:
+		return aluXOR
+	case riscv.OpOR, riscv.OpORI:
+		return aluOR
+	case riscv.OpAND, riscv.OpANDI:
+		return aluAND
+	}
+	return aluADD
+}
+
+func shiftOf(o riscv.Op) shiftOp {
+	switch o {
+	case riscv.OpSRL, riscv.OpSRLI, riscv.OpSRLW, riscv.OpSRLIW:
+		return shSHR
+	case riscv.OpSRA, riscv.OpSRAI, riscv.OpSRAW, riscv.OpSRAIW:
+		return shSAR
+	}
+	return shSHL
 }
 
 func loadSize(o riscv.Op) (size int, signed bool) {
