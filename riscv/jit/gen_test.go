@@ -18,9 +18,9 @@ import (
 
 // Memory map of a random program (RAM offsets).
 const (
-	genHandler = 0x0000 // M-mode trap handler: skip the instruction, return
-	genCode    = 0x1000 // random code, genCodePages pages
-	genData    = 0x8000 // data the pointer registers point into
+	genHandler = 0x0000  // M-mode trap handler: skip the instruction, return
+	genCode    = 0x1000  // random code, genCodePages pages
+	genData    = 0x8000  // data the pointer registers point into
 	genTables  = 0x10000 // Sv39 page tables: root, one level-1, one level-0 table
 	genRAM     = 0x14000
 
