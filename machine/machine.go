@@ -58,7 +58,7 @@ type Config struct {
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
 
-	Disk         virtio.BlockBackend // optional
+	Disk         vm.Disk // optional
 	DiskReadOnly bool
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
@@ -123,18 +123,23 @@ type Machine struct {
 	stop     StopReason
 	exitCode uint32
 
-	paused    bool       // Pause was called
-	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
-	groupSums [][32]byte // SHA-256 of each 64 page sums
-	htif      *htif
-	sbiActive bool
-	dtb       []byte
-	idleSkip  bool
+	paused bool // Pause was called
+	// The digest's page hashes (digest.go): groupPages[g] holds the
+	// SHA-256 of pages 64g to 64g+63 (nil while none of them was ever
+	// written), groupSums[g] the hash of those 64 hashes.
+	groupPages []*pageGroup
+	groupSums  [][32]byte
+	htif       *htif
+	sbiActive  bool
+	dtb        []byte
+	idleSkip   bool
 
 	// Dirty pages not yet seen by the digest, and by each other consumer
 	// (dirty.go): the hart's bitmap is folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
+	// written: the pages ever written, up to the last fold (ram.go).
+	written []uint64
 
 	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
@@ -149,20 +154,49 @@ type region struct {
 // New builds a machine from cfg. Errors name what is wrong with the
 // configuration or the images.
 func New(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	return build(cfg, nil)
+}
+
+// Restart builds a new machine from cfg as New does, for a guest that
+// rebooted: in m's memory when the size is the same, cleared where the
+// guest wrote it. m must not be used afterwards. New memory would come
+// from the Go heap, which hands freed memory back by zeroing all of it:
+// a guest that reboots would make all of its RAM resident.
+func (m *Machine) Restart(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	var ram []byte
+	if uint64(len(m.ram)) == uint64(cfg.MemoryMiB)<<20 {
+		ram = m.ram
+		m.writtenPages(func(p int) { clear(ram[p*pageSize : (p+1)*pageSize]) })
+	}
+	*m = Machine{stopped: true, stop: StopReboot}
+	return build(cfg, ram)
+}
+
+func validate(cfg *Config) error {
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
 	}
 	if cfg.MemoryMiB < 16 || cfg.MemoryMiB > 16384 {
-		return nil, fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
+		return fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
 	}
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
-		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
+		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
 	var err error
-	if cfg.Exec, err = checkExec(cfg.Exec); err != nil {
-		return nil, err
-	}
-	m, err := newBoard(cfg, nil)
+	cfg.Exec, err = checkExec(cfg.Exec)
+	return err
+}
+
+// build builds a machine from a validated cfg in ram (nil: new memory) and
+// loads its images.
+func build(cfg Config, ram []byte) (*Machine, error) {
+	m, err := newBoard(cfg, ram)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +225,7 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	m.clock.ipt = cfg.InstructionsPerTick
 	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
 	m.digestDirty = make([]uint64, len(m.hart.Dirty()))
+	m.written = make([]uint64, len(m.hart.Dirty()))
 
 	m.plic = devices.NewPLIC(
 		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),
