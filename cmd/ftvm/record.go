@@ -215,6 +215,8 @@ func cmdReplay(args []string) error {
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
 	ckEvery := fs.Uint64("checkpoint-every", gdbCheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
 	gdbAddr := gdbFlag(fs)
+	var exec string
+	execFlag(fs, &exec)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest.")
 		fs.PrintDefaults()
@@ -250,9 +252,9 @@ func cmdReplay(args []string) error {
 	var m *machine.Machine
 	var mid *eventlog.Hash // a snapshot taken during the recording
 	if hasImage(hdr, "snapshot") || *restore != "" {
-		m, mid, err = replayFromSnapshot(*restore, hdr, out)
+		m, mid, err = replayFromSnapshot(*restore, hdr, exec, out)
 	} else {
-		m, err = replayFromImages(hdr, *kernel, *initrd, *disk, *elf, out)
+		m, err = replayFromImages(hdr, *kernel, *initrd, *disk, *elf, exec, out)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
@@ -300,11 +302,11 @@ func saveDisk(m *machine.Machine, path string) error {
 // the recording started from (named in the header), or one written during
 // the recording (named by a Snapshot record; mid is then its hash, for
 // the timeline to find it in the log).
-func replayFromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func replayFromSnapshot(path string, hdr eventlog.Header, exec string, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
-	var vf vmFlags // no disk: the snapshot's own, in memory
+	vf := vmFlags{exec: exec} // no disk: the snapshot's own, in memory
 	if m, err = restoreMachine(path, vf, out); err != nil {
 		return nil, nil, err
 	}
@@ -327,8 +329,9 @@ func replayFromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (
 	return m, nil, nil
 }
 
-func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf string, out machine.Outputs) (*machine.Machine, error) {
+func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf, exec string, out machine.Outputs) (*machine.Machine, error) {
 	cfg := machine.Config{
+		Exec:                exec,
 		MemoryMiB:           int(hdr.MemoryBytes >> 20),
 		Cmdline:             hdr.Cmdline,
 		InstructionsPerTick: hdr.InstructionsPerTick,
