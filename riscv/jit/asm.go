@@ -375,6 +375,9 @@ func (a *asm) jmp(l label) {
 	a.imm32(0)
 }
 
+// jmpM jumps to the address stored at m.
+func (a *asm) jmpM(m mem) { a.opRM(0, false, []byte{0xff}, 4, m, false) }
+
 // jmpR jumps to the address in r.
 func (a *asm) jmpR(r reg) { a.opRR(0, false, []byte{0xff}, 4, r, false) }
 

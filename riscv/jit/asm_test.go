@@ -80,6 +80,7 @@ func TestAsm(t *testing.T) {
 		{func(a *asm) { a.cmov(true, ccE, rAX, rDX) }, "cmove rax,rdx"},
 		{func(a *asm) { a.lea(true, rAX, at(rSI, 7)) }, "lea rax,[rsi+0x7]"},
 		{func(a *asm) { a.jmpR(rAX) }, "jmp rax"},
+		{func(a *asm) { a.jmpM(atIdx(r13, rAX, 0, 0x40)) }, "jmp QWORD PTR [r13+rax*1+0x40]"},
 		{func(a *asm) { a.ret() }, "ret"},
 	}
 	var a asm

@@ -74,6 +74,29 @@ type ctx struct {
 	reason uint64  // exit reason
 	site   uint64  // exitChain: address of the jump's rel32, or 0
 	ram    uintptr // address of RAM[0]
+
+	// jt finds the block of a jump target that generated code cannot link
+	// directly (indirect jumps, other pages): after the target's page
+	// passed the fetch TLB, the entry at jtIndex(pc) is the block when its
+	// pc and RAM offset match. Go fills it; an empty entry has an odd pc,
+	// which no target has.
+	jt [jtSize]jtEntry
+}
+
+type jtEntry struct {
+	pc, off uint64
+	code    uintptr
+	_       uint64
+}
+
+const jtSize = 8192
+
+func jtIndex(pc uint64) uint64 { return pc >> 1 & (jtSize - 1) }
+
+func (c *ctx) clearJT() {
+	for i := range c.jt {
+		c.jt[i] = jtEntry{pc: 1}
+	}
 }
 
 // layout is where generated code finds the hart's state, as displacements
@@ -152,6 +175,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	}
 	j.buf = buf
 	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
+	j.c.clearJT()
 	j.blocks = make(map[blockKey]*block)
 	j.pages = make(map[uint64][]*block)
 	j.churn = make([]uint8, len(v.RAM)>>12)
@@ -213,7 +237,12 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			}
 			b = j.translate(h.PC, off)
 		}
-		if b.n == 0 || left < b.n {
+		if b.n == 0 {
+			return
+		}
+		// Jumps from generated code to here may stay in generated code.
+		j.c.jt[jtIndex(h.PC)] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		if left < b.n {
 			return
 		}
 		if left > maxSlice {
@@ -269,6 +298,9 @@ func (j *JIT) CodeChanged(page uint64) {
 	}
 	for _, b := range bs {
 		delete(j.blocks, blockKey{b.pc, b.off})
+		if e := &j.c.jt[jtIndex(b.pc)]; e.pc == b.pc && e.off == b.off {
+			*e = jtEntry{pc: 1}
+		}
 	}
 	delete(j.pages, page)
 	j.Stats.Invalidated++
@@ -298,6 +330,7 @@ func (j *JIT) CodeFlushed() {
 	}
 	clear(j.blocks)
 	clear(j.pages)
+	j.c.clearJT()
 	j.buf.reset()
 	j.Stats.Flushes++
 }

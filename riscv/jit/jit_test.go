@@ -13,7 +13,8 @@ import (
 
 func TestCtxLayout(t *testing.T) {
 	var c ctx
-	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite {
+	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite ||
+		unsafe.Offsetof(c.jt) != ctxJT || unsafe.Sizeof(c.jt[0]) != 32 {
 		t.Fatal("ctx offsets differ from the constants generated code uses")
 	}
 }

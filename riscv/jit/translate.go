@@ -184,12 +184,51 @@ func (t *tr) exit(pc uint64, k int, reason uint64) label {
 func (t *tr) jumpTo(pc uint64) {
 	a := &t.a
 	if pc>>12 != t.pc0>>12 {
-		a.jmp(t.exit(pc, t.n, exitJump))
+		a.movImm(rSI, pc)
+		t.jumpIndirect()
 		return
 	}
 	l := a.newLabel()
 	a.jmp(l)
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
+}
+
+// jumpIndirect ends the block with a jump to the guest address in RSI
+// (all instructions retired). When the target's page is in the fetch TLB
+// for the current mode (so the interpreter would fetch from it without a
+// page walk) and the jump table has a block for that address and RAM
+// offset, it jumps there; otherwise it leaves for Go to find or make the
+// block.
+func (t *tr) jumpIndirect() {
+	a := &t.a
+	lay := &t.j.lay
+	miss := a.newLabel()
+	a.movRR(true, rAX, rSI)
+	a.shiftRI(true, shSHR, rAX, 12)
+	a.movRR(false, rCX, rAX)
+	a.aluRI(false, aluAND, rCX, riscv.TLBSize-1)
+	a.shiftRI(false, shSHL, rCX, 4)
+	a.shiftRI(true, shSHL, rAX, 4)
+	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
+	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, lay.fetch))
+	a.jcc(ccNE, miss)
+	a.load(true, rDX, atIdx(regHart, rCX, 0, lay.fetch+8))
+	a.movRR(false, rAX, rSI)
+	a.aluRI(false, aluAND, rAX, 4095)
+	a.aluRR(true, aluOR, rDX, rAX) // the target's RAM offset
+	a.movRR(false, rAX, rSI)
+	a.aluRI(false, aluAND, rAX, (jtSize-1)<<1)
+	a.shiftRI(false, shSHL, rAX, 4) // jtIndex(pc) * 32
+	a.aluRM(true, aluCMP, rSI, atIdx(regCtx, rAX, 0, ctxJT))
+	a.jcc(ccNE, miss)
+	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rAX, 0, ctxJT+8))
+	a.jcc(ccNE, miss)
+	a.jmpM(atIdx(regCtx, rAX, 0, ctxJT+16))
+	a.bind(miss)
+	a.store(8, at(regHart, lay.pc), rSI)
+	a.storeImm(false, at(regCtx, ctxReason), exitJump)
+	a.store(8, at(regCtx, ctxBudget), regBudget)
+	a.ret()
 }
 
 func (t *tr) emitStub(s stub) {
@@ -213,6 +252,7 @@ const (
 	ctxBudget = 0
 	ctxReason = 8
 	ctxSite   = 16
+	ctxJT     = 32
 )
 
 func (t *tr) setPC(pc uint64) {
@@ -277,11 +317,11 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			a.aluRI(true, aluADD, rSI, imm)
 		}
 		a.aluRI(true, aluAND, rSI, -2)
-		t.setXImm(in.Rd, next) // after reading rs1, which may be rd
-		a.store(8, at(regHart, t.j.lay.pc), rSI)
-		a.storeImm(false, at(regCtx, ctxReason), exitJump)
-		a.store(8, at(regCtx, ctxBudget), regBudget)
-		a.ret()
+		if in.Rd != 0 {
+			t.a.movImm(rAX, next) // after reading rs1, which may be rd
+			t.a.store(8, t.xr(in.Rd), rAX)
+		}
+		t.jumpIndirect()
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
 		cc := branchCond(in.Op)
 		t.getX(rAX, in.Rs1)
@@ -521,24 +561,22 @@ func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
 	if in.Imm != 0 {
 		a.aluRI(true, aluADD, rSI, int32(in.Imm))
 	}
+	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
 	a.movRR(true, rAX, rSI)
-	a.shiftRI(true, shSHR, rAX, 12)
+	a.shiftRI(true, shSHR, rAX, 8)
 	a.movRR(false, rCX, rAX)
-	a.aluRI(false, aluAND, rCX, riscv.TLBSize-1)
-	a.shiftRI(false, shSHL, rCX, 4)
-	a.shiftRI(true, shSHL, rAX, 4)
+	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
+	a.aluRI(true, aluAND, rAX, -16)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
+	a.aluRI(false, aluAND, rSI, 4095)
 	if size > 1 {
-		a.lea(true, rDX, at(rSI, int32(size-1)))
-		a.aluRR(true, aluXOR, rDX, rSI)
-		a.shiftRI(true, shSHR, rDX, 12)
-		a.jcc(ccNE, slow)
+		a.aluRI(false, aluCMP, rSI, int32(4096-size))
+		a.jcc(ccA, slow)
 	}
 	a.load(true, rAX, atIdx(regHart, rCX, 0, tlb+8))
-	a.aluRI(false, aluAND, rSI, 4095)
-	a.aluRR(true, aluOR, rAX, rSI)
+	a.aluRR(true, aluADD, rAX, rSI)
 }
 
 // divide emits the M extension's divisions, with the results the spec gives
