@@ -226,6 +226,21 @@ func (a *asm) store(size int, m mem, src reg) {
 	}
 }
 
+// storeZero: [m] = 0, size 1, 2, 4 or 8 bytes.
+func (a *asm) storeZero(size int, m mem) {
+	switch size {
+	case 1:
+		a.opRM(0, false, []byte{0xc6}, 0, m, false)
+		a.emit(0)
+	case 2:
+		a.opRM(0x66, false, []byte{0xc7}, 0, m, false)
+		a.emit(0, 0)
+	default:
+		a.opRM(0, size == 8, []byte{0xc7}, 0, m, false)
+		a.imm32(0)
+	}
+}
+
 // loadExt: dst = [m] of size bytes, sign- or zero-extended to 64 bits.
 func (a *asm) loadExt(size int, signed bool, dst reg, m mem) {
 	switch {

@@ -59,21 +59,26 @@ func encU(opc, rd uint32, imm uint32) uint32 { return imm&0xfffff000 | rd<<7 | o
 
 // gen makes random instructions. Registers 2 and 3 hold pointers into the
 // data area and 4 into the code, and are written only rarely, so most
-// memory accesses and indirect jumps land somewhere that matters.
-type gen struct{ r *rand.Rand }
+// memory accesses and indirect jumps land somewhere that matters. Most
+// operands come from a window of nregs registers: a few, so values flow,
+// or many, so the translator runs out of host registers.
+type gen struct {
+	r     *rand.Rand
+	nregs int
+}
 
 func (g *gen) reg() uint32 {
 	if g.r.Intn(8) == 0 {
 		return uint32(g.r.Intn(32))
 	}
-	return uint32(5 + g.r.Intn(8)) // a few registers, so values flow
+	return uint32(5 + g.r.Intn(g.nregs))
 }
 
 func (g *gen) dst() uint32 {
 	if g.r.Intn(50) == 0 {
 		return uint32(g.r.Intn(5)) // rarely x0 or a pointer register
 	}
-	return uint32(5 + g.r.Intn(8))
+	return uint32(5 + g.r.Intn(g.nregs))
 }
 
 func (g *gen) ptr() uint32 {
@@ -91,6 +96,18 @@ func (g *gen) imm12() int32 {
 		return []int32{0, 1, -1, 2047, -2048, 31, 32, 63}[g.r.Intn(8)]
 	}
 	return int32(g.r.Intn(64)) - 32
+}
+
+// alu returns an integer instruction that neither jumps nor accesses
+// memory.
+func (g *gen) alu() (uint32, int) {
+	for {
+		v, n := g.insn()
+		in := riscv.Decode(v)
+		if translated(in) && !endsBlock(in.Op) && !mayExit(in) {
+			return v, n
+		}
+	}
 }
 
 // insn returns one instruction: raw bits and size in bytes.
@@ -195,9 +212,13 @@ func genValue(r *rand.Rand) uint64 {
 // genProgram writes a random program into ram and returns the initial
 // register values.
 func genProgram(r *rand.Rand, ram []byte) (x [32]uint64) {
-	g := &gen{r}
+	g := &gen{r: r, nregs: []int{8, 27}[r.Intn(2)]}
+	aluOnly := r.Intn(3) == 0 // long blocks of arithmetic, as in hash functions
 	for off := genCode; off < genCode+genCodePages*4096-4; {
 		v, n := g.insn()
+		if aluOnly && r.Intn(16) != 0 {
+			v, n = g.alu()
+		}
 		if n == 2 {
 			binary.LittleEndian.PutUint16(ram[off:], uint16(v))
 		} else {
@@ -266,12 +287,11 @@ func genPaging(r *rand.Rand, ram []byte, priv uint8) uint64 {
 	return 8<<60 | ppn(root)
 }
 
-// runGenerated runs ram (a generated program) on both engines from
-// genCode with registers x, in M-mode with the FPU on, in slices drawn from
-// r, comparing after each, for about insns instructions. With irqs, a
-// timer interrupt line toggles between some slices (the program enables
-// it).
-func runGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, insns uint64, irqs bool, priv uint8) *pair {
+// setupGenerated makes a pair of harts that start ram (a generated
+// program) at genCode with registers x, in mode priv (with random Sv39
+// mappings below M) with the FPU on and, with irqs, the timer interrupt
+// enabled.
+func setupGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, irqs bool, priv uint8) *pair {
 	t.Helper()
 	var satp uint64
 	pc := uint64(ramBase + genCode)
@@ -307,6 +327,16 @@ func runGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, insns ui
 		h.SetMachineCSR(0x180, satp)
 		h.EnterMode(priv, pc)
 	}
+	return p
+}
+
+// runGenerated runs a generated program (see setupGenerated) on both
+// engines in slices drawn from r, comparing after each, for about insns
+// instructions. With irqs, the timer interrupt line toggles between some
+// slices.
+func runGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, insns uint64, irqs bool, priv uint8) *pair {
+	t.Helper()
+	p := setupGenerated(t, ram, x, r, irqs, priv)
 	level := false
 	for p.interp.h.Instret < insns {
 		n := uint64(1 + r.Intn(2000))

@@ -150,6 +150,7 @@ type Stats struct {
 type blockKey struct{ pc, off uint64 }
 
 type block struct {
+	size    int // bytes of host code
 	pc, off uint64
 	n       uint64  // instructions; 0: leave the first to the interpreter
 	entry   uintptr // host address; 0 when n == 0

@@ -31,6 +31,8 @@ type tr struct {
 	stubs []stub
 	slow  [maxBlock + 1]label // the slow exit at each instruction, or -1
 	full  bool                // the block stopped at its length limit
+	ra    regAlloc
+	k     int // the instruction being emitted
 }
 
 // stub is an out-of-line exit, emitted after the block's body.
@@ -39,7 +41,8 @@ type stub struct {
 	pc     uint64 // guest PC to leave at
 	k      int    // instructions of the block retired before it
 	reason uint64
-	site   int // exitChain: offset of the jump's rel32 in the block, or -1
+	site   int     // exitChain: offset of the jump's rel32 in the block, or -1
+	spills []spill // cached registers to write back first
 }
 
 // translate translates the block at guest address pc, RAM offset off (on
@@ -58,6 +61,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
+		b.size = len(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
@@ -140,15 +144,20 @@ func (t *tr) assemble() []byte {
 		t.slow[i] = -1
 	}
 	t.base = t.j.buf.next()
+	t.ra.reset()
 
 	// Take the block's length from the budget, or leave untouched.
 	a.aluRI(true, aluSUB, regBudget, int32(t.n))
 	a.jcc(ccL, t.exit(t.pc0, 0, exitBudget))
 
 	for k, in := range t.insns {
+		t.k = k
+		t.pinReads(in)
 		t.insn(k, in, t.pcs[k])
+		t.unpin()
 	}
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
+		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
 		if !t.full && (next-t.pc0)+(t.off0&4095) < 4096 {
 			// Stopped before an instruction the interpreter executes.
@@ -174,7 +183,7 @@ func (t *tr) exit(pc uint64, k int, reason uint64) label {
 	if reason == exitSlow && k < len(t.slow) {
 		t.slow[k] = l
 	}
-	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: -1})
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: -1, spills: t.spills()})
 	return l
 }
 
@@ -184,7 +193,7 @@ func (t *tr) exit(pc uint64, k int, reason uint64) label {
 func (t *tr) jumpTo(pc uint64) {
 	a := &t.a
 	if pc>>12 != t.pc0>>12 {
-		a.movImm(rSI, pc)
+		a.movImm(rDX, pc)
 		t.jumpIndirect()
 		return
 	}
@@ -193,7 +202,7 @@ func (t *tr) jumpTo(pc uint64) {
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
 }
 
-// jumpIndirect ends the block with a jump to the guest address in RSI
+// jumpIndirect ends the block with a jump to the guest address in RDX
 // (all instructions retired). When the target's page is in the fetch TLB
 // for the current mode (so the interpreter would fetch from it without a
 // page walk) and the jump table has a block for that address and RAM
@@ -203,29 +212,28 @@ func (t *tr) jumpIndirect() {
 	a := &t.a
 	lay := &t.j.lay
 	miss := a.newLabel()
-	a.movRR(true, rAX, rSI)
-	a.shiftRI(true, shSHR, rAX, 12)
+	a.movRR(true, rAX, rDX)
+	a.shiftRI(true, shSHR, rAX, 8)
 	a.movRR(false, rCX, rAX)
-	a.aluRI(false, aluAND, rCX, riscv.TLBSize-1)
-	a.shiftRI(false, shSHL, rCX, 4)
-	a.shiftRI(true, shSHL, rAX, 4)
+	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
+	a.aluRI(true, aluAND, rAX, -16)
 	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, lay.fetch))
 	a.jcc(ccNE, miss)
-	a.load(true, rDX, atIdx(regHart, rCX, 0, lay.fetch+8))
-	a.movRR(false, rAX, rSI)
-	a.aluRI(false, aluAND, rAX, 4095)
-	a.aluRR(true, aluOR, rDX, rAX) // the target's RAM offset
-	a.movRR(false, rAX, rSI)
-	a.aluRI(false, aluAND, rAX, (jtSize-1)<<1)
-	a.shiftRI(false, shSHL, rAX, 4) // jtIndex(pc) * 32
-	a.aluRM(true, aluCMP, rSI, atIdx(regCtx, rAX, 0, ctxJT))
+	a.load(true, rAX, atIdx(regHart, rCX, 0, lay.fetch+8))
+	a.movRR(false, rCX, rDX)
+	a.aluRI(false, aluAND, rCX, 4095)
+	a.aluRR(true, aluOR, rAX, rCX) // the target's RAM offset
+	a.movRR(false, rCX, rDX)
+	a.aluRI(false, aluAND, rCX, (jtSize-1)<<1)
+	a.shiftRI(false, shSHL, rCX, 4) // jtIndex(pc) * 32
+	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rCX, 0, ctxJT))
 	a.jcc(ccNE, miss)
-	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rAX, 0, ctxJT+8))
+	a.aluRM(true, aluCMP, rAX, atIdx(regCtx, rCX, 0, ctxJT+8))
 	a.jcc(ccNE, miss)
-	a.jmpM(atIdx(regCtx, rAX, 0, ctxJT+16))
+	a.jmpM(atIdx(regCtx, rCX, 0, ctxJT+16))
 	a.bind(miss)
-	a.store(8, at(regHart, lay.pc), rSI)
+	a.store(8, at(regHart, lay.pc), rDX)
 	a.storeImm(false, at(regCtx, ctxReason), exitJump)
 	a.store(8, at(regCtx, ctxBudget), regBudget)
 	a.ret()
@@ -234,6 +242,9 @@ func (t *tr) jumpIndirect() {
 func (t *tr) emitStub(s stub) {
 	a := &t.a
 	a.bind(s.l)
+	for _, sp := range s.spills {
+		a.store(8, t.xr(uint8(sp.guest)), cacheRegs[sp.slot])
+	}
 	if d := t.n - s.k; d != 0 {
 		a.aluRI(true, aluADD, regBudget, int32(d))
 	}
@@ -268,36 +279,8 @@ func (t *tr) setPC(pc uint64) {
 // xr is the memory operand of integer register i.
 func (t *tr) xr(i uint8) mem { return at(regHart, t.j.lay.x+int32(i)*8) }
 
-// getX loads integer register i into r.
-func (t *tr) getX(r reg, i uint8) {
-	if i == 0 {
-		t.a.movImm(r, 0)
-		return
-	}
-	t.a.load(true, r, t.xr(i))
-}
-
-// setX stores r into integer register i (writes to x0 vanish).
-func (t *tr) setX(i uint8, r reg) {
-	if i != 0 {
-		t.a.store(8, t.xr(i), r)
-	}
-}
-
-// setXImm sets integer register i to the constant v.
-func (t *tr) setXImm(i uint8, v uint64) {
-	if i == 0 {
-		return
-	}
-	if fitsInt32(int64(v)) {
-		t.a.storeImm(true, t.xr(i), int32(v))
-		return
-	}
-	t.a.movImm(rAX, v)
-	t.a.store(8, t.xr(i), rAX)
-}
-
-// insn emits instruction k of the block, at guest address pc.
+// insn emits instruction k of the block, at guest address pc. Every
+// instruction that jumps writes the cached registers back first.
 func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	a := &t.a
 	next := pc + uint64(in.Size)
@@ -310,28 +293,27 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		t.setXImm(in.Rd, pc+uint64(in.Imm))
 	case riscv.OpJAL:
 		t.setXImm(in.Rd, next)
+		t.writeBack()
 		t.jumpTo(pc + uint64(in.Imm))
 	case riscv.OpJALR:
-		t.getX(rSI, in.Rs1)
+		a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
 		if imm != 0 {
-			a.aluRI(true, aluADD, rSI, imm)
+			a.aluRI(true, aluADD, rDX, imm)
 		}
-		a.aluRI(true, aluAND, rSI, -2)
-		if in.Rd != 0 {
-			t.a.movImm(rAX, next) // after reading rs1, which may be rd
-			t.a.store(8, t.xr(in.Rd), rAX)
-		}
+		a.aluRI(true, aluAND, rDX, -2)
+		t.setXImm(in.Rd, next) // after reading rs1, which may be rd
+		t.writeBack()
 		t.jumpIndirect()
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
-		cc := branchCond(in.Op)
-		t.getX(rAX, in.Rs1)
+		x := t.srcOr(in.Rs1, rAX)
 		if in.Rs2 == 0 {
-			a.testRR(true, rAX, rAX)
+			a.testRR(true, x, x)
 		} else {
-			a.aluRM(true, aluCMP, rAX, t.xr(in.Rs2))
+			a.aluRR(true, aluCMP, x, t.src(in.Rs2))
 		}
+		t.writeBack()
 		taken := a.newLabel()
-		a.jcc(cc, taken)
+		a.jcc(branchCond(in.Op), taken)
 		t.jumpTo(next)
 		a.bind(taken)
 		t.jumpTo(pc + uint64(in.Imm))
@@ -339,29 +321,49 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
 		size, signed := loadSize(in.Op)
 		t.address(k, in, pc, size, false)
-		a.loadExt(size, signed, rDX, atIdx(regRAM, rAX, 0, 0))
-		t.setX(in.Rd, rDX)
+		d := rDX
+		if in.Rd != 0 {
+			d = t.dst(in.Rd)
+		}
+		a.loadExt(size, signed, d, atIdx(regRAM, rAX, 0, 0))
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		size := storeSize(in.Op)
+		if in.Rs2 == 0 {
+			t.address(k, in, pc, size, true)
+			a.storeZero(size, atIdx(regRAM, rAX, 0, 0))
+			break
+		}
+		v := t.src(in.Rs2)
 		t.address(k, in, pc, size, true)
-		t.getX(rDX, in.Rs2)
-		a.store(size, atIdx(regRAM, rAX, 0, 0), rDX)
+		a.store(size, atIdx(regRAM, rAX, 0, 0), v)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
-		op := aluOf(in.Op)
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rAX, in.Rs1)
-		a.aluRI(true, op, rAX, imm)
-		t.setX(in.Rd, rAX)
+		if in.Rs1 == 0 {
+			v := uint64(in.Imm) // x0 + imm, x0 ^ imm, x0 | imm
+			if in.Op == riscv.OpANDI {
+				v = 0
+			}
+			t.setXImm(in.Rd, v)
+			break
+		}
+		t.aluImm(true, aluOf(in.Op), in.Rd, in.Rs1, imm)
+	case riscv.OpADDIW:
+		if in.Rd == 0 {
+			break
+		}
+		a.movRR(false, rAX, t.srcOr(in.Rs1, rAX))
+		a.aluRI(false, aluADD, rAX, imm)
+		a.movsxd(t.dst(in.Rd), rAX)
 	case riscv.OpSLTI, riscv.OpSLTIU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rCX, in.Rs1)
+		x := t.srcOr(in.Rs1, rCX)
 		a.movImm(rAX, 0)
-		a.aluRI(true, aluCMP, rCX, imm)
+		a.aluRI(true, aluCMP, x, imm)
 		if in.Op == riscv.OpSLTI {
 			a.setcc(ccL, rAX)
 		} else {
@@ -372,47 +374,50 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := shiftOf(in.Op)
 		w := in.Op == riscv.OpSLLI || in.Op == riscv.OpSRLI || in.Op == riscv.OpSRAI
-		t.getX(rAX, in.Rs1)
+		x := t.srcOr(in.Rs1, rAX)
+		if w && in.Rd == in.Rs1 {
+			if in.Imm != 0 {
+				a.shiftRI(true, shiftOf(in.Op), t.dst(in.Rd), uint8(in.Imm))
+			}
+			break
+		}
+		if w {
+			d := t.dst(in.Rd)
+			a.movRR(true, d, x)
+			if in.Imm != 0 {
+				a.shiftRI(true, shiftOf(in.Op), d, uint8(in.Imm))
+			}
+			break
+		}
+		a.movRR(false, rAX, x)
 		if in.Imm != 0 {
-			a.shiftRI(w, op, rAX, uint8(in.Imm))
+			a.shiftRI(false, shiftOf(in.Op), rAX, uint8(in.Imm))
 		}
-		if !w {
-			a.movsxd(rAX, rAX)
-		}
-		t.setX(in.Rd, rAX)
-	case riscv.OpADDIW:
-		if in.Rd == 0 {
-			break
-		}
-		t.getX(rAX, in.Rs1)
-		a.aluRI(false, aluADD, rAX, imm)
-		a.movsxd(rAX, rAX)
-		t.setX(in.Rd, rAX)
+		a.movsxd(t.dst(in.Rd), rAX)
 
-	case riscv.OpADD, riscv.OpSUB, riscv.OpXOR, riscv.OpOR, riscv.OpAND, riscv.OpADDW, riscv.OpSUBW:
+	case riscv.OpADD, riscv.OpSUB, riscv.OpXOR, riscv.OpOR, riscv.OpAND:
 		if in.Rd == 0 {
 			break
 		}
-		op := aluOf(in.Op)
-		w := in.Op != riscv.OpADDW && in.Op != riscv.OpSUBW
-		t.getX(rAX, in.Rs1)
+		t.aluReg(true, aluOf(in.Op), in.Rd, in.Rs1, in.Rs2)
+	case riscv.OpADDW, riscv.OpSUBW:
+		if in.Rd == 0 {
+			break
+		}
+		a.movRR(false, rAX, t.srcOr(in.Rs1, rAX))
 		if in.Rs2 != 0 {
-			a.aluRM(w, op, rAX, t.xr(in.Rs2))
+			a.aluRR(false, aluOf(in.Op), rAX, t.src(in.Rs2))
 		}
-		if !w {
-			a.movsxd(rAX, rAX)
-		}
-		t.setX(in.Rd, rAX)
+		a.movsxd(t.dst(in.Rd), rAX)
 	case riscv.OpSLT, riscv.OpSLTU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rCX, in.Rs1)
-		t.getX(rDX, in.Rs2)
+		x := t.srcOr(in.Rs1, rCX)
+		y := t.srcOr(in.Rs2, rDX)
 		a.movImm(rAX, 0)
-		a.aluRR(true, aluCMP, rCX, rDX)
+		a.aluRR(true, aluCMP, x, y)
 		if in.Op == riscv.OpSLT {
 			a.setcc(ccL, rAX)
 		} else {
@@ -423,34 +428,41 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := shiftOf(in.Op)
 		w := in.Op == riscv.OpSLL || in.Op == riscv.OpSRL || in.Op == riscv.OpSRA
-		t.getX(rCX, in.Rs2)
-		t.getX(rAX, in.Rs1)
-		a.shiftRCL(w, op, rAX) // x86 masks the count as RISC-V does
-		if !w {
-			a.movsxd(rAX, rAX)
+		a.movRR(false, rCX, t.srcOr(in.Rs2, rCX))
+		a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+		a.shiftRCL(w, shiftOf(in.Op), rAX) // x86 masks the count as RISC-V does
+		d := t.dst(in.Rd)
+		if w {
+			a.movRR(true, d, rAX)
+		} else {
+			a.movsxd(d, rAX)
 		}
-		t.setX(in.Rd, rAX)
 
 	case riscv.OpMUL, riscv.OpMULW:
 		if in.Rd == 0 {
 			break
 		}
 		w := in.Op == riscv.OpMUL
-		t.getX(rAX, in.Rs1)
-		t.getX(rCX, in.Rs2)
-		a.imulRR(w, rAX, rCX)
-		if !w {
-			a.movsxd(rAX, rAX)
+		a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+		a.imulRR(w, rAX, t.srcOr(in.Rs2, rCX))
+		d := t.dst(in.Rd)
+		if w {
+			a.movRR(true, d, rAX)
+		} else {
+			a.movsxd(d, rAX)
 		}
-		t.setX(in.Rd, rAX)
 	case riscv.OpMULH, riscv.OpMULHU, riscv.OpMULHSU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rAX, in.Rs1)
-		t.getX(rCX, in.Rs2)
+		if in.Rs1 == 0 || in.Rs2 == 0 {
+			t.setXImm(in.Rd, 0)
+			break
+		}
+		x := t.src(in.Rs1)
+		a.movRR(true, rAX, x)
+		a.movRR(true, rCX, t.src(in.Rs2))
 		switch in.Op {
 		case riscv.OpMULH:
 			a.unaryR(true, unIMUL, rCX)
@@ -458,11 +470,11 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			a.unaryR(true, unMUL, rCX)
 		default:
 			// Unsigned product, less rs2 when rs1 is negative.
-			a.movRR(true, rSI, rAX)
 			a.unaryR(true, unMUL, rCX)
-			a.shiftRI(true, shSAR, rSI, 63)
-			a.aluRR(true, aluAND, rSI, rCX)
-			a.aluRR(true, aluSUB, rDX, rSI)
+			a.movRR(true, rAX, x)
+			a.shiftRI(true, shSAR, rAX, 63)
+			a.aluRR(true, aluAND, rAX, rCX)
+			a.aluRR(true, aluSUB, rDX, rAX)
 		}
 		t.setX(in.Rd, rDX)
 	case riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
@@ -474,6 +486,77 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	default:
 		panic("jit: translating an untranslated op " + in.Op.String())
 	}
+}
+
+// aluImm emits rd = rs1 op imm (64-bit; rs1 != 0, rd != 0).
+func (t *tr) aluImm(w bool, op aluOp, rd, rs1 uint8, imm int32) {
+	a := &t.a
+	x := t.src(rs1)
+	if rd == rs1 {
+		a.aluRI(w, op, t.dst(rd), imm)
+		return
+	}
+	d := t.dst(rd)
+	a.movRR(true, d, x)
+	a.aluRI(w, op, d, imm)
+}
+
+// aluReg emits rd = rs1 op rs2 (64-bit; rd != 0).
+func (t *tr) aluReg(w bool, op aluOp, rd, rs1, rs2 uint8) {
+	a := &t.a
+	x := t.srcOr(rs1, rAX)
+	y := t.srcOr(rs2, rCX)
+	switch {
+	case rd == rs1 && rs1 != 0:
+		a.aluRR(w, op, t.dst(rd), y)
+	case rd == rs2 && rs2 != 0 && op != aluSUB:
+		a.aluRR(w, op, t.dst(rd), x)
+	case rd == rs2 && rs2 != 0:
+		a.movRR(true, rAX, x)
+		a.aluRR(w, op, rAX, y)
+		a.movRR(true, t.dst(rd), rAX)
+	default:
+		d := t.dst(rd)
+		a.movRR(true, d, x)
+		a.aluRR(w, op, d, y)
+	}
+}
+
+// mayExit reports whether an instruction can leave the block before it
+// retires (the loads and stores: on a TLB miss). Jumps and branches end
+// blocks and write everything back anyway.
+func mayExit(in riscv.Inst) bool {
+	switch in.Op {
+	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
+		return true
+	}
+	return false
+}
+
+// regUse returns the guest registers an instruction reads and writes.
+func regUse(in riscv.Inst) (reads, writes uint32) {
+	switch in.Op {
+	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpJAL:
+	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD,
+		riscv.OpADD, riscv.OpSUB, riscv.OpSLL, riscv.OpSLT, riscv.OpSLTU, riscv.OpXOR,
+		riscv.OpSRL, riscv.OpSRA, riscv.OpOR, riscv.OpAND,
+		riscv.OpADDW, riscv.OpSUBW, riscv.OpSLLW, riscv.OpSRLW, riscv.OpSRAW,
+		riscv.OpMUL, riscv.OpMULH, riscv.OpMULHSU, riscv.OpMULHU,
+		riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
+		riscv.OpMULW, riscv.OpDIVW, riscv.OpDIVUW, riscv.OpREMW, riscv.OpREMUW:
+		reads = 1<<in.Rs1 | 1<<in.Rs2
+	default:
+		reads = 1 << in.Rs1
+	}
+	switch in.Op {
+	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD, riscv.OpFENCE:
+	default:
+		writes = 1 << in.Rd
+	}
+	return reads &^ 1, writes &^ 1
 }
 
 func branchCond(o riscv.Op) cond {
@@ -549,20 +632,22 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 // address computes the RAM offset of a load or store of instruction k into
 // RAX through the hart's read or write TLB, exiting to the interpreter on a
 // miss or when the access leaves the page (the interpreter's fast path
-// makes the same two tests). RSI, RCX and RDX are clobbered.
+// makes the same two tests). RCX and RDX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
 	a := &t.a
-	slow := t.exit(pc, k, exitSlow)
 	tlb := t.j.lay.readTLB
 	if write {
 		tlb = t.j.lay.writeTLB
 	}
-	t.getX(rSI, in.Rs1)
+	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	// The exit writes back what is dirty now: no allocation may come
+	// between here and the last jump to it.
+	slow := t.exit(pc, k, exitSlow)
 	if in.Imm != 0 {
-		a.aluRI(true, aluADD, rSI, int32(in.Imm))
+		a.aluRI(true, aluADD, rDX, int32(in.Imm))
 	}
 	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
-	a.movRR(true, rAX, rSI)
+	a.movRR(true, rAX, rDX)
 	a.shiftRI(true, shSHR, rAX, 8)
 	a.movRR(false, rCX, rAX)
 	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
@@ -570,13 +655,13 @@ func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
-	a.aluRI(false, aluAND, rSI, 4095)
+	a.aluRI(false, aluAND, rDX, 4095)
 	if size > 1 {
-		a.aluRI(false, aluCMP, rSI, int32(4096-size))
+		a.aluRI(false, aluCMP, rDX, int32(4096-size))
 		a.jcc(ccA, slow)
 	}
 	a.load(true, rAX, atIdx(regHart, rCX, 0, tlb+8))
-	a.aluRR(true, aluADD, rAX, rSI)
+	a.aluRR(true, aluADD, rAX, rDX)
 }
 
 // divide emits the M extension's divisions, with the results the spec gives
@@ -587,8 +672,8 @@ func (t *tr) divide(in riscv.Inst) {
 	w := in.Op == riscv.OpDIV || in.Op == riscv.OpDIVU || in.Op == riscv.OpREM || in.Op == riscv.OpREMU
 	signed := in.Op == riscv.OpDIV || in.Op == riscv.OpREM || in.Op == riscv.OpDIVW || in.Op == riscv.OpREMW
 	rem := in.Op == riscv.OpREM || in.Op == riscv.OpREMU || in.Op == riscv.OpREMW || in.Op == riscv.OpREMUW
-	t.getX(rAX, in.Rs1)
-	t.getX(rCX, in.Rs2)
+	a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+	a.movRR(true, rCX, t.srcOr(in.Rs2, rCX))
 	zero, minus1, done := a.newLabel(), a.newLabel(), a.newLabel()
 	a.testRR(w, rCX, rCX)
 	a.jcc(ccE, zero)
@@ -634,5 +719,5 @@ func (t *tr) divide(in riscv.Inst) {
 	if !w {
 		a.movsxd(rAX, rAX)
 	}
-	t.setX(in.Rd, rAX)
+	t.setX(in.Rd, rAX) // the allocation comes after the branches: no store inside them
 }
