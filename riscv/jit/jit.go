@@ -38,6 +38,7 @@
 package jit
 
 import (
+	"bytes"
 	"errors"
 	"runtime"
 	"unsafe"
@@ -119,7 +120,7 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  map[uint64][]*block // by RAM page, for CodeChanged
+	pages  map[uint64]*codePage // by RAM page
 
 	// churn counts, per RAM page, how often its blocks were dropped
 	// because the page was written. Pages that mix code with data being
@@ -140,14 +141,34 @@ type Stats struct {
 	Blocks      uint64 // blocks translated
 	GuestInsns  uint64 // guest instructions in them
 	CodeBytes   uint64 // host code bytes emitted
-	Flushes     uint64 // times every block was dropped
+	Flushes     uint64 // times every block was dropped (the code buffer was full)
+	Suspended   uint64 // times every page became suspect (FENCE.I and the like)
+	Verified    uint64 // suspect pages found unchanged
 	Invalidated uint64 // pages whose blocks were dropped
 	Entries     uint64 // entries into generated code
 	Native      uint64 // instructions retired by generated code
-	Links       uint64 // direct jumps patched between blocks
+	// TranslateNanos is the time spent translating, when Clock is set.
+	TranslateNanos int64
+	// CodePeak is the most code the buffer held at once, in bytes.
+	CodePeak uint64
+	Links    uint64 // direct jumps patched between blocks
 }
 
 type blockKey struct{ pc, off uint64 }
+
+// codePage is a RAM page with translated code: its blocks, and its bytes
+// as they were translated. A FENCE.I (or anything else that empties the
+// decode cache) leaves the page suspect: its decodes are gone, so stores no
+// longer have to go through the interpreter, and generated code may not
+// jump into it until Go has checked that its bytes are unchanged (and so
+// the blocks still right) and the page is code again in the decode cache.
+// A kernel executes FENCE.I often (Linux at every new executable
+// mapping); comparing 4 KiB is much cheaper than translating a page again.
+type codePage struct {
+	blocks  []*block
+	bytes   []byte
+	suspect bool
+}
 
 type block struct {
 	size    int // bytes of host code
@@ -155,6 +176,10 @@ type block struct {
 	n       uint64  // instructions; 0: leave the first to the interpreter
 	entry   uintptr // host address; 0 when n == 0
 }
+
+// Clock, when set, times translation (Stats.TranslateNanos). It is for
+// benchmarks: nothing the translator does depends on it.
+var Clock func() int64
 
 // Available reports whether translation is supported on this host.
 func Available() bool { return true }
@@ -178,7 +203,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
 	j.c.clearJT()
 	j.blocks = make(map[blockKey]*block)
-	j.pages = make(map[uint64][]*block)
+	j.pages = make(map[uint64]*codePage)
 	j.churn = make([]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
@@ -229,6 +254,9 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		off, ok := h.FetchPage()
 		if !ok {
 			return
+		}
+		if cp := j.pages[off>>12]; cp != nil && cp.suspect {
+			j.verify(off>>12, cp)
 		}
 		left := limit - h.Instret
 		b := j.blocks[blockKey{h.PC, off}]
@@ -293,18 +321,10 @@ func (j *JIT) link(h *riscv.Hart, limit uint64) {
 
 // CodeChanged implements riscv.Engine: page's blocks are dropped.
 func (j *JIT) CodeChanged(page uint64) {
-	bs := j.pages[page]
-	if bs == nil {
+	if j.pages[page] == nil {
 		return
 	}
-	for _, b := range bs {
-		delete(j.blocks, blockKey{b.pc, b.off})
-		if e := &j.c.jt[jtIndex(b.pc)]; e.pc == b.pc && e.off == b.off {
-			*e = jtEntry{pc: 1}
-		}
-	}
-	delete(j.pages, page)
-	j.Stats.Invalidated++
+	j.dropPage(page)
 	if j.churn[page] < 255 {
 		j.churn[page]++
 	}
@@ -316,6 +336,29 @@ func (j *JIT) CodeChanged(page uint64) {
 	}
 }
 
+func (j *JIT) dropPage(page uint64) {
+	for _, b := range j.pages[page].blocks {
+		delete(j.blocks, blockKey{b.pc, b.off})
+		if e := &j.c.jt[jtIndex(b.pc)]; e.pc == b.pc && e.off == b.off {
+			*e = jtEntry{pc: 1}
+		}
+	}
+	delete(j.pages, page)
+	j.Stats.Invalidated++
+}
+
+// verify checks a suspect page, which is the current instruction page
+// again (FetchPage put it back in the decode cache): its blocks stay if
+// its bytes are those they were translated from.
+func (j *JIT) verify(page uint64, cp *codePage) {
+	if bytes.Equal(cp.bytes, j.view.RAM[page<<12:(page+1)<<12]) {
+		cp.suspect = false
+		j.Stats.Verified++
+		return
+	}
+	j.dropPage(page)
+}
+
 const churnDecay = 1024
 
 // blockLimit is the most instructions a block in RAM page page may hold.
@@ -323,12 +366,22 @@ func (j *JIT) blockLimit(page uint64) int {
 	return maxBlock >> min(j.churn[page], 5)
 }
 
-// CodeFlushed implements riscv.Engine: every block is dropped and the code
-// buffer reused.
+// CodeFlushed implements riscv.Engine: every page becomes suspect (see
+// codePage), and the jump table is emptied so that generated code enters
+// no page before Go has checked it.
 func (j *JIT) CodeFlushed() {
-	if len(j.blocks) == 0 && j.buf.pos == 0 {
+	if len(j.pages) == 0 {
 		return
 	}
+	for _, cp := range j.pages {
+		cp.suspect = true
+	}
+	j.c.clearJT()
+	j.Stats.Suspended++
+}
+
+// dropAll drops every block and reuses the code buffer.
+func (j *JIT) dropAll() {
 	clear(j.blocks)
 	clear(j.pages)
 	j.c.clearJT()

@@ -2,7 +2,11 @@
 
 package jit
 
-import "ftvm/riscv"
+import (
+	"math/bits"
+
+	"ftvm/riscv"
+)
 
 // Guest registers live in the Hart; within a block, those it uses are kept
 // in host registers, loaded on first use and written back before the block
@@ -79,41 +83,48 @@ func (t *tr) slot(x uint8) int8 {
 	return best
 }
 
-// nextRead returns the index of the next instruction after the current
-// one that reads guest register g before writing it, or a number past the
-// block when none does.
-func (t *tr) nextRead(g uint8) int {
-	for k := t.k + 1; k < t.n; k++ {
+// liveness fills, for the block's instructions, what the allocator needs
+// to know of the future: next[k][g], the first instruction at or after k
+// that reads guest register g before writing it (n when none does), and
+// dead[k], the registers that an instruction at or after k overwrites
+// before anything reads them and before anything that may leave the block
+// (a load or store, which exits on a TLB miss).
+func (t *tr) liveness() {
+	n := t.n
+	var next [32]uint8
+	for g := range next {
+		next[g] = uint8(n)
+	}
+	t.next[n] = next
+	t.deadAt[n] = 0
+	for k := n - 1; k >= 0; k-- {
 		reads, writes := regUse(t.insns[k])
-		if reads&(1<<g) != 0 {
-			return k
+		for m := writes &^ reads; m != 0; m &= m - 1 {
+			next[bits.TrailingZeros32(m)] = uint8(n)
 		}
-		if writes&(1<<g) != 0 {
-			break
+		for m := reads; m != 0; m &= m - 1 {
+			next[bits.TrailingZeros32(m)] = uint8(k)
+		}
+		t.next[k] = next
+		if mayExit(t.insns[k]) {
+			t.deadAt[k] = 0
+		} else {
+			t.deadAt[k] = (t.deadAt[k+1] | writes) &^ reads
 		}
 	}
-	return maxBlock + 1
 }
+
+// nextRead returns the index of the next instruction after the current
+// one that reads guest register g before writing it, or the block's
+// length when none does.
+func (t *tr) nextRead(g uint8) int { return int(t.next[t.k+1][g]) }
 
 // dead reports whether the value of guest register g can be dropped
 // without writing it back: a later instruction of the block overwrites it
-// before anything reads it, and nothing that may leave the block (a load
-// or store, which exits on a TLB miss) comes first.
+// before anything reads it, and nothing that may leave the block comes
+// first (this instruction included).
 func (t *tr) dead(g uint8) bool {
-	if mayExit(t.insns[t.k]) {
-		return false
-	}
-	for k := t.k + 1; k < t.n; k++ {
-		in := t.insns[k]
-		reads, writes := regUse(in)
-		switch {
-		case reads&(1<<g) != 0, mayExit(in):
-			return false
-		case writes&(1<<g) != 0:
-			return true
-		}
-	}
-	return false
+	return !mayExit(t.insns[t.k]) && t.deadAt[t.k+1]&(1<<g) != 0
 }
 
 func (t *tr) touch(s int8) { t.ra.pinned |= 1 << s }
@@ -183,23 +194,26 @@ func (t *tr) pinReads(in riscv.Inst) {
 }
 
 // spills lists the dirty cached registers: what an exit taken now must
-// write back.
+// write back. The list lives in t.spillBuf.
 func (t *tr) spills() []spill {
-	var l []spill
+	start := len(t.spillBuf)
 	r := &t.ra
 	for s, g := range r.holds {
 		if g >= 0 && r.dirty&(1<<g) != 0 {
-			l = append(l, spill{int8(s), g})
+			t.spillBuf = append(t.spillBuf, spill{int8(s), g})
 		}
 	}
-	return l
+	return t.spillBuf[start:len(t.spillBuf):len(t.spillBuf)]
 }
 
 // writeBack stores every dirty cached register into the Hart. Moves leave
 // the flags alone, so it may come between a compare and its jump.
 func (t *tr) writeBack() {
-	for _, s := range t.spills() {
-		t.a.store(8, t.xr(uint8(s.guest)), cacheRegs[s.slot])
+	r := &t.ra
+	for s, g := range r.holds {
+		if g >= 0 && r.dirty&(1<<g) != 0 {
+			t.a.store(8, t.xr(uint8(g)), cacheRegs[s])
+		}
 	}
-	t.ra.dirty = 0
+	r.dirty = 0
 }

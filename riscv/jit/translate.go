@@ -33,6 +33,11 @@ type tr struct {
 	full  bool                // the block stopped at its length limit
 	ra    regAlloc
 	k     int // the instruction being emitted
+
+	// What the allocator knows of the block's future (liveness).
+	next     [maxBlock + 1][32]uint8
+	deadAt   [maxBlock + 1]uint32
+	spillBuf []spill
 }
 
 // stub is an out-of-line exit, emitted after the block's body.
@@ -48,6 +53,10 @@ type stub struct {
 // translate translates the block at guest address pc, RAM offset off (on
 // the current instruction page), and records it.
 func (j *JIT) translate(pc, off uint64) *block {
+	if Clock != nil {
+		t0 := Clock()
+		defer func() { j.Stats.TranslateNanos += Clock() - t0 }()
+	}
 	t := &j.t
 	t.j = j
 	t.decode(pc, off)
@@ -57,7 +66,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 		if !j.buf.room(len(code)) {
 			// Full: start again with an empty buffer. Nothing else points
 			// into it once the block tables are empty.
-			j.CodeFlushed()
+			j.dropAll()
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
@@ -65,10 +74,16 @@ func (j *JIT) translate(pc, off uint64) *block {
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
+		j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
 	}
 	j.blocks[blockKey{pc, off}] = b
 	p := off >> 12
-	j.pages[p] = append(j.pages[p], b)
+	cp := j.pages[p]
+	if cp == nil {
+		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...)}
+		j.pages[p] = cp
+	}
+	cp.blocks = append(cp.blocks, b)
 	return b
 }
 
@@ -145,6 +160,8 @@ func (t *tr) assemble() []byte {
 	}
 	t.base = t.j.buf.next()
 	t.ra.reset()
+	t.spillBuf = t.spillBuf[:0]
+	t.liveness()
 
 	// Take the block's length from the budget, or leave untouched.
 	a.aluRI(true, aluSUB, regBudget, int32(t.n))
