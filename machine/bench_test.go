@@ -4,6 +4,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ftvm/internal/testsupport"
 )
 
 // BenchmarkGuestCPU measures interpreter speed on the default guest's
@@ -18,7 +20,7 @@ func BenchmarkGuestCPU(b *testing.B) {
 }
 
 func benchGuestCPU(b *testing.B, exec string) {
-	k, i := defaultGuestB(b)
+	k, i := testsupport.DefaultGuest(b)
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000", Exec: exec})
 	if err != nil {
 		b.Skip(err)
@@ -38,14 +40,20 @@ func benchGuestCPU(b *testing.B, exec string) {
 	b.ReportMetric(float64(b.N)*chunk/(cpuTime()-cpu0).Seconds()/1e6, "Minsn/cpu-s")
 	if st := m.TranslatorStats(); st.Blocks > 0 {
 		b.ReportMetric(float64(st.Blocks), "blocks")
-		b.ReportMetric(float64(st.Flushes), "flushes")
 	}
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkBoot measures a boot of the default guest to power-off (the
 // init banner comes just before), with idle time skipped.
 func BenchmarkBoot(b *testing.B) {
-	k, i := defaultGuestB(b)
+	k, i := testsupport.DefaultGuest(b)
 	var insns uint64
 	for n := 0; n < b.N; n++ {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline})
@@ -59,21 +67,6 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	b.ReportMetric(float64(insns)/float64(b.N), "insn/boot")
 	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minsn/s")
-}
-
-// cpuTime is the CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func defaultGuestB(b *testing.B) (kernel, initrd []byte) {
-	k, i, err := loadDefaultGuest()
-	if err != nil {
-		b.Skip(err)
-	}
-	return k, i
 }
 
 // BenchmarkRestartDigest16GiB: a 16 GiB machine booted (in the memory of

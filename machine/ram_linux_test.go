@@ -15,6 +15,7 @@ import (
 
 	"ftvm/internal/testsupport"
 	"ftvm/snapshot"
+	"ftvm/vm"
 )
 
 // resident counts the pages of b that the kernel has mapped: a page the
@@ -75,8 +76,8 @@ func vmRSS(t *testing.T) int64 {
 }
 
 // useAllOfRAM does everything that looks at a machine's whole RAM: the
-// digest, a snapshot, a checkpoint, dirty logs, and (with readPages) a
-// state transfer's page reads. It returns the snapshot.
+// digest, a snapshot, a checkpoint, dirty logs, a state loaded in place,
+// and (with readPages) a state transfer's page reads. It returns the snapshot.
 func useAllOfRAM(t *testing.T, m *Machine, readPages bool) []byte {
 	t.Helper()
 	m.Digest()
@@ -98,6 +99,14 @@ func useAllOfRAM(t *testing.T, m *Machine, readPages bool) []byte {
 	l := m.TrackDirty()
 	l.Collect(nil)
 	l.Stop()
+	// A state synchronisation: the state applied in place.
+	var st bytes.Buffer
+	if err := m.SaveState(&st); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadState(&st); err != nil {
+		t.Fatal(err)
+	}
 	m.Digest()
 	return snap.Bytes()
 }
@@ -150,7 +159,7 @@ func TestUntouchedRAMIsNotRead(t *testing.T) {
 		return // the Go heap of a process that ran other tests recycles memory by zeroing it
 	}
 	rss0 := vmRSS(t)
-	m, err := New(Config{MemoryMiB: 2048, Kernel: fakeKernel(), Disk: &memDisk{make([]byte, 1<<20)}})
+	m, err := New(Config{MemoryMiB: 2048, Kernel: fakeKernel(), Disk: vm.NewMemDisk(make([]byte, 1<<20))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,12 +213,12 @@ func TestUntouchedRAMIsNotRead(t *testing.T) {
 // machine (CPU stores, page tables, early allocations): what is mapped
 // follows what the guest wrote.
 func TestLinuxLargeMemory(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	if !testsupport.InFreshProcess(t) {
 		return
 	}
 	m, err := New(Config{MemoryMiB: 2048, Kernel: k, Initrd: i, Cmdline: poweroffCmdline,
-		Disk: &memDisk{make([]byte, 1<<20)}, Net: true})
+		Disk: vm.NewMemDisk(make([]byte, 1<<20)), Net: true})
 	if err != nil {
 		t.Fatal(err)
 	}

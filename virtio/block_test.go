@@ -2,61 +2,14 @@ package virtio
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
-
-// memDisk is an in-memory vm.Disk.
-type memDisk struct {
-	b       []byte
-	flushes int
-	failIO  bool
-}
-
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	if off < 0 || off > int64(len(m.b)) {
-		return 0, errors.New("range")
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, errors.New("short")
-	}
-	return n, nil
-}
-
-func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, errors.New("range")
-	}
-	return copy(m.b[off:], p), nil
-}
-
-func (m *memDisk) Flush() error { m.flushes++; return nil }
-func (m *memDisk) Size() int64  { return int64(len(m.b)) }
-
-// fileDisk adapts *os.File.
-type fileDisk struct{ f *os.File }
-
-func (f fileDisk) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
-func (f fileDisk) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
-func (f fileDisk) Flush() error                             { return f.f.Sync() }
-func (f fileDisk) Size() int64 {
-	st, err := f.f.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
 
 type blkEnv struct {
 	*driver
@@ -115,7 +68,7 @@ func pattern(n int, seed byte) []byte {
 }
 
 func TestBlockConfigAndFeatures(t *testing.T) {
-	e := newBlkEnv(t, &memDisk{b: make([]byte, 1<<20+100)}, false, 16)
+	e := newBlkEnv(t, testsupport.NewDisk(make([]byte, 1<<20+100)), false, 16)
 	if got := e.m.Read(regDeviceID, 4); got != DeviceIDBlock {
 		t.Fatalf("device id %d", got)
 	}
@@ -136,7 +89,7 @@ func TestBlockConfigAndFeatures(t *testing.T) {
 	if e.feats&blkFFlush == 0 || e.feats&blkFRO != 0 || e.feats&FeatureVersion1 == 0 {
 		t.Fatalf("features %#x", e.feats)
 	}
-	ro := newBlkEnv(t, &memDisk{b: make([]byte, 4096)}, true, 16)
+	ro := newBlkEnv(t, testsupport.NewDisk(make([]byte, 4096)), true, 16)
 	if ro.feats&blkFRO == 0 {
 		t.Fatalf("RO not offered")
 	}
@@ -176,33 +129,34 @@ func testBlockRoundTrip(t *testing.T, be vm.Disk) {
 }
 
 func TestBlockRoundTripMemory(t *testing.T) {
-	md := &memDisk{b: make([]byte, 64<<10)}
+	md := testsupport.NewDisk(make([]byte, 64<<10))
 	testBlockRoundTrip(t, md)
-	if md.flushes != 1 {
-		t.Fatalf("flushes %d", md.flushes)
+	if md.Flushes != 1 {
+		t.Fatalf("flushes %d", md.Flushes)
 	}
 }
 
 func TestBlockRoundTripFile(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := host.OpenDisk(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := f.Truncate(64 << 10); err != nil {
-		t.Fatal(err)
-	}
-	testBlockRoundTrip(t, fileDisk{f})
+	defer d.Close()
+	testBlockRoundTrip(t, d)
 	// The data really went to the file (the last write to sector 5 was
 	// loop iteration 37).
-	got := make([]byte, 512)
-	if _, err := f.ReadAt(got, 5*512); err != nil || !bytes.Equal(got, pattern(512, 37)) {
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got[5*512:6*512], pattern(512, 37)) {
 		t.Fatalf("file content mismatch (%v)", err)
 	}
 }
 
 func TestBlockErrors(t *testing.T) {
-	md := &memDisk{b: make([]byte, 16*512)}
+	md := testsupport.NewDisk(make([]byte, 16*512))
 	e := newBlkEnv(t, md, false, 8)
 	cases := []struct {
 		name   string
@@ -236,21 +190,21 @@ func TestBlockErrors(t *testing.T) {
 		t.Fatalf("outside-RAM data: used %+v status %d", us, e.mem.bytes(sa, 1)[0])
 	}
 	// Backend failure.
-	md.failIO = true
+	md.FailReads, md.FailWrites = true, true
 	if st, _, _ := e.do(blkTIn, 0, nil, 512); st != blkSIOErr {
 		t.Fatalf("backend error: status %d", st)
 	}
-	md.failIO = false
+	md.FailReads, md.FailWrites = false, false
 	if e.needsReset() {
 		t.Fatalf("request errors must not need reset: %v", e.m.Err())
 	}
 	// Read-only device: write fails, data untouched.
-	md2 := &memDisk{b: make([]byte, 4096)}
+	md2 := testsupport.NewDisk(make([]byte, 4096))
 	ro := newBlkEnv(t, md2, true, 8)
 	if st, _, _ := ro.do(blkTOut, 0, pattern(512, 1), 512); st != blkSIOErr {
 		t.Fatalf("RO write status %d", st)
 	}
-	if !bytes.Equal(md2.b, make([]byte, 4096)) {
+	if !bytes.Equal(md2.Bytes(), make([]byte, 4096)) {
 		t.Fatalf("RO device wrote data")
 	}
 }
@@ -258,7 +212,7 @@ func TestBlockErrors(t *testing.T) {
 // TestBlockSplitDescriptors checks message framing independence (spec
 // 2.6.4): header split across descriptors, status sharing the data buffer.
 func TestBlockSplitDescriptors(t *testing.T) {
-	md := &memDisk{b: pattern(8*512, 3)}
+	md := testsupport.NewDisk(pattern(8*512, 3))
 	e := newBlkEnv(t, md, false, 8)
 	hdr := e.alloc(16, 16)
 	e.mem.w32(hdr, blkTIn)
@@ -270,13 +224,13 @@ func TestBlockSplitDescriptors(t *testing.T) {
 	if len(us) != 1 || us[0].id != head || us[0].len != 1025 {
 		t.Fatalf("used %+v", us)
 	}
-	if !bytes.Equal(e.mem.bytes(data, 1024), md.b[1024:2048]) || e.mem.bytes(data+1024, 1)[0] != blkSOK {
+	if !bytes.Equal(e.mem.bytes(data, 1024), md.Bytes()[1024:2048]) || e.mem.bytes(data+1024, 1)[0] != blkSOK {
 		t.Fatalf("split read mismatch")
 	}
 }
 
 func TestBlockIndirect(t *testing.T) {
-	md := &memDisk{b: make([]byte, 8*512)}
+	md := testsupport.NewDisk(make([]byte, 8*512))
 	e := newBlkEnv(t, md, false, 8)
 	if e.feats&FeatureIndirectDesc == 0 {
 		t.Fatalf("indirect not offered")
@@ -289,24 +243,17 @@ func TestBlockIndirect(t *testing.T) {
 	sa := e.alloc(1, 1)
 	// Indirect table of 4 entries, chained 0 -> 2 -> 1 -> 3.
 	tbl := e.alloc(64, 16)
-	ent := func(i int, a uint64, l uint32, fl, next uint16) {
-		p := tbl + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	ent(0, hdr, 16, descFNext, 2)
-	ent(2, data, 512, descFNext, 1)
-	ent(1, data+512, 512, descFNext, 3)
-	ent(3, sa, 1, descFWrite, 0)
+	e.mem.desc(tbl, 0, hdr, 16, descFNext, 2)
+	e.mem.desc(tbl, 2, data, 512, descFNext, 1)
+	e.mem.desc(tbl, 1, data+512, 512, descFNext, 3)
+	e.mem.desc(tbl, 3, sa, 1, descFWrite, 0)
 	head := e.add(0, buf{tbl, 64, false})
 	e.mem.w16(e.q[0].desc+16*uint64(head)+12, descFIndirect)
 	e.notify(0)
 	if us := e.used(0); len(us) != 1 || us[0].id != head || e.mem.bytes(sa, 1)[0] != blkSOK {
 		t.Fatalf("indirect write: used %+v, reset %v (%v)", us, e.needsReset(), e.m.Err())
 	}
-	if !bytes.Equal(md.b[512:1536], pattern(1024, 9)) {
+	if !bytes.Equal(md.Bytes()[512:1536], pattern(1024, 9)) {
 		t.Fatalf("indirect data mismatch")
 	}
 }
@@ -317,7 +264,7 @@ func TestBlockIndirect(t *testing.T) {
 // indirect table, all carrying data. It checks the work stays within the
 // documented bound and completes.
 func TestWorstCaseNotifyBounded(t *testing.T) {
-	md := &memDisk{b: make([]byte, 1<<20)}
+	md := testsupport.NewDisk(make([]byte, 1<<20))
 	e := newBlkEnv(t, md, false, 256)
 	q := e.q[0]
 	hdr := e.alloc(16, 16)
@@ -325,22 +272,15 @@ func TestWorstCaseNotifyBounded(t *testing.T) {
 	data := e.alloc(512, 8)
 	st := e.alloc(1, 1)
 	tbl := e.alloc(256*16, 16)
-	put := func(base uint64, i int, a uint64, l uint32, fl, next uint16) {
-		p := base + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	put(q.desc, 0, hdr, 16, descFNext, 1)
+	e.mem.desc(q.desc, 0, hdr, 16, descFNext, 1)
 	for i := 1; i < 255; i++ {
-		put(q.desc, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(q.desc, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(q.desc, 255, tbl, 256*16, descFIndirect, 0)
+	e.mem.desc(q.desc, 255, tbl, 256*16, descFIndirect, 0)
 	for i := range 255 {
-		put(tbl, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(tbl, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(tbl, 255, st, 1, descFWrite, 0)
+	e.mem.desc(tbl, 255, st, 1, descFWrite, 0)
 	for i := range 256 {
 		e.mem.w16(q.avail+4+2*uint64(i), 0)
 	}

@@ -13,6 +13,8 @@ type testMem struct {
 	reads  int
 	writes int
 	fails  int
+	// bytes copied by successful calls
+	readBytes, writtenBytes uint64
 }
 
 func newTestMem(base uint64, size int) *testMem { return &testMem{base: base, b: make([]byte, size)} }
@@ -36,6 +38,7 @@ func (m *testMem) ReadPhys(addr uint64, p []byte) bool {
 		return false
 	}
 	copy(p, m.b[o:])
+	m.readBytes += uint64(len(p))
 	return true
 }
 
@@ -47,6 +50,7 @@ func (m *testMem) WritePhys(addr uint64, p []byte) bool {
 		return false
 	}
 	copy(m.b[o:], p)
+	m.writtenBytes += uint64(len(p))
 	return true
 }
 
@@ -74,6 +78,16 @@ func (m *testMem) w64(a uint64, v uint64) {
 	o, _ := m.off(a, 8)
 	binary.LittleEndian.PutUint64(m.b[o:], v)
 }
+
+// desc writes descriptor i of the table at base.
+func (m *testMem) desc(base uint64, i int, addr uint64, length uint32, flags, next uint16) {
+	p := base + descSize*uint64(i)
+	m.w64(p, addr)
+	m.w32(p+8, length)
+	m.w16(p+12, flags)
+	m.w16(p+14, next)
+}
+
 func (m *testMem) bytes(a uint64, n int) []byte {
 	o, ok := m.off(a, n)
 	if !ok {

@@ -1,31 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"ftvm/bench"
 	"ftvm/host"
-	"ftvm/machine"
-)
-
-// Console markers printed by the default guest (guest/cmd/init and
-// guest/cmd/workload).
-const (
-	markInit      = "ftvm-init: started"
-	markBenchFrom = "cpubench: start"
-	markBenchTo   = "cpubench: done"
 )
 
 func cmdBench(args []string) error {
@@ -43,6 +29,18 @@ func cmdBench(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench takes no arguments (got %q)", fs.Args())
+	}
+	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
+	set := given(fs)
+	if *ft {
+		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
+			return err
+		}
+	} else if err := notWith(set, "they are the fault-tolerance benchmark's (-ft)", "ft-duration", "ft-conns", "ft-rounds", "ft-epochs"); err != nil {
+		return err
+	}
 	if *ft {
 		var epochs []uint64
 		for _, f := range strings.Split(*ftEpochs, ",") {
@@ -52,7 +50,11 @@ func cmdBench(args []string) error {
 			}
 			epochs = append(epochs, e)
 		}
-		return benchFT(*ftDur, *ftConns, *ftRounds, epochs)
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.FaultTolerance(bench.FTOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Rounds: *ftRounds, Epochs: epochs}, out)
 	}
 	if *kernel == "" {
 		*kernel = filepath.Join(host.GuestDir(), "Image")
@@ -60,15 +62,8 @@ func cmdBench(args []string) error {
 			*initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 		}
 	}
-	k, err := os.ReadFile(*kernel)
-	if err != nil {
+	if _, err := os.Stat(*kernel); err != nil {
 		return fmt.Errorf("kernel: %w (build the default guest with scripts/build-guest.sh)", err)
-	}
-	var rd []byte
-	if *initrd != "" {
-		if rd, err = os.ReadFile(*initrd); err != nil {
-			return fmt.Errorf("initrd: %w", err)
-		}
 	}
 	if *qemu != "" {
 		if _, err := exec.LookPath(*qemu); err != nil {
@@ -76,95 +71,9 @@ func cmdBench(args []string) error {
 			*qemu = ""
 		}
 	}
-
+	g := bench.Guest{Kernel: *kernel, Initrd: *initrd}
 	if *rr {
-		return benchRR(k, rd, *kernel, *initrd, *qemu, *runs)
+		return bench.RecordReplay(g, *qemu, *runs, out)
 	}
-
-	return benchExec(k, rd, *kernel, *initrd, *qemu, *runs)
-}
-
-type mark struct {
-	instret uint64
-	wall    time.Duration
-}
-
-// ftvmMarks boots a machine and returns, for each marker in order, the
-// instruction count and wall time (from before the machine is built) at
-// which it appeared on the console.
-func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) ([]mark, error) {
-	start := time.Now()
-	var line bytes.Buffer
-	var got []mark
-	var m *machine.Machine
-	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Exec: exec}
-	cfg.Outputs.Console = func(instret uint64, b []byte) {
-		for _, c := range b {
-			if c != '\n' {
-				line.WriteByte(c)
-				continue
-			}
-			if len(got) < len(markers) && strings.Contains(line.String(), markers[len(got)]) {
-				got = append(got, mark{instret, time.Since(start)})
-				if len(got) == len(markers) {
-					m.Pause()
-				}
-			}
-			line.Reset()
-		}
-	}
-	m, err := machine.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	r := runLoop(m, loopOptions{maxInsns: 50e9, done: func() bool { return len(got) == len(markers) }})
-	if len(got) < len(markers) {
-		return nil, fmt.Errorf("guest stopped (%v after %d instructions) before printing %q", r, m.Instret(), markers[len(got)])
-	}
-	return got, nil
-}
-
-// qemuMarks boots QEMU's virt board (OpenSBI firmware, one hart) and returns
-// the wall time at which each marker appeared on its console.
-func qemuMarks(qemu, kernel, initrd, cmdline string, markers ...string) ([]time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", cmdline}
-	if initrd != "" {
-		args = append(args, "-initrd", initrd)
-	}
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdin = nil
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	var got []time.Duration
-	var tailBuf []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && len(got) < len(markers) {
-		if strings.Contains(sc.Text(), markers[len(got)]) {
-			got = append(got, time.Since(start))
-		}
-		tailBuf = append(tailBuf, sc.Text())
-	}
-	if len(got) < len(markers) {
-		io.Copy(io.Discard, stdout)
-		n := max(0, len(tailBuf)-10)
-		return nil, errors.New("QEMU's guest never printed " + markers[len(got)] + "; last lines:\n" + strings.Join(tailBuf[n:], "\n"))
-	}
-	return got, nil
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
+	return bench.VsQEMU(g, *qemu, *runs, out)
 }

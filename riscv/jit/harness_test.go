@@ -12,6 +12,7 @@ import (
 	"slices"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/riscv"
 )
 
@@ -101,7 +102,7 @@ func newPair(t testing.TB, image []byte, ramSize int) *pair {
 }
 
 // step runs both to limit and compares; it returns the common stop reason.
-func (p *pair) step(limit uint64) riscv.StopReason {
+func (p *pair) step(limit uint64) riscv.Exit {
 	p.t.Helper()
 	ri := p.interp.h.Run(limit)
 	rj := p.jit.h.Run(limit)
@@ -160,14 +161,7 @@ func stateDiff(a, b riscv.State) string {
 // gcc-riscv64-linux-gnu), like package riscv's.
 func crossTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath("riscv64-linux-gnu-" + name)
-	if err != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatalf("riscv64-linux-gnu-%s not found (Debian: gcc-riscv64-linux-gnu)", name)
-		}
-		t.Skipf("riscv64-linux-gnu-%s not found (Debian: gcc-riscv64-linux-gnu)", name)
-	}
-	return p
+	return testsupport.Tool(t, "riscv64-linux-gnu-"+name, "gcc-riscv64-linux-gnu")
 }
 
 // build assembles and links a .S source with riscv/testdata's macros and

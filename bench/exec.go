@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -12,18 +12,23 @@ import (
 	"ftvm/riscv/jit"
 )
 
-// The default benchmark: ftvm's two execution engines (the interpreter and
-// the translator) and QEMU's TCG side by side on the same kernel and
-// initramfs: boot to the init banner, the CPU-bound guest program
-// (instructions per second) and the key-value server's throughput, each
-// measured runs times, interleaved, and reported as the median with the
-// range. Rates are given per second of wall time and per second of the
-// emulator's own CPU time: on a loaded host the second says more.
-
 // benchCell is one measurement in each unit.
 type benchCell struct{ wall, cpu float64 }
 
-func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
+// VsQEMU prints ftvm's two execution engines (the interpreter and the
+// translator) and QEMU's TCG (its virt board with OpenSBI; qemu "" skips
+// it) side by side on the guest g: boot to the init banner, the CPU-bound
+// guest program (instructions per second) and the key-value server's
+// throughput, each measured runs times, interleaved, and reported as the
+// median with the range. Rates are given per second of wall time and per
+// second of the emulator's own CPU time: on a loaded host the second says
+// more. The translator's costs follow (time per block, code size).
+func VsQEMU(g Guest, qemu string, runs int, out Output) error {
+	k, rd, err := g.load()
+	if err != nil {
+		return err
+	}
+	kernel, initrd := g.Kernel, g.Initrd
 	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
 	const cpuArgs = "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=50"
 	engines := []string{machine.ExecInterp}
@@ -47,7 +52,7 @@ func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	load0 := loadAverage()
 	for i := 0; i < runs; i++ {
 		for _, e := range engines {
-			fmt.Fprintf(os.Stderr, "bench: run %d/%d: %s\n", i+1, runs, e)
+			fmt.Fprintf(out.Progress, "bench: run %d/%d: %s\n", i+1, runs, e)
 			t0, c0 := time.Now(), cpuTime()
 			if _, err := ftvmMarks(k, rd, e, bootArgs, markInit); err != nil {
 				return fmt.Errorf("%s boot: %w", e, err)
@@ -72,7 +77,7 @@ func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 			if qemu == "" || e != engines[0] {
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "bench: run %d/%d: qemu-tcg\n", i+1, runs)
+			fmt.Fprintf(out.Progress, "bench: run %d/%d: qemu-tcg\n", i+1, runs)
 			qb, err := qemuMarks(qemu, kernel, initrd, bootArgs, markInit)
 			if err != nil {
 				return fmt.Errorf("qemu boot: %w", err)
@@ -92,13 +97,13 @@ func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	}
 	load1 := loadAverage()
 
-	fmt.Printf("median [min-max] of %d interleaved runs; host load average %s at the start, %s at the end, %d CPUs\n\n",
+	fmt.Fprintf(out.Table, "median [min-max] of %d interleaved runs; host load average %s at the start, %s at the end, %d CPUs\n\n",
 		runs, load0, load1, runtime.NumCPU())
-	fmt.Printf("%-38s", "")
+	fmt.Fprintf(out.Table, "%-38s", "")
 	for _, c := range cols {
-		fmt.Printf(" %24s", c)
+		fmt.Fprintf(out.Table, " %24s", c)
 	}
-	fmt.Println()
+	fmt.Fprintln(out.Table)
 	for _, r := range []*row{boot, cpu, kv} {
 		for _, perCPU := range []bool{false, true} {
 			name := r.name
@@ -109,7 +114,7 @@ func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 					name = "  per second of CPU time"
 				}
 			}
-			fmt.Printf("%-38s", name)
+			fmt.Fprintf(out.Table, "%-38s", name)
 			for _, c := range cols {
 				var v []float64
 				for _, m := range r.cells[c] {
@@ -119,17 +124,17 @@ func benchExec(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 						v = append(v, m.wall/r.unit)
 					}
 				}
-				fmt.Printf(" %24s", spread(v))
+				fmt.Fprintf(out.Table, " %24s", spread(v))
 			}
-			fmt.Println()
+			fmt.Fprintln(out.Table)
 		}
 	}
 	if stats.Blocks > 0 {
-		fmt.Printf("\ntranslator, one CPU-bound run (boot included): %d blocks of %.1f instructions on average, %.1f µs per block translated,\n",
+		fmt.Fprintf(out.Table, "\ntranslator, one CPU-bound run (boot included): %d blocks of %.1f instructions on average, %.1f µs per block translated,\n",
 			stats.Blocks, float64(stats.GuestInsns)/float64(stats.Blocks), float64(stats.TranslateNanos)/float64(stats.Blocks)/1e3)
-		fmt.Printf("%.0f bytes of host code per guest instruction, code cache at most %.1f MiB, %d full flushes, %d pages invalidated,\n",
+		fmt.Fprintf(out.Table, "%.0f bytes of host code per guest instruction, code cache at most %.1f MiB, %d full flushes, %d pages invalidated,\n",
 			float64(stats.CodeBytes)/float64(stats.GuestInsns), float64(stats.CodePeak)/(1<<20), stats.Flushes, stats.Invalidated)
-		fmt.Printf("%.1f%% of the instructions executed in generated code (the rest interpreted: CSRs, atomics, system instructions, the ends of Run slices).\n",
+		fmt.Fprintf(out.Table, "%.1f%% of the instructions executed in generated code (the rest interpreted: CSRs, atomics, system instructions, the ends of Run slices).\n",
 			100*float64(stats.Native)/float64(statsInsns))
 	}
 	return nil

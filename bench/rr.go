@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -22,9 +22,11 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/host/netstack"
 	"ftvm/machine"
+	"ftvm/machinelog"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/riscv/jit"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -130,7 +132,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	}
 	outs := replay.NewOutputs()
 	if record {
-		hashOutputs(&cfg.Outputs, outs, nil)
+		machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	}
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -139,7 +141,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var e vm.Engine = m
 	var rec *replay.Recorder
 	if record {
-		h, err := logHeader(cfg, "")
+		h, err := machinelog.Header(cfg, "")
 		if err != nil {
 			return res, err
 		}
@@ -150,39 +152,28 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 		rec.SetOutputs(outs)
 		e = rec
 	}
-	wake := make(chan struct{})
-	if w.dur > 0 {
-		stopWake := make(chan struct{})
-		defer close(stopWake)
-		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				case <-stopWake:
-					return
-				}
+	lc := runloop.Config{Engine: e, Limit: 50e9, Hooks: runloop.Hooks{
+		Stop: func(vm.StopReason) bool {
+			if seen && !finished.Load() && (w.dur > 0 && time.Since(fromT) >= w.dur || w.kv > 0 && clientDone.Load()) {
+				endWindow()
 			}
-		}()
-	}
-	lo := loopOptions{maxInsns: 50e9, wake: wake, done: func() bool {
-		if seen && !finished.Load() && (w.dur > 0 && time.Since(fromT) >= w.dur || w.kv > 0 && clientDone.Load()) {
-			endWindow()
-		}
-		return finished.Load()
+			return finished.Load()
+		},
+		// An idle window ends on time even while the guest sleeps.
+		Timer: func() (time.Duration, bool) {
+			return time.Until(fromT.Add(w.dur)), seen && w.dur > 0
+		},
 	}}
 	if guestEnd != nil {
-		lo.net = guestEnd
+		lc.Inputs = host.NewInputs(nil, guestEnd)
 	}
-	reason := runLoop(e, lo)
+	reason, lerr := runloop.Run(lc)
 	res.jit, res.total = m.TranslatorStats(), m.Instret()
 	if !finished.Load() {
-		return res, fmt.Errorf("the guest stopped (%v after %d instructions) before the window ended", reason, m.Instret())
+		if lerr == nil {
+			lerr = fmt.Errorf("%v after %d instructions", reason, m.Instret())
+		}
+		return res, fmt.Errorf("the guest stopped before the window ended: %w", lerr)
 	}
 	if clientErr != nil {
 		return res, fmt.Errorf("key-value client: %w", clientErr)
@@ -273,7 +264,7 @@ func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) 
 		}
 	}
 	outs := replay.NewOutputs()
-	hashOutputs(&cfg.Outputs, outs, nil)
+	machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	m, err := machine.New(cfg)
 	if err != nil {
 		return res, err
@@ -411,8 +402,15 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// benchRR prints the record/replay table.
-func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
+// RecordReplay prints the record/replay table for the guest g, the median
+// of runs runs, with QEMU's -icount record/replay beside (qemu "" skips
+// it).
+func RecordReplay(g Guest, qemu string, runs int, out Output) error {
+	k, rd, err := g.load()
+	if err != nil {
+		return err
+	}
+	kernel, initrd := g.Kernel, g.Initrd
 	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second}
 	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo}
 	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000}
@@ -429,7 +427,7 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	defer os.RemoveAll(dir)
 	for i := 0; i < runs; i++ {
 		for _, r := range rows {
-			fmt.Fprintf(os.Stderr, "bench -rr: run %d/%d: %s\n", i+1, runs, r.name)
+			fmt.Fprintf(out.Progress, "bench -rr: run %d/%d: %s\n", i+1, runs, r.name)
 			if r.name != "idle" {
 				p, err := ftvmRR(k, rd, r.w, false)
 				if err != nil {
@@ -452,14 +450,14 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 				if r.name != "idle" {
 					q, err := qemuRR(qemu, kernel, initrd, r.w, "")
 					if err != nil {
-						fmt.Fprintf(os.Stderr, "bench -rr: qemu %s: %v\n", r.name, err)
+						fmt.Fprintf(out.Progress, "bench -rr: qemu %s: %v\n", r.name, err)
 					} else {
 						r.qplain = append(r.qplain, q)
 					}
 				}
 				q, err := qemuRR(qemu, kernel, initrd, r.w, filepath.Join(dir, "rr.bin"))
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "bench -rr: qemu rr %s: %v\n", r.name, err)
+					fmt.Fprintf(out.Progress, "bench -rr: qemu rr %s: %v\n", r.name, err)
 				} else {
 					r.qrec = append(r.qrec, q)
 				}
@@ -501,15 +499,15 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	kbit := func(per func(rrMeasure) float64) func(rrMeasure) float64 {
 		return func(m rrMeasure) float64 { return float64(m.logBytes) * 8 / 1e3 / per(m) }
 	}
-	fmt.Printf("record/replay, median of %d runs; windows: idle %v after the prompt, cpu-bound the cpubench rounds, key-value %d SET/GET pairs of %d-byte values from a host-side client\n\n",
+	fmt.Fprintf(out.Table, "record/replay, median of %d runs; windows: idle %v after the prompt, cpu-bound the cpubench rounds, key-value %d SET/GET pairs of %d-byte values from a host-side client\n\n",
 		runs, idle.dur, kv.kv, kvValueSize)
-	fmt.Printf("| %-40s | %12s | %12s | %12s |\n|---|---:|---:|---:|\n", "metric", "idle", "cpu-bound", "key-value")
+	fmt.Fprintf(out.Table, "| %-40s | %12s | %12s | %12s |\n|---|---:|---:|---:|\n", "metric", "idle", "cpu-bound", "key-value")
 	line := func(name string, f func(r *row) string) {
-		fmt.Printf("| %-40s |", name)
+		fmt.Fprintf(out.Table, "| %-40s |", name)
 		for _, r := range rows {
-			fmt.Printf(" %12s |", f(r))
+			fmt.Fprintf(out.Table, " %12s |", f(r))
 		}
-		fmt.Println()
+		fmt.Fprintln(out.Table)
 	}
 	line("guest instructions in the window (M)", func(r *row) string {
 		return med(get(r.rec, func(m rrMeasure) float64 { return float64(m.to-m.from) / 1e6 }), "%.0f")
@@ -572,7 +570,7 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 		}
 		return med(get(r.qrec, kbit(cpuOf)), "%.2f")
 	})
-	fmt.Println("\nVMware FT (published): 0.5-1.5 Mbit/s idle, 1.5-18 Mbit/s under its benchmarks.")
+	fmt.Fprintln(out.Table, "\nVMware FT (published): 0.5-1.5 Mbit/s idle, 1.5-18 Mbit/s under its benchmarks.")
 	return nil
 }
 
