@@ -98,6 +98,88 @@ func (g *gen) imm12() int32 {
 	return int32(g.r.Intn(64)) - 32
 }
 
+// fp returns an F or D instruction, with operands from a few FP registers
+// and rounding modes of every kind (static, dynamic, the one SSE lacks,
+// invalid ones).
+func (g *gen) fp() uint32 {
+	r := g.r
+	freg := func() uint32 { return uint32(r.Intn(8)) }
+	rm := func() uint32 { return []uint32{0, 1, 2, 3, 7, 7, 7, 4, 5}[r.Intn(9)] }
+	fmt := uint32(r.Intn(2)) // single, double
+	op := func(f5, rs2, rm uint32) uint32 { return encR(0x53, rm, f5<<2|fmt, freg(), freg(), rs2) }
+	switch r.Intn(16) {
+	case 0:
+		return encI(0x07, 2+fmt, freg(), g.ptr(), g.imm12()) // flw, fld
+	case 1:
+		return encS(0x27, 2+fmt, g.ptr(), freg(), g.imm12()) // fsw, fsd
+	case 2, 3, 4:
+		return op(uint32(r.Intn(4)), freg(), rm()) // add, sub, mul, div
+	case 5:
+		return op(0x0b, 0, rm()) // sqrt
+	case 6:
+		return op(0x04, freg(), uint32(r.Intn(3))) // sgnj, sgnjn, sgnjx
+	case 7:
+		return op(0x05, freg(), uint32(r.Intn(2))) // min, max
+	case 8:
+		return encR(0x53, rm(), 0x08<<2|fmt, freg(), freg(), 1-fmt) // fcvt.s.d, fcvt.d.s
+	case 9:
+		return encR(0x53, uint32(r.Intn(3)), 0x14<<2|fmt, g.dst(), freg(), freg()) // fle, flt, feq
+	case 10:
+		return encR(0x53, rm(), 0x18<<2|fmt, g.dst(), freg(), uint32(r.Intn(4))) // fcvt to an integer
+	case 11:
+		return encR(0x53, rm(), 0x1a<<2|fmt, freg(), g.reg(), uint32(r.Intn(4))) // fcvt from an integer
+	case 12:
+		return encR(0x53, uint32(r.Intn(2)), 0x1c<<2|fmt, g.dst(), freg(), 0) // fmv.x, fclass
+	case 13:
+		return encR(0x53, 0, 0x1e<<2|fmt, freg(), g.reg(), 0) // fmv.w.x, fmv.d.x
+	case 14:
+		return uint32(r.Intn(4))<<27 | fmt<<25 | encR([]uint32{0x43, 0x47, 0x4b, 0x4f}[r.Intn(4)], rm(), 0, freg(), freg(), freg()) // fused
+	}
+	switch r.Intn(3) { // the FP CSRs
+	case 0:
+		return encI(0x73, 1, 0, g.reg(), 0x002) // csrw frm
+	case 1:
+		return encI(0x73, 5, 0, uint32(r.Intn(8)), 0x002) // csrwi frm
+	}
+	return encI(0x73, 1, g.dst(), 0, 0x001) // csrrw fflags, x0: read and clear
+}
+
+// fpValue returns an interesting FP register value: a double or a boxed
+// single of a special kind (zero, subnormal, normal near the limits,
+// infinity, quiet or signaling NaN), a badly boxed single, or random bits.
+func fpValue(r *rand.Rand) uint64 {
+	special := func(expBits, manBits uint) uint64 {
+		var e, m uint64
+		switch r.Intn(7) {
+		case 0: // zero
+		case 1: // subnormal
+			m = 1 + uint64(r.Int63n(1<<manBits-1))
+		case 2: // infinity
+			e = 1<<expBits - 1
+		case 3: // quiet NaN
+			e, m = 1<<expBits-1, 1<<(manBits-1)|uint64(r.Intn(4))
+		case 4: // signaling NaN
+			e, m = 1<<expBits-1, 1+uint64(r.Intn(4))
+		case 5: // the largest and smallest normals, one
+			e = []uint64{1, 1<<expBits - 2, 1<<(expBits-1) - 1}[r.Intn(3)]
+			m = []uint64{0, 1<<manBits - 1}[r.Intn(2)]
+		default: // a modest normal number
+			e = 1<<(expBits-1) - 1 + uint64(r.Intn(80)) - 40
+			m = uint64(r.Int63n(1 << manBits))
+		}
+		return uint64(r.Intn(2))<<(expBits+manBits) | e<<manBits | m
+	}
+	switch r.Intn(6) {
+	case 0, 1:
+		return special(11, 52)
+	case 2, 3:
+		return boxMask | special(8, 23)
+	case 4:
+		return special(8, 23) // not boxed
+	}
+	return r.Uint64()
+}
+
 // alu returns an integer instruction that neither jumps nor accesses
 // memory.
 func (g *gen) alu() (uint32, int) {
@@ -214,10 +296,14 @@ func genValue(r *rand.Rand) uint64 {
 func genProgram(r *rand.Rand, ram []byte) (x [32]uint64) {
 	g := &gen{r: r, nregs: []int{8, 27}[r.Intn(2)]}
 	aluOnly := r.Intn(3) == 0 // long blocks of arithmetic, as in hash functions
+	fpRate := []int{0, 4, 30}[r.Intn(3)]
 	for off := genCode; off < genCode+genCodePages*4096-4; {
 		v, n := g.insn()
 		if aluOnly && r.Intn(16) != 0 {
 			v, n = g.alu()
+		}
+		if r.Intn(100) < fpRate {
+			v, n = g.fp(), 4
 		}
 		if n == 2 {
 			binary.LittleEndian.PutUint16(ram[off:], uint16(v))
@@ -235,6 +321,14 @@ func genProgram(r *rand.Rand, ram []byte) (x [32]uint64) {
 	x[3] = ramBase + genData + 2048 + uint64(r.Intn(2048))
 	x[4] = ramBase + genCode + uint64(r.Intn(genCodePages*4096-512))&^1
 	return x
+}
+
+// genFP returns initial FP registers and fcsr for a generated program.
+func genFP(r *rand.Rand) (f [32]uint64, frm uint64) {
+	for i := range f {
+		f[i] = fpValue(r)
+	}
+	return f, []uint64{0, 0, 1, 2, 3, 4, 5}[r.Intn(7)]
 }
 
 // writeHandler puts the trap handler at genHandler: mepc += 4, mret. It
@@ -309,13 +403,20 @@ func setupGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, irqs b
 		pc = pc - ramBase + genVA
 	}
 	sum := r.Intn(4) == 0
+	fregs, frm := genFP(r)
+	fs := r.Intn(8) != 0 // sometimes the FPU is off
 	p := newPair(t, ram, genRAM)
 	for _, s := range []side{p.interp, p.jit} {
 		h := s.h
 		h.X = x
 		h.X[0] = 0
+		h.F = fregs
+		h.SetMachineCSR(riscv.CSRFrm, frm)
 		h.SetMachineCSR(riscv.CSRMtvec, ramBase+genHandler)
-		st := uint64(1 << 13) // FS
+		st := uint64(0)
+		if fs {
+			st |= 1 << 13 // FS initial
+		}
 		if irqs {
 			st |= 1 << 3 // MIE
 			h.SetMachineCSR(riscv.CSRMie, 1<<riscv.IntMTI)

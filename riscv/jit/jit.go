@@ -76,6 +76,13 @@ type ctx struct {
 	site   uint64  // exitChain: address of the jump's rel32, or 0
 	ram    uintptr // address of RAM[0]
 
+	// FP: the MXCSR for each rounding mode, a scratch word for STMXCSR,
+	// and MXCSR's exception flags as fflags (fp.go).
+	mxcsr   [4]uint32
+	scratch uint32
+	_       uint32
+	flags   [64]uint8
+
 	// jt finds the block of a jump target that generated code cannot link
 	// directly (indirect jumps, other pages): after the target's page
 	// passed the fetch TLB, the entry at jtIndex(pc) is the block when its
@@ -202,6 +209,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.buf = buf
 	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
 	j.c.clearJT()
+	j.c.initFP()
 	j.blocks = make(map[blockKey]*block)
 	j.pages = make(map[uint64]*codePage)
 	j.churn = make([]uint8, len(v.RAM)>>12)

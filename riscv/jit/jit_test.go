@@ -14,7 +14,8 @@ import (
 func TestCtxLayout(t *testing.T) {
 	var c ctx
 	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite ||
-		unsafe.Offsetof(c.jt) != ctxJT || unsafe.Sizeof(c.jt[0]) != 32 {
+		unsafe.Offsetof(c.jt) != ctxJT || unsafe.Sizeof(c.jt[0]) != 32 ||
+		unsafe.Offsetof(c.mxcsr) != ctxMXCSR || unsafe.Offsetof(c.scratch) != ctxScratch || unsafe.Offsetof(c.flags) != ctxFlags {
 		t.Fatal("ctx offsets differ from the constants generated code uses")
 	}
 }

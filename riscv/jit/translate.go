@@ -138,7 +138,7 @@ func translated(in riscv.Inst) bool {
 		riscv.OpFENCE:
 		return true
 	}
-	return false
+	return fpTranslated(in)
 }
 
 func endsBlock(o riscv.Op) bool {
@@ -277,10 +277,13 @@ func (t *tr) emitStub(s stub) {
 
 // Offsets in ctx (checked against the struct in jit_test.go).
 const (
-	ctxBudget = 0
-	ctxReason = 8
-	ctxSite   = 16
-	ctxJT     = 32
+	ctxBudget  = 0
+	ctxReason  = 8
+	ctxSite    = 16
+	ctxMXCSR   = 32
+	ctxScratch = 48
+	ctxFlags   = 56
+	ctxJT      = 120
 )
 
 func (t *tr) setPC(pc uint64) {
@@ -501,7 +504,7 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.divide(in)
 	default:
-		panic("jit: translating an untranslated op " + in.Op.String())
+		t.fpInsn(k, in, pc)
 	}
 }
 
@@ -548,11 +551,14 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return false
+	return fpTranslated(in) // with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
 func regUse(in riscv.Inst) (reads, writes uint32) {
+	if r, w, ok := fpRegUse(in); ok {
+		return r &^ 1, w &^ 1
+	}
 	switch in.Op {
 	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpJAL:
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
@@ -651,6 +657,12 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 // miss or when the access leaves the page (the interpreter's fast path
 // makes the same two tests). RCX and RDX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
+	t.addressFS(k, in, pc, size, write, false)
+}
+
+// addressFS is address, with the check that the FPU is on (an FP load or
+// store) when fs is set.
+func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool) {
 	a := &t.a
 	tlb := t.j.lay.readTLB
 	if write {
@@ -660,6 +672,9 @@ func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
 	// The exit writes back what is dirty now: no allocation may come
 	// between here and the last jump to it.
 	slow := t.exit(pc, k, exitSlow)
+	if fs {
+		t.fsOff(slow)
+	}
 	if in.Imm != 0 {
 		a.aluRI(true, aluADD, rDX, int32(in.Imm))
 	}
