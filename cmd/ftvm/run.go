@@ -115,7 +115,7 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec}
 	var err error
 	if program != "" {
-		if cfg.ELF, err = os.ReadFile(program); err != nil {
+		if cfg.ELF, err = host.ReadImage(program); err != nil {
 			return cfg, fmt.Errorf("program: %w", err)
 		}
 		return cfg, nil
@@ -130,11 +130,11 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
 		}
 	}
-	if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+	if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
 	}
 	if initrd != "" {
-		if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+		if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 			return cfg, fmt.Errorf("initrd: %w", err)
 		}
 	}
@@ -143,7 +143,7 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		cfg.Cmdline = defaultCmdline
 	}
 	if f.dtb != "" {
-		if cfg.DTB, err = os.ReadFile(f.dtb); err != nil {
+		if cfg.DTB, err = host.ReadImage(f.dtb); err != nil {
 			return cfg, fmt.Errorf("dtb: %w", err)
 		}
 	}
