@@ -194,7 +194,7 @@ func (t *tr) fpInsn(k int, in riscv.Inst, pc uint64) {
 			size = 8
 		}
 		t.addressFS(k, in, pc, size, false, true)
-		a.loadExt(size, false, rDX, atIdx(regRAM, rAX, 0, 0))
+		a.loadExt(size, false, rDX, atIdx(regRAM, rDX, 0, 0))
 		if size == 4 {
 			t.box(rDX)
 		}
@@ -208,7 +208,7 @@ func (t *tr) fpInsn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.addressFS(k, in, pc, size, true, true)
 		a.load(true, rCX, t.fr(in.Rs2))
-		a.store(size, atIdx(regRAM, rAX, 0, 0), rCX)
+		a.store(size, atIdx(regRAM, rDX, 0, 0), rCX)
 		return
 	}
 

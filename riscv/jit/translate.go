@@ -40,6 +40,10 @@ type tr struct {
 	spillBuf []spill
 }
 
+// stubFar marks the stub of a branch to another page: a jump through the
+// jump table, out of line.
+const stubFar = 100
+
 // stub is an out-of-line exit, emitted after the block's body.
 type stub struct {
 	l      label
@@ -70,7 +74,6 @@ func (j *JIT) translate(pc, off uint64) *block {
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
-		b.size = len(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
@@ -219,6 +222,21 @@ func (t *tr) jumpTo(pc uint64) {
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
 }
 
+// branchTo jumps to guest address pc if cc (all instructions retired): a
+// patchable conditional jump when pc is in the same page.
+func (t *tr) branchTo(cc cond, pc uint64) {
+	a := &t.a
+	if pc>>12 != t.pc0>>12 {
+		far := a.newLabel()
+		a.jcc(cc, far)
+		t.stubs = append(t.stubs, stub{l: far, pc: pc, k: t.n, reason: stubFar, site: -1})
+		return
+	}
+	l := a.newLabel()
+	a.jcc(cc, l)
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
+}
+
 // jumpIndirect ends the block with a jump to the guest address in RDX
 // (all instructions retired). When the target's page is in the fetch TLB
 // for the current mode (so the interpreter would fetch from it without a
@@ -259,6 +277,11 @@ func (t *tr) jumpIndirect() {
 func (t *tr) emitStub(s stub) {
 	a := &t.a
 	a.bind(s.l)
+	if s.reason == stubFar {
+		a.movImm(rDX, s.pc)
+		t.jumpIndirect()
+		return
+	}
 	for _, sp := range s.spills {
 		a.store(8, t.xr(uint8(sp.guest)), cacheRegs[sp.slot])
 	}
@@ -332,11 +355,8 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			a.aluRR(true, aluCMP, x, t.src(in.Rs2))
 		}
 		t.writeBack()
-		taken := a.newLabel()
-		a.jcc(branchCond(in.Op), taken)
+		t.branchTo(branchCond(in.Op), pc+uint64(in.Imm))
 		t.jumpTo(next)
-		a.bind(taken)
-		t.jumpTo(pc + uint64(in.Imm))
 
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
 		size, signed := loadSize(in.Op)
@@ -345,17 +365,17 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd != 0 {
 			d = t.dst(in.Rd)
 		}
-		a.loadExt(size, signed, d, atIdx(regRAM, rAX, 0, 0))
+		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, 0))
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		size := storeSize(in.Op)
 		if in.Rs2 == 0 {
 			t.address(k, in, pc, size, true)
-			a.storeZero(size, atIdx(regRAM, rAX, 0, 0))
+			a.storeZero(size, atIdx(regRAM, rDX, 0, 0))
 			break
 		}
 		v := t.src(in.Rs2)
 		t.address(k, in, pc, size, true)
-		a.store(size, atIdx(regRAM, rAX, 0, 0), v)
+		a.store(size, atIdx(regRAM, rDX, 0, 0), v)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
 		if in.Rd == 0 {
@@ -653,9 +673,9 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 }
 
 // address computes the RAM offset of a load or store of instruction k into
-// RAX through the hart's read or write TLB, exiting to the interpreter on a
+// RDX through the hart's read or write TLB, exiting to the interpreter on a
 // miss or when the access leaves the page (the interpreter's fast path
-// makes the same two tests). RCX and RDX are clobbered.
+// makes the same two tests). RAX and RCX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
 	t.addressFS(k, in, pc, size, write, false)
 }
@@ -692,8 +712,7 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool
 		a.aluRI(false, aluCMP, rDX, int32(4096-size))
 		a.jcc(ccA, slow)
 	}
-	a.load(true, rAX, atIdx(regHart, rCX, 0, tlb+8))
-	a.aluRR(true, aluADD, rAX, rDX)
+	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
 
 // divide emits the M extension's divisions, with the results the spec gives
