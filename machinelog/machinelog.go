@@ -123,6 +123,9 @@ type Images struct {
 	// Snapshot is the snapshot the recording started from, or one it
 	// wrote while it ran.
 	Snapshot string
+	// Exec is the execution engine to replay on (machine.Config.Exec): any
+	// gives the same run.
+	Exec string
 }
 
 // Machine builds the machine a log with header hdr starts from, checked
@@ -144,18 +147,18 @@ func Machine(hdr eventlog.Header, im Images, out machine.Outputs) (m *machine.Ma
 		if len(given) > 0 {
 			return nil, nil, fmt.Errorf("the replay starts from a snapshot, which holds the machine's images and disk: a %s does not apply", strings.Join(given, ", "))
 		}
-		return fromSnapshot(im.Snapshot, hdr, out)
+		return fromSnapshot(im.Snapshot, im.Exec, hdr, out)
 	}
 	m, err = fromImages(hdr, im, out)
 	return m, nil, err
 }
 
-func fromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func fromSnapshot(path, exec string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
 	// No disk: the snapshot's own, in memory.
-	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out}); err != nil {
+	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out, Exec: exec}); err != nil {
 		return nil, nil, err
 	}
 	want, err := SnapshotHeader(path, m)
@@ -184,6 +187,7 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		InstructionsPerTick: hdr.InstructionsPerTick,
 		RNGSeed:             hdr.RNGSeed,
 		Outputs:             out,
+		Exec:                im.Exec,
 	}
 	var err error
 	if im.ELF != "" {
