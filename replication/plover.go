@@ -107,7 +107,8 @@ type Plover struct {
 	changed   chan struct{}
 	ctx       context.Context
 
-	activity  atomic.Bool // the guest emitted or wrote since the last look
+	activity  atomic.Bool   // the guest emitted or wrote since the last look
+	instret   atomic.Uint64 // the guest's count at the end of its last slice
 	diskMu    sync.Mutex
 	diskDirty statesync.Bitmap
 
@@ -564,7 +565,7 @@ func (p *Plover) refreshStatus() {
 				st.Peer = m.ID
 			}
 		}
-		st.Leader, st.LogIndex = cs.Leader, cs.Applied
+		st.Leader, st.LogIndex, st.Instret = cs.Leader, cs.Applied, p.instret.Load()
 		st.Syncs = ps.syncs
 		if ps.syncs > 0 {
 			last := ps.last

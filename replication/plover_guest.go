@@ -59,6 +59,7 @@ func (p *Plover) runGuest(ctx context.Context, e Engine, backup bool) (vm.StopRe
 				Before:    func() error { return g.ready(ctx, true) },
 				Delivered: func() error { p.step(plover.Flush{}); return nil },
 				After: func(r vm.StopReason) error {
+					p.instret.Store(e.Instret())
 					p.step(plover.EpochEnded{Idle: r == vm.StopIdle, Quiet: !p.activity.Swap(false)})
 					return nil
 				},

@@ -34,6 +34,7 @@ type replicaFlags struct {
 	epoch, maxLag, digestEvery                              uint64
 	heartbeat, timeout                                      time.Duration
 	lockstep                                                bool
+	plover                                                  ploverFlags
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -50,10 +51,14 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.maxLag, "max-lag", 0, "instructions the backup may trail before the primary waits (default 200M)")
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
 	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
+	f.plover.register(fs)
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
 func (f *replicaFlags) replicaConfig() (replication.Config, error) {
+	if err := f.plover.check(); err != nil {
+		return replication.Config{}, err
+	}
 	if f.id == "" || f.keys == "" {
 		return replication.Config{}, errors.New("-id and -keys are required (make keys with 'ftvm keys -dir DIR ID...')")
 	}
@@ -69,9 +74,11 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	default:
 		return replication.Config{}, fmt.Errorf("-log %q: want text or json", f.logFormat)
 	}
-	arb, err := dialArbiter(f.arbiter, f.cluster, tc)
-	if err != nil {
-		return replication.Config{}, err
+	var arb replication.Arbiter
+	if f.plover.mode != "plover" { // the group agrees by itself
+		if arb, err = dialArbiter(f.arbiter, f.cluster, tc); err != nil {
+			return replication.Config{}, err
+		}
 	}
 	return replication.Config{
 		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: machinelog.Engine,
@@ -184,6 +191,9 @@ func cmdPrimary(args []string) error {
 		rc.Disk = migrate.TrackWrites(cfg.Disk)
 		cfg.Disk = rc.Disk
 	}
+	if rf.plover.on() {
+		return ploverPrimary(&rf, rc, cfg)
+	}
 	rep, err := replication.New(rc)
 	if err != nil {
 		return err
@@ -259,6 +269,9 @@ func cmdBackup(args []string) error {
 			}
 			return m, nil
 		}
+	}
+	if rf.plover.on() {
+		return ploverBackup(&rf, rc, *join)
 	}
 	rep, err := replication.New(rc)
 	if err != nil {
