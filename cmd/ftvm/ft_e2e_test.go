@@ -186,7 +186,7 @@ func TestFailoverTrials(t *testing.T) {
 		if err := res.Verify(conn); err != nil {
 			t.Fatalf("trial %d: %v", i, err)
 		}
-		first := firstServed(res, killed)
+		first := res.FirstServedAfter(killed)
 		pauses = append(pauses, first)
 		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
 			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
