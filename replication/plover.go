@@ -114,6 +114,11 @@ type Plover struct {
 
 	stMu  sync.Mutex
 	stats ploverStats
+
+	flips       []*flipRequest // memory errors to inject
+	witnessLost bool           // a message to the witness was lost
+	wmu         sync.Mutex
+	wtable      witnessTable // a witness's
 }
 
 // ploverJoiner is a member on its way in.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ftvm/host"
@@ -32,6 +33,10 @@ type ploverGuest struct {
 	// wasBackup: this replica joined as a backup, so going live is a
 	// failover.
 	wasBackup bool
+	// table is the hashes of every page at the last sync (nil until a
+	// backup joins); sentFull says which witness has had all of it.
+	table    pageTable
+	sentFull map[uint64]bool
 }
 
 // syncTimeout bounds a sync in which the peer stops answering (it also
@@ -40,8 +45,12 @@ const syncTimeout = 30 * time.Second
 
 // runGuest runs the guest until the core stops or ctx ends.
 func (p *Plover) runGuest(ctx context.Context, e Engine, backup bool) (vm.StopReason, error) {
-	g := &ploverGuest{p: p, e: e, dirty: e.TrackDirty(), wasBackup: backup}
+	g := &ploverGuest{p: p, e: e, dirty: e.TrackDirty(), wasBackup: backup, sentFull: map[uint64]bool{}}
 	defer g.dirty.Stop()
+	if backup {
+		// The state is the primary's: the table of the last sync.
+		g.table = p.hashAll(e)
+	}
 	p.mu.Lock()
 	g.applied = p.core.Status().Applied
 	p.mu.Unlock()
@@ -184,6 +193,7 @@ func (g *ploverGuest) ready(ctx context.Context, running bool) error {
 			}
 		}
 		g.deliverConsole()
+		g.doFlips()
 		for _, j := range welcomed {
 			g.startTransfer(j)
 		}
@@ -269,6 +279,10 @@ func (g *ploverGuest) sync(ctx context.Context, sp plover.SyncPoint) {
 	}
 	deadline := time.Now().Add(syncTimeout)
 	for {
+		if errors.Is(err, statesync.ErrDiverged) {
+			// Not the end: both sides go on to compare every page.
+			out = slices.DeleteFunc(out, statesync.IsErrorMessage)
+		}
 		p.sendSync(sp.Peer, out)
 		if err != nil || s.Done() {
 			break
@@ -279,10 +293,27 @@ func (g *ploverGuest) sync(ctx context.Context, sp plover.SyncPoint) {
 		}
 		out, err = s.Receive(msg)
 	}
-	if !sp.Primary && err == nil {
-		// The sync's own writes: the replicas are identical from here.
+	var repair *RepairReport
+	if errors.Is(err, statesync.ErrDiverged) {
+		// The digests differ although the union's pages are the same on
+		// both: a page outside it changed. Both replicas compare them all.
+		union := statesync.NewBitmap(g.e.Pages())
+		for _, pg := range s.UnionHashes().Pages {
+			union.Set(pg)
+		}
+		repair, err = g.mend(ctx, sp, union)
+	}
+	if err == nil {
+		// The sync's own writes (and a repair's): the replicas are
+		// identical from here.
 		g.dirty.Collect(nil)
 		p.takeDiskDirty()
+		if g.table != nil {
+			g.table.update(s.UnionHashes())
+		}
+		if sp.Primary {
+			g.tellWitness(s.UnionHashes())
+		}
 	}
 	g.synced = true
 	pause := time.Since(t0)
@@ -305,7 +336,14 @@ func (g *ploverGuest) sync(ctx context.Context, sp plover.SyncPoint) {
 	p.stMu.Lock()
 	p.stats.syncs++
 	p.stats.last = rep
+	if repair != nil {
+		p.stats.repairs = append(p.stats.repairs, *repair)
+	}
 	p.stMu.Unlock()
+	if repair != nil {
+		p.log.Warn("memory repaired", "seq", sp.Seq, "pages", fmt.Sprint(repair.Pages), "faulty", repair.Faulty,
+			"majority", repair.Majority, "report", repair.Detail)
+	}
 	p.log.Debug("sync", "seq", sp.Seq, "dirty_pages", rep.DirtyPages, "same", rep.SamePages, "sent", rep.SentPages,
 		"disk_chunks", rep.DiskChunks, "sent_disk_chunks", rep.SentDiskChunks, "bytes", rep.Bytes, "pause", pause.String())
 	p.step(plover.SyncDone{Seq: sp.Seq})
@@ -331,6 +369,8 @@ func (p *Plover) nextSync(ctx context.Context, sp plover.SyncPoint, deadline tim
 		for _, m := range p.syncQ {
 			seq := syncSeq(m.p)
 			switch {
+			case m.t != msgSync:
+				keep = append(keep, m)
 			case m.from != sp.Peer.ID || seq < sp.Seq:
 			case seq == sp.Seq && msg == nil:
 				msg = m.p
@@ -430,16 +470,12 @@ func (g *ploverGuest) stepTransfer() {
 		return
 	}
 	g.ts, g.tsJoin = nil, nil
-	// The two replicas are identical here: the dirty sets start afresh.
+	// The two replicas are identical here: the dirty sets start afresh,
+	// and the table of page hashes is this state's.
 	g.dirty.Collect(nil)
 	p.takeDiskDirty()
+	g.table, g.sentFull = p.hashAll(g.e), map[uint64]bool{}
 	p.log.Info("state transferred", "member", j.m.ID, "instret", g.e.Instret(), "log_index", g.applied,
 		"transfer", time.Since(j.t0).String(), "pause", st.Pause.String(), "bytes", st.BytesSent)
 	p.step(plover.Transferred{ID: j.m.ID, Applied: g.applied})
-}
-
-// deliverOther takes the member messages that are neither consensus nor
-// sync.
-func (p *Plover) deliverOther(m inbound) {
-	p.r.warnRare(&p.r.rejectWarn, "unexpected member message", "from", m.from, "type", m.t.String())
 }
