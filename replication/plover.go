@@ -51,7 +51,7 @@ type PloverConfig struct {
 	// MaxPeriod is the longest the primary goes without a sync while
 	// there is something to synchronise (default 50 ms); IdleChecks is how
 	// many consecutive looks at an idle guest (every IdleCheck, default
-	// 1 ms) start one (default 3).
+	// 250 µs, while outputs wait) start one (default 3).
 	MaxPeriod  time.Duration
 	IdleChecks int
 	IdleCheck  time.Duration
@@ -76,7 +76,7 @@ func (c *PloverConfig) setDefaults() error {
 		c.IdleChecks = 3
 	}
 	if c.IdleCheck == 0 {
-		c.IdleCheck = time.Millisecond
+		c.IdleCheck = 250 * time.Microsecond
 	}
 	if c.Tick == 0 {
 		c.Tick = 5 * time.Millisecond

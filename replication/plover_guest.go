@@ -33,6 +33,8 @@ type ploverGuest struct {
 	// wasBackup: this replica joined as a backup, so going live is a
 	// failover.
 	wasBackup bool
+	// nextLook is when the idle loop looks at the guest next.
+	nextLook time.Time
 	// table is the hashes of every page at the last sync (nil until a
 	// backup joins); sentFull says which witness has had all of it.
 	table    pageTable
@@ -76,6 +78,7 @@ func (p *Plover) runGuest(ctx context.Context, e Engine, backup bool) (vm.StopRe
 				Timer: g.timer,
 				Busy:  func() bool { return g.ts != nil },
 				Tick: func() error {
+					g.nextLook = time.Now().Add(p.cfg.IdleCheck)
 					if g.live {
 						p.step(plover.EpochEnded{Idle: true, Quiet: !p.activity.Swap(false)})
 					}
@@ -157,10 +160,15 @@ func (g *ploverGuest) TicksPerSecond() uint64 { return g.e.TicksPerSecond() }
 // primary has a backup (a sync may be due), and at least every tick
 // otherwise (the backup's log keeps coming).
 func (g *ploverGuest) timer() (time.Duration, bool) {
+	every := g.p.cfg.Tick
 	if g.live && g.p.r.out.Held() > 0 {
-		return g.p.cfg.IdleCheck, true
+		every = g.p.cfg.IdleCheck
 	}
-	return g.p.cfg.Tick, true
+	now := time.Now()
+	if g.nextLook.IsZero() || g.nextLook.Sub(now) > every {
+		g.nextLook = now.Add(every)
+	}
+	return g.nextLook.Sub(now), true
 }
 
 // ready does the guest's work the core gave (inputs, syncs, going live)
@@ -479,3 +487,4 @@ func (g *ploverGuest) stepTransfer() {
 		"transfer", time.Since(j.t0).String(), "pause", st.Pause.String(), "bytes", st.BytesSent)
 	p.step(plover.Transferred{ID: j.m.ID, Applied: g.applied})
 }
+

@@ -52,6 +52,7 @@ func ploverPrimary(rf *replicaFlags, rc replication.Config, cfg machine.Config) 
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = p.InjectBitFlip
 	cfg.Outputs = p.Outputs()
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -68,6 +69,7 @@ func ploverBackup(rf *replicaFlags, rc replication.Config, join string) error {
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = p.InjectBitFlip
 	return serveReplica(rf, p.Replica(), func(ctx context.Context, ln net.Listener) (vm.StopReason, error) {
 		return p.RunBackup(ctx, join, ln)
 	})

@@ -36,6 +36,7 @@ type replicaFlags struct {
 	heartbeat, timeout                                      time.Duration
 	lockstep                                                bool
 	plover                                                  ploverFlags
+	flips                                                   flipFlags
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -53,6 +54,7 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
 	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
 	f.plover.register(fs)
+	f.flips.register(fs)
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
@@ -137,12 +139,15 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 		if err != nil {
 			return fmt.Errorf("-http: %w", err)
 		}
-		srv := &http.Server{Handler: monitor.Replica(rep), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: rf.flips.handler(monitor.Replica(rep)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(hl)
 		defer srv.Close()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := rf.flips.schedule(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	reason, err := run(ctx, ln)
 	st := rep.Status()

@@ -402,7 +402,11 @@ func (c *Core) goLive() {
 	c.role = Primary
 	c.ccReady, c.ccPending = false, false
 	c.idle, c.sinceSync, c.work = 0, 0, false
-	c.syncBusy = false
+	if c.syncBusy {
+		// The sync with the old primary will never complete.
+		c.syncBusy = false
+		c.do(AbortSync{Seq: c.syncSeq})
+	}
 	c.note(slog.LevelInfo, "leading the group: this replica is the primary", "term", c.term)
 	c.do(GoLive{})
 	others := false

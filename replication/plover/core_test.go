@@ -532,3 +532,24 @@ func TestForgedMembersRefused(t *testing.T) {
 		t.Fatalf("the backup's answer: %q", b.refused)
 	}
 }
+
+// The primary dies during a sync: the backup, elected, gives the sync up
+// (its guest would otherwise wait for a primary that is gone).
+func TestFailoverDuringSync(t *testing.T) {
+	cl, a, b, _ := group(t)
+	cl.autoSync = false
+	a.input("req")
+	a.step(EpochEnded{})
+	for range 3 {
+		a.step(EpochEnded{Idle: true, Quiet: true})
+	}
+	cl.settle()
+	if len(b.syncs) != 1 {
+		t.Fatalf("backup sync points %v", b.syncs)
+	}
+	cl.kill("a")
+	cl.tick(40)
+	if b.c.Role() != Primary || len(b.syncs) != 0 {
+		t.Fatalf("backup %v, sync points left %v", b.c.Role(), b.syncs)
+	}
+}
