@@ -137,17 +137,31 @@ func (g *ploverGuest) Run(until uint64) vm.StopReason { return g.e.Run(until) }
 func (g *ploverGuest) Deliver(ev vm.Event) (int, error) {
 	switch ev := ev.(type) {
 	case vm.NetReceive:
-		if g.live {
+		if g.leads() {
 			g.p.step(plover.Propose{Input: plover.Input{Net: true, Data: ev.Frame}})
 		}
 		return len(ev.Frame), nil
 	case vm.ConsoleInput:
-		if g.live {
+		if g.leads() {
 			g.p.step(plover.Propose{Input: plover.Input{Data: ev.Data}})
 		}
 		return len(ev.Data), nil
 	}
 	return g.e.Deliver(ev)
+}
+
+// leads reports whether this replica is the primary: host inputs go to
+// the group (the core's word counts, even before the guest's goroutine
+// has taken its GoLive: the inputs are applied after what is committed
+// already).
+func (g *ploverGuest) leads() bool {
+	if g.live {
+		return true
+	}
+	p := g.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.core.Role() == plover.Primary
 }
 func (g *ploverGuest) Instret() uint64        { return g.e.Instret() }
 func (g *ploverGuest) Digest() vm.Digest      { return g.e.Digest() }
@@ -487,4 +501,3 @@ func (g *ploverGuest) stepTransfer() {
 		"transfer", time.Since(j.t0).String(), "pause", st.Pause.String(), "bytes", st.BytesSent)
 	p.step(plover.Transferred{ID: j.m.ID, Applied: g.applied})
 }
-

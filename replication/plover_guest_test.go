@@ -149,7 +149,8 @@ func TestPloverRepair(t *testing.T) {
 		if !strings.Contains(r.Detail, "the witness agrees with the") {
 			t.Fatalf("the report does not say how it decided: %s", r.Detail)
 		}
-		if br := b.p.Status().Repairs; len(br) != i+1 || br[i].Faulty != want {
+		waitFor(t, 10*time.Second, "the backup's report", func() bool { return len(b.p.Status().Repairs) == i+1 })
+		if br := b.p.Status().Repairs; br[i].Faulty != want {
 			t.Fatalf("the backup's report: %+v", br)
 		}
 	}
