@@ -151,7 +151,9 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 	start := time.Now()
 	reason, err := run(ctx, ln)
 	st := rep.Status()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	if st.Instret > 0 || reason != vm.StopLimit {
+		fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
