@@ -9,9 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
@@ -46,6 +49,12 @@ func logHeader(cfg machine.Config, diskPath string) (eventlog.Header, error) {
 			return h, fmt.Errorf("disk: %w", err)
 		}
 		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sha256.Sum256(b), Size: uint64(len(b))})
+	}
+	if cfg.SharedDisk != nil {
+		h.Images = append(h.Images, eventlog.Image{Role: "shared-disk", SHA256: cfg.SharedDiskID, Size: uint64(cfg.SharedDisk.Size())})
+	}
+	if cfg.WallClock != 0 {
+		h.Params = append(h.Params, eventlog.Param{Key: wallClockParam, Value: formatWallClock(cfg.WallClock)})
 	}
 	return h, nil
 }
@@ -210,6 +219,8 @@ func cmdReplay(args []string) error {
 	initrd := fs.String("initrd", "", "initramfs the run started from (default: the default guest's)")
 	disk := fs.String("disk", "", "a copy of the disk image as it was when the recording started (it is not modified)")
 	elf := fs.String("elf", "", "bare-metal program the run started from")
+	var gf guestFlags
+	fs.StringVar(&gf.guest, "guest", guests.Default, "the guest the run started from ("+strings.Join(guests.Names(), ", ")+"): the Debian guests' shared root disk")
 	restore := fs.String("restore", "", "the snapshot `file` the recording started from")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
@@ -250,9 +261,9 @@ func cmdReplay(args []string) error {
 	var m *machine.Machine
 	var mid *eventlog.Hash // a snapshot taken during the recording
 	if hasImage(hdr, "snapshot") || *restore != "" {
-		m, mid, err = replayFromSnapshot(*restore, hdr, out)
+		m, mid, err = replayFromSnapshot(*restore, hdr, gf, out)
 	} else {
-		m, err = replayFromImages(hdr, *kernel, *initrd, *disk, *elf, out)
+		m, err = replayFromImages(hdr, gf, *kernel, *initrd, *disk, *elf, out)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
@@ -300,11 +311,11 @@ func saveDisk(m *machine.Machine, path string) error {
 // the recording started from (named in the header), or one written during
 // the recording (named by a Snapshot record; mid is then its hash, for
 // the timeline to find it in the log).
-func replayFromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func replayFromSnapshot(path string, hdr eventlog.Header, gf guestFlags, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
-	var vf vmFlags // no disk: the snapshot's own, in memory
+	vf := vmFlags{guestFlags: gf} // no disk: the snapshot's own, in memory
 	if m, err = restoreMachine(path, vf, out); err != nil {
 		return nil, nil, err
 	}
@@ -327,13 +338,34 @@ func replayFromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (
 	return m, nil, nil
 }
 
-func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf string, out machine.Outputs) (*machine.Machine, error) {
+func replayFromImages(hdr eventlog.Header, gf guestFlags, kernel, initrd, disk, elf string, out machine.Outputs) (*machine.Machine, error) {
 	cfg := machine.Config{
 		MemoryMiB:           int(hdr.MemoryBytes >> 20),
 		Cmdline:             hdr.Cmdline,
 		InstructionsPerTick: hdr.InstructionsPerTick,
 		RNGSeed:             hdr.RNGSeed,
 		Outputs:             out,
+	}
+	for _, p := range hdr.Params {
+		if p.Key == wallClockParam {
+			v, err := strconv.ParseUint(p.Value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("header parameter %s=%q: %w", p.Key, p.Value, err)
+			}
+			cfg.WallClock = v
+		}
+	}
+	if hasImage(hdr, "shared-disk") {
+		g, err := gf.lookup()
+		if err != nil {
+			return nil, err
+		}
+		if !g.Debian() {
+			return nil, errors.New("the recording had a shared root disk: name its guest with -guest")
+		}
+		if err := sharedDisk(g, &cfg); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if elf != "" {

@@ -163,6 +163,7 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
+	vf.replica = rf.id
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -204,6 +205,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.disk, "disk", "", "this replica's own copy of the disk image `file` (same size as the primary's; its contents are brought up to date)")
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
+	vf.guestFlags.register(fs)
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
 	rf.register(fs)
 	fs.Usage = func() {
@@ -227,6 +229,20 @@ func cmdBackup(args []string) error {
 		return err
 	}
 	defer release()
+	vf.replica = rf.id
+	g, err := vf.lookup()
+	if err != nil {
+		return err
+	}
+	if g.Debian() {
+		if vf.disk, err = vf.dataDisk(g, vf.disk); err != nil {
+			return err
+		}
+	}
+	var shared machine.RestoreOptions
+	if err := vf.restoreShared(&shared); err != nil {
+		return err
+	}
 	if vf.disk != "" {
 		disk, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -237,7 +253,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out}
+		opts := machine.RestoreOptions{Outputs: out, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}

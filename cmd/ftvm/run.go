@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/host/netdev"
 	"ftvm/machine"
 	"ftvm/vm"
@@ -21,16 +21,18 @@ import (
 const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
+	guestFlags
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
 	memMiB                                          int
 	diskRO                                          bool
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
+	f.guestFlags.register(fs)
 	fs.StringVar(&f.kernel, "kernel", "", "RISC-V Linux `Image` to boot (default: the built-in default guest)")
 	fs.StringVar(&f.initrd, "initrd", "", "initramfs `file` (default guest: its initramfs)")
 	fs.StringVar(&f.appendArgs, "append", "", "kernel command line (default \""+defaultCmdline+"\")")
-	fs.IntVar(&f.memMiB, "m", 256, "guest memory in `MiB`")
+	fs.IntVar(&f.memMiB, "m", 0, "guest memory in `MiB` (default: the guest's, 256; 512 for postgres)")
 	fs.StringVar(&f.dtb, "dtb", "", "use this device tree `blob` instead of the generated one (checked against the machine)")
 	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
@@ -51,15 +53,25 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		}
 		return cfg, nil
 	}
+	g, err := f.lookup()
+	if err != nil {
+		return cfg, err
+	}
 	kernel, initrd := f.kernel, f.initrd
 	if kernel == "" {
-		kernel = filepath.Join(host.GuestDir(), "Image")
+		if err := g.Check(); err != nil {
+			return cfg, fmt.Errorf("%w, or give -kernel", err)
+		}
+		kernel = guests.Kernel()
 		if initrd == "" {
-			initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
+			initrd = guests.Initrd()
 		}
-		if _, err := os.Stat(kernel); err != nil {
-			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
+		if cfg.MemoryMiB == 0 {
+			cfg.MemoryMiB = g.MemoryMiB
 		}
+	}
+	if cfg.WallClock, err = f.wallClock(g); err != nil {
+		return cfg, err
 	}
 	if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
@@ -72,6 +84,17 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg.Cmdline = f.appendArgs
 	if cfg.Cmdline == "" && f.dtb == "" {
 		cfg.Cmdline = defaultCmdline
+	}
+	if g.Debian() {
+		if !strings.Contains(cfg.Cmdline, "ftvm.service=") {
+			cfg.Cmdline = g.Cmdline(cfg.Cmdline)
+		}
+		if err := sharedDisk(g, &cfg); err != nil {
+			return cfg, err
+		}
+		if f.disk, err = f.dataDisk(g, f.disk); err != nil {
+			return cfg, err
+		}
 	}
 	if f.dtb != "" {
 		if cfg.DTB, err = os.ReadFile(f.dtb); err != nil {
@@ -96,6 +119,9 @@ func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Mach
 	}
 	defer f.Close()
 	opts := machine.RestoreOptions{Outputs: out}
+	if err := vf.restoreShared(&opts); err != nil {
+		return nil, err
+	}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
