@@ -16,6 +16,7 @@ import (
 
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/host/vswitch"
 	"ftvm/replication"
 )
@@ -30,16 +31,25 @@ type cluster struct {
 	keys    string
 	arbiter string // the witness's client address
 	swAddr  string // the switch's UDP address
-	fwd     string // the forward to the guest's port 6379
+	fwd     string // the forward to the guest's server port (6379 for kv and redis)
+	guest   guests.Guest
 	timeout time.Duration
 	procs   []*exec.Cmd
 	cancel  context.CancelFunc
 	wit     *witness.Process
 }
 
-// startCluster creates keys for ids, then starts the witness and the switch.
+// startCluster creates keys for ids, then starts the witness and the
+// switch, for the default guest.
 func startCluster(dir string, timeout time.Duration, ids ...string) (*cluster, error) {
-	c := &cluster{dir: dir, timeout: timeout}
+	g, _ := guests.Lookup(guests.Default)
+	return startGuestCluster(dir, timeout, g, ids...)
+}
+
+// startGuestCluster is startCluster for guest g: the switch forwards to
+// its server's port, and each replica boots it on a data disk of its own.
+func startGuestCluster(dir string, timeout time.Duration, g guests.Guest, ids ...string) (*cluster, error) {
+	c := &cluster{dir: dir, timeout: timeout, guest: g}
 	var err error
 	if c.ftvm, err = os.Executable(); err != nil {
 		return nil, err
@@ -58,7 +68,7 @@ func startCluster(dir string, timeout time.Duration, ids ...string) (*cluster, e
 	}
 	c.arbiter = strings.TrimPrefix(c.wit.ClientURL, "http://")
 	sw, err := vswitch.New(vswitch.Config{Listen: "127.0.0.1:0", Forwards: []vswitch.Forward{
-		{Host: "127.0.0.1:0", Guest: netip.MustParseAddrPort("10.0.2.15:6379")}}})
+		{Host: "127.0.0.1:0", Guest: netip.AddrPortFrom(netip.MustParseAddr("10.0.2.15"), uint16(g.Port))}}})
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -116,7 +126,12 @@ func (c *cluster) replica(role, id string, extra ...string) (*proc, error) {
 		return nil, err
 	}
 	disk := filepath.Join(c.dir, id+".img")
-	if err := os.WriteFile(disk, make([]byte, 16<<20), 0o644); err != nil {
+	if c.guest.Debian() {
+		err = guests.NewDataDisk(disk)
+	} else {
+		err = os.WriteFile(disk, make([]byte, 16<<20), 0o644)
+	}
+	if err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(r.log)
@@ -124,7 +139,7 @@ func (c *cluster) replica(role, id string, extra ...string) (*proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	argv := []string{role, "-net", "switch:" + c.swAddr, "-disk", disk}
+	argv := []string{role, "-net", "switch:" + c.swAddr, "-disk", disk, "-guest", c.guest.Name}
 	if role != "run" {
 		argv = append(argv, "-id", id, "-keys", c.keys, "-cluster", "ftvm", "-listen", r.listen,
 			"-arbiter", c.arbiter, "-http", r.http, "-timeout", c.timeout.String())

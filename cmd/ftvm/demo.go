@@ -5,12 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"ftvm/guest/workload"
-	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/replication"
 )
 
@@ -25,6 +24,7 @@ func cmdDemo(args []string) error {
 	after := fs.Duration("after", 3*time.Second, "how long the client writes after the failover")
 	fault := fs.String("fault", "kill", "how the primary dies: kill (SIGKILL: the process dies and its kernel closes its connections) or freeze (SIGSTOP: a hung host, detected by the heartbeat timeout)")
 	timeout := fs.Duration("timeout", 300*time.Millisecond, "the replicas' heartbeat timeout")
+	guest := fs.String("guest", guests.Default, "the guest: kv (our key-value server) or redis (Debian's Redis, with appendonly and appendfsync always)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm demo [flags]\n\nRuns a replicated default guest on this machine, kills its primary while a\nclient writes, and reports what the client saw.")
 		fs.PrintDefaults()
@@ -35,8 +35,15 @@ func cmdDemo(args []string) error {
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
 	}
-	if _, err := os.Stat(filepath.Join(host.GuestDir(), "Image")); err != nil {
-		return fmt.Errorf("the default guest is not built (%s): run scripts/setup.sh, or make demo", host.GuestDir())
+	g, err := guests.Lookup(*guest)
+	if err != nil {
+		return err
+	}
+	if g.Port != 6379 {
+		return fmt.Errorf("-guest %s: the demo's client speaks the Redis protocol (guests kv and redis)", g.Name)
+	}
+	if err := g.Check(); err != nil {
+		return fmt.Errorf("%w (or make demo)", err)
 	}
 	if *dir == "" {
 		tmp, err := os.MkdirTemp("", "ftvm-demo-")
@@ -52,25 +59,29 @@ func cmdDemo(args []string) error {
 	say := func(format string, args ...any) {
 		fmt.Printf("[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-	c, err := startCluster(*dir, *timeout, "a", "b", "c")
+	c, err := startGuestCluster(*dir, *timeout, g, "a", "b", "c")
 	if err != nil {
 		return err
 	}
 	defer c.stop()
-	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's key-value server 10.0.2.15:6379",
-		c.arbiter, c.swAddr, c.fwd)
+	server := "key-value server"
+	if g.Debian() {
+		server = "Redis (Debian's redis-server)"
+	}
+	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's %s 10.0.2.15:6379",
+		c.arbiter, c.swAddr, c.fwd, server)
 
 	a, err := c.replica("primary", "a")
 	if err != nil {
 		return err
 	}
-	say("primary a: booting the default guest (console and log: %s)", a.log)
-	conn, err := dialRetry(c.fwd, 60*time.Second)
+	say("primary a: booting the %s guest (console and log: %s)", g.Name, a.log)
+	conn, err := dialRetry(c.fwd, 3*time.Minute)
 	if err != nil {
-		return fmt.Errorf("the guest's key-value server never answered: %w\n%s", err, a.logTail(20))
+		return fmt.Errorf("the guest's %s never answered: %w\n%s", server, err, a.logTail(20))
 	}
 	defer conn.Close()
-	say("guest's key-value server up")
+	say("guest's %s up", server)
 
 	b, err := c.replica("backup", "b", "-join", a.listen)
 	if err != nil {

@@ -367,8 +367,18 @@ func TestReprotect(t *testing.T) {
 // connection, none lost, none applied twice, and the new backup joined.
 func TestDemo(t *testing.T) {
 	requireGuest(t)
+	testDemo(t, "kv")
+}
+
+// TestDemoRedis is TestDemo with Debian's Redis as the guest.
+func TestDemoRedis(t *testing.T) {
+	requireDebian(t)
+	testDemo(t, "redis")
+}
+
+func testDemo(t *testing.T, guest string) {
 	ftvm, _ := buildBinaries(t)
-	out, err := exec.Command(ftvm, "demo", "-before", "1s", "-after", "1s").CombinedOutput()
+	out, err := exec.Command(ftvm, "demo", "-guest", guest, "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ftvm demo: %v\n%s", err, out)
 	}
