@@ -40,8 +40,15 @@ func cmdBench(args []string) error {
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
+	services := fs.Bool("services", false, "benchmark the Debian guests' services instead, with their real clients: redis-benchmark, pgbench and wrk, on ftvm, ftvm replicated and QEMU TCG (same kernel and root), interleaved runs")
+	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
+	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
+	svcReqs := fs.Int("services-requests", 5000, "with -services: redis-benchmark requests per test")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *services {
+		return benchServices(*qemu, *runs, *svcDur, *svcOnly, *svcReqs)
 	}
 	if *ft {
 		var epochs []uint64

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ftvm/host/guests"
 )
 
 // Record/replay and failover with the Debian guests and their real
@@ -130,10 +132,8 @@ func TestRedisFailover(t *testing.T) {
 func TestPostgresFailover(t *testing.T) {
 	requireDebian(t, "pgbench", "psql")
 	l, p, b := servicePair(t, "postgres")
-	if out, err := l.clientCmd("pgbench", "-i", "-q", "-s", "1", "-I", "dtGp").CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
-	run := l.background(t, 4*time.Minute, "pgbench", "-n", "-c", "2", "-T", "25", "-P", "1")
+	// TPC-B on the template's pgbench database (scale 1), over TLS.
+	run := l.background(t, 4*time.Minute, "pgbench", "-n", "-c", "2", "-T", "25", "-P", "1", "pgbench")
 	// Kill once transactions flow: pgbench's progress lines say so.
 	time.Sleep(8 * time.Second)
 	killPrimary(t, p, b)
@@ -145,7 +145,7 @@ func TestPostgresFailover(t *testing.T) {
 	if txns <= 0 || !strings.Contains(out, "number of failed transactions: 0") {
 		t.Fatalf("pgbench through the failover:\n%s", out)
 	}
-	rows, err := l.clientCmd("psql", "-X", "-A", "-t", "-c", "select count(*) from pgbench_history").CombinedOutput()
+	rows, err := l.clientCmd("psql", "-X", "-A", "-t", "-d", "pgbench", "-c", "select count(*) from pgbench_history").CombinedOutput()
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, rows)
 	}
@@ -242,15 +242,13 @@ func TestPostgresRecordReplay(t *testing.T) {
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	disk, start, log := filepath.Join(dir, "pg.img"), filepath.Join(dir, "pg-start.img"), filepath.Join(dir, "run.log")
-	s := bootService(t, ftvm, "postgres", disk)
-	pgbenchInit(t, s)
-	s.poweroff(t)
+	if err := guests.NewDataDisk(disk); err != nil {
+		t.Fatal(err)
+	}
 	copyFile(t, disk, start)
-
-	s.start(t, ftvm, "record", "-o", log, "-digest-every", "200000000")
-	out := s.client(t, "pgbench", "-n", "-c", "2", "-t", "10")
-	txns := pgbenchTxns(out)
-	expect(t, "pgbench_history", s.sql(t, "select count(*) from pgbench_history"), strconv.Itoa(txns))
+	s := bootService(t, ftvm, "postgres", disk, "record", "-o", log, "-digest-every", "200000000")
+	txns := pgbenchRun(t, s, "10")
+	expect(t, "pgbench_history", s.sqlIn(t, "pgbench", "select count(*) from pgbench_history"), strconv.Itoa(txns))
 	rec := s.poweroff(t)
 	digest := grab(rec, "state digest ")
 	hashes := outputLinesOf(rec)
