@@ -411,7 +411,7 @@ func TestLosingSwaps(t *testing.T) {
 	a := dial(t, []string{w.ClientURL})
 	ctx, cancel := within(10 * time.Second)
 	defer cancel()
-	if won, cur, err := a.Swap(ctx, arbiter.View{1, "x", ""}, arbiter.View{2, "y", ""}); won || err != nil || !cur.IsZero() {
+	if won, cur, err := a.Swap(ctx, arbiter.View{Generation: 1, Primary: "x"}, arbiter.View{Generation: 2, Primary: "y"}); won || err != nil || !cur.IsZero() {
 		t.Errorf("swap from a view never stored: won %v, cur %v, err %v", won, cur, err)
 	}
 	if _, ok, err := a.Current(ctx); ok || err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"ftvm/devices"
 	"ftvm/riscv"
+	"ftvm/riscv/jit"
 	"ftvm/virtio"
 	"ftvm/vm"
 )
@@ -58,14 +59,14 @@ type Config struct {
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
 
-	Disk         virtio.BlockBackend // optional
+	Disk         vm.Disk // optional
 	DiskReadOnly bool
 	// SharedDisk is a second virtio-blk device, always read-only: an image
 	// of which every replica and every replay has an identical copy (a
 	// root filesystem), so snapshots, checkpoints and state transfers
 	// never carry its contents. SharedDiskID names those contents (the
 	// caller's SHA-256 of the image); a restore checks it.
-	SharedDisk   virtio.BlockBackend
+	SharedDisk   vm.Disk
 	SharedDiskID [32]byte
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
@@ -83,6 +84,10 @@ type Config struct {
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
 	// is 100 M instructions per guest second at the 10 MHz timebase).
 	InstructionsPerTick uint64
+
+	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
+	// DefaultExec). It changes speed, never results.
+	Exec string
 
 	Outputs Outputs
 }
@@ -135,19 +140,25 @@ type Machine struct {
 	stop     StopReason
 	exitCode uint32
 
-	paused    bool       // Pause was called
-	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
-	groupSums [][32]byte // SHA-256 of each 64 page sums
-	htif      *htif
-	sbiActive bool
-	dtb       []byte
-	idleSkip  bool
+	paused bool // Pause was called
+	// The digest's page hashes (digest.go): groupPages[g] holds the
+	// SHA-256 of pages 64g to 64g+63 (nil while none of them was ever
+	// written), groupSums[g] the hash of those 64 hashes.
+	groupPages []*pageGroup
+	groupSums  [][32]byte
+	htif       *htif
+	sbiActive  bool
+	dtb        []byte
+	idleSkip   bool
 
 	// Dirty pages not yet seen by the digest, and by each other consumer
 	// (dirty.go): the hart's bitmap is folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
+	// written: the pages ever written, up to the last fold (ram.go).
+	written []uint64
 
+	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -160,17 +171,52 @@ type region struct {
 // New builds a machine from cfg. Errors name what is wrong with the
 // configuration or the images.
 func New(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	return build(cfg, nil)
+}
+
+// Restart builds a new machine from cfg as New does, for a guest that
+// rebooted: in m's memory when the size is the same, cleared where the
+// guest wrote it. m must not be used afterwards. New memory would come
+// from the Go heap, which hands freed memory back by zeroing all of it:
+// a guest that reboots would make all of its RAM resident.
+func (m *Machine) Restart(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	var ram []byte
+	if uint64(len(m.ram)) == uint64(cfg.MemoryMiB)<<20 {
+		ram = m.ram
+		m.writtenPages(func(p int) { clear(ram[p*pageSize : (p+1)*pageSize]) })
+	}
+	*m = Machine{stopped: true, stop: StopReboot}
+	return build(cfg, ram)
+}
+
+func validate(cfg *Config) error {
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
 	}
 	if cfg.MemoryMiB < 16 || cfg.MemoryMiB > 16384 {
-		return nil, fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
+		return fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
 	}
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
-		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
+		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
-	m := newBoard(cfg, nil)
 	var err error
+	cfg.Exec, err = checkExec(cfg.Exec)
+	return err
+}
+
+// build builds a machine from a validated cfg in ram (nil: new memory) and
+// loads its images.
+func build(cfg Config, ram []byte) (*Machine, error) {
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
 	} else {
@@ -185,7 +231,7 @@ func New(cfg Config) (*Machine, error) {
 // newBoard builds the machine's hardware from a validated cfg, with the
 // hart at reset and RAM empty (ram nil) or the given image of
 // cfg.MemoryMiB MiB; booting or restoring fills them.
-func newBoard(cfg Config, ram []byte) *Machine {
+func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -196,6 +242,7 @@ func newBoard(cfg Config, ram []byte) *Machine {
 	m.clock.ipt = cfg.InstructionsPerTick
 	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
 	m.digestDirty = make([]uint64, len(m.hart.Dirty()))
+	m.written = make([]uint64, len(m.hart.Dirty()))
 
 	m.plic = devices.NewPLIC(
 		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),
@@ -229,7 +276,10 @@ func newBoard(cfg Config, ram []byte) *Machine {
 		m.sharedTr = virtio.NewMMIO(m.shared, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.sharedTr)
 	}
-	return m
+	if err := m.attachEngine(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // wallClock is what the real-time clock shows before the guest sets it:

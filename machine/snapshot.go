@@ -12,6 +12,7 @@ import (
 	"ftvm/riscv"
 	"ftvm/snapshot"
 	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // boardState is the "machine" section: what the board is made of, so a
@@ -65,7 +66,7 @@ func (m *Machine) Save(w io.Writer) error {
 		}
 		secs = append(secs, snapshot.Section{Name: "disk", Data: disk})
 	}
-	secs = append(secs, snapshot.Section{Name: "ram", Data: sparsePages(m.ram)})
+	secs = append(secs, snapshot.Section{Name: "ram", Data: m.sparsePages()})
 	return snapshot.Write(w, secs)
 }
 
@@ -135,18 +136,19 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 
 // sparsePages encodes RAM as (page-index delta, page) pairs for the pages
 // that are not all zero: a booted 256 MiB guest touches a fraction of it.
-func sparsePages(ram []byte) []byte {
+// Only the pages ever written are looked at (ram.go).
+func (m *Machine) sparsePages() []byte {
 	var out []byte
 	last := -1
-	for p := 0; p < len(ram)/pageSize; p++ {
-		pg := ram[p*pageSize : (p+1)*pageSize]
+	m.writtenPages(func(p int) {
+		pg := m.ram[p*pageSize : (p+1)*pageSize]
 		if isZero(pg) {
-			continue
+			return
 		}
 		out = binary.AppendUvarint(out, uint64(p-last))
 		out = append(out, pg...)
 		last = p
-	}
+	})
 	return out
 }
 
@@ -163,10 +165,11 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 // disk contents, in memory).
 type RestoreOptions struct {
 	Outputs Outputs
-	Disk    virtio.BlockBackend
+	Disk    vm.Disk
+	Exec    string // the execution engine (Config.Exec)
 	// SharedDisk is required when the machine had one (Config.SharedDisk):
 	// the same image, named by the same SharedDiskID.
-	SharedDisk   virtio.BlockBackend
+	SharedDisk   vm.Disk
 	SharedDiskID [32]byte
 }
 
@@ -181,7 +184,12 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if _, ok := snapshot.Find(secs, "ram"); !ok {
 		return nil, errors.New(`snapshot: no "ram" section (a snapshot written by SaveState is restored with RestoreState)`)
 	}
-	return restoreSections(secs, nil, opts)
+	m, err := restoreSections(secs, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // RestoreState builds a machine from a snapshot written by SaveState, with
@@ -202,12 +210,18 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if ram == nil {
 		return nil, errors.New("snapshot: state-only restore without a RAM image")
 	}
-	return restoreSections(secs, ram, opts)
+	m, err := restoreSections(secs, ram, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included.
+// opts.Disk the disk, contents included. Neither is touched when ram is
+// given (the caller rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -225,8 +239,11 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	if err := get("machine", &b); err != nil {
 		return nil, err
 	}
-	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 || b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
-		return nil, errors.New("snapshot: machine: invalid memory size or clock")
+	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 {
+		return nil, fmt.Errorf("snapshot: machine: memory size %d MiB (a machine has 16 to 16384 MiB)", b.MemoryMiB)
+	}
+	if b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
+		return nil, fmt.Errorf("snapshot: machine: invalid clock (%d and %d instructions per tick)", b.InstructionsPerTick, b.Clock.IPT)
 	}
 	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
@@ -246,6 +263,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: the given shared disk has %d bytes, the machine's %d", opts.SharedDisk.Size(), b.SharedDiskSize)
 		}
 		cfg.SharedDisk, cfg.SharedDiskID = opts.SharedDisk, opts.SharedDiskID
+	}
+	var err error
+	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
+		return nil, err
 	}
 	switch {
 	case ram != nil:
@@ -276,7 +297,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 	}
 	full := ram == nil
-	m := newBoard(cfg, ram)
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
@@ -286,9 +310,11 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 
 	if full {
 		enc, _ := snapshot.Find(secs, "ram")
-		if err := loadSparsePages(m.ram, enc); err != nil {
+		if err := m.loadSparsePages(enc); err != nil {
 			return nil, err
 		}
+	} else {
+		m.noteNonzeroPages()
 	}
 	var hs riscv.State
 	if err := get("hart", &hs); err != nil {
@@ -363,10 +389,16 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: rtc: %w", err)
 		}
 	}
-	// Re-drive every interrupt line from the restored state, then look at
-	// the rings again: a notification the guest sent just before the
-	// snapshot must not be lost (with suppression on, it will not send it
-	// twice).
+	return m, nil
+}
+
+// rescan re-drives every interrupt line from a restored state, then looks
+// at the rings again: a notification the guest sent just before the
+// snapshot must not be lost (with suppression on, it will not send it
+// twice). Restore and RestoreState do it; LoadState, which validates a
+// state by restoring it on a board that shares the live machine's RAM and
+// disk, must not.
+func (m *Machine) rescan() {
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
@@ -374,22 +406,24 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			tr.Kick()
 		}
 	}
-	return m, nil
 }
 
-func loadSparsePages(ram, enc []byte) error {
+// loadSparsePages fills RAM from a "ram" section: only the pages it holds
+// are touched.
+func (m *Machine) loadSparsePages(enc []byte) error {
 	p := -1
+	npages := m.Pages()
 	for len(enc) > 0 {
 		d, n := binary.Uvarint(enc)
-		if n <= 0 || d == 0 || d > uint64(len(ram)/pageSize) {
+		if n <= 0 || d == 0 || d > uint64(npages) {
 			return errors.New("snapshot: ram: malformed page index")
 		}
 		p += int(d)
 		enc = enc[n:]
-		if p >= len(ram)/pageSize || len(enc) < pageSize {
+		if p >= npages || len(enc) < pageSize {
 			return errors.New("snapshot: ram: page outside memory or truncated")
 		}
-		copy(ram[p*pageSize:], enc[:pageSize])
+		m.loadRAM(uint64(p)*pageSize, enc[:pageSize])
 		enc = enc[pageSize:]
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"ftvm/host"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/host"
+	"ftvm/internal/fakevm"
 	"ftvm/vm"
 )
 
@@ -109,11 +110,11 @@ func TestTransferWhileRunning(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srcDisk := TrackWrites(host.NewMemDisk(randomBytes(1<<20+3*512, 1))) // a partial last chunk
 			dstDisk := host.NewMemDisk(make([]byte, srcDisk.Size()))
-			src := newFake(2048, srcDisk)
-			src.writesPer = c.writesPer
+			src := fakevm.New(2048, srcDisk, vm.Outputs{})
+			src.WritesPer = c.writesPer
 			src.Run(1e6)
 			a, b := tcpPair(t)
-			res := receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+			res := receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 			opts := Options{StepBytes: 256 << 10, ConvergePages: 64, MaxRounds: 8}
 			st, err := migrateRunning(t, a, src, srcDisk, opts, 20000)
 			if err != nil {
@@ -125,7 +126,7 @@ func TestTransferWhileRunning(t *testing.T) {
 			}
 			t.Logf("sender %+v", st)
 			t.Logf("receiver %+v", r.stats)
-			dst := r.eng.(*fakeEngine)
+			dst := r.eng.(*fakevm.Engine)
 			if dst.Instret() != src.Instret() || dst.Digest().Sum != src.Digest().Sum || st.Digest != src.Digest().Sum {
 				t.Fatalf("receiver at %d, sender at %d; digests equal: %v", dst.Instret(), src.Instret(), dst.Digest().Sum == src.Digest().Sum)
 			}
@@ -174,9 +175,9 @@ func TestStaleDisk(t *testing.T) {
 		stale[c*ChunkSize+100] ^= 0x55
 	}
 	dstDisk := host.NewMemDisk(stale)
-	src := newFake(256, nil) // the engine itself writes no disk
+	src := fakevm.New(256, nil, vm.Outputs{}) // the engine itself writes no disk
 	a, b := tcpPair(t)
-	res := receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+	res := receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 	st, err := migrateRunning(t, a, src, srcDisk, Options{}, 5000)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +198,7 @@ func TestStaleDisk(t *testing.T) {
 	stale[5*ChunkSize] ^= 1
 	dstDisk = host.NewMemDisk(stale)
 	a, b = tcpPair(t)
-	res = receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+	res = receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 	s, err := NewSender(a, src, srcDisk, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -233,11 +234,11 @@ func recordStream(t testing.TB) (stream, receiverDisk []byte) {
 	receiverDisk = append([]byte(nil), img...)
 	receiverDisk[100] ^= 1
 	srcDisk := TrackWrites(host.NewMemDisk(img))
-	src := newFake(8, srcDisk)
+	src := fakevm.New(8, srcDisk, vm.Outputs{})
 	a, b := tcpPair(t)
 	var rec bytes.Buffer
 	dst := host.NewMemDisk(append([]byte(nil), receiverDisk...))
-	res := receiveAsync(b, dst, fakeFactory(dst), ReceiveOptions{})
+	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	conn := struct {
 		io.Reader
 		io.Writer
@@ -286,7 +287,7 @@ func (replayConn) Write(p []byte) (int, error) { return len(p), nil }
 
 func replay(stream, disk []byte, maxMem int64) (vm.Migratable, error) {
 	d := host.NewMemDisk(append([]byte(nil), disk...))
-	e, _, err := Receive(replayConn{bytes.NewReader(stream)}, d, fakeFactory(d), ReceiveOptions{MaxMemory: maxMem})
+	e, _, err := Receive(replayConn{bytes.NewReader(stream)}, d, fakevm.Factory(d, vm.Outputs{}), ReceiveOptions{MaxMemory: maxMem})
 	return e, err
 }
 
@@ -409,7 +410,7 @@ func TestDamagedStreams(t *testing.T) {
 // TestLyingReceiver: a receiver that confirms a state other than the
 // sender's is caught by the sender.
 func TestLyingReceiver(t *testing.T) {
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
 	go func() {
 		fr := frameReader{r: b}
@@ -445,9 +446,9 @@ func TestLyingReceiver(t *testing.T) {
 // disk has another size), the sender's next call says why.
 func TestReceiverRefuses(t *testing.T) {
 	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	res := receiveAsync(b, host.NewMemDisk(make([]byte, 2*ChunkSize)), fakeFactory(nil), ReceiveOptions{})
+	res := receiveAsync(b, host.NewMemDisk(make([]byte, 2*ChunkSize)), fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "the sender's disk has 262144 bytes, the receiver's 131072") {
 		t.Fatalf("sender: %v", err)
@@ -460,9 +461,9 @@ func TestReceiverRefuses(t *testing.T) {
 // TestAbandon: a sender closed half-way tells the receiver, and the
 // engine keeps no dirty log for it.
 func TestAbandon(t *testing.T) {
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	res := receiveAsync(b, nil, fakeFactory(nil), ReceiveOptions{})
+	res := receiveAsync(b, nil, fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
 	s, err := NewSender(a, src, nil, Options{StepBytes: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -472,8 +473,8 @@ func TestAbandon(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if len(src.logs) != 0 {
-		t.Errorf("%d dirty logs left on the engine", len(src.logs))
+	if n := src.DirtyLogs(); n != 0 {
+		t.Errorf("%d dirty logs left on the engine", n)
 	}
 	if r := <-res; !errors.Is(r.err, ErrPeer) || !strings.Contains(r.err.Error(), "abandoned") {
 		t.Fatalf("receiver: %v", r.err)
@@ -496,10 +497,10 @@ func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 // and the sender reports it.
 func TestReceiverDiskFails(t *testing.T) {
 	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
 	dst := &failingDisk{host.NewMemDisk(make([]byte, 4*ChunkSize))}
-	res := receiveAsync(b, dst, fakeFactory(dst), ReceiveOptions{})
+	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "reading disk chunk 1: sector 128 unreadable") {
 		t.Fatalf("sender: %v", err)
@@ -532,7 +533,7 @@ func FuzzReceive(f *testing.F) {
 		}()
 		defer close(ch)
 		e, err := replay(b, disk, 1<<20)
-		if err == nil && (e.Pages() != 8 || e.PageSize() != fakePageSize) {
+		if err == nil && (e.Pages() != 8 || e.PageSize() != fakevm.PageSize) {
 			t.Fatalf("accepted an engine of %d pages", e.Pages())
 		}
 	})

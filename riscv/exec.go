@@ -23,14 +23,21 @@ func (h *Hart) fetch() *inst {
 }
 
 func (h *Hart) fetchMiss(pc uint64) bool {
-	pa, ok := h.translate(pc, accFetch)
-	if !ok {
-		return false
-	}
-	off, ok := h.ramOffset(pa, 2)
-	if !ok {
-		h.trap(causeFetchAccess, pc)
-		return false
+	var off uint64
+	e := &h.mmu.x[pc>>pageShift&(tlbSize-1)]
+	if e.tag == pc>>pageShift<<4|h.mmu.xkey {
+		off = e.off
+	} else {
+		pa, ok := h.translate(pc, accFetch)
+		if !ok {
+			return false
+		}
+		off, ok = h.ramOffset(pa, 2)
+		if !ok {
+			h.trap(causeFetchAccess, pc)
+			return false
+		}
+		e.tag, e.off = pc>>pageShift<<4|h.mmu.xkey, off&^(pageSize-1)
 	}
 	p := off >> pageShift
 	dp, created := h.decoded.page(p)

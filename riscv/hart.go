@@ -109,6 +109,9 @@ type Hart struct {
 	// attention is set with checkIRQ or halted, so the run loop tests one
 	// flag per instruction instead of two.
 	attention bool
+
+	// engine, when set, executes what it can of each Run (engine.go).
+	engine Engine
 }
 
 func (h *Hart) needIRQCheck() { h.checkIRQ, h.attention = true, true }
@@ -204,6 +207,9 @@ func (h *Hart) Run(limit uint64) StopReason {
 			return StopIdle
 		}
 		h.waiting = false
+	}
+	if h.engine != nil {
+		return h.runEngine(limit)
 	}
 	return h.run(limit)
 }

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"ftvm/vm"
 )
 
-// memDisk is an in-memory BlockBackend.
+// memDisk is an in-memory vm.Disk.
 type memDisk struct {
 	b       []byte
 	flushes int
@@ -61,7 +63,7 @@ type blkEnv struct {
 	blk *Block
 }
 
-func newBlkEnv(t testing.TB, be BlockBackend, ro bool, qsize uint16) *blkEnv {
+func newBlkEnv(t testing.TB, be vm.Disk, ro bool, qsize uint16) *blkEnv {
 	b := NewBlock(be, ro)
 	d := newDriver(t, b)
 	d.handshake(^uint64(0), qsize)
@@ -140,7 +142,7 @@ func TestBlockConfigAndFeatures(t *testing.T) {
 	}
 }
 
-func testBlockRoundTrip(t *testing.T, be BlockBackend) {
+func testBlockRoundTrip(t *testing.T, be vm.Disk) {
 	e := newBlkEnv(t, be, false, 8)
 	data := pattern(3*512, 0x5a)
 	if st, _, u := e.do(blkTOut, 5, data, len(data)); st != blkSOK || u.len != 1 {

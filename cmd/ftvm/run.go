@@ -287,7 +287,7 @@ func cmdRun(args []string) error {
 	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
 		lo.flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
-		if m, err = machine.New(cfg); err != nil {
+		if m, err = m.Restart(cfg); err != nil {
 			return err
 		}
 		reason = gs.runLoop(m, lo)
