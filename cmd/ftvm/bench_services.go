@@ -255,11 +255,11 @@ func ftvmService(replicated bool) func(g guests.Guest, dir string) (string, func
 		if err != nil {
 			return "", nil, err
 		}
-		role := "run"
+		role, extra := "run", []string(nil)
 		if replicated {
-			role = "primary"
+			role, extra = "primary", []string{"-cluster", "bench"}
 		}
-		p, err := c.replica(role, "p", "-cluster", "bench")
+		p, err := c.replica(role, "p", extra...)
 		if err != nil {
 			c.stop()
 			return "", nil, err

@@ -24,23 +24,6 @@ import (
 // namespace hosts, a witness, the clients on the guest LAN), with each
 // replica booting the Debian guest on its own data disk.
 
-// waitOut waits until c's whole output contains s (unlike waitFor, it
-// also finds what an earlier wait went past).
-func waitOut(t *testing.T, c *console, s string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(c.output(), s) {
-		select {
-		case <-c.done:
-			t.Fatalf("ftvm exited (%v) before printing %q; output:\n%s", c.cmd.ProcessState, s, tail(c.output(), 60))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within %v; output:\n%s", s, d, tail(c.output(), 60))
-		}
-	}
-}
-
 // servicePair starts a pair booting the Debian guest name and waits until
 // the service serves and the backup follows.
 func servicePair(t *testing.T, name string) (*ftLab, *console, *console) {
