@@ -2,6 +2,8 @@ package machine
 
 import (
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // BenchmarkGuestCPU measures interpreter speed on the default guest's
@@ -16,7 +18,7 @@ func BenchmarkGuestCPU(b *testing.B) {
 }
 
 func benchGuestCPU(b *testing.B, exec string) {
-	k, i := defaultGuestB(b)
+	k, i := testsupport.DefaultGuest(b)
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000", Exec: exec})
 	if err != nil {
 		b.Skip(err)
@@ -39,7 +41,7 @@ func benchGuestCPU(b *testing.B, exec string) {
 // BenchmarkBoot measures a boot of the default guest to power-off (the
 // init banner comes just before), with idle time skipped.
 func BenchmarkBoot(b *testing.B) {
-	k, i := defaultGuestB(b)
+	k, i := testsupport.DefaultGuest(b)
 	var insns uint64
 	for n := 0; n < b.N; n++ {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline})
@@ -53,14 +55,6 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	b.ReportMetric(float64(insns)/float64(b.N), "insn/boot")
 	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minsn/s")
-}
-
-func defaultGuestB(b *testing.B) (kernel, initrd []byte) {
-	k, i, err := loadDefaultGuest()
-	if err != nil {
-		b.Skip(err)
-	}
-	return k, i
 }
 
 // BenchmarkRestartDigest16GiB: a 16 GiB machine booted (in the memory of

@@ -47,7 +47,7 @@ type Checkpoint struct {
 	rtc      devices.RTCState
 	clock    clock
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 	htif     *htif
 	// ram holds RAM by tables of 64 pages (nil: 64 zero pages), shared

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
 
@@ -13,10 +14,10 @@ import (
 // older) and running to a later count reproduces the state digest and
 // console output of the uninterrupted run.
 func TestCheckpointRewind(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var console bytes.Buffer
 	var consoleAt []uint64 // console length at each count in marks
-	disk := &memDisk{make([]byte, 1<<20)}
+	disk := vm.NewMemDisk(make([]byte, 1<<20))
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=poweroff", Disk: disk,
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 	if err != nil {
@@ -66,14 +67,14 @@ func TestCheckpointRewind(t *testing.T) {
 	}
 	want := make([]byte, 1<<20)
 	copy(want[int64(5e6>>12)%(1<<20-4096):], bytes.Repeat([]byte{byte(uint64(5e6) >> 20)}, 3000))
-	if !bytes.Equal(disk.b, want) {
+	if !bytes.Equal(disk.Bytes(), want) {
 		t.Errorf("disk after rewinding to %d is not as it was then", marks[1])
 	}
 }
 
 // failingDisk is a disk whose reads fail while failReads is set.
 type failingDisk struct {
-	memDisk
+	*vm.MemDisk
 	failReads bool
 }
 
@@ -81,7 +82,7 @@ func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 	if d.failReads {
 		return 0, errors.New("injected read error")
 	}
-	return d.memDisk.ReadAt(p, off)
+	return d.MemDisk.ReadAt(p, off)
 }
 
 // TestCheckpointDiskReadError: a disk block that cannot be read while the
@@ -89,7 +90,7 @@ func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 // rewind would write back over the data): the write that needed it fails,
 // and so does the checkpoint.
 func TestCheckpointDiskReadError(t *testing.T) {
-	disk := &failingDisk{memDisk: memDisk{bytes.Repeat([]byte{'A'}, 4*pageSize)}}
+	disk := &failingDisk{MemDisk: vm.NewMemDisk(bytes.Repeat([]byte{'A'}, 4*pageSize))}
 	m, err := New(Config{Kernel: fakeKernel(), Disk: disk})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestCheckpointDiskReadError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := func(b int) []byte { return disk.b[b*pageSize : (b+1)*pageSize] }
+	block := func(b int) []byte { return disk.Bytes()[b*pageSize : (b+1)*pageSize] }
 	b4k := bytes.Repeat([]byte{'B'}, pageSize)
 
 	// A first write to block 0 needs its old contents, which cannot be read.

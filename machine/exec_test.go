@@ -3,6 +3,7 @@ package machine
 import (
 	"bytes"
 	"fmt"
+	"ftvm/internal/testsupport"
 	"testing"
 
 	"ftvm/riscv/jit"
@@ -64,10 +65,10 @@ func partsDiff(a, b []vm.Component) string {
 // the same digest and console at every tenth slice and at the end.
 func TestExecLinuxBoot(t *testing.T) {
 	requireJIT(t)
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	mk := func(exec string, console *bytes.Buffer) *Machine {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Exec: exec, Net: true,
-			Disk:    &memDisk{make([]byte, 1<<20)},
+			Disk:    vm.NewMemDisk(make([]byte, 1<<20)),
 			Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 		if err != nil {
 			t.Fatal(err)

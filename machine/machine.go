@@ -92,9 +92,8 @@ type Config struct {
 	Outputs Outputs
 }
 
-// StopReason and the events are the vm package's: the machine is a vm.Engine.
-type StopReason = vm.StopReason
-
+// The stop reasons and the events are the vm package's (the machine is a
+// vm.Engine), named here without the prefix for the machine's own code.
 const (
 	StopLimit    = vm.StopLimit
 	StopIdle     = vm.StopIdle
@@ -137,7 +136,7 @@ type Machine struct {
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 
 	paused bool // Pause was called
@@ -262,18 +261,21 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 		}
 		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.blkTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++
 	}
 	if cfg.Net {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 		slot++
 	}
 	if cfg.SharedDisk != nil {
 		m.shared = virtio.NewBlock(cfg.SharedDisk, true)
 		m.sharedTr = virtio.NewMMIO(m.shared, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.sharedTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.sharedTr)
 	}
 	if err := m.attachEngine(); err != nil {
@@ -286,6 +288,21 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 // the configured origin plus the guest's elapsed time.
 func (m *Machine) wallClock() uint64 {
 	return m.cfg.WallClock + m.clock.now(m.hart.Instret)*(1_000_000_000/TimebaseHz)
+}
+
+// The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
+// a notification cost the host more than deviceBurst bytes of work plus
+// one request, nor more than deviceBytesPerTick per tick over time. At the
+// 10 MHz timebase that is 320 MB per guest second, far above what the
+// guest's disk and network use, and at the interpreter's speed (about one
+// guest second per second) a small part of the host's time.
+const (
+	deviceBytesPerTick = 32
+	deviceBurst        = 16 << 20
+)
+
+func (m *Machine) devicePace() virtio.Pace {
+	return virtio.Pace{Now: m.mtime, Changed: m.timerChanged, BytesPerTick: deviceBytesPerTick, Burst: deviceBurst}
 }
 
 // attachTimer connects the CLINT. With the SBI in the machine (a Linux
@@ -335,18 +352,41 @@ func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
 
 // Deadline returns the mtime at which the guest's timer fires, or ^0.
-func (m *Machine) Deadline() uint64 { return m.clint.Deadline() }
+func (m *Machine) Deadline() uint64 { return m.deadline() }
+
+// deadline is the guest time of the next timed event: the guest's timer,
+// or a device resuming work it deferred (virtio.Pace).
+func (m *Machine) deadline() uint64 {
+	dl := m.clint.Deadline()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			dl = min(dl, tr.Deadline())
+		}
+	}
+	return dl
+}
+
+// updateTimers brings the timer and the devices' deferred work up to the
+// current guest time.
+func (m *Machine) updateTimers() {
+	m.clint.Update()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.Update()
+		}
+	}
+}
 
 // Run executes until the instruction count reaches until, the guest stops
 // itself, or (with idle skip off) it idles. It returns why it stopped.
-func (m *Machine) Run(until uint64) StopReason {
+func (m *Machine) Run(until uint64) vm.StopReason {
 	for !m.stopped {
 		h := m.hart
 		if h.Instret >= until {
 			return StopLimit
 		}
 		limit := until
-		if t := m.clock.instretAt(m.clint.Deadline(), h.Instret); t < limit {
+		if t := m.clock.instretAt(m.deadline(), h.Instret); t < limit {
 			limit = t
 			if limit <= h.Instret {
 				limit = h.Instret + 1
@@ -356,7 +396,7 @@ func (m *Machine) Run(until uint64) StopReason {
 			limit = h.Instret + htifPoll
 		}
 		r := h.Run(limit)
-		m.clint.Update()
+		m.updateTimers()
 		if r == riscv.StopLockup {
 			m.stopped, m.stop = true, StopLockup
 			break
@@ -372,7 +412,14 @@ func (m *Machine) Run(until uint64) StopReason {
 			m.htif.poll(m)
 		}
 		if r == riscv.StopIdle && !m.stopped {
-			dl := m.clint.Deadline()
+			if h.Waiting() && !h.Wakeable() {
+				// Waiting for an interrupt with every interrupt
+				// disabled (a kernel cut short parks its hart so):
+				// nothing can ever wake the guest.
+				m.stopped, m.stop = true, StopLockup
+				break
+			}
+			dl := m.deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				if !h.Waiting() {
 					continue
@@ -380,7 +427,7 @@ func (m *Machine) Run(until uint64) StopReason {
 				return StopIdle
 			}
 			m.clock.advance(dl, h.Instret)
-			m.clint.Update()
+			m.updateTimers()
 		}
 	}
 	return m.stop
@@ -418,7 +465,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 		return 0, nil
 	case AdvanceTime:
 		m.clock.advance(e.To, m.hart.Instret)
-		m.clint.Update()
+		m.updateTimers()
 		return 0, nil
 	}
 	return 0, fmt.Errorf("unknown event %T", ev)
@@ -441,7 +488,7 @@ func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
 	}
 }
 
-func (m *Machine) halt(r StopReason, code uint32) {
+func (m *Machine) halt(r vm.StopReason, code uint32) {
 	m.stopped, m.stop, m.exitCode = true, r, code
 	m.hart.Halt()
 }

@@ -15,6 +15,7 @@ import (
 
 	"ftvm/internal/testsupport"
 	"ftvm/snapshot"
+	"ftvm/vm"
 )
 
 // resident counts the pages of b that the kernel has mapped: a page the
@@ -150,7 +151,7 @@ func TestUntouchedRAMIsNotRead(t *testing.T) {
 		return // the Go heap of a process that ran other tests recycles memory by zeroing it
 	}
 	rss0 := vmRSS(t)
-	m, err := New(Config{MemoryMiB: 2048, Kernel: fakeKernel(), Disk: &memDisk{make([]byte, 1<<20)}})
+	m, err := New(Config{MemoryMiB: 2048, Kernel: fakeKernel(), Disk: vm.NewMemDisk(make([]byte, 1<<20))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,12 +205,12 @@ func TestUntouchedRAMIsNotRead(t *testing.T) {
 // machine (CPU stores, page tables, early allocations): what is mapped
 // follows what the guest wrote.
 func TestLinuxLargeMemory(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	if !testsupport.InFreshProcess(t) {
 		return
 	}
 	m, err := New(Config{MemoryMiB: 2048, Kernel: k, Initrd: i, Cmdline: poweroffCmdline,
-		Disk: &memDisk{make([]byte, 1<<20)}, Net: true})
+		Disk: vm.NewMemDisk(make([]byte, 1<<20)), Net: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ type boardState struct {
 	HTIFFromHost        uint64 `json:",omitempty"`
 	Clock               clockState
 	Stopped             bool
-	Stop                StopReason
+	Stop                vm.StopReason
 	ExitCode            uint32
 
 	// DiskSize is the disk's size in bytes, so that a restore without the
@@ -214,14 +214,15 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if err != nil {
 		return nil, err
 	}
+	m.noteNonzeroPages()
 	m.rescan()
 	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included. Neither is touched when ram is
-// given (the caller rescans the rings).
+// opts.Disk the disk, contents included; neither is read nor written then
+// (the caller notes the image's non-zero pages and rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -289,7 +290,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 		cfg.Disk = opts.Disk
 		if cfg.Disk == nil {
-			cfg.Disk = &memDisk{disk}
+			cfg.Disk = vm.NewMemDisk(disk)
 		} else if cfg.Disk.Size() != int64(len(disk)) {
 			return nil, fmt.Errorf("snapshot: the given disk has %d bytes, the snapshot's %d", cfg.Disk.Size(), len(disk))
 		} else if _, err := cfg.Disk.WriteAt(disk, 0); err != nil {
@@ -313,8 +314,6 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		if err := m.loadSparsePages(enc); err != nil {
 			return nil, err
 		}
-	} else {
-		m.noteNonzeroPages()
 	}
 	var hs riscv.State
 	if err := get("hart", &hs); err != nil {
@@ -428,27 +427,3 @@ func (m *Machine) loadSparsePages(enc []byte) error {
 	}
 	return nil
 }
-
-// memDisk holds a restored disk image in memory.
-type memDisk struct{ b []byte }
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.b[off:], p), nil
-}
-
-func (d *memDisk) Flush() error { return nil }
-func (d *memDisk) Size() int64  { return int64(len(d.b)) }

@@ -101,8 +101,8 @@ func (m *Machine) InjectBitFlip(i, off, bit int) error {
 	m.ram[i*pageSize+off] ^= 1 << bit
 	m.hart.NoteWrite(RAMBase+uint64(i)*pageSize+uint64(off), 1)
 	// The set of pages that may be non-zero (ram.go), the digest's page
-	// hashes and in-memory checkpoints are caches of RAM and must see it;
-	// dirty logs record guest writes and must not.
+	// hashes and in-memory checkpoints describe RAM and must see it; dirty
+	// logs record guest writes and must not.
 	orInto(m.written, m.hart.Dirty())
 	orInto(m.digestDirty, m.hart.Dirty())
 	if m.ck.log != nil {

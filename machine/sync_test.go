@@ -3,6 +3,8 @@ package machine
 import (
 	"bytes"
 	"encoding/json"
+	"ftvm/internal/testsupport"
+	"ftvm/vm"
 	"strings"
 	"testing"
 
@@ -16,11 +18,11 @@ import (
 // power-off. States that do not fit, or that the restore code refuses,
 // must leave the machine unchanged.
 func TestLoadStateWritePage(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var conA, conB bytes.Buffer
 	build := func(con *bytes.Buffer, net bool) *Machine {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Net: net,
-			Disk:    &memDisk{make([]byte, 1<<20)},
+			Disk:    vm.NewMemDisk(make([]byte, 1<<20)),
 			Outputs: Outputs{Console: func(_ uint64, b []byte) { con.Write(b) }}})
 		if err != nil {
 			t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"ftvm/host"
 	"ftvm/internal/fakevm"
 	"ftvm/vm"
 )
@@ -108,8 +107,8 @@ func TestTransferWhileRunning(t *testing.T) {
 		converges bool
 	}{{"converging", 1, true}, {"round limit", 64, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			srcDisk := TrackWrites(host.NewMemDisk(randomBytes(1<<20+3*512, 1))) // a partial last chunk
-			dstDisk := host.NewMemDisk(make([]byte, srcDisk.Size()))
+			srcDisk := TrackWrites(vm.NewMemDisk(randomBytes(1<<20+3*512, 1))) // a partial last chunk
+			dstDisk := vm.NewMemDisk(make([]byte, srcDisk.Size()))
 			src := fakevm.New(2048, srcDisk, vm.Outputs{})
 			src.WritesPer = c.writesPer
 			src.Run(1e6)
@@ -130,7 +129,7 @@ func TestTransferWhileRunning(t *testing.T) {
 			if dst.Instret() != src.Instret() || dst.Digest().Sum != src.Digest().Sum || st.Digest != src.Digest().Sum {
 				t.Fatalf("receiver at %d, sender at %d; digests equal: %v", dst.Instret(), src.Instret(), dst.Digest().Sum == src.Digest().Sum)
 			}
-			if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+			if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 				t.Fatal("the receiver's disk differs from the sender's")
 			}
 			if st.Rounds < 2 || (st.Rounds < opts.MaxRounds) != c.converges {
@@ -150,7 +149,7 @@ func TestTransferWhileRunning(t *testing.T) {
 			}
 			src.Run(src.Instret() + 3e6)
 			dst.Run(dst.Instret() + 3e6)
-			if dst.Digest().Sum != src.Digest().Sum || !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+			if dst.Digest().Sum != src.Digest().Sum || !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 				t.Fatal("the two engines diverged after the transfer")
 			}
 			// What follows the transfer on the connection (the input log)
@@ -168,13 +167,13 @@ func TestTransferWhileRunning(t *testing.T) {
 // few chunks: exactly those are sent.
 func TestStaleDisk(t *testing.T) {
 	img := randomBytes(2<<20, 2)
-	srcDisk := TrackWrites(host.NewMemDisk(img))
+	srcDisk := TrackWrites(vm.NewMemDisk(img))
 	stale := append([]byte(nil), img...)
 	differ := []int{0, 3, 17, 31}
 	for _, c := range differ {
 		stale[c*ChunkSize+100] ^= 0x55
 	}
-	dstDisk := host.NewMemDisk(stale)
+	dstDisk := vm.NewMemDisk(stale)
 	src := fakevm.New(256, nil, vm.Outputs{}) // the engine itself writes no disk
 	a, b := tcpPair(t)
 	res := receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
@@ -196,7 +195,7 @@ func TestStaleDisk(t *testing.T) {
 	// A guest write during the transfer adds exactly the chunk it hits.
 	stale = append([]byte(nil), img...)
 	stale[5*ChunkSize] ^= 1
-	dstDisk = host.NewMemDisk(stale)
+	dstDisk = vm.NewMemDisk(stale)
 	a, b = tcpPair(t)
 	res = receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 	s, err := NewSender(a, src, srcDisk, Options{})
@@ -233,11 +232,11 @@ func recordStream(t testing.TB) (stream, receiverDisk []byte) {
 	img := randomBytes(8<<10, 3)
 	receiverDisk = append([]byte(nil), img...)
 	receiverDisk[100] ^= 1
-	srcDisk := TrackWrites(host.NewMemDisk(img))
+	srcDisk := TrackWrites(vm.NewMemDisk(img))
 	src := fakevm.New(8, srcDisk, vm.Outputs{})
 	a, b := tcpPair(t)
 	var rec bytes.Buffer
-	dst := host.NewMemDisk(append([]byte(nil), receiverDisk...))
+	dst := vm.NewMemDisk(append([]byte(nil), receiverDisk...))
 	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	conn := struct {
 		io.Reader
@@ -286,7 +285,7 @@ type replayConn struct{ io.Reader }
 func (replayConn) Write(p []byte) (int, error) { return len(p), nil }
 
 func replay(stream, disk []byte, maxMem int64) (vm.Migratable, error) {
-	d := host.NewMemDisk(append([]byte(nil), disk...))
+	d := vm.NewMemDisk(append([]byte(nil), disk...))
 	e, _, err := Receive(replayConn{bytes.NewReader(stream)}, d, fakevm.Factory(d, vm.Outputs{}), ReceiveOptions{MaxMemory: maxMem})
 	return e, err
 }
@@ -445,10 +444,10 @@ func TestLyingReceiver(t *testing.T) {
 // TestReceiverRefuses: when the receiver cannot take the transfer (its
 // disk has another size), the sender's next call says why.
 func TestReceiverRefuses(t *testing.T) {
-	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
+	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, 4*ChunkSize)))
 	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	res := receiveAsync(b, host.NewMemDisk(make([]byte, 2*ChunkSize)), fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
+	res := receiveAsync(b, vm.NewMemDisk(make([]byte, 2*ChunkSize)), fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "the sender's disk has 262144 bytes, the receiver's 131072") {
 		t.Fatalf("sender: %v", err)
@@ -484,7 +483,7 @@ func TestAbandon(t *testing.T) {
 	}
 }
 
-type failingDisk struct{ *host.MemDisk }
+type failingDisk struct{ *vm.MemDisk }
 
 func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 	if off >= ChunkSize {
@@ -496,10 +495,10 @@ func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 // TestReceiverDiskFails: a receiver that cannot read its own disk says so,
 // and the sender reports it.
 func TestReceiverDiskFails(t *testing.T) {
-	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
+	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, 4*ChunkSize)))
 	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	dst := &failingDisk{host.NewMemDisk(make([]byte, 4*ChunkSize))}
+	dst := &failingDisk{vm.NewMemDisk(make([]byte, 4*ChunkSize))}
 	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "reading disk chunk 1: sector 128 unreadable") {

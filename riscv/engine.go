@@ -50,7 +50,7 @@ func (h *Hart) SetEngine(e Engine) {
 // runEngine is Run with an engine: the interpreter handles interrupts, halts
 // and one instruction at a time (run with a limit one past Instret), the
 // engine everything it can in between.
-func (h *Hart) runEngine(limit uint64) StopReason {
+func (h *Hart) runEngine(limit uint64) Exit {
 	for {
 		next := h.Instret + 1
 		if next > limit {

@@ -100,7 +100,7 @@ func (h *Hart) illegal(d *inst) {
 // run is the interpreter loop. Each case either falls through to the common
 // retire step at the bottom or, after raising an exception (which moves PC
 // to the handler), continues without retiring.
-func (h *Hart) run(limit uint64) StopReason {
+func (h *Hart) run(limit uint64) Exit {
 	x := &h.X
 	var cross inst
 	m := &h.mmu

@@ -36,17 +36,20 @@ const (
 	IntMEI = 11
 )
 
-// StopReason says why Run returned.
-type StopReason int
+// Exit says why the hart's Run returned. It is the hart's signal to the
+// machine that runs it (limit, waiting in WFI, halted on request, locked
+// up), not an engine's stop reason: the machine turns it into a
+// vm.StopReason, which is the only stop reason above the machine.
+type Exit int
 
 const (
-	StopLimit  StopReason = iota // the instruction count reached the limit
-	StopIdle                     // the hart is in WFI with no interrupt pending
-	StopHalt                     // Halt was called (by an ecall hook or device access)
-	StopLockup                   // traps keep firing with no instruction retiring (e.g. the trap vector faults)
+	StopLimit  Exit = iota // the instruction count reached the limit
+	StopIdle               // the hart is in WFI with no interrupt pending
+	StopHalt               // Halt was called (by an ecall hook or device access)
+	StopLockup             // traps keep firing with no instruction retiring (e.g. the trap vector faults)
 )
 
-func (r StopReason) String() string {
+func (r Exit) String() string {
 	switch r {
 	case StopLimit:
 		return "limit"
@@ -167,6 +170,13 @@ func (h *Hart) LockedUp() bool { return h.lockedUp }
 // Waiting reports whether the hart is stalled in WFI.
 func (h *Hart) Waiting() bool { return h.waiting }
 
+// Wakeable reports whether an interrupt could ever wake the hart from WFI:
+// some interrupt is enabled in mie. WFI waits for a pending and enabled
+// interrupt whatever the global enables say (privileged spec 3.3.3), and
+// nothing outside the hart writes mie, so a waiting hart with mie zero
+// waits forever.
+func (h *Hart) Wakeable() bool { return h.csr.mie != 0 }
+
 // NoteWrite tells the hart that something else (DMA, a loader) wrote the
 // physical range [pa, pa+n) of RAM: the pages become dirty and cached
 // decodes of them are dropped.
@@ -196,7 +206,7 @@ func (h *Hart) ClearDirty() {
 
 // Run executes until Instret reaches limit, the hart idles in WFI with no
 // interrupt pending, or it is halted.
-func (h *Hart) Run(limit uint64) StopReason {
+func (h *Hart) Run(limit uint64) Exit {
 	if h.lockedUp {
 		return StopLockup
 	}

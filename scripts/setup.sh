@@ -7,9 +7,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages: the riscv64 cross toolchain (guest kernel, bare-metal test
 # programs), QEMU and OpenSBI (the reference machine for differential tests and
-# the speed baseline), and the real clients of the Debian guests' services:
-# redis-cli and redis-benchmark, psql and pgbench, curl and wrk.
-pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi iproute2 device-tree-compiler gdb-multiarch
+# the speed baseline), GNU cpio (a cross-check of the initramfs writer), and
+# the real clients of the Debian guests' services: redis-cli and
+# redis-benchmark, psql and pgbench, curl and wrk.
+pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi iproute2 device-tree-compiler gdb-multiarch cpio
 	redis-tools postgresql-client curl wrk)
 # shellcheck source=apt.sh
 source "$REPO/scripts/apt.sh"

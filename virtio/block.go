@@ -43,6 +43,9 @@ const (
 	BlockSerial = "ftvm-disk"
 
 	blockChunk = 64 << 10 // copy granularity between backend and guest
+	// flushCost is the work a flush is charged (pace.go): the host syncs
+	// the disk file.
+	flushCost = 64 << 10
 )
 
 // BlockState is the snapshot state of a Block device. The device keeps no
@@ -177,6 +180,7 @@ func (b *Block) handle(c *Chain) (uint32, error) {
 		case blkTOut:
 			status = b.write(c, sector, c.ReadLen-blkHdrSize)
 		case blkTFlush:
+			c.Charge(flushCost)
 			if b.backend.Flush() != nil {
 				status = blkSIOErr
 			} else {

@@ -14,23 +14,33 @@ const (
 	StopIdle                       // the guest waits for an external event
 	StopPowerOff                   // the guest powered off (or a bare-metal program exited)
 	StopReboot                     // the guest asked for a reboot
-	StopLockup                     // the guest can make no progress (a trap loop)
+	StopLockup                     // the guest can make no progress (a trap loop, or waiting with every interrupt disabled)
 )
 
+var stopNames = [...]string{StopLimit: "limit", StopIdle: "idle", StopPowerOff: "poweroff", StopReboot: "reboot", StopLockup: "lockup"}
+
+// String is the reason's name, as an event log's End record carries it.
 func (r StopReason) String() string {
-	switch r {
-	case StopLimit:
-		return "limit"
-	case StopIdle:
-		return "idle"
-	case StopPowerOff:
-		return "poweroff"
-	case StopReboot:
-		return "reboot"
-	case StopLockup:
-		return "lockup (trap loop)"
+	if r >= 0 && int(r) < len(stopNames) {
+		return stopNames[r]
 	}
 	return "unknown"
+}
+
+// ParseStopReason is the reverse of String, for the reason an event log's
+// End record names. It also reads "lockup (trap loop)", what older logs
+// say; a name it does not know (a newer writer's) reads as StopPowerOff:
+// the run is over either way.
+func ParseStopReason(s string) StopReason {
+	if s == "lockup (trap loop)" {
+		return StopLockup
+	}
+	for r, name := range stopNames {
+		if name == s {
+			return StopReason(r)
+		}
+	}
+	return StopPowerOff
 }
 
 // Event is an input from outside the machine, applied between Run calls at

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -95,8 +94,3 @@ func (f *guestFlags) restoreShared(opts *machine.RestoreOptions) error {
 	opts.SharedDisk, opts.SharedDiskID = cfg.SharedDisk, cfg.SharedDiskID
 	return nil
 }
-
-// wallClockParam is the log header's record of the RTC's origin.
-const wallClockParam = "wall_clock"
-
-func formatWallClock(ns uint64) string { return strconv.FormatUint(ns, 10) }

@@ -11,22 +11,25 @@ import (
 	"time"
 
 	"ftvm/host/guests"
+	"ftvm/internal/testsupport"
 )
 
 // The Debian guests, driven by their real clients (redis-cli and
 // redis-benchmark, psql and pgbench, curl) through `ftvm switch` port
 // forwards, without privileges. Longer runs: FTVM_SERVICE_LONG=1.
 
+// requireDebian skips (fails with FTVM_REQUIRE_ALL) without the Debian
+// guests' disks or the clients a test runs.
 func requireDebian(t *testing.T, tools ...string) {
 	t.Helper()
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	if _, err := os.Stat(guests.RootImage()); err != nil {
-		require(t, "the Debian guests (scripts/build-rootfs.sh)")
+		testsupport.Missing(t, "the Debian guests (scripts/build-rootfs.sh)")
 	}
+	pkg := map[string]string{"redis-cli": "redis-tools", "redis-benchmark": "redis-tools", "psql": "postgresql-client",
+		"pgbench": "postgresql-client", "curl": "curl", "wrk": "wrk"}
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			require(t, tool+" (scripts/setup.sh installs it)")
-		}
+		testsupport.Tool(t, tool, pkg[tool])
 	}
 }
 

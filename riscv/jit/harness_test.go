@@ -99,7 +99,7 @@ func newPair(t testing.TB, image []byte, ramSize int) *pair {
 }
 
 // step runs both to limit and compares; it returns the common stop reason.
-func (p *pair) step(limit uint64) riscv.StopReason {
+func (p *pair) step(limit uint64) riscv.Exit {
 	p.t.Helper()
 	ri := p.interp.h.Run(limit)
 	rj := p.jit.h.Run(limit)
