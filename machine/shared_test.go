@@ -7,16 +7,17 @@ import (
 
 	"ftvm/devices"
 	"ftvm/fdt"
+	"ftvm/vm"
 )
 
 // TestSharedDisk: the read-only shared disk is a third virtio slot after
 // the disk and the NIC, it is never in a snapshot, and a restore needs the
 // same image (by size and identity).
 func TestSharedDisk(t *testing.T) {
-	shared := &memDisk{bytes.Repeat([]byte{0xa5}, 8<<20)}
+	shared := vm.NewMemDisk(bytes.Repeat([]byte{0xa5}, 8<<20))
 	id := [32]byte{1, 2, 3}
 	cfg := Config{MemoryMiB: 64, Kernel: fakeKernel(), Net: true,
-		Disk: &memDisk{make([]byte, 1<<20)}, SharedDisk: shared, SharedDiskID: id, WallClock: 1_765_000_000e9}
+		Disk: vm.NewMemDisk(make([]byte, 1<<20)), SharedDisk: shared, SharedDiskID: id, WallClock: 1_765_000_000e9}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestSharedDisk(t *testing.T) {
 	}{
 		{"no shared disk", RestoreOptions{}, "none was given"},
 		{"another image", RestoreOptions{SharedDisk: shared, SharedDiskID: [32]byte{9}}, "the given shared disk is"},
-		{"another size", RestoreOptions{SharedDisk: &memDisk{make([]byte, 4<<20)}, SharedDiskID: id}, "bytes, the machine's"},
+		{"another size", RestoreOptions{SharedDisk: vm.NewMemDisk(make([]byte, 4<<20)), SharedDiskID: id}, "bytes, the machine's"},
 	} {
 		if _, err := Restore(bytes.NewReader(snap.Bytes()), c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
