@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/migrate"
@@ -206,7 +208,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.disk, "disk", "", "this replica's own copy of the disk image `file` (same size as the primary's; its contents are brought up to date)")
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
-	vf.guestFlags.register(fs)
+	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
 	rf.register(fs)
 	fs.Usage = func() {
