@@ -78,25 +78,34 @@ func killPrimary(t *testing.T, p, b *console) time.Time {
 	return killed
 }
 
-// TestRedisFailover: Debian's Redis through a SIGKILL of the primary, with
-// our checking client (numbered INCRs on one connection: none lost, none
-// applied twice, the connection survives) and redis-benchmark running at
-// the same time (its 8 connections survive too: it completes without
-// error).
+// TestRedisFailover: Debian's Redis through two SIGKILLs of the primary
+// (the backup takes over, a new backup joins it by state transfer, and it is
+// killed in turn), with our checking client (numbered INCRs on one
+// connection: none lost, none applied twice, the connection survives both)
+// and redis-benchmark running through the first kill (its 8 connections
+// survive too: it completes without error).
 func TestRedisFailover(t *testing.T) {
 	requireDebian(t, "redis-benchmark")
-	l, p, b := servicePair(t, "redis")
+	l := newFTLab(t, 3)
+	l.guest = "redis"
+	p, b := l.pair(t, "redis")
 	w, conn, stop := l.client(t, "redis:")
 	waitWrites(t, w, 20, 60*time.Second, "before the kill")
 	bench := l.background(t, 4*time.Minute, "redis-benchmark", "-h", "10.0.2.15", "-q", "-n", "1500", "-c", "8", "-t", "set,get")
 	waitWrites(t, w, 60, 60*time.Second, "with redis-benchmark")
-	before := w.Progress.Load()
+	first := w.Progress.Load()
 	killPrimary(t, p, b)
-	waitWrites(t, w, before+30, 60*time.Second, "after the failover")
+	waitWrites(t, w, first+30, 60*time.Second, "after the first failover")
 	out, err := bench()
 	if err != nil || !strings.Contains(out, "SET: ") || !strings.Contains(out, "GET: ") {
 		t.Fatalf("redis-benchmark through the failover: %v\n%s", err, out)
 	}
+	c := l.replica(t, 3, "backup", "c", "redis", "-join", "172.16.0.2:7400")
+	c.waitFor(t, "following the primary", 3*time.Minute)
+	waitWrites(t, w, w.Progress.Load()+30, 60*time.Second, "with the new backup")
+	second := w.Progress.Load()
+	killPrimary(t, b, c)
+	waitWrites(t, w, second+30, 60*time.Second, "after the second failover")
 	res := stop()
 	if res.Err != nil {
 		t.Fatalf("the checking client's run failed: %v", res.Err)
@@ -104,8 +113,8 @@ func TestRedisFailover(t *testing.T) {
 	if err := res.Verify(conn); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed after %d writes; %d acknowledged in all on one connection; longest write %v; redis-benchmark:\n%s",
-		before, res.Acked, res.MaxLatency.Round(time.Millisecond), lastLines(out))
+	t.Logf("kills after %d and %d writes; %d acknowledged in all on one connection; longest write %v; redis-benchmark through the first:\n%s",
+		first, second, res.Acked, res.MaxLatency.Round(time.Millisecond), lastLines(out))
 }
 
 // TestPostgresFailover: pgbench (TPC-B) through a SIGKILL of the primary:
