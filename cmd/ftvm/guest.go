@@ -62,6 +62,9 @@ func (f *guestFlags) dataDisk(g guests.Guest, disk string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := guests.Lock(path); err != nil {
+		return "", err
+	}
 	if made {
 		fmt.Fprintf(os.Stderr, "ftvm: new data disk %s (from the %s guest's template)\n", path, g.Name)
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"ftvm/host"
 )
@@ -232,4 +233,24 @@ func sparseCopy(dst *os.File, src *os.File) error {
 		}
 	}
 	return dst.Truncate(st.Size())
+}
+
+// held keeps the locked data disks open (and so locked) until the process
+// exits.
+var held []*os.File
+
+// Lock takes an exclusive lock on a data disk for the life of the process,
+// so that a second ftvm started on the same disk (the default one in the
+// cache, say) stops at once instead of corrupting it.
+func Lock(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("data disk %s is in use by another ftvm process (give this one its own with -disk FILE)", path)
+	}
+	held = append(held, f)
+	return nil
 }

@@ -68,3 +68,16 @@ func TestDataDisk(t *testing.T) {
 		t.Fatalf("named disk: %s %v %v", p, made, err)
 	}
 }
+
+// TestLock: a data disk locked by this process cannot be locked again (as
+// another ftvm process would try to).
+func TestLock(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.img")
+	os.WriteFile(p, make([]byte, 4096), 0o644)
+	if err := Lock(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Lock(p); err == nil || !strings.Contains(err.Error(), "in use by another ftvm") {
+		t.Fatalf("second lock: %v", err)
+	}
+}
