@@ -159,10 +159,16 @@ type Stats struct {
 	PrimaryFrames   uint64 // frames fed by Primary
 	SecondaryFrames uint64 // frames fed by Secondary
 	Released        uint64 // primary frames released after matching (or at once)
-	Dropped         uint64 // primary frames dropped beyond twice MaxHeldBytes
-	MatchedBytes    uint64 // TCP payload bytes matched
-	Checkpoints     uint64 // calls to Checkpoint
-	Mismatches      uint64 // flows found to differ
+	// Dropped counts primary frames dropped: beyond twice MaxHeldBytes,
+	// and retransmissions of bytes still to be compared (their first copy
+	// is held).
+	Dropped uint64
+	// Trimmed counts retransmissions released in part (the bytes already
+	// compared), as a copy cut short.
+	Trimmed      uint64
+	MatchedBytes uint64 // TCP payload bytes matched
+	Checkpoints  uint64 // calls to Checkpoint
+	Mismatches   uint64 // flows found to differ
 	// Triggers counts checkpoint requests by their (first) reason.
 	Triggers      [Period + 1]uint64
 	HeldFrames    int // primary frames held now
@@ -252,15 +258,60 @@ type conn struct {
 	dgHead  int
 	dgIndex int64 // datagrams compared so far, for reports
 
-	heldq    []*held // this flow's held frames, in order
-	heldHead int
-	buffered int // bytes this flow counts in Comparator.buffered
+	// The flow's held frames, in two queues, each released in order.
+	// data: frames that carry new sequence space (bytes, SYN, FIN) or a
+	// RST, released as the comparison reaches them; for a datagram flow,
+	// every frame. acks: frames that carry nothing new (pure
+	// acknowledgements, retransmissions of bytes already compared),
+	// released as soon as the secondary has acknowledged as much. Were
+	// they one queue, a retransmission the client needs would wait behind
+	// bytes the secondary cannot send until the client has it.
+	data, acks queue
+	buffered   int // bytes this flow counts in Comparator.buffered
 
 	lruPrev, lruNext       *conn
 	closedPrev, closedNext *conn
 	inClosed               bool
 	lastSeen               time.Duration
 }
+
+// queue is a FIFO of held frames.
+type queue struct {
+	q    []*held
+	head int
+}
+
+func (q *queue) len() int       { return len(q.q) - q.head }
+func (q *queue) items() []*held { return q.q[q.head:] }
+func (q *queue) push(h *held)   { q.q = append(q.q, h) }
+
+func (q *queue) peek() *held {
+	if q.head == len(q.q) {
+		return nil
+	}
+	return q.q[q.head]
+}
+
+func (q *queue) pop() {
+	q.q[q.head] = nil
+	q.head++
+	switch {
+	case q.head == len(q.q):
+		q.q, q.head = q.q[:0], 0
+	case q.head > 64 && q.head > len(q.q)/2:
+		n := copy(q.q, q.q[q.head:])
+		clear(q.q[n:])
+		q.q, q.head = q.q[:n], 0
+	}
+}
+
+func (q *queue) reset() {
+	clear(q.q)
+	q.q, q.head = q.q[:0], 0
+}
+
+// holding says whether the flow holds frames.
+func (cn *conn) holding() bool { return cn.data.len()+cn.acks.len() > 0 }
 
 // Comparator compares the network output of two replicas that execute the
 // same inputs (COLO): see the package documentation. It is not safe for
@@ -295,7 +346,9 @@ func New(cfg Config, now time.Duration) *Comparator {
 
 // Primary takes a frame the primary's guest transmitted. The comparator
 // keeps frame until it is released (Released) or handed back by
-// Checkpoint: the caller must not modify it afterwards.
+// Checkpoint, and the caller must not modify it afterwards; unless it
+// drops it (Stats.Dropped), or releases a copy cut short in its place
+// (Stats.Trimmed).
 func (c *Comparator) Primary(frame []byte, now time.Duration) {
 	c.stats.PrimaryFrames++
 	var p packet
@@ -338,7 +391,7 @@ func (c *Comparator) Tick(now time.Duration) {
 		if now-cn.lastSeen < c.cfg.Linger {
 			break
 		}
-		if len(cn.heldq) == cn.heldHead {
+		if !cn.holding() {
 			c.remove(cn)
 		}
 		cn = next
@@ -419,8 +472,8 @@ func (c *Comparator) Checkpoint(now time.Duration) [][]byte {
 	c.heldBytes, c.heldFrames = 0, 0
 	for cn := c.lruHead; cn != nil; {
 		next := cn.lruNext
-		clear(cn.heldq)
-		cn.heldq, cn.heldHead = cn.heldq[:0], 0
+		cn.data.reset()
+		cn.acks.reset()
 		ps := &cn.s[pri]
 		if !cn.tcp || !ps.known || ps.rst || ps.fin >= 0 {
 			c.remove(cn)
@@ -567,7 +620,7 @@ func (c *Comparator) closedUnlink(cn *conn) {
 // connection, or else the least recently active flow.
 func (c *Comparator) evict(now time.Duration) {
 	cn := c.closedHead
-	if cn == nil || len(cn.heldq) > cn.heldHead {
+	if cn == nil || cn.holding() {
 		cn = c.lruHead
 	}
 	if cn == nil {
@@ -584,7 +637,7 @@ func (c *Comparator) evict(now time.Duration) {
 // compare, or a sequence offset (a connection seen again after it was
 // forgotten is assumed to have none).
 func (c *Comparator) matters(cn *conn) bool {
-	if len(cn.heldq) > cn.heldHead || cn.buffered > 0 {
+	if cn.holding() || cn.buffered > 0 {
 		return true
 	}
 	_, ok := cn.delta()
@@ -601,11 +654,12 @@ func (c *Comparator) remove(cn *conn) {
 }
 
 func (c *Comparator) orphan(cn *conn) {
-	for _, h := range cn.heldq[cn.heldHead:] {
-		h.owner = nil
+	for _, q := range [2]*queue{&cn.data, &cn.acks} {
+		for _, h := range q.items() {
+			h.owner = nil
+		}
+		q.reset()
 	}
-	clear(cn.heldq)
-	cn.heldq, cn.heldHead = cn.heldq[:0], 0
 }
 
 func (c *Comparator) dropBuffers(cn *conn) {
@@ -627,9 +681,9 @@ func (cn *conn) delta() (uint32, bool) {
 
 // Held frames.
 
-// hold keeps a primary frame, owned by cn (nil: an orphan). It returns
-// nil if the frame is dropped for lack of room.
-func (c *Comparator) hold(frame []byte, cn *conn, now time.Duration) *held {
+// hold keeps a primary frame, owned by cn in its queue q (nil, nil: an
+// orphan). It returns nil if the frame is dropped for lack of room.
+func (c *Comparator) hold(frame []byte, cn *conn, q *queue, now time.Duration) *held {
 	if c.heldBytes+len(frame) > 2*c.cfg.MaxHeldBytes {
 		c.stats.Dropped++
 		return nil
@@ -650,8 +704,8 @@ func (c *Comparator) hold(frame []byte, cn *conn, now time.Duration) *held {
 	c.heldTail = h
 	c.heldBytes += len(frame)
 	c.heldFrames++
-	if cn != nil {
-		cn.heldq = append(cn.heldq, h)
+	if q != nil {
+		q.push(h)
 	}
 	if c.heldBytes >= c.cfg.MaxHeldBytes {
 		c.trigger(Trigger{Reason: HeldBytes, Bytes: c.heldBytes, At: now})
@@ -666,37 +720,28 @@ func (c *Comparator) freeHeld(h *held) {
 	}
 }
 
-// release lets out the flow's held frames, in order, while they may go.
+// release lets out the flow's held frames, each queue in order, while
+// they may go.
 func (c *Comparator) release(cn *conn) {
-	for cn.heldHead < len(cn.heldq) {
-		h := cn.heldq[cn.heldHead]
-		if !cn.releasable(h) {
-			break
+	for _, q := range [2]*queue{&cn.data, &cn.acks} {
+		for h := q.peek(); h != nil && cn.releasable(h); h = q.peek() {
+			q.pop()
+			if h.prev != nil {
+				h.prev.next = h.next
+			} else {
+				c.heldHead = h.next
+			}
+			if h.next != nil {
+				h.next.prev = h.prev
+			} else {
+				c.heldTail = h.prev
+			}
+			c.heldBytes -= len(h.frame)
+			c.heldFrames--
+			c.out = append(c.out, h.frame)
+			c.stats.Released++
+			c.freeHeld(h)
 		}
-		cn.heldq[cn.heldHead] = nil
-		cn.heldHead++
-		if h.prev != nil {
-			h.prev.next = h.next
-		} else {
-			c.heldHead = h.next
-		}
-		if h.next != nil {
-			h.next.prev = h.prev
-		} else {
-			c.heldTail = h.prev
-		}
-		c.heldBytes -= len(h.frame)
-		c.heldFrames--
-		c.out = append(c.out, h.frame)
-		c.stats.Released++
-		c.freeHeld(h)
-	}
-	if cn.heldHead == len(cn.heldq) {
-		cn.heldq, cn.heldHead = cn.heldq[:0], 0
-	} else if cn.heldHead > 64 && cn.heldHead > len(cn.heldq)/2 {
-		n := copy(cn.heldq, cn.heldq[cn.heldHead:])
-		clear(cn.heldq[n:])
-		cn.heldq, cn.heldHead = cn.heldq[:n], 0
 	}
 }
 
@@ -762,7 +807,7 @@ func (c *Comparator) overflow(cn *conn, now time.Duration) {
 func (c *Comparator) datagram(s side, p *packet, frame []byte, now time.Duration) {
 	cn := c.lookup(p.key, false, now)
 	if s == pri {
-		h := c.hold(frame, cn, now)
+		h := c.hold(frame, cn, &cn.data, now)
 		if cn.diverged {
 			return
 		}
@@ -793,7 +838,7 @@ func (c *Comparator) datagram(s side, p *packet, frame []byte, now time.Duration
 		return
 	}
 	// The primary's frames not yet matched are its held frames, in order.
-	for _, h := range cn.heldq[cn.heldHead:] {
+	for _, h := range cn.data.items() {
 		if !h.matched {
 			c.matchDatagram(cn, h, p.body, now)
 			c.release(cn)
@@ -821,7 +866,7 @@ func (c *Comparator) matchDatagram(cn *conn, h *held, body []byte, now time.Dura
 
 // forgetIdle drops a datagram flow with nothing pending: it has no state.
 func (c *Comparator) forgetIdle(cn *conn) {
-	if !cn.diverged && cn.heldHead == len(cn.heldq) && cn.dgHead == len(cn.dgrams) {
+	if !cn.diverged && !cn.holding() && cn.dgHead == len(cn.dgrams) {
 		c.remove(cn)
 	}
 }
@@ -853,10 +898,12 @@ func (c *Comparator) tcp(s side, p *packet, frame []byte, now time.Duration) {
 	}
 	t := &p.tcp
 	st := &cn.s[s]
-	syn := t.flags&tcpSYN != 0 && t.flags&tcpRST == 0
+	rst := t.flags&tcpRST != 0
+	syn := t.flags&tcpSYN != 0 && !rst
+	fin := t.flags&tcpFIN != 0 && !rst
 	if syn {
 		c.syn(cn, s, t, frame[t.off:t.off+t.hdrLen], now)
-	} else if !st.known && t.flags&tcpRST == 0 && !cn.s[1-s].known {
+	} else if !st.known && !rst && !cn.s[1-s].known {
 		// A connection whose SYN was not seen (it predates the last
 		// checkpoint, or was forgotten): both sides share this frame's
 		// sequence number as position 0, the mapping being the identity
@@ -864,19 +911,66 @@ func (c *Comparator) tcp(s side, p *packet, frame []byte, now time.Duration) {
 		cn.s[pri].base, cn.s[sec].base = t.seq, t.seq
 		cn.s[pri].known, cn.s[sec].known = true, true
 	}
-	if !st.known && t.flags&tcpRST == 0 {
+	if !st.known && !rst {
 		// The other side opened a new incarnation of the 4-tuple with a
 		// SYN and this side has not: this is a segment of the old one,
 		// which the comparator cannot place. The secondary's is dropped;
 		// the primary's waits for the next checkpoint.
 		if s == pri {
-			c.hold(frame, nil, now)
+			c.hold(frame, nil, nil, now)
 		}
 		return
 	}
+	// The frame's place in the stream: data from start to end, then the
+	// FIN if any.
+	var start, end int64
+	if !rst {
+		start = cn.pos(s, t.seq)
+		if syn {
+			start++
+		}
+		end = start + int64(len(t.payload))
+	}
+	seqEnd := end
+	if fin {
+		seqEnd++
+	}
 	var h *held
 	if s == pri {
-		h = c.hold(frame, cn, now)
+		var q *queue
+		switch {
+		case rst || syn:
+			q = &cn.data
+		case len(t.payload) == 0 && !fin:
+			q = &cn.acks // a pure acknowledgement
+		case seqEnd > st.sndEnd:
+			q = &cn.data // new bytes
+		case seqEnd <= cn.matched:
+			q = &cn.acks // a retransmission of compared bytes
+		case start < cn.matched && !syn && tcpValid(frame, p):
+			// A retransmission that runs past the compared bytes: its
+			// compared part leaves (the client may lack it, and the
+			// secondary, whose output it is too, may wait for the
+			// client's acknowledgement of it to send the rest), the rest
+			// is held in its first copy.
+			frame = trimTCP(frame, p, int(cn.matched-start))
+			seqEnd = cn.matched
+			q = &cn.acks
+			c.stats.Trimmed++
+		default:
+			// A retransmission of bytes still to be compared: their
+			// first copy is held, and TCP takes this as a loss.
+			c.stats.Dropped++
+		}
+		if q != nil {
+			h = c.hold(frame, cn, q, now)
+		}
+		if h != nil {
+			h.syn, h.rst = syn, rst
+			if len(t.payload) > 0 || fin {
+				h.end = seqEnd
+			}
+		}
 	}
 	if t.flags&tcpACK != 0 {
 		if !st.ackSeen || seqAfter(t.ack, st.ack) {
@@ -886,32 +980,10 @@ func (c *Comparator) tcp(s side, p *packet, frame []byte, now time.Duration) {
 			h.ack, h.hasAck = t.ack, true
 		}
 	}
-	if t.flags&tcpRST != 0 {
+	if rst {
 		st.rst = true
-		if h != nil {
-			h.rst = true
-		}
-	} else if st.known {
-		start := cn.pos(s, t.seq)
-		if syn {
-			start++
-			if h != nil {
-				h.syn = true
-			}
-		}
-		fin := t.flags&tcpFIN != 0
-		end := start + int64(len(t.payload))
-		if h != nil && (len(t.payload) > 0 || fin) {
-			h.end = end
-			if fin {
-				h.end++
-			}
-		}
-		if fin {
-			st.sndEnd = max(st.sndEnd, end+1)
-		} else {
-			st.sndEnd = max(st.sndEnd, end)
-		}
+	} else {
+		st.sndEnd = max(st.sndEnd, seqEnd)
 		if !cn.diverged {
 			if fin {
 				c.fin(cn, s, end, now)

@@ -350,6 +350,99 @@ func TestRetransmissions(t *testing.T) {
 	}
 }
 
+// TestRetransmissionPassesHeldData: the client lost a released segment;
+// the primary's retransmission of it must not wait behind newer segments
+// the secondary has not matched (the secondary may be waiting for the
+// client's acknowledgement of that very segment to send them).
+func TestRetransmissionPassesHeldData(t *testing.T) {
+	h := newHarness(t, Config{})
+	cp := newPair(40070, 100, 200)
+	h.open(cp)
+	data := payload(4000, 1)
+	pf := cp.p.send(data, 1000)
+	h.pri(pf...)
+	h.sec(cp.s.send(data[:1000], 1000)...)
+	if !h.isReleased(pf[0]) || h.isReleased(pf[1]) {
+		t.Fatal("want the first segment released, the rest held")
+	}
+	re := cp.p.segment(100+1, data[:1000], header.TCPFlagAck)
+	h.pri(re)
+	if !h.isReleased(re) {
+		t.Fatal("retransmission of compared bytes held behind unmatched ones")
+	}
+	// A pure ACK (a window update, say) does not wait for data either.
+	pa := cp.p.ackOnly()
+	h.pri(pa)
+	if !h.isReleased(pa) {
+		t.Fatal("pure ACK held behind unmatched data")
+	}
+	// A retransmission of bytes not yet compared is dropped: its first
+	// copy is held.
+	re2 := cp.p.segment(100+1+2000, data[2000:3000], header.TCPFlagAck)
+	h.pri(re2)
+	if st := h.c.Stats(); st.Dropped != 1 || st.HeldFrames != 3 {
+		t.Fatalf("stats %+v, want 1 dropped and the 3 first copies held", st)
+	}
+	h.sec(cp.s.send(data[1000:], 3000)...)
+	for i, f := range pf {
+		if !h.isReleased(f) {
+			t.Fatalf("frame %d held after the secondary caught up", i)
+		}
+	}
+}
+
+// TestRetransmissionCutShort: a retransmission that runs past the
+// compared bytes leaves cut short to them, its checksums right.
+func TestRetransmissionCutShort(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(fmt.Sprint("ipv6=", v6), func(t *testing.T) {
+			h := newHarness(t, Config{})
+			g, cl := guestEP(6379), clientEP(40071)
+			if v6 {
+				g.ip, cl.ip = guestIP6, clientIP6
+			}
+			var isn uint32 = 0xffffff00 // the retransmission wraps
+			cp := pair{newGConn(g, cl, isn, clientISN), newGConn(g, cl, 7, clientISN)}
+			h.open(cp)
+			data := payload(3000, 2)
+			pf := cp.p.send(data, 1448)
+			h.pri(pf...)
+			h.sec(cp.s.send(data[:2000], 2000)...)
+			// The primary retransmits its second segment, with a FIN now.
+			re := tcpFrame(seg{src: g, dst: cl, seq: isn + 1 + 1448, ack: cp.p.rcvNext,
+				flags: header.TCPFlagAck | header.TCPFlagPsh | header.TCPFlagFin, opts: tsOpt(9, 9), payload: data[1448:2896], pad: 4})
+			h.pri(re)
+			out := h.released[len(h.released)-1]
+			tcp := tcpOf(out)
+			if st := h.c.Stats(); st.Trimmed != 1 || &out[0] == &re[0] {
+				t.Fatalf("stats %+v: want the retransmission cut short", st)
+			}
+			if !bytes.Equal(tcp.Payload(), data[1448:2000]) || tcp.SequenceNumber() != isn+1+1448 {
+				t.Fatalf("cut-short copy: seq %#x, %d bytes", tcp.SequenceNumber(), len(tcp.Payload()))
+			}
+			if tcp.Flags()&header.TCPFlagFin != 0 || tcp.Flags()&header.TCPFlagAck == 0 {
+				t.Fatalf("cut-short copy flags %v", tcp.Flags())
+			}
+			if !tcpChecksumOK(t, out) {
+				t.Fatal("cut-short copy: TCP checksum invalid")
+			}
+			if !v6 {
+				ip := header.IPv4(out[header.EthernetMinimumSize:])
+				if !ip.IsChecksumValid() || int(ip.TotalLength()) != len(out)-header.EthernetMinimumSize {
+					t.Fatalf("cut-short copy: IPv4 checksum valid %v, total length %d of %d", ip.IsChecksumValid(), ip.TotalLength(), len(out)-header.EthernetMinimumSize)
+				}
+			}
+			// A corrupt retransmission is not cut (a copy would be valid).
+			bad := bytes.Clone(re)
+			bad[len(bad)-10] ^= 1
+			h.pri(bad)
+			if st := h.c.Stats(); st.Trimmed != 1 || st.Dropped != 1 {
+				t.Fatalf("stats %+v: want the corrupt retransmission dropped", st)
+			}
+		})
+	}
+}
+
 func TestReordering(t *testing.T) {
 	h := newHarness(t, Config{})
 	cp := newPair(40002, 5, 6)

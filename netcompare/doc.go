@@ -27,11 +27,18 @@
 //     must carry the same options (MSS, window scale, SACK permitted,
 //     timestamps present), and a RST must be matched by a RST. A primary
 //     frame is released when every byte (and SYN, FIN) it carries has been
-//     matched, when the secondary has acknowledged at least what it
+//     matched, and when the secondary has acknowledged at least what it
 //     acknowledges (otherwise the client would discard bytes the secondary
 //     never received, and a failover would lose them; a pure ACK is held
-//     by this rule alone), and when the connection's earlier frames have
-//     left: frames of a connection leave in the order the guest sent them.
+//     by this rule alone). The frames that carry new sequence space (or a
+//     RST) leave in the order the guest sent them; pure acknowledgements
+//     and retransmissions of compared bytes leave as soon as that rule
+//     allows, ahead of held data if need be: the client may need a
+//     retransmission that the secondary, whose output it is too, waits to
+//     see acknowledged before it sends more. A retransmission of bytes not
+//     yet compared is dropped (its first copy is held; TCP takes it as a
+//     loss), and one that runs past the compared bytes leaves cut short to
+//     them, a copy with its lengths and checksums set anew.
 //   - ARP and IPv6 neighbour discovery are released at once: they
 //     describe the address bindings, which are the same on both replicas,
 //     and carry no connection state; holding them would only delay every
@@ -81,9 +88,14 @@
 // host passes each one through Rewriter.ToSecondary just before delivering
 // it to its guest, unmodified frames in, rewritten frames out. Frames for
 // the secondary that arrive while it applies a checkpoint are kept and
-// delivered after it (a duplicate is harmless to TCP, a loss costs a
-// retransmission: the acknowledgement rule above holds the primary's
-// acknowledgement of what the secondary lacks, so the client resends it).
+// delivered after it. The path to the secondary should not lose frames
+// (the replication link is TCP; a switch port needs a queue): the
+// acknowledgement rule above recovers lost client data (it holds the
+// primary's acknowledgement of what the secondary lacks, so the client
+// resends it), but a lost pure acknowledgement can leave the secondary
+// waiting for it with nothing to send while the client, having all it was
+// released, sends nothing more; the hold timeout then asks for the
+// checkpoint that ends the wait.
 //
 // Outputs. The primary's host gives each frame its guest transmits to
 // Comparator.Primary instead of the network. The secondary's host gives

@@ -290,3 +290,75 @@ func parseSYNOptions(hdr []byte) synOptions {
 	})
 	return o
 }
+
+// inetChecksum returns the Internet checksum (RFC 1071) of b, folded into
+// initial (a partial sum).
+func inetChecksum(b []byte, initial uint32) uint16 {
+	s := initial
+	for len(b) >= 2 {
+		s += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint32(b[0]) << 8
+	}
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// pseudoSum is the partial sum of the TCP pseudo-header (RFC 9293 3.1,
+// RFC 8200 8.1) of a TCP segment of length n in frame f.
+func pseudoSum(f []byte, n int) uint32 {
+	var s uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			s += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	ip := f[ethHeaderLen:]
+	if ip[0]>>4 == 4 {
+		add(ip[12:20])
+	} else {
+		add(ip[8:40])
+	}
+	return s + protoTCP + uint32(n)
+}
+
+// tcpValid verifies the IP header checksum (IPv4) and the TCP
+// checksum of a frame parse found to be TCP.
+func tcpValid(f []byte, p *packet) bool {
+	if f[ethHeaderLen]>>4 == 4 {
+		ihl := int(f[ethHeaderLen]&0x0f) * 4
+		if inetChecksum(f[ethHeaderLen:ethHeaderLen+ihl], 0) != 0 {
+			return false
+		}
+	}
+	seg := f[p.tcp.off : p.tcp.off+p.tcp.hdrLen+len(p.tcp.payload)]
+	return inetChecksum(seg, pseudoSum(f, len(seg))) == 0
+}
+
+// trimTCP returns a copy of a TCP frame (well-formed, checksums valid)
+// that carries only the first keep bytes of its payload, without FIN,
+// with its IP length and checksums set anew.
+func trimTCP(f []byte, p *packet, keep int) []byte {
+	t := p.tcp
+	n := t.off + t.hdrLen + keep
+	c := make([]byte, n)
+	copy(c, f[:n])
+	ip := c[ethHeaderLen:]
+	if ip[0]>>4 == 4 {
+		ihl := int(ip[0]&0x0f) * 4
+		binary.BigEndian.PutUint16(ip[2:4], uint16(n-ethHeaderLen))
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:12], inetChecksum(ip[:ihl], 0))
+	} else {
+		binary.BigEndian.PutUint16(ip[4:6], uint16(n-ethHeaderLen-40))
+	}
+	seg := c[t.off:]
+	seg[13] &^= tcpFIN
+	seg[16], seg[17] = 0, 0
+	binary.BigEndian.PutUint16(seg[16:18], inetChecksum(seg, pseudoSum(c, len(seg))))
+	return c
+}

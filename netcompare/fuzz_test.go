@@ -71,7 +71,7 @@ func (c *Comparator) check(t *testing.T) {
 			t.Fatalf("flow buffers %d bytes, counted %d", b, cn.buffered)
 		}
 		buffered += b
-		for _, h := range cn.heldq[cn.heldHead:] {
+		for _, h := range append(cn.data.items(), cn.acks.items()...) {
 			if !owned[h] || h.owner != cn {
 				t.Fatal("a flow's queue holds a frame it does not own")
 			}

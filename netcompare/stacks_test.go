@@ -30,16 +30,22 @@ import (
 type fabric struct {
 	start time.Time
 
-	mu          sync.Mutex
-	cmp         *Comparator
-	rw          *Rewriter
-	failedOver  bool
-	noMapping   bool // after the failover, send the secondary's frames as they are
-	pFrames     int
-	sFrames     int
-	toSec       int // frames ToSecondary changed
-	fromSec     int // frames FromSecondary changed
-	firstWanted *Trigger
+	mu         sync.Mutex
+	cmp        *Comparator
+	rw         *Rewriter
+	failedOver bool
+	noMapping  bool // after the failover, send the secondary's frames as they are
+	pFrames    int
+	sFrames    int
+	toSec      int // frames ToSecondary changed
+	fromSec    int // frames FromSecondary changed
+	// Loss: every lossToSec-th client frame with data does not reach
+	// the secondary, every lossToClient-th released frame not the client
+	// (0: none).
+	lossToSec, lossToClient int
+	nToSec, nToClient       int
+	lostToSec, lostToClient int
+	firstWanted             *Trigger
 
 	client, pri, sec *netstack.Stack
 }
@@ -171,6 +177,18 @@ func (f *fabric) fromClient(fr []byte) {
 	if (!f.failedOver || !f.noMapping) && f.rw.ToSecondary(c, f.now()) {
 		f.toSec++
 	}
+	var p packet
+	if parse(c, false, &p); p.kind == kindTCP && len(p.tcp.payload) > 0 {
+		// Only frames with data are lost on this path: a lost pure
+		// acknowledgement can leave the secondary waiting until a
+		// checkpoint (see the package documentation), and these tests
+		// take none.
+		f.nToSec++
+		if f.lossToSec > 0 && f.nToSec%f.lossToSec == 0 {
+			f.lostToSec++
+			return
+		}
+	}
 	f.sec.Deliver(c)
 }
 
@@ -205,6 +223,11 @@ func (f *fabric) fromSecondary(fr []byte) {
 // flush sends what the comparator released. Called with mu held.
 func (f *fabric) flush() {
 	for _, r := range f.cmp.Released(nil) {
+		f.nToClient++
+		if f.lossToClient > 0 && f.nToClient%f.lossToClient == 0 {
+			f.lostToClient++
+			continue
+		}
 		f.client.Deliver(r)
 	}
 	if tr, ok := f.cmp.Want(); ok && f.firstWanted == nil {
@@ -285,6 +308,62 @@ func TestStacksMatch(t *testing.T) {
 	}
 	t.Logf("%d reply bytes on 3 connections; primary sent %d frames, secondary %d; %d bytes matched, %d frames released",
 		total, pFrames, sFrames, st.MatchedBytes, st.Released)
+}
+
+// TestStacksLossy loses frames: client data on its way to the secondary
+// only (the primary acknowledges what the secondary lacks; the comparator
+// holds that acknowledgement until the client's retransmission reaches the
+// secondary), and released frames on their way to the client (the primary
+// retransmits bytes already compared, which leave at once, cut short
+// where they run past what the secondary has matched).
+func TestStacksLossy(t *testing.T) {
+	f, ctx := newFabric(t, stackConfig, nil)
+	f.mu.Lock()
+	f.lossToSec, f.lossToClient = 7, 11
+	f.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := f.client.Dial(dctx, netip.AddrPortFrom(stackGuestIP.Addr(), 6379))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(120 * time.Second))
+	total := 0
+	for round := range 2 {
+		for _, n := range stackSizes {
+			got, err := request(c, n+round)
+			if err != nil || !bytes.Equal(got, replyTo(n+round)) {
+				f.mu.Lock()
+				t.Logf("stats %+v want %v", f.cmp.Stats(), f.firstWanted)
+				for _, cn := range f.cmp.conns {
+					t.Logf("conn %v matched %d ahead %d pend %d fronts %d %d gaps %d %d acks %d/%v %d/%v held %d diverged %v",
+						cn.key.flow(), cn.matched, cn.ahead, len(cn.pend)-cn.pendOff, cn.s[0].front, cn.s[1].front,
+						len(cn.s[0].gaps), len(cn.s[1].gaps), cn.s[0].ack, cn.s[0].ackSeen, cn.s[1].ack, cn.s[1].ackSeen,
+						cn.data.len()+cn.acks.len(), cn.diverged)
+					for _, h := range append(cn.data.items(), cn.acks.items()...) {
+						t.Logf("  held end %d syn %v rst %v ack %d/%v", h.end, h.syn, h.rst, h.ack, h.hasAck)
+					}
+				}
+				f.mu.Unlock()
+				t.Fatalf("request %d: %v", n, err)
+			}
+			total += len(got)
+		}
+	}
+	f.mu.Lock()
+	st := f.cmp.Stats()
+	lostToSec, lostToClient := f.lostToSec, f.lostToClient
+	f.mu.Unlock()
+	if st.Mismatches != 0 {
+		t.Fatalf("%d mismatches", st.Mismatches)
+	}
+	if lostToSec == 0 || lostToClient == 0 {
+		t.Fatalf("lost %d frames to the secondary, %d to the client: the test lost nothing", lostToSec, lostToClient)
+	}
+	retrans, _ := f.client.TCPCounters()
+	t.Logf("%d reply bytes; lost %d client frames to the secondary and %d released frames to the client; client retransmissions %d; primary retransmissions dropped %d, cut short %d",
+		total, lostToSec, lostToClient, retrans, st.Dropped, st.Trimmed)
 }
 
 func TestStacksMismatch(t *testing.T) {

@@ -33,16 +33,10 @@ func (r *Replica) RunBackup(ctx context.Context, addr string, ln net.Listener) (
 	if err != nil {
 		return vm.StopLimit, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r.d.start(ctx, c)
-	defer r.d.closeAll()
-	go r.d.tick(ctx)
-	if ln != nil {
-		// Anyone who dials this replica before it is a primary is told
-		// whom to join (the core refuses).
-		go r.d.accept(ctx, ln)
-	}
+	// Anyone who dials this replica before it is a primary is told whom
+	// to join (the core refuses).
+	ctx, stop := r.d.run(ctx, c, ln)
+	defer stop()
 	r.setStatus(func(s *Status) { s.Role = "joining" })
 	r.out.SetMode(outbuf.Uncertain)
 	s, e, err := r.join(ctx, addr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -48,11 +49,22 @@ func (d *driver) init(r *Replica) {
 	d.changed = make(chan struct{}, 1)
 }
 
-// start gives the driver its core for a run.
-func (d *driver) start(ctx context.Context, c *core.Core) {
+// run gives the driver its core for a run and starts its ticker and its
+// acceptor (on ln, if not nil). The returned stop ends them and closes
+// what connections are left.
+func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
 	d.core, d.ctx, d.stop, d.live = c, ctx, nil, false
 	d.mu.Unlock()
+	go d.tick(ctx)
+	if ln != nil {
+		go d.accept(ctx, ln)
+	}
+	return ctx, func() {
+		cancel()
+		d.closeAll()
+	}
 }
 
 // step steps ev into the core and carries out what comes of it.
@@ -100,7 +112,9 @@ func (d *driver) stepLocked(ev core.Event) (error, []func()) {
 	err := d.core.Step(ev)
 	later := d.carryOut(d.core.Ready())
 	if d.engineState() != before {
-		later = append(later, d.signal)
+		// The role, the view or the peer may have changed too: the
+		// status says so now rather than at the next tick.
+		later = append(later, d.signal, d.r.refreshStatus)
 	}
 	return err, later
 }

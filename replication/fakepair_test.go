@@ -32,15 +32,6 @@ func (tr *testReplica) startFakePrimary() *fakevm.Engine {
 	return e
 }
 
-func (tr *testReplica) startEngine(e Engine) {
-	ctx, cancel := context.WithCancel(context.Background())
-	tr.cancel, tr.started = cancel, time.Now()
-	go func() {
-		defer close(tr.done)
-		tr.reason, tr.err = tr.r.RunPrimary(ctx, e, tr.ln)
-	}()
-}
-
 func (tr *testReplica) wait(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {

@@ -1,43 +1,23 @@
 package replication
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"ftvm/arbiter"
 )
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestRejectedConnectionsRateLimited: anyone can connect to a replica's
 // port; fifty connections that fail the TLS handshake give one warning
 // line, not fifty.
 func TestRejectedConnectionsRateLimited(t *testing.T) {
 	dir := keys(t, "a")
-	var logs lockedBuffer
+	var logs console
 	a := newTestReplica(t, dir, "a", arbiter.NewMemory(), func(c *Config) {
 		withFakeEngine(c)
 		c.Log = slog.New(slog.NewTextHandler(&logs, nil))
@@ -58,8 +38,8 @@ func TestRejectedConnectionsRateLimited(t *testing.T) {
 		}
 		c.Close()
 	}
-	if got := logs.count("rejected a connection"); got != 1 {
-		t.Fatalf("%d warning lines for %d rejected connections, want 1:\n%s", got, n, logs.b.String())
+	if got := strings.Count(logs.String(), "rejected a connection"); got != 1 {
+		t.Fatalf("%d warning lines for %d rejected connections, want 1:\n%s", got, n, logs.String())
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"ftvm/replay/eventlog"
 	"ftvm/replication/core"
 	"ftvm/replication/outbuf"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -33,14 +34,8 @@ func (r *Replica) RunPrimary(ctx context.Context, e Engine, ln net.Listener) (vm
 	if err != nil {
 		return vm.StopLimit, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r.d.start(ctx, c)
-	defer r.d.closeAll()
-	go r.d.tick(ctx)
-	if ln != nil {
-		go r.d.accept(ctx, ln)
-	}
+	ctx, stop := r.d.run(ctx, c, ln)
+	defer stop()
 	// The guest's MAC may have lived elsewhere before (an earlier
 	// incarnation of the pair): tell the network it is here now.
 	if r.cfg.Host.Announce != nil {
@@ -85,8 +80,6 @@ type primary struct {
 	// A state transfer in progress, to joiner.
 	ts     *migrate.Sender
 	tsJoin *joiner
-
-	advance *uint64 // the guest idled: move its clock to here before it runs
 }
 
 // primaryLoop runs the guest as the primary, from RunPrimary or from a
@@ -119,38 +112,59 @@ func (p *primary) engine() vm.Engine {
 	return p.e
 }
 
+// run runs the guest in the project's one host-driven loop (package
+// runloop). The hooks are the replication's: before every epoch the core
+// must let the guest run (not arbitrating, the backup keeping up), the
+// recorder must match the link, and a state transfer advances a step;
+// delivered inputs are sent at once; every epoch's end goes to the core,
+// which holds its outputs behind a Sync. While the guest idles the loop
+// wakes for the driver (changed) and keeps a transfer going (Busy).
 func (p *primary) run(ctx context.Context) (vm.StopReason, error) {
 	r := p.r
-	pace := host.NewPace(p.e)
-	p.e.SetIdleSkip(false)
-	for {
-		if err := p.ready(ctx); err != nil {
-			return vm.StopLimit, err
-		}
-		e := p.engine()
-		if p.advance != nil {
-			if _, err := e.Deliver(vm.AdvanceTime{To: max(*p.advance, p.e.Now())}); err != nil {
-				return vm.StopLimit, err
-			}
-			p.advance = nil
-		}
-		if p.in.Deliver(e) {
-			// Let the backup have the inputs while the guest works on
-			// them: the acknowledgement of the epoch's Sync comes sooner.
-			r.d.step(core.Flush{})
-		}
-		reason := e.Run(p.e.Instret() + r.cfg.Epoch)
-		r.d.step(core.EpochEnded{Instret: p.e.Instret(), Outputs: r.out.Pending()})
-		switch reason {
-		case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
-			return reason, p.finish(ctx, reason)
-		case vm.StopIdle:
-			if err := p.idle(ctx, pace); err != nil {
-				return reason, err
-			}
+	reason, err := runloop.Run(runloop.Config{
+		Engine:  p,
+		Inputs:  p.in,
+		Slice:   r.cfg.Epoch,
+		Context: ctx,
+		Hooks: runloop.Hooks{
+			Before: func() error { return p.ready(ctx) },
+			Delivered: func() error {
+				// Let the backup have the inputs while the guest works on
+				// them: the acknowledgement of the epoch's Sync comes
+				// sooner.
+				r.d.step(core.Flush{})
+				return nil
+			},
+			After: func(vm.StopReason) error {
+				r.d.step(core.EpochEnded{Instret: p.e.Instret(), Outputs: r.out.Pending()})
+				return nil
+			},
+			Wake: r.d.changed,
+			Busy: func() bool { return p.ts != nil },
+			Tick: func() error { return p.ready(ctx) },
+		},
+	})
+	switch reason {
+	case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
+		if ferr := p.finish(ctx, reason); ferr != nil {
+			return reason, ferr
 		}
 	}
+	return reason, err
 }
+
+// The loop runs the primary's engine: through the recorder while a backup
+// listens (Run and Deliver), the engine itself for the rest.
+var _ vm.Engine = (*primary)(nil)
+
+func (p *primary) Run(until uint64) vm.StopReason   { return p.engine().Run(until) }
+func (p *primary) Deliver(ev vm.Event) (int, error) { return p.engine().Deliver(ev) }
+func (p *primary) Instret() uint64                  { return p.e.Instret() }
+func (p *primary) Digest() vm.Digest                { return p.e.Digest() }
+func (p *primary) Now() uint64                      { return p.e.Now() }
+func (p *primary) Deadline() uint64                 { return p.e.Deadline() }
+func (p *primary) SetIdleSkip(on bool)              { p.e.SetIdleSkip(on) }
+func (p *primary) TicksPerSecond() uint64           { return p.e.TicksPerSecond() }
 
 // ready returns once the guest may run its next epoch: the core says so
 // (not arbitrating, the backup keeping up), the recorder matches the
@@ -203,53 +217,6 @@ type coreLog struct{ d *driver }
 
 func (l coreLog) Append(rec eventlog.Record) error { return l.d.step(core.Append{Record: rec}) }
 func (l coreLog) Flush() error                     { return l.d.step(core.Flush{}) }
-
-// idle waits, with the guest idle, for its timer, an input, or something
-// for the driver (a backup to bring up to date, the core changing); the
-// guest's clock then moves on to the host's.
-func (p *primary) idle(ctx context.Context, pace host.Pace) error {
-	for {
-		dl := p.e.Deadline()
-		now := pace.Now()
-		if dl != ^uint64(0) && dl <= now {
-			p.advance = &dl
-			return nil
-		}
-		if p.in.Pending() {
-			// The UART is full; the guest must run to drain it.
-			p.advance = &now
-			return nil
-		}
-		if p.ts != nil {
-			return nil // a state transfer goes on while the guest idles
-		}
-		t := time.NewTimer(pace.Until(dl, now))
-		woke := true
-		select {
-		case b, ok := <-p.in.Console():
-			p.in.Took(b, ok)
-		case <-p.in.NetReady():
-		case <-t.C:
-		case <-p.r.d.changed:
-			woke = false
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-		t.Stop()
-		if !woke {
-			// A backup to bring up to date, or the core changed: the
-			// loop looks, and the guest, still idle, comes back here.
-			return nil
-		}
-		to := pace.Now()
-		if dl != ^uint64(0) && to > dl {
-			to = dl
-		}
-		p.advance = &to
-		return nil
-	}
-}
 
 // finish ends a run whose guest stopped: the backup gets the End record
 // and the held outputs leave once it has it (the core decides).

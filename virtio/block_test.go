@@ -2,40 +2,14 @@ package virtio
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
-
-// memDisk is package vm's in-memory disk with the faults and counts the
-// tests need.
-type memDisk struct {
-	*vm.MemDisk
-	flushes int
-	failIO  bool
-}
-
-func newMemDisk(b []byte) *memDisk { return &memDisk{MemDisk: vm.NewMemDisk(b)} }
-
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	return m.MemDisk.ReadAt(p, off)
-}
-
-func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	return m.MemDisk.WriteAt(p, off)
-}
-
-func (m *memDisk) Flush() error { m.flushes++; return nil }
 
 type blkEnv struct {
 	*driver
@@ -94,7 +68,7 @@ func pattern(n int, seed byte) []byte {
 }
 
 func TestBlockConfigAndFeatures(t *testing.T) {
-	e := newBlkEnv(t, newMemDisk(make([]byte, 1<<20+100)), false, 16)
+	e := newBlkEnv(t, testsupport.NewDisk(make([]byte, 1<<20+100)), false, 16)
 	if got := e.m.Read(regDeviceID, 4); got != DeviceIDBlock {
 		t.Fatalf("device id %d", got)
 	}
@@ -115,7 +89,7 @@ func TestBlockConfigAndFeatures(t *testing.T) {
 	if e.feats&blkFFlush == 0 || e.feats&blkFRO != 0 || e.feats&FeatureVersion1 == 0 {
 		t.Fatalf("features %#x", e.feats)
 	}
-	ro := newBlkEnv(t, newMemDisk(make([]byte, 4096)), true, 16)
+	ro := newBlkEnv(t, testsupport.NewDisk(make([]byte, 4096)), true, 16)
 	if ro.feats&blkFRO == 0 {
 		t.Fatalf("RO not offered")
 	}
@@ -155,10 +129,10 @@ func testBlockRoundTrip(t *testing.T, be vm.Disk) {
 }
 
 func TestBlockRoundTripMemory(t *testing.T) {
-	md := newMemDisk(make([]byte, 64<<10))
+	md := testsupport.NewDisk(make([]byte, 64<<10))
 	testBlockRoundTrip(t, md)
-	if md.flushes != 1 {
-		t.Fatalf("flushes %d", md.flushes)
+	if md.Flushes != 1 {
+		t.Fatalf("flushes %d", md.Flushes)
 	}
 }
 
@@ -182,7 +156,7 @@ func TestBlockRoundTripFile(t *testing.T) {
 }
 
 func TestBlockErrors(t *testing.T) {
-	md := newMemDisk(make([]byte, 16*512))
+	md := testsupport.NewDisk(make([]byte, 16*512))
 	e := newBlkEnv(t, md, false, 8)
 	cases := []struct {
 		name   string
@@ -216,16 +190,16 @@ func TestBlockErrors(t *testing.T) {
 		t.Fatalf("outside-RAM data: used %+v status %d", us, e.mem.bytes(sa, 1)[0])
 	}
 	// Backend failure.
-	md.failIO = true
+	md.FailReads, md.FailWrites = true, true
 	if st, _, _ := e.do(blkTIn, 0, nil, 512); st != blkSIOErr {
 		t.Fatalf("backend error: status %d", st)
 	}
-	md.failIO = false
+	md.FailReads, md.FailWrites = false, false
 	if e.needsReset() {
 		t.Fatalf("request errors must not need reset: %v", e.m.Err())
 	}
 	// Read-only device: write fails, data untouched.
-	md2 := newMemDisk(make([]byte, 4096))
+	md2 := testsupport.NewDisk(make([]byte, 4096))
 	ro := newBlkEnv(t, md2, true, 8)
 	if st, _, _ := ro.do(blkTOut, 0, pattern(512, 1), 512); st != blkSIOErr {
 		t.Fatalf("RO write status %d", st)
@@ -238,7 +212,7 @@ func TestBlockErrors(t *testing.T) {
 // TestBlockSplitDescriptors checks message framing independence (spec
 // 2.6.4): header split across descriptors, status sharing the data buffer.
 func TestBlockSplitDescriptors(t *testing.T) {
-	md := newMemDisk(pattern(8*512, 3))
+	md := testsupport.NewDisk(pattern(8*512, 3))
 	e := newBlkEnv(t, md, false, 8)
 	hdr := e.alloc(16, 16)
 	e.mem.w32(hdr, blkTIn)
@@ -256,7 +230,7 @@ func TestBlockSplitDescriptors(t *testing.T) {
 }
 
 func TestBlockIndirect(t *testing.T) {
-	md := newMemDisk(make([]byte, 8*512))
+	md := testsupport.NewDisk(make([]byte, 8*512))
 	e := newBlkEnv(t, md, false, 8)
 	if e.feats&FeatureIndirectDesc == 0 {
 		t.Fatalf("indirect not offered")
@@ -297,7 +271,7 @@ func TestBlockIndirect(t *testing.T) {
 // indirect table, all carrying data. It checks the work stays within the
 // documented bound and completes.
 func TestWorstCaseNotifyBounded(t *testing.T) {
-	md := newMemDisk(make([]byte, 1<<20))
+	md := testsupport.NewDisk(make([]byte, 1<<20))
 	e := newBlkEnv(t, md, false, 256)
 	q := e.q[0]
 	hdr := e.alloc(16, 16)

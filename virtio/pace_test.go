@@ -3,6 +3,8 @@ package virtio
 import (
 	"bytes"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // floodBlock posts n block requests of MaxBlockRequest bytes each: every
@@ -51,7 +53,7 @@ func floodBlock(e *blkEnv, typ uint32, n int) (data, status uint64) {
 // resumes at the transport's Deadline, all requests complete, and a
 // legitimate request made behind them completes too.
 func TestPacedNotifyBounded(t *testing.T) {
-	disk := newMemDisk(bytes.Repeat([]byte{0xa5}, MaxBlockRequest))
+	disk := testsupport.NewDisk(bytes.Repeat([]byte{0xa5}, MaxBlockRequest))
 	e := newBlkEnv(t, disk, false, 256)
 	var now uint64
 	changed := 0

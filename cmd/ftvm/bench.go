@@ -49,6 +49,17 @@ func cmdBench(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench takes no arguments (got %q)", fs.Args())
+	}
+	set := given(fs)
+	if *ft {
+		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
+			return err
+		}
+	} else if err := notWith(set, "they are the fault-tolerance benchmark's (-ft)", "ft-duration", "ft-conns", "ft-rounds", "ft-epochs"); err != nil {
+		return err
+	}
 	if *services {
 		return benchServices(*qemu, *runs, *svcDur, *svcOnly, *svcReqs)
 	}

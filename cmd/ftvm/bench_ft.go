@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ftvm/guest/workload"
+	"ftvm/monitor"
 	"ftvm/replication"
 )
 
@@ -76,7 +77,7 @@ func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
 		return err
 	}
 	logBytes := func() (int64, time.Time) {
-		st, _ := fetchStatus(a.http)
+		st, _ := monitor.FetchStatus(a.http)
 		return st.LogBytes, time.Now()
 	}
 	n0, t0 := logBytes()
@@ -93,7 +94,7 @@ func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
 	if err != nil {
 		return fmt.Errorf("replicated: %w", err)
 	}
-	ast, _ := fetchStatus(a.http)
+	ast, _ := monitor.FetchStatus(a.http)
 
 	// Failover under a one-connection write load.
 	progress("failover")
@@ -183,7 +184,7 @@ func benchFT(dur time.Duration, conns, rounds int, epochs []uint64) error {
 	kvRow("p50 latency, 1 connection", ms(plain1.p50), ms(solo1.p50), ms(rep1.p50), "ms")
 	kvRow("p99 latency, 1 connection", ms(plain1.p99), ms(solo1.p99), ms(rep1.p99), "ms")
 	fmt.Printf("\noutput rule: a Sync record is acknowledged %v after it is appended (moving average, one-connection load)\n", ast.AckLatency.Round(time.Microsecond))
-	fmt.Printf("log bandwidth: idle guest %s, key-value load (%d connections) %s\n", rate(idleRate), conns, rate(kvRate))
+	fmt.Printf("log bandwidth: idle guest %s, key-value load (%d connections) %s\n", monitor.Rate(idleRate), conns, monitor.Rate(kvRate))
 	fmt.Printf("failover (SIGKILL of the primary under one-connection writes): detected %v, live %v, first request served by the new primary %v after the kill; longest write %v\n",
 		bst.FailoverDetected.Sub(killed).Round(time.Millisecond), bst.FailoverLive.Sub(killed).Round(time.Millisecond),
 		firstReply.Round(time.Millisecond), writes.MaxLatency.Round(time.Millisecond))

@@ -18,6 +18,7 @@ import (
 	"ftvm/guest/workload"
 	"ftvm/host/guests"
 	"ftvm/host/vswitch"
+	"ftvm/monitor"
 	"ftvm/replication"
 )
 
@@ -166,7 +167,7 @@ func (p *proc) kill() {
 func (p *proc) waitStatus(what string, limit time.Duration, ok func(replication.Status) bool) (replication.Status, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		st, err := fetchStatus(p.http)
+		st, err := monitor.FetchStatus(p.http)
 		if err == nil && ok(st) {
 			return st, nil
 		}

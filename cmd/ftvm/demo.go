@@ -10,6 +10,7 @@ import (
 
 	"ftvm/guest/workload"
 	"ftvm/host/guests"
+	"ftvm/monitor"
 	"ftvm/replication"
 )
 
@@ -31,6 +32,9 @@ func cmdDemo(args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo takes no arguments (got %q)", fs.Args())
 	}
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
@@ -90,7 +94,7 @@ func cmdDemo(args []string) error {
 	if _, err := b.waitStatus("following the primary", 60*time.Second, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
 		return err
 	}
-	st, _ := fetchStatus(a.http)
+	st, _ := monitor.FetchStatus(a.http)
 	say("backup b joined (live state transfer); view %s", st.View)
 
 	writes := workload.NewWrites("demo:")
@@ -104,8 +108,8 @@ func cmdDemo(args []string) error {
 	}()
 	say("client: numbered writes (INCR) on one TCP connection through the switch")
 	time.Sleep(*before)
-	st, _ = fetchStatus(a.http)
-	say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), rate(st.LogRate), st.LagInsns)
+	st, _ = monitor.FetchStatus(a.http)
+	say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), monitor.Rate(st.LogRate), st.LagInsns)
 
 	killed := time.Now()
 	if *fault == "kill" {
@@ -136,7 +140,7 @@ func cmdDemo(args []string) error {
 	if _, err := cp.waitStatus("following the new primary", 60*time.Second, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
 		return err
 	}
-	bst2, _ := fetchStatus(b.http)
+	bst2, _ := monitor.FetchStatus(b.http)
 	say("new backup c joined b: protected again; view %s", bst2.View)
 
 	fmt.Println("\nwhat happened")

@@ -73,9 +73,10 @@ var rules = map[string]rule{
 
 	// Replication and state transfer know nothing of RISC-V or the
 	// device models.
-	"migrate": {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
+	"migrate":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
+	"statesync": {isaFree: true, imports: []string{"vm"}},
 	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog",
-		"replication/core", "replication/outbuf", "vm"}},
+		"replication/core", "replication/outbuf", "runloop", "vm"}},
 	// The pair's protocol without I/O, and the output rule's buffer: as
 	// deterministic as the machine (time enters as ticks).
 	// Its Log actions carry a slog.Level; the driver does the logging.
@@ -107,6 +108,10 @@ var rules = map[string]rule{
 	// The RISC-V machine on the host: its event logs and snapshot files.
 	"machinelog": {imports: []string{"host", "machine", "replay", "replay/eventlog", "snapfile", "vm"}},
 	"snapfile":   {imports: []string{"machine", "replay/eventlog"}},
+	"gdbtarget":  {imports: []string{"gdbstub", "machine", "replay", "riscv", "vm"}},
+
+	// Watching replicas and the switch over HTTP.
+	"monitor": {isaFree: true, imports: []string{"host/vswitch", "replication", "github.com/prometheus/client_golang"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
 	// an argument, no goroutines or I/O) that knows frames, not engines.
@@ -114,9 +119,9 @@ var rules = map[string]rule{
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbstub", "guest/workload", "host", "host/guests", "host/netdev",
-		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "replay", "replay/eventlog", "replication",
-		"riscv", "runloop", "snapfile", "vm", "github.com/prometheus/client_golang"}},
+	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbtarget", "guest/workload", "host", "host/guests", "host/netdev",
+		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication",
+		"runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor. Package guest says where the built guest is.
@@ -131,7 +136,7 @@ var rules = map[string]rule{
 
 	// Shared test support: for tests only (no rule lets a package import
 	// it), and engine-independent so any package's tests can use it.
-	"internal/testsupport": {isaFree: true, imports: []string{"guest"}},
+	"internal/testsupport": {isaFree: true, imports: []string{"guest", "vm"}},
 	"internal/layering":    {},
 }
 

@@ -170,6 +170,7 @@ type Core struct {
 	appliedFrames int64
 	appliedBytes  int64
 	draining      bool // the primary is lost; replaying what is held
+	ended         bool // the End record is received: the stream is done
 }
 
 // NewPrimary returns the core of a primary running unprotected in v.
@@ -315,7 +316,7 @@ func (c *Core) tick() {
 	switch {
 	case c.role == Primary && c.linked:
 		c.tickPrimary()
-	case c.role == Backup && !c.draining:
+	case c.role == Backup && !c.draining && !c.ended:
 		c.tickBackup()
 	}
 }
@@ -378,7 +379,7 @@ func (c *Core) linkFailed(ev LinkFailed) {
 	switch {
 	case c.role == Primary && c.linked:
 		c.backupLost(ev.Err)
-	case c.role == Backup && !c.draining:
+	case c.role == Backup && !c.draining && !c.ended:
 		if ev.Tampered || refusable(ev.Err) {
 			c.refuse(ev.Err)
 			return
@@ -680,7 +681,13 @@ func (c *Core) received(r Received) {
 		}
 	}
 	c.recvFrames, c.recvBytes, c.silent = r.Frame, r.Offset, 0
-	if r.Batch || r.Record.Kind == eventlog.KindEnd {
+	if r.Record.Kind == eventlog.KindEnd {
+		// The primary's guest stopped: the primary ends once it has this
+		// acknowledgement, and the connection with it. The backup replays
+		// to the End record and stops too; it has no primary to judge.
+		c.ended = true
+	}
+	if r.Batch || c.ended {
 		c.ack()
 	}
 }

@@ -1,0 +1,112 @@
+package statesync
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"ftvm/host"
+	"ftvm/machine"
+	"ftvm/vm"
+)
+
+// require skips a test whose tool or guest is missing, unless
+// FTVM_REQUIRE_ALL is set (CI sets it).
+func require(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
+		t.Fatalf("missing %s", what)
+	}
+	t.Skipf("missing %s", what)
+}
+
+var scribble struct {
+	once sync.Once
+	elf  []byte
+	err  error
+	out  []byte
+}
+
+// scribbleELF builds testdata/scribble.S with Debian's cross toolchain
+// and the machine's bare-metal link script.
+func scribbleELF(t testing.TB) []byte {
+	t.Helper()
+	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
+	if err != nil {
+		require(t, "riscv64-linux-gnu-gcc (apt-get install gcc-riscv64-linux-gnu)")
+	}
+	scribble.once.Do(func() {
+		dir, err := os.MkdirTemp("", "statesync")
+		if err != nil {
+			scribble.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "scribble.elf")
+		scribble.out, scribble.err = exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
+			"-T", "../machine/testdata/link.ld", "-o", out, "testdata/scribble.S").CombinedOutput()
+		if scribble.err == nil {
+			scribble.elf, scribble.err = os.ReadFile(out)
+		}
+	})
+	if scribble.err != nil {
+		t.Fatalf("assembling scribble.S: %v\n%s", scribble.err, scribble.out)
+	}
+	return scribble.elf
+}
+
+// newScribbler boots the program on a 16 MiB machine with disk (nil:
+// none; the program does not use it, the tests do).
+func newScribbler(t testing.TB, disk vm.Disk) *machine.Machine {
+	t.Helper()
+	m, err := machine.New(machine.Config{MemoryMiB: 16, ELF: scribbleELF(t), Disk: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// run runs m to instruction count n, which it must reach.
+func run(t testing.TB, m *machine.Machine, n uint64) {
+	t.Helper()
+	if r := m.Run(n); r != machine.StopLimit || m.Instret() != n {
+		t.Fatalf("run to %d: stopped with %v at %d", n, r, m.Instret())
+	}
+}
+
+// defaultGuest loads the default guest (scripts/build-guest.sh).
+func defaultGuest(t testing.TB) (kernel, initrd []byte) {
+	t.Helper()
+	dir := host.GuestDir()
+	k, err := os.ReadFile(filepath.Join(dir, "Image"))
+	if err == nil {
+		var i []byte
+		if i, err = os.ReadFile(filepath.Join(dir, "initramfs.cpio")); err == nil {
+			return k, i
+		}
+	}
+	require(t, "the default guest (run scripts/build-guest.sh): "+err.Error())
+	return nil, nil
+}
+
+// differing returns the pages whose contents differ between a and b.
+func differing(t testing.TB, a, b PageReader) []int {
+	t.Helper()
+	pa, pb := make([]byte, a.PageSize()), make([]byte, b.PageSize())
+	var out []int
+	for p := range a.Pages() {
+		if err := a.ReadPage(p, pa); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.ReadPage(p, pb); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(pa, pb) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
