@@ -14,8 +14,9 @@
 # maintainer scripts under qemu-user (binfmt), so PostgreSQL's cluster is
 # initialised at build time, not on the guest's first boot.
 #
-# The result is cached under $CACHE/rootfs-<hash>, the hash covering this
-# script (package list and recipe included), and published in
+# The result is cached under $CACHE/rootfs-<hash>, the hash covering the
+# recipe (suite, packages, the hook and the image-writing script), and
+# published in
 # $CACHE/guest/debian/ where `ftvm run -guest NAME` looks. A cached run takes
 # well under a second.
 #
@@ -23,6 +24,8 @@
 # FTVM_DEBIAN_MIRROR (default: from /etc/apt/sources.list{,.d}).
 set -euo pipefail
 
+# Bump when the build recipe changes the images (see HASH below).
+RECIPE=1
 SUITE=trixie
 PACKAGES=redis-server,postgresql,nginx
 # The data disk's size: PostgreSQL's WAL and a pgbench database of a few
@@ -71,54 +74,13 @@ mkdir -p "$CACHE"
 exec 8>"$CACHE/.build-rootfs.lock"
 flock 8
 
-HASH=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
-OUT=$CACHE/rootfs-$HASH
-PUB=$CACHE/guest/debian
-
-publish() {
-	mkdir -p "$PUB"
-	local f
-	for f in root.img root.img.sha256 data.img manifest; do
-		# Hard links: instant, and the cached copy stays intact.
-		ln -f "$OUT/$f" "$PUB/$f.tmp" 2>/dev/null || cp "$OUT/$f" "$PUB/$f.tmp"
-		mv "$PUB/$f.tmp" "$PUB/$f"
-	done
-	echo "$HASH" >"$PUB/id"
-}
-
-if [[ -f $OUT/root.img && -f $OUT/data.img ]]; then
-	stage "cached: $OUT"
-	publish
-	exit 0
-fi
-
-# --- 1. Host packages --------------------------------------------------------
-stage "checking host packages"
-# shellcheck source=apt.sh
-source "$REPO/scripts/apt.sh"
-apt_ensure mmdebstrap qemu-user-static binfmt-support arch-test e2fsprogs fakeroot
-
-# --- 2. riscv64 binaries under qemu-user -------------------------------------
-# Without systemd nothing registers the handler: do it once (root).
-if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-riscv64 ]]; then
-	stage "registering qemu-riscv64 with binfmt_misc"
-	if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
-		"${SUDO[@]}" mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-	fi
-	"${SUDO[@]}" update-binfmts --enable qemu-riscv64
-fi
-
-# --- 3. mmdebstrap ------------------------------------------------------------
-MIRROR=$(mirror)
-WORK=$CACHE/rootfs-$HASH.tmp
-rm -rf "$WORK"
-mkdir -p "$WORK"
-LOG=$WORK/mmdebstrap.log
-# Once the packages are configured, the hook starts the PostgreSQL cluster
-# Debian created (under qemu-user, in the chroot) and makes a database
-# "pgbench" initialised at scale 1, so that pgbench runs at once in the
-# guest rather than after a minute of initialisation in an emulated machine.
-cat >"$WORK/pgbench-hook.sh" <<'HOOK'
+# hook_script prints the customize hook mmdebstrap runs once the packages are
+# configured: it starts the PostgreSQL cluster Debian created (under
+# qemu-user, in the chroot) and makes a database "pgbench" initialised at
+# scale 1, so that pgbench runs at once in the guest rather than after a
+# minute of initialisation in an emulated machine.
+hook_script() {
+	cat <<'HOOK'
 set -eu
 root=$1
 v=$(ls "$root/usr/lib/postgresql")
@@ -130,28 +92,13 @@ chroot "$root" su postgres -s /bin/sh -c "$bin/pg_ctl -D $data -o '$opts' -w -t 
 	$bin/pg_ctl -D $data -m fast -w -t 900 stop" || { cat "$root/tmp/pg-hook.log" >&2; exit 1; }
 rm -f "$root/tmp/pg-hook.log"
 HOOK
-stage "mmdebstrap $SUITE riscv64 with $PACKAGES, and a pgbench database (2 to 5 minutes; log: $LOG)"
-# Documentation, manual pages and translations are not needed to run the
-# services; leaving them out makes the image a third smaller.
-if ! "${SUDO[@]}" mmdebstrap --variant=essential --architectures=riscv64 \
-	--include="$PACKAGES" \
-	--dpkgopt='path-exclude=/usr/share/man/*' \
-	--dpkgopt='path-exclude=/usr/share/doc/*' \
-	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
-	--dpkgopt='path-exclude=/usr/share/locale/*' \
-	--dpkgopt='path-exclude=/usr/share/info/*' \
-	--customize-hook="bash $WORK/pgbench-hook.sh \"\$1\"" \
-	"$SUITE" "$WORK/rootfs.tar" "$MIRROR" >"$LOG" 2>&1; then
-	tail -n 30 "$LOG" >&2
-	die "mmdebstrap failed (log: $LOG)"
-fi
-"${SUDO[@]}" chown "$(id -u):$(id -g)" "$WORK/rootfs.tar"
+}
 
-# --- 4. Images, without root --------------------------------------------------
-# fakeroot keeps the archive's owners and device nodes in its own table;
-# mke2fs -d, run in the same fakeroot session, writes them into the images.
-stage "writing ext4 images (root.img read-only, data.img $DATA_SIZE)"
-cat >"$WORK/images.sh" <<'EOF'
+# images_script prints what runs under fakeroot: it unpacks mmdebstrap's
+# tarball, edits the configuration, moves the data directories to the data
+# tree and writes both images.
+images_script() {
+	cat <<'EOF'
 set -euo pipefail
 work=$1 data_size=$2
 shift 2
@@ -202,6 +149,82 @@ mke2fs -q -t ext4 -b 4096 -O ^has_journal -L ftvm-root -U 6674766d-726f-6f74-000
 mke2fs -q -t ext4 -b 4096 -L ftvm-data -U 6674766d-6461-7461-0000-000000000001 \
 	-E hash_seed=6674766d-6461-7461-0000-000000000001,root_owner=0:0 -d "$work/data" "$work/data.img" "$data_size"
 EOF
+}
+
+# The cache key: the recipe (bump RECIPE when a change to this script changes
+# the images in a way the rest of the key does not show), the suite, the
+# packages, the data disk's layout and the two scripts above.
+HASH=$( {
+	echo "recipe $RECIPE suite $SUITE packages $PACKAGES data $DATA_SIZE ${DATA_DIRS[*]}"
+	hook_script
+	images_script
+} | sha256sum | cut -c1-16)
+OUT=$CACHE/rootfs-$HASH
+PUB=$CACHE/guest/debian
+
+publish() {
+	mkdir -p "$PUB"
+	local f
+	for f in root.img root.img.sha256 data.img manifest; do
+		[[ $OUT/$f -ef $PUB/$f ]] && continue # published already
+		# Hard links: instant, and the cached copy stays intact.
+		ln -f "$OUT/$f" "$PUB/$f.tmp" 2>/dev/null || cp "$OUT/$f" "$PUB/$f.tmp"
+		mv "$PUB/$f.tmp" "$PUB/$f"
+	done
+	echo "$HASH" >"$PUB/id"
+}
+
+if [[ -f $OUT/root.img && -f $OUT/data.img ]]; then
+	stage "cached: $OUT"
+	publish
+	exit 0
+fi
+
+# --- 1. Host packages --------------------------------------------------------
+stage "checking host packages"
+# shellcheck source=apt.sh
+source "$REPO/scripts/apt.sh"
+apt_ensure mmdebstrap qemu-user-static binfmt-support arch-test e2fsprogs fakeroot
+
+# --- 2. riscv64 binaries under qemu-user -------------------------------------
+# Without systemd nothing registers the handler: do it once (root).
+if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-riscv64 ]]; then
+	stage "registering qemu-riscv64 with binfmt_misc"
+	if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
+		"${SUDO[@]}" mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	fi
+	"${SUDO[@]}" update-binfmts --enable qemu-riscv64
+fi
+
+# --- 3. mmdebstrap ------------------------------------------------------------
+MIRROR=$(mirror)
+WORK=$CACHE/rootfs-$HASH.tmp
+rm -rf "$WORK"
+mkdir -p "$WORK"
+LOG=$WORK/mmdebstrap.log
+hook_script >"$WORK/pgbench-hook.sh"
+stage "mmdebstrap $SUITE riscv64 with $PACKAGES, and a pgbench database (2 to 5 minutes; log: $LOG)"
+# Documentation, manual pages and translations are not needed to run the
+# services; leaving them out makes the image a third smaller.
+if ! "${SUDO[@]}" mmdebstrap --variant=essential --architectures=riscv64 \
+	--include="$PACKAGES" \
+	--dpkgopt='path-exclude=/usr/share/man/*' \
+	--dpkgopt='path-exclude=/usr/share/doc/*' \
+	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
+	--dpkgopt='path-exclude=/usr/share/locale/*' \
+	--dpkgopt='path-exclude=/usr/share/info/*' \
+	--customize-hook="bash $WORK/pgbench-hook.sh \"\$1\"" \
+	"$SUITE" "$WORK/rootfs.tar" "$MIRROR" >"$LOG" 2>&1; then
+	tail -n 30 "$LOG" >&2
+	die "mmdebstrap failed (log: $LOG)"
+fi
+"${SUDO[@]}" chown "$(id -u):$(id -g)" "$WORK/rootfs.tar"
+
+# --- 4. Images, without root --------------------------------------------------
+# fakeroot keeps the archive's owners and device nodes in its own table;
+# mke2fs -d, run in the same fakeroot session, writes them into the images.
+stage "writing ext4 images (root.img read-only, data.img $DATA_SIZE)"
+images_script >"$WORK/images.sh"
 mkdir -p "$WORK/root"
 if ! fakeroot bash "$WORK/images.sh" "$WORK" "$DATA_SIZE" "${DATA_DIRS[@]}" >>"$WORK/images.log" 2>&1; then
 	tail -n 30 "$WORK/images.log" >&2
