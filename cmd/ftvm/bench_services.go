@@ -153,7 +153,7 @@ func measureService(s svcSetup, g guests.Guest, dur time.Duration, requests int)
 		var out []svcMetric
 		for _, c := range []int{8, 32} {
 			// SET then GET, equal numbers of each (PLOVER's 50/50 mix).
-			res, err := runClient(3*time.Minute, "redis-benchmark", "-h", host, "-p", port, "-q",
+			res, err := runClient(90*time.Second, "redis-benchmark", "-h", host, "-p", port, "-q",
 				"-t", "set,get", "-n", strconv.Itoa(requests), "-c", strconv.Itoa(c))
 			if errors.Is(err, errStalled) {
 				// QEMU's user networking is known to lose connections
