@@ -49,7 +49,7 @@ func (r *Replica) RunBackup(ctx context.Context, addr string, ln net.Listener) (
 		r.stopStatus(err)
 		return reason, err
 	}
-	r.failedOver(s)
+	r.failedOver()
 	return r.primaryLoop(ctx, e)
 }
 
@@ -282,9 +282,9 @@ func tampered(err error) bool {
 	return errors.As(err, &op) && op.Op == "local error"
 }
 
-// failedOver tells the network the guest's MAC lives here now and records
-// the failover.
-func (r *Replica) failedOver(s *stream) {
+// failedOver tells the network the guest's MAC lives here now and logs the
+// failover (its figures are in the status already).
+func (r *Replica) failedOver() {
 	if nb := r.cfg.Host.Net; nb != nil {
 		for {
 			if _, ok := nb.TryReceive(); !ok {
@@ -295,14 +295,8 @@ func (r *Replica) failedOver(s *stream) {
 	if r.cfg.Host.Announce != nil {
 		r.cfg.Host.Announce()
 	}
-	r.d.mu.Lock()
-	detected := r.d.detected
-	r.d.mu.Unlock()
-	heard, live := time.Unix(0, s.lastRecv.Load()), time.Now()
+	st := r.Status()
 	cs, _ := r.d.coreStatus()
-	r.setStatus(func(st *Status) {
-		st.Failovers, st.PrimaryLastHeard, st.FailoverDetected, st.FailoverLive = st.Failovers+1, heard, detected, live
-	})
 	r.log.Warn("live", "view", cs.View.String(), "instret", cs.Instret,
-		"silent_for", detected.Sub(heard).String(), "takeover", live.Sub(detected).String())
+		"silent_for", st.FailoverDetected.Sub(st.PrimaryLastHeard).String(), "takeover", st.FailoverLive.Sub(st.FailoverDetected).String())
 }

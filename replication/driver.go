@@ -28,7 +28,7 @@ type driver struct {
 	r *Replica
 
 	mu   sync.Mutex
-	core *core.Core
+	core protocol
 	ctx  context.Context // the run's: ends the arbiter's calls
 
 	candidate *joiner // the joiner whose JoinRequest is being stepped
@@ -38,10 +38,10 @@ type driver struct {
 	stream    *stream // the backup's
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
-	changed   chan struct{} // signalled (coalesced) after every step
+	changed   chan struct{} // signalled (coalesced) when engineState changes
 
-	// Timing for the status, from the actions.
-	detected time.Time // a backup declared its primary lost
+	// When a backup declared its primary lost.
+	detected time.Time
 }
 
 func (d *driver) init(r *Replica) {
@@ -52,7 +52,7 @@ func (d *driver) init(r *Replica) {
 // run gives the driver its core for a run and starts its ticker and its
 // acceptor (on ln, if not nil). The returned stop ends them and closes
 // what connections are left.
-func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (context.Context, func()) {
+func (d *driver) run(ctx context.Context, c protocol, ln net.Listener) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
 	d.core, d.ctx, d.stop, d.live = c, ctx, nil, false
@@ -66,6 +66,21 @@ func (d *driver) run(ctx context.Context, c *core.Core, ln net.Listener) (contex
 		d.closeAll()
 	}
 }
+
+// protocol is what the driver needs of a core. The replay core
+// (core.Core) is one; a checkpointing (Remus), output-comparing (COLO) or
+// consensus-ordered (PLOVER) core would be another, stepped with the same
+// events (ticks, acknowledgements, arbiter answers, join requests, link
+// failures) and its own, giving the same actions (send, release, drop,
+// arbitrate, go live, stop) and its own.
+type protocol interface {
+	Step(core.Event) error
+	Ready() []core.Action
+	MayRun() bool
+	Status() core.Status
+}
+
+var _ protocol = (*core.Core)(nil)
 
 // step steps ev into the core and carries out what comes of it.
 func (d *driver) step(ev core.Event) error {
@@ -187,6 +202,12 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 			later = append(later, d.unlink(a.Cause)...)
 		case core.GoLive:
 			d.live = true
+			// Before the status says "primary" (refreshStatus comes
+			// after): whoever waits for the role reads these with it.
+			later = append(later, func() {
+				now := time.Now()
+				r.setStatus(func(st *Status) { st.Failovers, st.FailoverLive = st.Failovers+1, now })
+			})
 		case core.Stop:
 			s := a
 			d.stop = &s
@@ -211,7 +232,13 @@ func (d *driver) unlink(cause error) []func() {
 	if s := d.stream; s != nil {
 		d.stream = nil
 		if d.detected.IsZero() {
-			d.detected = time.Now()
+			// The primary is lost (or its log refused): the failover's
+			// figures start here.
+			now, heard := time.Now(), time.Unix(0, s.lastRecv.Load())
+			d.detected = now
+			later = append(later, func() {
+				d.r.setStatus(func(st *Status) { st.PrimaryLastHeard, st.FailoverDetected = heard, now })
+			})
 		}
 		later = append(later, func() { s.close() })
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/vm"
 )
@@ -159,7 +160,7 @@ func TestRemusCheckpoints(t *testing.T) {
 // after failover the backup boots on to power-off exactly as the primary
 // does.
 func TestRemusGuest(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var conP, conB bytes.Buffer
 	build := func(con *bytes.Buffer, disk vm.Disk) *machine.Machine {
 		m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=poweroff",

@@ -8,20 +8,10 @@ import (
 	"sync"
 	"testing"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/vm"
 )
-
-// require skips a test whose tool or guest is missing, unless
-// FTVM_REQUIRE_ALL is set (CI sets it).
-func require(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-		t.Fatalf("missing %s", what)
-	}
-	t.Skipf("missing %s", what)
-}
 
 var scribble struct {
 	once sync.Once
@@ -34,10 +24,7 @@ var scribble struct {
 // and the machine's bare-metal link script.
 func scribbleELF(t testing.TB) []byte {
 	t.Helper()
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		require(t, "riscv64-linux-gnu-gcc (apt-get install gcc-riscv64-linux-gnu)")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	scribble.once.Do(func() {
 		dir, err := os.MkdirTemp("", "statesync")
 		if err != nil {
@@ -75,21 +62,6 @@ func run(t testing.TB, m *machine.Machine, n uint64) {
 	if r := m.Run(n); r != machine.StopLimit || m.Instret() != n {
 		t.Fatalf("run to %d: stopped with %v at %d", n, r, m.Instret())
 	}
-}
-
-// defaultGuest loads the default guest (scripts/build-guest.sh).
-func defaultGuest(t testing.TB) (kernel, initrd []byte) {
-	t.Helper()
-	dir := host.GuestDir()
-	k, err := os.ReadFile(filepath.Join(dir, "Image"))
-	if err == nil {
-		var i []byte
-		if i, err = os.ReadFile(filepath.Join(dir, "initramfs.cpio")); err == nil {
-			return k, i
-		}
-	}
-	require(t, "the default guest (run scripts/build-guest.sh): "+err.Error())
-	return nil, nil
 }
 
 // differing returns the pages whose contents differ between a and b.

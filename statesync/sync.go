@@ -179,8 +179,12 @@ func NewSync(cfg SyncConfig) (*Sync, error) {
 	return s, nil
 }
 
-// Done reports whether the sync completed: the backup is in the primary's
-// state, as both sides checked.
+// Done reports whether the sync completed. On the primary: the backup
+// answered with the primary's instruction count, digest and union hashes.
+// On the backup: it applied the primary's pages and state and its digest
+// is the primary's; it may resume at once (nothing of a backup leaves),
+// and should the primary find the disk chunks wrong after all, its error
+// message comes next.
 func (s *Sync) Done() bool { return s.done }
 
 // Stats describe the sync so far.

@@ -243,17 +243,10 @@ func TestBlockIndirect(t *testing.T) {
 	sa := e.alloc(1, 1)
 	// Indirect table of 4 entries, chained 0 -> 2 -> 1 -> 3.
 	tbl := e.alloc(64, 16)
-	ent := func(i int, a uint64, l uint32, fl, next uint16) {
-		p := tbl + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	ent(0, hdr, 16, descFNext, 2)
-	ent(2, data, 512, descFNext, 1)
-	ent(1, data+512, 512, descFNext, 3)
-	ent(3, sa, 1, descFWrite, 0)
+	e.mem.desc(tbl, 0, hdr, 16, descFNext, 2)
+	e.mem.desc(tbl, 2, data, 512, descFNext, 1)
+	e.mem.desc(tbl, 1, data+512, 512, descFNext, 3)
+	e.mem.desc(tbl, 3, sa, 1, descFWrite, 0)
 	head := e.add(0, buf{tbl, 64, false})
 	e.mem.w16(e.q[0].desc+16*uint64(head)+12, descFIndirect)
 	e.notify(0)
@@ -279,22 +272,15 @@ func TestWorstCaseNotifyBounded(t *testing.T) {
 	data := e.alloc(512, 8)
 	st := e.alloc(1, 1)
 	tbl := e.alloc(256*16, 16)
-	put := func(base uint64, i int, a uint64, l uint32, fl, next uint16) {
-		p := base + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	put(q.desc, 0, hdr, 16, descFNext, 1)
+	e.mem.desc(q.desc, 0, hdr, 16, descFNext, 1)
 	for i := 1; i < 255; i++ {
-		put(q.desc, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(q.desc, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(q.desc, 255, tbl, 256*16, descFIndirect, 0)
+	e.mem.desc(q.desc, 255, tbl, 256*16, descFIndirect, 0)
 	for i := range 255 {
-		put(tbl, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(tbl, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(tbl, 255, st, 1, descFWrite, 0)
+	e.mem.desc(tbl, 255, st, 1, descFWrite, 0)
 	for i := range 256 {
 		e.mem.w16(q.avail+4+2*uint64(i), 0)
 	}

@@ -1,33 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"ftvm/bench"
 	"ftvm/host"
-	"ftvm/machine"
-	"ftvm/runloop"
-	"ftvm/vm"
-)
-
-// Console markers printed by the default guest (guest/cmd/init and
-// guest/cmd/workload).
-const (
-	markInit      = "ftvm-init: started"
-	markBenchFrom = "cpubench: start"
-	markBenchTo   = "cpubench: done"
 )
 
 func cmdBench(args []string) error {
@@ -52,6 +36,7 @@ func cmdBench(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench takes no arguments (got %q)", fs.Args())
 	}
+	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
 	if *ft {
 		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
@@ -60,8 +45,20 @@ func cmdBench(args []string) error {
 	} else if err := notWith(set, "they are the fault-tolerance benchmark's (-ft)", "ft-duration", "ft-conns", "ft-rounds", "ft-epochs"); err != nil {
 		return err
 	}
+	if !*services {
+		if err := notWith(set, "they are the services benchmark's (-services)", "services-only", "services-duration", "services-requests"); err != nil {
+			return err
+		}
+	}
 	if *services {
-		return benchServices(*qemu, *runs, *svcDur, *svcOnly, *svcReqs)
+		if err := notWith(set, "the services benchmark boots the Debian guests", "rr", "ft", "kernel", "initrd"); err != nil {
+			return err
+		}
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.Services(bench.ServicesOptions{Ftvm: ftvm, Qemu: *qemu, Runs: *runs, Duration: *svcDur, Only: *svcOnly, Requests: *svcReqs}, out)
 	}
 	if *ft {
 		var epochs []uint64
@@ -72,7 +69,11 @@ func cmdBench(args []string) error {
 			}
 			epochs = append(epochs, e)
 		}
-		return benchFT(*ftDur, *ftConns, *ftRounds, epochs)
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.FaultTolerance(bench.FTOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Rounds: *ftRounds, Epochs: epochs}, out)
 	}
 	if *kernel == "" {
 		*kernel = filepath.Join(host.GuestDir(), "Image")
@@ -80,15 +81,8 @@ func cmdBench(args []string) error {
 			*initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 		}
 	}
-	k, err := os.ReadFile(*kernel)
-	if err != nil {
+	if _, err := os.Stat(*kernel); err != nil {
 		return fmt.Errorf("kernel: %w (build the default guest with scripts/build-guest.sh)", err)
-	}
-	var rd []byte
-	if *initrd != "" {
-		if rd, err = os.ReadFile(*initrd); err != nil {
-			return fmt.Errorf("initrd: %w", err)
-		}
 	}
 	if *qemu != "" {
 		if _, err := exec.LookPath(*qemu); err != nil {
@@ -96,143 +90,9 @@ func cmdBench(args []string) error {
 			*qemu = ""
 		}
 	}
-
+	g := bench.Guest{Kernel: *kernel, Initrd: *initrd}
 	if *rr {
-		return benchRR(k, rd, *kernel, *initrd, *qemu, *runs)
+		return bench.RecordReplay(g, *qemu, *runs, out)
 	}
-
-	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
-	const cpuArgs = "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=50"
-	var fBoot, qBoot, fIPS, qIPS []float64
-	for i := 0; i < *runs; i++ {
-		fmt.Fprintf(os.Stderr, "bench: run %d/%d\n", i+1, *runs)
-		r, err := ftvmMarks(k, rd, bootArgs, markInit)
-		if err != nil {
-			return fmt.Errorf("ftvm boot: %w", err)
-		}
-		fBoot = append(fBoot, r[0].wall.Seconds())
-		r, err = ftvmMarks(k, rd, cpuArgs, markBenchFrom, markBenchTo)
-		if err != nil {
-			return fmt.Errorf("ftvm cpubench: %w", err)
-		}
-		insns := float64(r[1].instret - r[0].instret)
-		fIPS = append(fIPS, insns/(r[1].wall-r[0].wall).Seconds())
-		if *qemu != "" {
-			q, err := qemuMarks(*qemu, *kernel, *initrd, bootArgs, markInit)
-			if err != nil {
-				return fmt.Errorf("qemu boot: %w", err)
-			}
-			qBoot = append(qBoot, q[0].Seconds())
-			q, err = qemuMarks(*qemu, *kernel, *initrd, cpuArgs, markBenchFrom, markBenchTo)
-			if err != nil {
-				return fmt.Errorf("qemu cpubench: %w", err)
-			}
-			// QEMU does not count instructions; the guest program is the
-			// same, so use ftvm's exact count for the same interval.
-			qIPS = append(qIPS, insns/(q[1]-q[0]).Seconds())
-		}
-	}
-
-	fmt.Printf("%-36s %12s %12s %10s\n", "metric (median of "+fmt.Sprint(*runs)+")", "ftvm", "qemu-tcg", "ftvm/qemu")
-	row := func(name string, f, q []float64, unit float64) {
-		fm := median(f) / unit
-		if len(q) == 0 {
-			fmt.Printf("%-36s %12.3f %12s %10s\n", name, fm, "-", "-")
-			return
-		}
-		qm := median(q) / unit
-		fmt.Printf("%-36s %12.3f %12.3f %10.2f\n", name, fm, qm, fm/qm)
-	}
-	row("boot to init banner (s)", fBoot, qBoot, 1)
-	row("cpu-bound guest (M instructions/s)", fIPS, qIPS, 1e6)
-	return nil
-}
-
-type mark struct {
-	instret uint64
-	wall    time.Duration
-}
-
-// ftvmMarks boots a machine and returns, for each marker in order, the
-// instruction count and wall time (from before the machine is built) at
-// which it appeared on the console.
-func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark, error) {
-	start := time.Now()
-	var line bytes.Buffer
-	var got []mark
-	var m *machine.Machine
-	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline}
-	cfg.Outputs.Console = func(instret uint64, b []byte) {
-		for _, c := range b {
-			if c != '\n' {
-				line.WriteByte(c)
-				continue
-			}
-			if len(got) < len(markers) && strings.Contains(line.String(), markers[len(got)]) {
-				got = append(got, mark{instret, time.Since(start)})
-				if len(got) == len(markers) {
-					m.Pause()
-				}
-			}
-			line.Reset()
-		}
-	}
-	m, err := machine.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	r, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9, Hooks: runloop.Hooks{
-		Stop: func(vm.StopReason) bool { return len(got) == len(markers) }}})
-	if len(got) < len(markers) {
-		if err == nil {
-			err = fmt.Errorf("%v after %d instructions", r, m.Instret())
-		}
-		return nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
-	}
-	return got, nil
-}
-
-// qemuMarks boots QEMU's virt board (OpenSBI firmware, one hart) and returns
-// the wall time at which each marker appeared on its console.
-func qemuMarks(qemu, kernel, initrd, cmdline string, markers ...string) ([]time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", cmdline}
-	if initrd != "" {
-		args = append(args, "-initrd", initrd)
-	}
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdin = nil
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	var got []time.Duration
-	var tailBuf []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && len(got) < len(markers) {
-		if strings.Contains(sc.Text(), markers[len(got)]) {
-			got = append(got, time.Since(start))
-		}
-		tailBuf = append(tailBuf, sc.Text())
-	}
-	if len(got) < len(markers) {
-		io.Copy(io.Discard, stdout)
-		n := max(0, len(tailBuf)-10)
-		return nil, errors.New("QEMU's guest never printed " + markers[len(got)] + "; last lines:\n" + strings.Join(tailBuf[n:], "\n"))
-	}
-	return got, nil
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
+	return bench.VsQEMU(g, *qemu, *runs, out)
 }

@@ -202,7 +202,7 @@ func TestFailoverTrials(t *testing.T) {
 		if err := res.Verify(conn); err != nil {
 			t.Fatalf("trial %d: %v", i, err)
 		}
-		first := firstServed(res, killed)
+		first := res.FirstServedAfter(killed)
 		pauses = append(pauses, first)
 		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
 			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
@@ -399,7 +399,7 @@ func TestDemoFreeze(t *testing.T) {
 	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	const timeout = 500 * time.Millisecond
-	out, err := exec.Command(ftvm, "demo", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
+	out, err := exec.Command(ftvm, "demo", "-guest", "kv", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ftvm demo -fault freeze: %v\n%s", err, out)
 	}

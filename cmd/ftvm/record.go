@@ -104,8 +104,10 @@ func cmdRecord(args []string) error {
 	lc.After = func(r vm.StopReason) error {
 		// The log first: what the guest printed is shown only once the
 		// file holds the run that far.
-		err := lf.After(r, h.out.Buffered() > 0)
-		h.flush()
+		show, err := lf.After(r, h.out.Buffered() > 0)
+		if show {
+			h.flush()
+		}
 		return err
 	}
 	reason, lerr := runloop.Run(lc)

@@ -23,6 +23,7 @@ import (
 	"ftvm/migrate"
 	"ftvm/monitor"
 	"ftvm/replication"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -143,6 +144,9 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
 	if errors.Is(err, context.Canceled) {
 		return nil
+	}
+	if err == nil && reason == vm.StopLockup {
+		return fmt.Errorf("after %d instructions: %w", st.Instret, runloop.ErrLockup)
 	}
 	return err
 }

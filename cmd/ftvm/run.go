@@ -233,7 +233,7 @@ func (f *vmFlags) attachHost(cfg *machine.Config) (*hostIO, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	out := bufio.NewWriterSize(os.Stdout, 1<<20) // record may hold output for a few slices
 	h := &hostIO{net: nb, out: out}
 	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
 	restore := func() {}

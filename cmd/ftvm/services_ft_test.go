@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/bench"
 	"ftvm/host/guests"
 )
 
@@ -91,12 +92,12 @@ func TestRedisFailover(t *testing.T) {
 	p, b := l.pair(t, "redis")
 	w, conn, stop := l.client(t, "redis:")
 	waitWrites(t, w, 20, 60*time.Second, "before the kill")
-	bench := l.background(t, 4*time.Minute, "redis-benchmark", "-h", "10.0.2.15", "-q", "-n", "1500", "-c", "8", "-t", "set,get")
+	rb := l.background(t, 4*time.Minute, "redis-benchmark", "-h", "10.0.2.15", "-q", "-n", "1500", "-c", "8", "-t", "set,get")
 	waitWrites(t, w, 60, 60*time.Second, "with redis-benchmark")
 	first := w.Progress.Load()
 	killPrimary(t, p, b)
 	waitWrites(t, w, first+30, 60*time.Second, "after the first failover")
-	out, err := bench()
+	out, err := rb()
 	if err != nil || !strings.Contains(out, "SET: ") || !strings.Contains(out, "GET: ") {
 		t.Fatalf("redis-benchmark through the failover: %v\n%s", err, out)
 	}
@@ -114,7 +115,7 @@ func TestRedisFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("kills after %d and %d writes; %d acknowledged in all on one connection; longest write %v; redis-benchmark through the first:\n%s",
-		first, second, res.Acked, res.MaxLatency.Round(time.Millisecond), lastLines(out))
+		first, second, res.Acked, res.MaxLatency.Round(time.Millisecond), bench.FinalLines(out))
 }
 
 // TestPostgresFailover: pgbench (TPC-B) through a SIGKILL of the primary:

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/bench"
 	"ftvm/host/guests"
 	"ftvm/internal/testsupport"
 )
@@ -178,7 +179,7 @@ func TestRedisGuest(t *testing.T) {
 			t.Fatalf("redis-benchmark did not run %s:\n%s", test, out)
 		}
 	}
-	t.Logf("redis-benchmark -n %s -c 8:\n%s", n, lastLines(out))
+	t.Logf("redis-benchmark -n %s -c 8:\n%s", n, bench.FinalLines(out))
 	expect(t, "SET", s.redis(t, "set", "durable", "yes"), "OK")
 	s.poweroff(t)
 

@@ -113,15 +113,21 @@ var rules = map[string]rule{
 	// Watching replicas and the switch over HTTP.
 	"monitor": {isaFree: true, imports: []string{"host/vswitch", "replication", "github.com/prometheus/client_golang"}},
 
+	// A witness, a switch and replica processes on one machine; the demo
+	// and the benchmarks built on them.
+	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/guests", "host/vswitch", "monitor", "replication"}},
+	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "host/guests", "monitor", "replication"}},
+	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/guests", "host/netdev", "host/netstack", "machine", "machinelog",
+		"monitor", "replay", "replay/eventlog", "replication", "runloop", "vm"}},
+
 	// COLO's network comparison and rewriting: a state machine (time is
 	// an argument, no goroutines or I/O) that knows frames, not engines.
 	// Not pure only because it names time.Duration and netip addresses.
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "arbiter/witness", "gdbtarget", "guest/workload", "host", "host/guests", "host/netdev",
-		"host/netstack", "host/vswitch", "machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication",
-		"runloop", "snapfile", "vm"}},
+	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/guests", "host/netdev", "host/vswitch",
+		"machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication", "runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
 	// nothing of the monitor. Package guest says where the built guest is.

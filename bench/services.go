@@ -1,10 +1,11 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,11 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"ftvm/cluster"
 	"ftvm/host/guests"
 	"ftvm/replication"
 )
 
-// ftvm bench -services: the Debian guests driven by their real clients
+// Services (ftvm bench -services): the Debian guests driven by their real clients
 // (redis-benchmark, pgbench, wrk) on three setups booting the same kernel,
 // initramfs and root filesystem, each with a fresh data disk: ftvm alone,
 // ftvm replicated (a primary and a backup), and QEMU TCG. Each run boots
@@ -38,9 +40,24 @@ type svcMetric struct {
 	value float64
 }
 
-func benchServices(qemu string, runs int, dur time.Duration, only string, requests int) error {
+// ServicesOptions configure the services benchmark.
+type ServicesOptions struct {
+	Ftvm     string        // the ftvm binary (with ftvm-witness next to it)
+	Qemu     string        // the QEMU binary of the baseline ("" for none)
+	Runs     int           // runs of every setup, interleaved
+	Duration time.Duration // length of each pgbench and wrk run
+	Only     string        // the guests to measure, comma-separated
+	Requests int           // redis-benchmark requests per test
+}
+
+// Services measures the Debian guests' services with their real clients
+// on ftvm, ftvm replicated and QEMU TCG, and prints a table per guest:
+// median and range of the runs.
+func Services(o ServicesOptions, out Output) error {
+	runs, dur, requests := o.Runs, o.Duration, o.Requests
+	qemu := o.Qemu
 	var list []guests.Guest
-	for _, n := range strings.Split(only, ",") {
+	for _, n := range strings.Split(o.Only, ",") {
 		g, err := guests.Lookup(strings.TrimSpace(n))
 		if err != nil {
 			return err
@@ -59,10 +76,10 @@ func benchServices(qemu string, runs int, dur time.Duration, only string, reques
 			return fmt.Errorf("%s not found (scripts/setup.sh installs it)", tools[g.Name])
 		}
 	}
-	setups := []svcSetup{{"ftvm", ftvmService(false)}, {"ftvm replicated", ftvmService(true)}}
+	setups := []svcSetup{{"ftvm", ftvmService(o.Ftvm, false)}, {"ftvm replicated", ftvmService(o.Ftvm, true)}}
 	if qemu != "" {
 		if _, err := exec.LookPath(qemu); err != nil {
-			fmt.Fprintf(os.Stderr, "bench: %s not found, skipping the QEMU baseline\n", qemu)
+			fmt.Fprintf(out.Progress, "bench: %s not found, skipping the QEMU baseline\n", qemu)
 		} else {
 			setups = append(setups, svcSetup{"qemu-tcg", qemuService(qemu)})
 		}
@@ -73,7 +90,7 @@ func benchServices(qemu string, runs int, dur time.Duration, only string, reques
 		var order []string
 		for run := 0; run < runs; run++ {
 			for _, s := range setups {
-				fmt.Fprintf(os.Stderr, "bench: %s on %s, run %d/%d\n", g.Name, s.name, run+1, runs)
+				fmt.Fprintf(out.Progress, "bench: %s on %s, run %d/%d\n", g.Name, s.name, run+1, runs)
 				ms, err := measureService(s, g, dur, requests)
 				if err != nil {
 					return fmt.Errorf("%s on %s: %w", g.Name, s.name, err)
@@ -87,19 +104,19 @@ func benchServices(qemu string, runs int, dur time.Duration, only string, reques
 				}
 			}
 		}
-		fmt.Printf("\n%s (median [min-max] of %d runs, interleaved)\n", g.Name, runs)
-		fmt.Printf("| %-34s |", "metric")
+		fmt.Fprintf(out.Table, "\n%s (median [min-max] of %d runs, interleaved)\n", g.Name, runs)
+		fmt.Fprintf(out.Table, "| %-34s |", "metric")
 		for _, s := range setups {
-			fmt.Printf(" %-22s |", s.name)
+			fmt.Fprintf(out.Table, " %-22s |", s.name)
 		}
-		fmt.Println()
-		fmt.Printf("|%s|", strings.Repeat("-", 36))
+		fmt.Fprintln(out.Table)
+		fmt.Fprintf(out.Table, "|%s|", strings.Repeat("-", 36))
 		for range setups {
-			fmt.Printf("%s|", strings.Repeat("-", 24))
+			fmt.Fprintf(out.Table, "%s|", strings.Repeat("-", 24))
 		}
-		fmt.Println()
+		fmt.Fprintln(out.Table)
 		for _, m := range order {
-			fmt.Printf("| %-34s |", m)
+			fmt.Fprintf(out.Table, "| %-34s |", m)
 			for _, s := range setups {
 				var v []float64
 				stalled := 0
@@ -118,9 +135,9 @@ func benchServices(qemu string, runs int, dur time.Duration, only string, reques
 				if stalled > 0 {
 					cell = fmt.Sprintf("%s, %d stalled", cell, stalled)
 				}
-				fmt.Printf(" %-22s |", cell)
+				fmt.Fprintf(out.Table, " %-22s |", cell)
 			}
-			fmt.Println()
+			fmt.Fprintln(out.Table)
 		}
 	}
 	return nil
@@ -168,7 +185,7 @@ func measureService(s svcSetup, g guests.Guest, dur time.Duration, requests int)
 				return nil, err
 			}
 			for _, t := range []string{"SET", "GET"} {
-				v, err := afterLabel(lastLines(res), t+": ")
+				v, err := afterLabel(FinalLines(res), t+": ")
 				if err != nil {
 					return nil, fmt.Errorf("redis-benchmark -c %d: %w\n%s", c, err, res)
 				}
@@ -246,7 +263,7 @@ func serviceReady(g guests.Guest, addr string, limit time.Duration) error {
 		switch g.Name {
 		case "redis":
 			var c interface{ Close() error }
-			if c, err = dialRetry(addr, time.Second); err == nil {
+			if c, err = cluster.DialRetry(addr, time.Second); err == nil {
 				c.Close()
 			}
 		case "postgres":
@@ -274,9 +291,9 @@ func serviceReady(g guests.Guest, addr string, limit time.Duration) error {
 
 // ftvmService boots g under ftvm on a switch, alone or as a replicated
 // pair (the backup joins once the primary's service answers).
-func ftvmService(replicated bool) func(g guests.Guest, dir string) (string, func(), error) {
+func ftvmService(ftvm string, replicated bool) func(g guests.Guest, dir string) (string, func(), error) {
 	return func(g guests.Guest, dir string) (string, func(), error) {
-		c, err := startGuestCluster(dir, 300*time.Millisecond, g, "p", "b")
+		c, err := cluster.StartGuest(dir, ftvm, 300*time.Millisecond, g, "p", "b")
 		if err != nil {
 			return "", nil, err
 		}
@@ -284,26 +301,26 @@ func ftvmService(replicated bool) func(g guests.Guest, dir string) (string, func
 		if replicated {
 			role, extra = "primary", []string{"-cluster", "bench"}
 		}
-		p, err := c.replica(role, "p", extra...)
+		p, err := c.Replica(role, "p", extra...)
 		if err != nil {
-			c.stop()
+			c.Stop()
 			return "", nil, err
 		}
 		if replicated {
-			if err := serviceReady(g, c.fwd, 4*time.Minute); err != nil {
-				c.stop()
-				return "", nil, fmt.Errorf("%w\n%s", err, p.logTail(20))
+			if err := serviceReady(g, c.Forward, 4*time.Minute); err != nil {
+				c.Stop()
+				return "", nil, fmt.Errorf("%w\n%s", err, p.LogTail(20))
 			}
-			b, err := c.replica("backup", "b", "-join", p.listen, "-cluster", "bench")
+			b, err := c.Replica("backup", "b", "-join", p.Listen, "-cluster", "bench")
 			if err == nil {
-				_, err = b.waitStatus("following the primary", 3*time.Minute, func(s replication.Status) bool { return s.Role == "backup" })
+				_, err = b.WaitStatus("following the primary", 3*time.Minute, func(s replication.Status) bool { return s.Role == "backup" })
 			}
 			if err != nil {
-				c.stop()
+				c.Stop()
 				return "", nil, err
 			}
 		}
-		return c.fwd, c.stop, nil
+		return c.Forward, c.Stop, nil
 	}
 }
 
@@ -312,7 +329,7 @@ func ftvmService(replicated bool) func(g guests.Guest, dir string) (string, func
 // reached through user networking's host forward.
 func qemuService(qemu string) func(g guests.Guest, dir string) (string, func(), error) {
 	return func(g guests.Guest, dir string) (string, func(), error) {
-		addr, err := freePort()
+		addr, err := freeTCP()
 		if err != nil {
 			return "", nil, err
 		}
@@ -326,7 +343,7 @@ func qemuService(qemu string) func(g guests.Guest, dir string) (string, func(), 
 			return "", nil, err
 		}
 		cmd := exec.Command(qemu, "-M", "virt", "-smp", "1", "-m", strconv.Itoa(g.MemoryMiB), "-nographic", "-bios", "default",
-			"-kernel", guests.Kernel(), "-initrd", guests.Initrd(), "-append", g.Cmdline(defaultCmdline),
+			"-kernel", guests.Kernel(), "-initrd", guests.Initrd(), "-append", g.Cmdline("console=ttyS0 earlycon=sbi"),
 			"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%s-:%d", port, g.Port), "-device", "virtio-net-device,netdev=n0",
 			"-drive", "file="+data+",format=raw,if=none,id=d0", "-device", "virtio-blk-device,drive=d0",
 			"-drive", "file="+guests.RootImage()+",format=raw,if=none,id=d1,readonly=on", "-device", "virtio-blk-device,drive=d1")
@@ -344,9 +361,9 @@ func qemuService(qemu string) func(g guests.Guest, dir string) (string, func(), 
 	}
 }
 
-// lastLines keeps the final state of redis-benchmark's lines (it redraws
+// FinalLines keeps the final state of redis-benchmark's lines (it redraws
 // its progress with carriage returns).
-func lastLines(out string) string {
+func FinalLines(out string) string {
 	var keep []string
 	for _, l := range strings.Split(out, "\n") {
 		if i := strings.LastIndex(l, "\r"); i >= 0 {
@@ -357,4 +374,14 @@ func lastLines(out string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// freeTCP returns a loopback TCP address nobody listens on now.
+func freeTCP() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
