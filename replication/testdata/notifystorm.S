@@ -104,10 +104,4 @@ avail:	.space 4 + 2*256 + 2
 	.align 2
 used:	.space 4 + 8*256 + 2
 
-	.section .tohost, "aw", @progbits
-	.align 6
-	.globl tohost
-tohost:	.dword 0
-	.align 6
-	.globl fromhost
-fromhost: .dword 0
+#include "../../machine/testdata/tohost.h"
