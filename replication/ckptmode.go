@@ -286,6 +286,7 @@ func (l *ckptLink) start() {
 }
 
 func (l *ckptLink) heard() time.Time { return time.Unix(0, l.lastAck.Load()) }
+func (l *ckptLink) end()              { l.close(nil) }
 
 // maxLinkQueue bounds the messages (the clients' inputs, on a COLO
 // primary) waiting for the link: a backup that does not take them is lost.
@@ -392,7 +393,7 @@ func (l *ckptLink) send(c *statesync.Capture, enc *bufio.Writer) error {
 // read takes the backup's messages.
 func (l *ckptLink) read() {
 	for {
-		t, p, err := readMessage(l.br)
+		t, p, err := readCkptMessage(l.br)
 		if err != nil {
 			l.d.stepLink(l, core.LinkFailed{Err: fmt.Errorf("backup gone: %w", err)})
 			return
@@ -466,6 +467,9 @@ func newCkptStream(m *ckptMode, j *joined) *ckptStream {
 }
 
 func (s *ckptStream) heard() time.Time { return time.Unix(0, s.lastRecv.Load()) }
+
+// end closes the stream (close writes the last acknowledgement first).
+func (s *ckptStream) end() { s.close(nil) }
 
 // close closes the stream. An acknowledgement not yet written goes first
 // (a backup that stops with the guest acknowledges the end as it stops).
@@ -546,7 +550,7 @@ func (s *ckptStream) writeRaw(b []byte, timeout time.Duration) error {
 func (s *ckptStream) read() {
 	defer close(s.done)
 	for {
-		t, p, err := readMessage(s.br)
+		t, p, err := readCkptMessage(s.br)
 		if err != nil {
 			select {
 			case <-s.closing:

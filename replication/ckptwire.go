@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 
@@ -84,4 +85,15 @@ func (c *chunkWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// readCkptMessage reads one message of a checkpointing link: at most
+// maxMessage bytes, or maxSyncMessage for COLO's sync messages and
+// rewriter states.
+func readCkptMessage(br *bufio.Reader) (msgType, []byte, error) {
+	t, p, err := readMessageMax(br, maxSyncMessage)
+	if err == nil && len(p) > maxMessage && t != msgColoSync && t != msgColoMappings {
+		err = fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, t, len(p), maxMessage)
+	}
+	return t, p, err
 }

@@ -115,6 +115,9 @@ type mode interface {
 type channel interface {
 	// close closes the connection (its goroutines end).
 	close(cause error)
+	// end closes a backup's stream once its last acknowledgement (of the
+	// end of the primary's run) is written.
+	end()
 	// heard is when the peer was last heard from.
 	heard() time.Time
 }
@@ -234,6 +237,12 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 		case core.Stop:
 			s := a
 			d.stop = &s
+			if st := d.stream; st != nil && a.Err == nil {
+				// The primary's guest ended: the backup's last
+				// acknowledgement (of the End record) goes out first.
+				d.stream = nil
+				later = append(later, st.end)
+			}
 			if d.link != nil || d.stream != nil || d.joiner != nil || d.welcomed != nil {
 				later = append(later, d.unlink(errors.New("stopping"))...)
 			}

@@ -282,7 +282,7 @@ func (r *Replica) runSecondary(ctx context.Context, s *ckptStream) (vm.StopReaso
 // followCkpt reads the link's header, checks it with the core, and starts
 // the stream's goroutines.
 func (r *Replica) followCkpt(m *ckptMode, j *joined) (*ckptStream, error) {
-	t, p, err := readMessage(j.br)
+	t, p, err := readCkptMessage(j.br)
 	if err != nil {
 		return nil, fmt.Errorf("the primary's link: %w", err)
 	}
@@ -303,7 +303,7 @@ func (r *Replica) followCkpt(m *ckptMode, j *joined) (*ckptStream, error) {
 		// The secondary runs its guest from the transferred state, which
 		// is the primary's sync 0.
 		c := &coloSecondary{r: r, s: s, e: j.engine, rw: newRewriter(), ready: make(chan struct{}, 1)}
-		t, p, err := readMessage(j.br)
+		t, p, err := readCkptMessage(j.br)
 		if err == nil && t != msgColoMappings {
 			err = fmt.Errorf("%w: got %v, want the rewriter states", errProtocol, t)
 		}

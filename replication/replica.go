@@ -137,8 +137,8 @@ func (c *Config) setDefaults() error {
 	if c.Cluster == "" {
 		return errors.New("replication: a cluster name is required")
 	}
-	if c.TLS == nil || c.Arbiter == nil {
-		return errors.New("replication: TLS keys and an arbiter are required")
+	if c.TLS == nil {
+		return errors.New("replication: TLS keys are required")
 	}
 	if c.Epoch == 0 {
 		c.Epoch = 100_000
@@ -212,6 +212,15 @@ type Replica struct {
 // New checks cfg and returns a replica. Build the primary's engine with
 // Outputs() as its outputs.
 func New(cfg Config) (*Replica, error) {
+	if cfg.Arbiter == nil {
+		return nil, errors.New("replication: TLS keys and an arbiter are required")
+	}
+	return newReplica(cfg)
+}
+
+// newReplica is New without the arbiter, which the modes that agree by
+// consensus do not use.
+func newReplica(cfg Config) (*Replica, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -377,14 +386,15 @@ type Status struct {
 	FailoverLive     time.Time `json:"failover_live,omitzero"`
 	Error            string    `json:"error,omitempty"`
 
+	// Mode is how the pair replicates: replay, checkpoint, colo or plover.
+	Mode string `json:"mode,omitempty"`
+
 	// COLO's comparator (primary): TCP payload bytes matched, flows found
 	// to differ, frames held now.
 	ComparedBytes  uint64 `json:"compared_bytes,omitempty"`
 	Mismatches     uint64 `json:"mismatches,omitempty"`
 	ComparatorHeld int    `json:"comparator_held_frames,omitempty"`
 
-	// Mode is how the pair replicates: replay, checkpoint or colo.
-	Mode string `json:"mode,omitempty"`
 	// The checkpointing modes: checkpoints taken (primary) or applied
 	// (backup) on the current link, their rate over the last second or
 	// so, their pages, bytes and pauses in all, and the last ones each.
@@ -394,6 +404,15 @@ type Status struct {
 	CheckpointBytes   uint64           `json:"checkpoint_bytes,omitempty"`
 	CheckpointPause   time.Duration    `json:"checkpoint_pause_ns,omitempty"`
 	RecentCheckpoints []CheckpointStat `json:"recent_checkpoints,omitempty"`
+
+	// PLOVER mode: the consensus group and the syncs.
+	Term     uint64         `json:"term,omitempty"`
+	Leader   string         `json:"leader,omitempty"`
+	Members  []string       `json:"members,omitempty"`
+	LogIndex uint64         `json:"log_index,omitempty"`
+	Syncs    int            `json:"syncs,omitempty"`
+	LastSync *SyncReport    `json:"last_sync,omitempty"`
+	Repairs  []RepairReport `json:"repairs,omitempty"`
 
 	rateT     time.Time
 	rateBytes int64

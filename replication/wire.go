@@ -153,6 +153,12 @@ var errProtocol = errors.New("protocol error")
 // readMessage reads one message. io.EOF means the peer closed cleanly
 // between messages.
 func readMessage(r *bufio.Reader) (msgType, []byte, error) {
+	return readMessageMax(r, maxMessage)
+}
+
+// readMessageMax reads one message whose payload may be up to limit
+// bytes.
+func readMessageMax(r *bufio.Reader, limit uint64) (msgType, []byte, error) {
 	t, err := r.ReadByte()
 	if err != nil {
 		return 0, nil, err
@@ -160,10 +166,6 @@ func readMessage(r *bufio.Reader) (msgType, []byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return 0, nil, unexpected(err)
-	}
-	limit := uint64(maxMessage)
-	if msgType(t) == msgColoSync || msgType(t) == msgColoMappings {
-		limit = maxSyncMessage
 	}
 	if n > limit {
 		return 0, nil, fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, msgType(t), n, limit)

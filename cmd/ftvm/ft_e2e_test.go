@@ -20,6 +20,7 @@ import (
 
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/internal/testsupport"
 	"ftvm/replication"
 )
@@ -34,6 +35,9 @@ type ftLab struct {
 	ftvm, keys, dir string
 	wit             *witness.Process
 	mode            string // the replicas' -mode ("": replay)
+	// guest is the guest the replicas boot (-guest; "" for the default),
+	// each with its own data disk made from the guest's template.
+	guest string
 }
 
 // ftModes are the replication modes the failure tests run in.
@@ -78,7 +82,12 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	t.Helper()
 	disk := filepath.Join(l.dir, cluster+"-"+id+".img")
 	if _, err := os.Stat(disk); err != nil {
-		if err := os.WriteFile(disk, make([]byte, 16<<20), 0o644); err != nil {
+		if l.guest != "" {
+			err = guests.NewDataDisk(disk)
+		} else {
+			err = os.WriteFile(disk, make([]byte, 16<<20), 0o644)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,6 +96,9 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "500ms"}
 	if l.mode != "" {
 		argv = append(argv, "-mode", l.mode)
+	}
+	if l.guest != "" {
+		argv = append(argv, "-guest", l.guest)
 	}
 	argv = append(argv, extra...)
 	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
@@ -170,7 +182,11 @@ func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what
 func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
 	t.Helper()
 	p = l.replica(t, 1, "primary", "a", cluster)
-	p.waitFor(t, "listening on", 60*time.Second)
+	if l.guest != "" {
+		p.waitFor(t, readyLine[l.guest], 4*time.Minute)
+	} else {
+		p.waitFor(t, "listening on", 60*time.Second)
+	}
 	b = l.replica(t, 2, "backup", "b", cluster, "-join", "172.16.0.1:7400")
 	b.waitFor(t, "following the primary", 60*time.Second)
 	return p, b
@@ -384,10 +400,21 @@ func TestReprotect(t *testing.T) {
 // the new backup joined.
 func TestDemo(t *testing.T) {
 	testsupport.GuestFiles(t)
+	testDemo(t, "kv", ftModes...)
+}
+
+// TestDemoRedis is TestDemo with Debian's Redis as the guest (in the
+// replay mode).
+func TestDemoRedis(t *testing.T) {
+	requireDebian(t)
+	testDemo(t, "redis", "replay")
+}
+
+func testDemo(t *testing.T, guest string, modes ...string) {
 	ftvm, _ := buildBinaries(t)
-	for _, mode := range ftModes {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			out, err := exec.Command(ftvm, "demo", "-mode", mode, "-before", "1s", "-after", "1s").CombinedOutput()
+			out, err := exec.Command(ftvm, "demo", "-guest", guest, "-mode", mode, "-before", "1s", "-after", "1s").CombinedOutput()
 			if err != nil {
 				t.Fatalf("ftvm demo: %v\n%s", err, out)
 			}
@@ -410,7 +437,7 @@ func TestDemoFreeze(t *testing.T) {
 	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	const timeout = 500 * time.Millisecond
-	out, err := exec.Command(ftvm, "demo", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
+	out, err := exec.Command(ftvm, "demo", "-guest", "kv", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ftvm demo -fault freeze: %v\n%s", err, out)
 	}

@@ -11,17 +11,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/migrate"
 	"ftvm/monitor"
 	"ftvm/replication"
-	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -36,6 +37,8 @@ type replicaFlags struct {
 	heartbeat, timeout, period, maxPeriod                         time.Duration
 	maxInFlight                                                   int
 	lockstep                                                      bool
+	plover                                                        ploverFlags
+	flips                                                         flipFlags
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -52,17 +55,32 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.maxLag, "max-lag", 0, "instructions the backup may trail before the primary waits (default 200M)")
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
 	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
-	fs.StringVar(&f.mode, "mode", "replay", "how the pair replicates (both replicas alike): replay (the backup replays the logged inputs), checkpoint\n(Remus: the backup applies the primary's checkpoints) or colo (both execute, outputs compared, checkpoints on a mismatch)")
+	fs.StringVar(&f.mode, "mode", "replay", "how the pair replicates (every replica alike): replay (a backup replays the primary's logged inputs),\n"+
+		"checkpoint (Remus: the backup applies the primary's checkpoints), colo (both execute, outputs compared, checkpoints on a\n"+
+		"mismatch) or plover (a consensus group of primary, backup and witness orders the inputs, both replicas execute, syncs\n"+
+		"at idle points); an arbiter settles failures but in plover mode")
 	fs.DurationVar(&f.period, "period", 0, "checkpoint mode: how often the primary takes a checkpoint (default 25ms)")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", 0, "checkpoint mode: checkpoints the backup may leave unacknowledged before the guest waits (default 2)")
-	fs.DurationVar(&f.maxPeriod, "max-period", 0, "colo mode: the longest run without a checkpoint while the outputs match (default 10s)")
+	fs.DurationVar(&f.maxPeriod, "max-period", 0, "colo mode: the longest run without a checkpoint while the outputs match (default 10s);\n"+
+		"plover mode: the longest the primary goes without a sync while there is something to synchronise (default 50ms)")
+	f.plover.register(fs)
+	f.flips.register(fs)
 }
 
+// isPlover reports PLOVER mode.
+func (f *replicaFlags) isPlover() bool { return f.mode == "plover" }
+
 // modeFlags refuses the flags that do not apply to the mode.
-func (f *replicaFlags) modeFlags(set map[string]bool) (replication.Mode, error) {
+func (f *replicaFlags) modeFlags(set map[string]bool) error {
+	if f.isPlover() {
+		return notWith(set, "they are for the checkpoint mode", "period", "max-in-flight")
+	}
 	m, err := replication.ParseMode(f.mode)
 	if err != nil {
-		return m, fmt.Errorf("-mode: %w", err)
+		return fmt.Errorf("-mode: %w (or plover)", err)
+	}
+	if err := notWith(set, "they are for the plover mode", "idle-checks", "advertise"); err != nil {
+		return err
 	}
 	switch m {
 	case replication.Replay:
@@ -75,7 +93,7 @@ func (f *replicaFlags) modeFlags(set map[string]bool) (replication.Mode, error) 
 	if err == nil && set["period"] && f.period <= 0 {
 		err = fmt.Errorf("-period %v: must be positive", f.period)
 	}
-	return m, err
+	return err
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
@@ -95,11 +113,13 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	default:
 		return replication.Config{}, fmt.Errorf("-log %q: want text or json", f.logFormat)
 	}
-	arb, err := dialArbiter(f.arbiter, f.cluster, tc)
-	if err != nil {
-		return replication.Config{}, err
+	var arb replication.Arbiter
+	if !f.isPlover() { // the group agrees by itself
+		if arb, err = dialArbiter(f.arbiter, f.cluster, tc); err != nil {
+			return replication.Config{}, err
+		}
 	}
-	m, _ := replication.ParseMode(f.mode) // checked by modeFlags
+	m, _ := replication.ParseMode(f.mode) // checked by modeFlags (plover has a config of its own)
 	return replication.Config{
 		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: machinelog.Engine,
 		Epoch: f.epoch, Heartbeat: f.heartbeat, Timeout: f.timeout, MaxLag: f.maxLag, DigestEvery: f.digestEvery, Lockstep: f.lockstep,
@@ -157,21 +177,23 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 		if err != nil {
 			return fmt.Errorf("-http: %w", err)
 		}
-		srv := &http.Server{Handler: monitor.Replica(rep), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: rf.flips.handler(monitor.Replica(rep)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(hl)
 		defer srv.Close()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := rf.flips.schedule(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	reason, err := run(ctx, ln)
 	st := rep.Status()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	if st.Instret > 0 || reason != vm.StopLimit {
+		fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
-	}
-	if err == nil && reason == vm.StopLockup {
-		return fmt.Errorf("after %d instructions: %w", st.Instret, runloop.ErrLockup)
 	}
 	return err
 }
@@ -195,9 +217,10 @@ func cmdPrimary(args []string) error {
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
-	if _, err := rf.modeFlags(given(fs)); err != nil {
+	if err := rf.modeFlags(given(fs)); err != nil {
 		return err
 	}
+	vf.replica = rf.id
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -217,6 +240,9 @@ func cmdPrimary(args []string) error {
 		// joining backup.
 		rc.Disk = migrate.TrackWrites(cfg.Disk)
 		cfg.Disk = rc.Disk
+	}
+	if rf.isPlover() {
+		return ploverPrimary(&rf, rc, cfg)
 	}
 	rep, err := replication.New(rc)
 	if err != nil {
@@ -239,7 +265,9 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.disk, "disk", "", "this replica's own copy of the disk image `file` (same size as the primary's; its contents are brought up to date)")
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
+	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
+	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm backup -id ID -keys DIR -join ADDR [flags]\n\nJoins a primary, receives its state and follows its log; if the primary dies\nand the arbiter agrees, goes live and continues as the primary.")
@@ -257,7 +285,7 @@ func cmdBackup(args []string) error {
 			return err
 		}
 	}
-	if _, err := rf.modeFlags(given(fs)); err != nil {
+	if err := rf.modeFlags(given(fs)); err != nil {
 		return err
 	}
 	rc, err := rf.replicaConfig()
@@ -270,6 +298,20 @@ func cmdBackup(args []string) error {
 		return err
 	}
 	defer release()
+	vf.replica = rf.id
+	g, err := vf.lookup()
+	if err != nil {
+		return err
+	}
+	if g.Debian() {
+		if vf.disk, err = vf.dataDisk(g, vf.disk); err != nil {
+			return err
+		}
+	}
+	var shared machine.RestoreOptions
+	if err := vf.restoreShared(&shared); err != nil {
+		return err
+	}
 	if vf.disk != "" {
 		disk, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -280,7 +322,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}
@@ -296,6 +338,9 @@ func cmdBackup(args []string) error {
 			}
 			return m, nil
 		}
+	}
+	if rf.isPlover() {
+		return ploverBackup(&rf, rc, *join)
 	}
 	rep, err := replication.New(rc)
 	if err != nil {

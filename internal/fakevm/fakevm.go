@@ -6,9 +6,8 @@
 // the digest.
 //
 // Each Run writes pseudo-random bytes into RAM (and, with a disk, into the
-// disk, reporting each write to Outputs.Disk) as a function of the
-// instruction count. It is a vm.Syncable: a checkpoint's pages and state
-// can be written into it in place. Delivered events change its
+// disk, telling Outputs.Disk of each write) as a function of the
+// instruction count. Delivered events change its
 // registers; console input and received frames are echoed back as outputs
 // (console bytes, a transmitted frame) at the start of the next Run, as a
 // guest serving requests would answer them. With Idle set, Run returns
@@ -233,7 +232,7 @@ func (l *dirtyLog) Stop() {
 // WritePage overwrites RAM page i (vm.Syncable); dirty logs report it.
 func (e *Engine) WritePage(i int, p []byte) error {
 	if i < 0 || i >= e.Pages() || len(p) != PageSize {
-		return fmt.Errorf("fakevm: WritePage(%d) with %d bytes: %d pages of %d", i, len(p), e.Pages(), PageSize)
+		return fmt.Errorf("fakevm: WritePage(%d) with %d bytes", i, len(p))
 	}
 	copy(e.ram[i*PageSize:], p)
 	for _, l := range e.logs {
@@ -243,7 +242,7 @@ func (e *Engine) WritePage(i int, p []byte) error {
 }
 
 // LoadState replaces the engine's state with one SaveState wrote
-// (vm.Syncable), validated like Factory's; RAM and disk stay.
+// (vm.Syncable), keeping RAM; it is validated like untrusted input.
 func (e *Engine) LoadState(r io.Reader) error {
 	st, err := decodeState(r)
 	if err != nil {
@@ -261,10 +260,10 @@ func decodeState(r io.Reader) (state, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return st, fmt.Errorf("fake state: %w", err)
+		return state{}, fmt.Errorf("fake state: %w", err)
 	}
-	if st.Pages < 0 || st.Pages > 1<<20 || st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 {
-		return st, fmt.Errorf("fake state: %d pages, %d writes, %d answers: out of bounds", st.Pages, st.WritesPer, len(st.Echo))
+	if st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 || st.Pages < 0 {
+		return state{}, fmt.Errorf("fake state: %d writes, %d answers", st.WritesPer, len(st.Echo))
 	}
 	return st, nil
 }
