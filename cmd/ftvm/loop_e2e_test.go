@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,17 +14,11 @@ import (
 // crossCompile assembles a bare-metal program from machine/testdata.
 func crossCompile(t *testing.T, src string, defs ...string) string {
 	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	dir := "../../machine/testdata/"
-	elf := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".S")+".elf")
-	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static", "-T", dir + "link.ld", "-o", elf, dir + src}
+	var flags []string
 	for _, d := range defs {
-		args = append(args, "-D"+d)
+		flags = append(flags, "-D"+d)
 	}
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("assembling %s: %v\n%s", src, err, b)
-	}
-	return elf
+	return testsupport.BareMetal(t, "../../machine/testdata/"+src, flags...)
 }
 
 // runEnds runs ftvm with argv and waits for it to exit on its own within
