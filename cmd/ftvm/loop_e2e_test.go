@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +57,7 @@ func TestRunEndsLoudly(t *testing.T) {
 		{"trap loop", []string{crossCompile(t, "lockup.S")}, lockup},
 		{"wfi, interrupts disabled", []string{crossCompile(t, "wfi.S")}, lockup},
 		{"wfi, nothing to raise the interrupt", []string{crossCompile(t, "wfi.S", "MIE=0x800")}, "nothing can raise"},
+		{"wfi, the timer due but masked", []string{crossCompile(t, "wfi_masked.S")}, "nothing can raise"},
 	}
 	kernel, _ := testsupport.GuestFiles(t)
 	k, err := os.ReadFile(kernel)
@@ -80,5 +82,24 @@ func TestRunEndsLoudly(t *testing.T) {
 				}
 			})
 		}
+		// ftvm record runs the same loop, and its log replays to the
+		// same end.
+		t.Run(c.name+"/record", func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "run.log")
+			code, out := runEnds(t, 30*time.Second, true, append([]string{ftvm, "record", "-o", log}, c.args...)...)
+			if code == 0 || !strings.Contains(out, c.want) {
+				t.Fatalf("record: exit status %d, want non-zero with %q; output:\n%s", code, c.want, out)
+			}
+			args := []string{"replay", log}
+			if c.args[0] == "-kernel" {
+				args = []string{"replay", "-kernel", c.args[1], log}
+			} else {
+				args = []string{"replay", "-elf", c.args[0], log}
+			}
+			rep, err := exec.Command(ftvm, args...).CombinedOutput()
+			if err != nil || !strings.Contains(string(rep), "matches the recording") || grab(string(rep), "state digest ") != grab(out, "state digest ") {
+				t.Fatalf("replay of the recording: %v\n%s\nrecording:\n%s", err, rep, out)
+			}
+		})
 	}
 }
