@@ -443,3 +443,29 @@ continue
 		t.Errorf("replay under GDB (status %d) did not end with the recording's digest %s:\n%s", status, digest, fout)
 	}
 }
+
+// TestGDBLockup: a program whose trap vector faults, under GDB. The
+// lockup stops it with SIGSEGV, where GDB can still read its registers
+// (it used to be reported as a normal exit, leaving nothing to look at);
+// continuing ends it, terminated by SIGSEGV, and ftvm exits non-zero with
+// the lockup's message, as without GDB.
+func TestGDBLockup(t *testing.T) {
+	gdb := requireGDB(t)
+	ftvm, _ := buildBinaries(t)
+	elf := crossCompile(t, "lockup.S")
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, elf, addr, `
+continue
+printf "STUCK pc=%#lx mcause=%ld\n", $pc, $mcause
+continue
+`, ftvm, "run", "-gdb", addr, elf)
+	for _, want := range []string{"received signal SIGSEGV", "STUCK pc=", "terminated with signal SIGSEGV"} {
+		if !strings.Contains(gout, want) {
+			t.Errorf("GDB's output lacks %q:\n%s", want, gout)
+		}
+	}
+	if status == 0 || !strings.Contains(fout, "the guest locked up") {
+		t.Errorf("ftvm exited with %d; output:\n%s", status, fout)
+	}
+	t.Logf("%s", grab(gout, "STUCK "))
+}
