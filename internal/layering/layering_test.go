@@ -106,6 +106,8 @@ var rules = map[string]rule{
 	"host/netdev":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
+	// The guests ftvm boots by name, and their files.
+	"host/guests": {isaFree: true, imports: []string{"host"}},
 
 	// The one host-driven run loop, for any engine.
 	"runloop": {isaFree: true, imports: []string{"host", "vm"}},
@@ -120,9 +122,9 @@ var rules = map[string]rule{
 
 	// A witness, a switch and replica processes on one machine; the demo
 	// and the benchmarks built on them.
-	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/vswitch", "monitor", "replication"}},
-	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "monitor", "replication"}},
-	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/netdev", "host/netstack", "machine", "machinelog",
+	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/guests", "host/vswitch", "monitor", "replication"}},
+	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "host/guests", "monitor", "replication"}},
+	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/guests", "host/netdev", "host/netstack", "machine", "machinelog",
 		"monitor", "replay", "replay/eventlog", "replication", "riscv/jit", "runloop", "vm"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
@@ -131,7 +133,7 @@ var rules = map[string]rule{
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/netdev", "host/vswitch",
+	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/guests", "host/netdev", "host/vswitch",
 		"machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication", "runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
