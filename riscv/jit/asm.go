@@ -406,6 +406,8 @@ func (a *asm) jmpR(r reg) { a.opRR(0, false, []byte{0xff}, 4, r, false) }
 
 func (a *asm) ret() { a.emit(0xc3) }
 
+func (a *asm) mfence() { a.emit(0x0f, 0xae, 0xf0) }
+
 // SSE, scalar: the XMM registers are numbered like the general ones.
 type xreg = reg
 

@@ -103,6 +103,7 @@ func TestAsm(t *testing.T) {
 		{func(a *asm) { a.movzxbM(rAX, atIdx(r13, rAX, 0, 0x50)) }, "movzx eax,BYTE PTR [r13+rax*1+0x50]"},
 		{func(a *asm) { a.jmpM(atIdx(r13, rAX, 0, 0x40)) }, "jmp QWORD PTR [r13+rax*1+0x40]"},
 		{func(a *asm) { a.ret() }, "ret"},
+		{func(a *asm) { a.mfence() }, "mfence"},
 	}
 	var a asm
 	var want []string

@@ -139,10 +139,15 @@ func translated(in riscv.Inst) bool {
 		riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
 		riscv.OpMULW, riscv.OpDIVW, riscv.OpDIVUW, riscv.OpREMW, riscv.OpREMUW,
 		riscv.OpFENCE:
-		return true
+		// The pause hint (fence w,0) may make the interpreter yield to
+		// another hart.
+		return in.Op != riscv.OpFENCE || in.Imm&0xfff != pauseHint
 	}
 	return fpTranslated(in)
 }
+
+// pauseHint is the fm/pred/succ field of Zihintpause's pause, fence w,0.
+const pauseHint = 0x010
 
 func endsBlock(o riscv.Op) bool {
 	switch o {
@@ -330,6 +335,12 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	imm := int32(in.Imm) // fits for every immediate of the ops translated
 	switch in.Op {
 	case riscv.OpFENCE:
+		// x86 keeps every order RISC-V's fences ask for but a store's
+		// before a later load; harts running in parallel need MFENCE for
+		// that one (pred W, succ R).
+		if in.Imm>>4&1 != 0 && in.Imm&2 != 0 {
+			a.mfence()
+		}
 	case riscv.OpLUI:
 		t.setXImm(in.Rd, uint64(in.Imm))
 	case riscv.OpAUIPC:
@@ -699,19 +710,26 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool
 		a.aluRI(true, aluADD, rDX, int32(in.Imm))
 	}
 	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
-	a.movRR(true, rAX, rDX)
-	a.shiftRI(true, shSHR, rAX, 8)
-	a.movRR(false, rCX, rAX)
+	// For a wider access the tag is computed from its last byte, as QEMU
+	// does: when the access leaves the page, that is a page whose entry
+	// cannot be at this index, so the one comparison also stands for the
+	// interpreter's page-crossing test.
+	if size == 1 {
+		a.movRR(true, rAX, rDX)
+		a.shiftRI(true, shSHR, rAX, 8)
+		a.movRR(false, rCX, rAX)
+	} else {
+		a.movRR(false, rCX, rDX)
+		a.shiftRI(false, shSHR, rCX, 8)
+		a.lea(true, rAX, at(rDX, int32(size-1)))
+		a.shiftRI(true, shSHR, rAX, 8)
+	}
 	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
 	a.aluRI(true, aluAND, rAX, -16)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
 	a.aluRI(false, aluAND, rDX, 4095)
-	if size > 1 {
-		a.aluRI(false, aluCMP, rDX, int32(4096-size))
-		a.jcc(ccA, slow)
-	}
 	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
 
