@@ -34,6 +34,9 @@ type tr struct {
 	ra    regAlloc
 	k     int // the instruction being emitted
 
+	// page is what the last load or store left for the next one (access).
+	page pageOf
+
 	// What the allocator knows of the block's future (liveness).
 	next     [maxBlock + 1][32]uint8
 	deadAt   [maxBlock + 1]uint32
@@ -175,6 +178,7 @@ func (t *tr) assemble() []byte {
 	a.aluRI(true, aluSUB, regBudget, int32(t.n))
 	a.jcc(ccL, t.exit(t.pc0, 0, exitBudget))
 
+	t.page = pageOf{}
 	for k, in := range t.insns {
 		t.k = k
 		t.pinReads(in)
@@ -333,6 +337,9 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	a := &t.a
 	next := pc + uint64(in.Size)
 	imm := int32(in.Imm) // fits for every immediate of the ops translated
+	if !isLoad(in.Op) && !isStore(in.Op) {
+		t.page.ok = false // anything else may use RAX and RDX
+	}
 	switch in.Op {
 	case riscv.OpFENCE:
 		// x86 keeps every order RISC-V's fences ask for but a store's
@@ -371,22 +378,22 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
 		size, signed := loadSize(in.Op)
-		t.address(k, in, pc, size, false)
+		disp := t.access(k, in, pc, size, false)
 		d := rDX
 		if in.Rd != 0 {
 			d = t.dst(in.Rd)
 		}
-		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, 0))
+		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, disp))
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		size := storeSize(in.Op)
 		if in.Rs2 == 0 {
-			t.address(k, in, pc, size, true)
-			a.storeZero(size, atIdx(regRAM, rDX, 0, 0))
+			disp := t.access(k, in, pc, size, true)
+			a.storeZero(size, atIdx(regRAM, rDX, 0, disp))
 			break
 		}
 		v := t.src(in.Rs2)
-		t.address(k, in, pc, size, true)
-		a.store(size, atIdx(regRAM, rDX, 0, 0), v)
+		disp := t.access(k, in, pc, size, true)
+		a.store(size, atIdx(regRAM, rDX, 0, disp), v)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
 		if in.Rd == 0 {
@@ -683,17 +690,79 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 	return 8, false
 }
 
+// pageOf describes the page a load or store found, for the next one: when
+// ok, RDX holds the RAM offset of the address base(rs1)+imm and RAX its
+// offset in the page, both through the read or write TLB (write).
+type pageOf struct {
+	ok    bool
+	write bool
+	rs1   uint8
+	imm   int64
+}
+
+// access emits the address computation of a load or store (instruction
+// k) and returns the displacement to add to RBX+RDX. Consecutive accesses
+// of one kind from the same base register (a stack frame, a structure,
+// bytes of a word) share one TLB lookup: the later ones only check that
+// they stay in the page the first one found, which is what the
+// interpreter's TLB, unchanged in between, would tell them.
+func (t *tr) access(k int, in riscv.Inst, pc uint64, size int, write bool) int32 {
+	a := &t.a
+	prev := t.page
+	t.page = pageOf{}
+	// keep: the next instruction may use what this one finds (nothing in
+	// between touches RAX and RDX).
+	keep := false
+	if k+1 < t.n {
+		next := t.insns[k+1]
+		keep = next.Rs1 == in.Rs1 && (isLoad(next.Op) && !write || isStore(next.Op) && write) &&
+			!(isLoad(in.Op) && (in.Rd == 0 || in.Rd == in.Rs1)) // RDX or the base overwritten
+	}
+	if prev.ok && prev.write == write && prev.rs1 == in.Rs1 {
+		d := int32(in.Imm - prev.imm)
+		slow := t.exit(pc, k, exitSlow)
+		a.lea(false, rCX, at(rAX, d))
+		a.aluRI(false, aluCMP, rCX, int32(4096-size))
+		a.jcc(ccA, slow)
+		if keep {
+			t.page = prev
+		}
+		return d
+	}
+	t.addressFS(k, in, pc, size, write, false, keep)
+	if keep {
+		t.page = pageOf{ok: true, write: write, rs1: in.Rs1, imm: in.Imm}
+	}
+	return 0
+}
+
+func isLoad(o riscv.Op) bool {
+	switch o {
+	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
+		return true
+	}
+	return false
+}
+
+func isStore(o riscv.Op) bool {
+	switch o {
+	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
+		return true
+	}
+	return false
+}
+
 // address computes the RAM offset of a load or store of instruction k into
 // RDX through the hart's read or write TLB, exiting to the interpreter on a
 // miss or when the access leaves the page (the interpreter's fast path
 // makes the same two tests). RAX and RCX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
-	t.addressFS(k, in, pc, size, write, false)
+	t.addressFS(k, in, pc, size, write, false, false)
 }
 
 // addressFS is address, with the check that the FPU is on (an FP load or
-// store) when fs is set.
-func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool) {
+// store) when fs is set, leaving the page offset in RAX when keep is.
+func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs, keep bool) {
 	a := &t.a
 	tlb := t.j.lay.readTLB
 	if write {
@@ -730,6 +799,9 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
 	a.aluRI(false, aluAND, rDX, 4095)
+	if keep {
+		a.movRR(false, rAX, rDX)
+	}
 	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
 
