@@ -337,8 +337,8 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	a := &t.a
 	next := pc + uint64(in.Size)
 	imm := int32(in.Imm) // fits for every immediate of the ops translated
-	if !isLoad(in.Op) && !isStore(in.Op) {
-		t.page.ok = false // anything else may use RAX and RDX
+	if !isLoad(in.Op) && !isStore(in.Op) && !keepsPage(in, t.page.rs1) {
+		t.page.ok = false // it uses RAX or RDX, or changes the base
 	}
 	switch in.Op {
 	case riscv.OpFENCE:
@@ -710,13 +710,20 @@ func (t *tr) access(k int, in riscv.Inst, pc uint64, size int, write bool) int32
 	a := &t.a
 	prev := t.page
 	t.page = pageOf{}
-	// keep: the next instruction may use what this one finds (nothing in
-	// between touches RAX and RDX).
+	// keep: a later access may use what this one finds (nothing in between
+	// touches RAX, RDX or the base register).
 	keep := false
-	if k+1 < t.n {
-		next := t.insns[k+1]
-		keep = next.Rs1 == in.Rs1 && (isLoad(next.Op) && !write || isStore(next.Op) && write) &&
-			!(isLoad(in.Op) && (in.Rd == 0 || in.Rd == in.Rs1)) // RDX or the base overwritten
+	if !(isLoad(in.Op) && (in.Rd == 0 || in.Rd == in.Rs1)) { // RDX or the base overwritten
+		for j := k + 1; j < t.n; j++ {
+			next := t.insns[j]
+			if next.Rs1 == in.Rs1 && (isLoad(next.Op) && !write || isStore(next.Op) && write) {
+				keep = true
+				break
+			}
+			if !keepsPage(next, in.Rs1) {
+				break
+			}
+		}
 	}
 	if prev.ok && prev.write == write && prev.rs1 == in.Rs1 {
 		d := int32(in.Imm - prev.imm)
@@ -734,6 +741,24 @@ func (t *tr) access(k int, in riscv.Inst, pc uint64, size int, write bool) int32
 		t.page = pageOf{ok: true, write: write, rs1: in.Rs1, imm: in.Imm}
 	}
 	return 0
+}
+
+// keepsPage reports whether the translation of in leaves RAX and RDX alone
+// and does not write guest register base: simple arithmetic that comes
+// between the loads and stores of a stack frame or a structure.
+func keepsPage(in riscv.Inst, base uint8) bool {
+	if in.Rd == base && in.Rd != 0 {
+		return false
+	}
+	switch in.Op {
+	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpFENCE, riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
+		return true // their only temporary is the destination
+	case riscv.OpSLLI, riscv.OpSRLI, riscv.OpSRAI:
+		return in.Rs1 != 0 || in.Rd == 0
+	case riscv.OpADD, riscv.OpXOR, riscv.OpOR, riscv.OpAND, riscv.OpSUB:
+		return in.Rd == 0 || in.Rs1 != 0 && !(in.Op == riscv.OpSUB && in.Rd == in.Rs2)
+	}
+	return false
 }
 
 func isLoad(o riscv.Op) bool {
