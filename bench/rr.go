@@ -30,7 +30,7 @@ import (
 	"ftvm/vm"
 )
 
-// The record/replay benchmark (ftvm bench -rr, issue 3): for an idle
+// The record/replay benchmark (ftvm bench -rr): for an idle
 // guest, a CPU-bound guest and a network-heavy key-value workload, the
 // cost of recording against a plain run, the speed of replay, and the
 // log's rate in bytes per wall-clock second; and the same for QEMU's own

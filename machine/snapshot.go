@@ -35,6 +35,12 @@ type boardState struct {
 	// DiskSize is the disk's size in bytes, so that a restore without the
 	// disk contents (RestoreState) can check the backend it is given.
 	DiskSize int64 `json:",omitempty"`
+
+	// The shared disk is never saved: its size and identity are, and a
+	// restore must be given the same image.
+	SharedDiskSize int64    `json:",omitempty"`
+	SharedDiskID   [32]byte `json:",omitzero"`
+	WallClock      uint64   `json:",omitempty"`
 }
 
 type clockState struct{ Base, At, IPT uint64 }
@@ -86,13 +92,17 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	if m.blk != nil {
 		b.DiskSize = m.cfg.Disk.Size()
 	}
+	if m.shared != nil {
+		b.SharedDiskSize, b.SharedDiskID = m.cfg.SharedDisk.Size(), m.cfg.SharedDiskID
+	}
+	b.WallClock = m.cfg.WallClock
 	if m.htif != nil {
 		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
 	}
 	comps := []struct {
 		name string
 		v    any
-	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}
+	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}, {"rtc", m.rtc.State()}}
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -104,6 +114,12 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 			name string
 			v    any
 		}{"virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()}})
+	}
+	if m.shared != nil {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{"virtio-shared-blk", virtioState[virtio.BlockState]{m.sharedTr.State(), m.shared.State()}})
 	}
 	var secs []snapshot.Section
 	for _, c := range comps {
@@ -149,6 +165,10 @@ type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
 	Exec    string // the execution engine (Config.Exec)
+	// SharedDisk is required when the machine had one (Config.SharedDisk):
+	// the same image, named by the same SharedDiskID.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -228,7 +248,21 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, WallClock: b.WallClock}
+	if b.SharedDiskSize < 0 || b.SharedDiskSize%512 != 0 {
+		return nil, fmt.Errorf("snapshot: machine: invalid shared disk size %d", b.SharedDiskSize)
+	}
+	if b.SharedDiskSize != 0 {
+		switch {
+		case opts.SharedDisk == nil:
+			return nil, errors.New("snapshot: the machine has a shared read-only disk but none was given")
+		case opts.SharedDiskID != b.SharedDiskID:
+			return nil, fmt.Errorf("snapshot: the given shared disk is %x, the machine's %x", opts.SharedDiskID[:8], b.SharedDiskID[:8])
+		case opts.SharedDisk.Size() != b.SharedDiskSize:
+			return nil, fmt.Errorf("snapshot: the given shared disk has %d bytes, the machine's %d", opts.SharedDisk.Size(), b.SharedDiskSize)
+		}
+		cfg.SharedDisk, cfg.SharedDiskID = opts.SharedDisk, opts.SharedDiskID
+	}
 	var err error
 	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
 		return nil, err
@@ -329,6 +363,29 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
+	if m.shared != nil {
+		var v virtioState[virtio.BlockState]
+		if err := get("virtio-shared-blk", &v); err != nil {
+			return nil, err
+		}
+		if err := m.sharedTr.SetState(v.Transport); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+		if err := m.shared.SetState(v.Device); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+	}
+	// Snapshots older than the real-time clock have no "rtc" section: the
+	// clock then starts from the board's time.
+	if _, ok := snapshot.Find(secs, "rtc"); ok {
+		var rs devices.RTCState
+		if err := get("rtc", &rs); err != nil {
+			return nil, err
+		}
+		if err := m.rtc.SetState(rs); err != nil {
+			return nil, fmt.Errorf("snapshot: rtc: %w", err)
+		}
+	}
 	return m, nil
 }
 
@@ -340,7 +397,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 // disk, must not.
 func (m *Machine) rescan() {
 	m.clint.Update()
-	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 			tr.Kick()
