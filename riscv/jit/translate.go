@@ -86,8 +86,9 @@ func (j *JIT) translate(pc, off uint64) *block {
 	p := off >> 12
 	cp := j.pages[p]
 	if cp == nil {
-		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...)}
+		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...), live: len(j.live)}
 		j.pages[p] = cp
+		j.live = append(j.live, p)
 	}
 	cp.blocks = append(cp.blocks, b)
 	return b
