@@ -4,6 +4,7 @@ package jit
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"ftvm/riscv"
 )
@@ -31,8 +32,17 @@ type tr struct {
 	stubs []stub
 	slow  [maxBlock + 1]label // the slow exit at each instruction, or -1
 	full  bool                // the block stopped at its length limit
-	ra    regAlloc
-	k     int // the instruction being emitted
+	// cross is the index of an instruction whose second half lies at
+	// RAM offset crossOff in the next page and reads crossHi, or -1.
+	cross    int
+	crossOff uint64
+	crossHi  uint16
+	// crossLater: the block stops before such an instruction because the
+	// next page is not in the fetch TLB yet. Once the interpreter has
+	// executed it, it is, and a block starting there can be translated.
+	crossLater bool
+	ra         regAlloc
+	k          int // the instruction being emitted
 
 	// page is what the last load or store left for the next one (access).
 	page pageOf
@@ -82,6 +92,9 @@ func (j *JIT) translate(pc, off uint64) *block {
 		j.Stats.CodeBytes += uint64(len(code))
 		j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
 	}
+	if t.n == 0 && t.crossLater {
+		return b // not kept: translated again when the next page is in the fetch TLB
+	}
 	j.blocks[blockKey{pc, off}] = b
 	p := off >> 12
 	cp := j.pages[p]
@@ -101,17 +114,31 @@ func (t *tr) decode(pc, off uint64) {
 	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
 	ram := t.j.view.RAM
 	limit := t.j.blockLimit(off >> 12)
+	t.cross, t.crossLater = -1, false
 	for len(t.insns) < limit && off>>12 == t.off0>>12 {
 		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
+		cross := false
 		if raw&3 == 3 {
 			if off&4095 == 4094 {
-				break // straddles a page: the interpreter's
+				// Its second half is in the next page: translated when
+				// that page is in the fetch TLB now (crossCheck).
+				hi, off2, ok := t.nextHalf(pc + 2)
+				if !ok {
+					t.crossLater = true
+					break
+				}
+				raw |= hi << 16
+				t.crossOff, t.crossHi, cross = off2, uint16(hi), true
+			} else {
+				raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
 			}
-			raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
 		}
 		in := riscv.Decode(raw)
 		if !translated(in) {
 			break
+		}
+		if cross {
+			t.cross = len(t.insns)
 		}
 		t.insns = append(t.insns, in)
 		t.pcs = append(t.pcs, pc)
@@ -123,6 +150,39 @@ func (t *tr) decode(pc, off uint64) {
 	}
 	t.n = len(t.insns)
 	t.full = t.n == limit
+}
+
+// nextHalf returns the 16 bits at guest address va (a page start) and
+// their RAM offset, when va's page is in the fetch TLB.
+func (t *tr) nextHalf(va uint64) (hi uint32, off uint64, ok bool) {
+	e := (*[2]uint64)(unsafe.Pointer(&t.j.view.FetchTLB[va>>12&(riscv.TLBSize-1)]))
+	if e[0] != va>>12<<4|*t.j.view.FetchKey {
+		return 0, 0, false
+	}
+	return uint32(binary.LittleEndian.Uint16(t.j.view.RAM[e[1]:])), e[1], true
+}
+
+// crossCheck leaves for the interpreter unless the instruction straddling
+// into the next page reads what it was translated from: that page's fetch
+// TLB entry still maps it to the same RAM page, which still holds the same
+// 16 bits. The interpreter fetches the second half through the same entry
+// (or a page walk when there is none).
+func (t *tr) crossCheck(k int, pc uint64) {
+	a := &t.a
+	lay := &t.j.lay
+	l := a.newLabel() // not the instruction's other exit: that comes after allocations
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: exitSlow, site: -1, spills: t.spills()})
+	vpn := (pc + 2) >> 12
+	entry := lay.fetch + int32(vpn&(riscv.TLBSize-1))*16
+	a.movImm(rAX, vpn<<4)
+	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
+	a.aluRM(true, aluCMP, rAX, at(regHart, entry))
+	a.jcc(ccNE, l)
+	a.movImm(rAX, t.crossOff)
+	a.aluRM(true, aluCMP, rAX, at(regHart, entry+8))
+	a.jcc(ccNE, l)
+	a.cmpMI16(atIdx(regRAM, rAX, 0, 0), t.crossHi)
+	a.jcc(ccNE, l)
 }
 
 // translated reports whether the translator handles in; everything else
@@ -182,6 +242,9 @@ func (t *tr) assemble() []byte {
 	t.page = pageOf{}
 	for k, in := range t.insns {
 		t.k = k
+		if k == t.cross {
+			t.crossCheck(k, t.pcs[k])
+		}
 		t.pinReads(in)
 		t.insn(k, in, t.pcs[k])
 		t.unpin()
@@ -189,7 +252,7 @@ func (t *tr) assemble() []byte {
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
 		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if !t.full && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && !t.crossLater && (next-t.pc0)+(t.off0&4095) < 4096 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
