@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -347,7 +348,11 @@ func TestForgedCheckpoint(t *testing.T) {
 // backup's digest (the hart's state, the reservation included) is the
 // primary's after every checkpoint.
 func TestCheckpointKeepsReservation(t *testing.T) {
-	p, err := machine.New(machine.Config{MemoryMiB: 16, ELF: lrsc.build(t, "testdata/lrsc.S")})
+	elf, err := os.ReadFile(testsupport.BareMetal(t, "testdata/lrsc.S"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := machine.New(machine.Config{MemoryMiB: 16, ELF: elf})
 	if err != nil {
 		t.Fatal(err)
 	}

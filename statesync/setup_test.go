@@ -3,8 +3,6 @@ package statesync
 import (
 	"bytes"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -13,46 +11,24 @@ import (
 	"ftvm/vm"
 )
 
-// program is a bare-metal test program, assembled once.
-type program struct {
-	once sync.Once
-	elf  []byte
-	err  error
-	out  []byte
+var scribble struct {
+	sync.Mutex
+	elf []byte
 }
 
-var scribble, lrsc program
-
-// scribbleELF builds testdata/scribble.S with Debian's cross toolchain
-// and the machine's bare-metal link script.
+// scribbleELF builds testdata/scribble.S (once per test binary).
 func scribbleELF(t testing.TB) []byte {
 	t.Helper()
-	return scribble.build(t, "testdata/scribble.S")
-}
-
-// build assembles src (once) with Debian's cross toolchain and the
-// machine's bare-metal link script.
-func (pr *program) build(t testing.TB, src string) []byte {
-	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	pr.once.Do(func() {
-		dir, err := os.MkdirTemp("", "statesync")
+	scribble.Lock()
+	defer scribble.Unlock()
+	if scribble.elf == nil {
+		elf, err := os.ReadFile(testsupport.BareMetal(t, "testdata/scribble.S"))
 		if err != nil {
-			pr.err = err
-			return
+			t.Fatal(err)
 		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "program.elf")
-		pr.out, pr.err = exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
-			"-T", "../machine/testdata/link.ld", "-o", out, src).CombinedOutput()
-		if pr.err == nil {
-			pr.elf, pr.err = os.ReadFile(out)
-		}
-	})
-	if pr.err != nil {
-		t.Fatalf("assembling %s: %v\n%s", src, pr.err, pr.out)
+		scribble.elf = elf
 	}
-	return pr.elf
+	return scribble.elf
 }
 
 // newScribbler boots the program on a 16 MiB machine with disk (nil:
