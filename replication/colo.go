@@ -180,11 +180,12 @@ func (c *coloPrimary) detach() {
 		c.mu.Unlock()
 		return
 	}
+	// Held before the guest's next frame can miss the comparator.
+	c.r.out.SetMode(outbuf.Held)
 	c.detached = true
 	held := c.cmp.Checkpoint(c.now())
 	c.mu.Unlock()
 	c.r.coloP.CompareAndSwap(c, nil)
-	c.r.out.SetMode(outbuf.Held)
 	c.r.out.HoldOutputs(1<<62, frameOutputs(held))
 }
 
