@@ -101,6 +101,12 @@ func modeOnce(c *cluster.Cluster, o ModesOptions, mc modeConfig, id string) (mod
 			return r, err
 		}
 		defer u.Kill()
+		// The guest boots before the load starts (StartPair waits too).
+		conn, err := cluster.DialRetry(c.Forward, 3*time.Minute)
+		if err != nil {
+			return r, fmt.Errorf("%w\n%s", err, u.LogTail(20))
+		}
+		conn.Close()
 		if r.load, err = kvLoad(c.Forward, o.Duration, o.Conns); err != nil {
 			return r, fmt.Errorf("%w\n%s", err, u.LogTail(20))
 		}
