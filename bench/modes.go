@@ -9,6 +9,7 @@ import (
 
 	"ftvm/cluster"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/monitor"
 	"ftvm/replication"
 )
@@ -23,6 +24,9 @@ type ModesOptions struct {
 	// "-smp", "2", say); ExtraCkpt for the checkpointing modes only
 	// ("-parallel").
 	Extra, ExtraCkpt []string
+	// Guest is the guest's name: kv (the default) or redis, both serving
+	// the Redis protocol on port 6379.
+	Guest string
 }
 
 // modeConfig is one configuration of the benchmark.
@@ -67,7 +71,18 @@ func Modes(o ModesOptions, out Output) error {
 	// A heartbeat timeout of a second: the replicas share the machine
 	// with the client and each other, and a kill is detected at once
 	// anyway (the dead process's connections close).
-	c, err := cluster.Start(dir, o.Ftvm, time.Second)
+	name := o.Guest
+	if name == "" {
+		name = guests.Default
+	}
+	g, err := guests.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if g.Port != 6379 {
+		return fmt.Errorf("guest %s: the benchmark's client speaks the Redis protocol (guests kv and redis)", name)
+	}
+	c, err := cluster.StartGuest(dir, o.Ftvm, time.Second, g)
 	if err != nil {
 		return err
 	}
@@ -197,7 +212,7 @@ func (s stat) format(prec int) string {
 
 func printModes(out Output, o ModesOptions, res [][]modeRun) {
 	w := out.Table
-	fmt.Fprintf(w, "replication modes, key-value server (SET through the switch, disk-backed, %v per load), median (range) of %d runs\n\n", o.Duration, o.Runs)
+	fmt.Fprintf(w, "replication modes, guest %s (SET through the switch, disk-backed, %v per load), median (range) of %d runs\n\n", o.Guest, o.Duration, o.Runs)
 	header, sep := "| |", "|---|"
 	for _, mc := range modeConfigs {
 		header += " " + mc.name + " |"

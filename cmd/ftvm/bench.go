@@ -29,6 +29,7 @@ func cmdBench(args []string) error {
 	modes := fs.Bool("modes", false, "benchmark the replication modes side by side instead: unreplicated, replay, checkpoint (Remus) with 25 ms and\n100 ms periods, and colo, on the key-value server: throughput, latency, checkpoints, link bandwidth, failover time\n(-runs rounds over all of them, interleaved; the median and range)")
 	modesArgs := fs.String("modes-args", "", "with -modes: flags for every replica and run (for the machine: \"-smp 2\", say), space-separated")
 	modesCkptArgs := fs.String("modes-ckpt-args", "", "with -modes: flags for the checkpointing modes' replicas only (\"-parallel\", say)")
+	modesGuest := fs.String("modes-guest", "kv", "with -modes: the guest: kv (our key-value server) or redis (Debian's Redis)")
 	services := fs.Bool("services", false, "benchmark the Debian guests' services instead, with their real clients: redis-benchmark, pgbench and wrk, on ftvm, ftvm replicated and QEMU TCG (same kernel and root), interleaved runs")
 	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
 	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
@@ -53,9 +54,9 @@ func cmdBench(args []string) error {
 			return err
 		}
 		return bench.Modes(bench.ModesOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs,
-			Extra: strings.Fields(*modesArgs), ExtraCkpt: strings.Fields(*modesCkptArgs)}, out)
+			Extra: strings.Fields(*modesArgs), ExtraCkpt: strings.Fields(*modesCkptArgs), Guest: *modesGuest}, out)
 	}
-	if err := notWith(set, "they are the benchmark of the replication modes' (-modes)", "modes-args", "modes-ckpt-args"); err != nil {
+	if err := notWith(set, "they are the benchmark of the replication modes' (-modes)", "modes-args", "modes-ckpt-args", "modes-guest"); err != nil {
 		return err
 	}
 	if *ft {
