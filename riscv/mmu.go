@@ -370,6 +370,16 @@ func (h *Hart) translateAMO(va uint64, size uint64, acc access) (uint64, bool) {
 		}
 		return 0, false
 	}
+	// A page the TLB maps for this kind of access needs no page walk, as
+	// for loads and stores (nor any noting of the store: pages in the write
+	// TLB are dirty and hold no code). The translator does the same.
+	t := &h.mmu.r
+	if acc == accWrite {
+		t = &h.mmu.w
+	}
+	if off, ok := h.mmu.lookup(t, va); ok {
+		return off, true
+	}
 	pa, ok := h.translate(va, acc)
 	if !ok {
 		return 0, false
