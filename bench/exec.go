@@ -134,7 +134,7 @@ func VsQEMU(g Guest, qemu string, runs int, out Output) error {
 			stats.Blocks, float64(stats.GuestInsns)/float64(stats.Blocks), float64(stats.TranslateNanos)/float64(stats.Blocks)/1e3)
 		fmt.Fprintf(out.Table, "%.0f bytes of host code per guest instruction, code cache at most %.1f MiB, %d full flushes, %d pages invalidated,\n",
 			float64(stats.CodeBytes)/float64(stats.GuestInsns), float64(stats.CodePeak)/(1<<20), stats.Flushes, stats.Invalidated)
-		fmt.Fprintf(out.Table, "%.1f%% of the instructions executed in generated code (the rest interpreted: CSRs, atomics, system instructions, the ends of Run slices).\n",
+		fmt.Fprintf(out.Table, "%.1f%% of the instructions executed in generated code (the rest interpreted: CSRs, LR/SC, system instructions, the ends of Run slices).\n",
 			100*float64(stats.Native)/float64(statsInsns))
 	}
 	return nil
