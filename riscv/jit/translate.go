@@ -87,6 +87,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
+		b.size = len(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
