@@ -31,7 +31,8 @@ type page = [pageSize]byte
 // Checkpoint is a copy of a machine's state at an instruction count.
 type Checkpoint struct {
 	instret  uint64
-	hart     riscv.State
+	harts    []riscv.State
+	sched    SchedState
 	clint    devices.CLINTState
 	plic     devices.PLICState
 	uart     devices.UARTState
@@ -73,9 +74,12 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 		return nil, errors.New("checkpoint: the disk is not tracked")
 	}
 	c := &Checkpoint{
-		instret: m.hart.Instret, hart: m.hart.State(),
+		instret: m.count(), sched: m.schedState(),
 		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
 		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	for _, h := range m.harts {
+		c.harts = append(c.harts, h.State())
 	}
 	if m.htif != nil {
 		h := *m.htif
@@ -158,7 +162,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			clear(dst)
 		}
 		// Marks the page for the digest and drops decoded instructions.
-		m.hart.NoteWrite(RAMBase+uint64(p)*pageSize, pageSize)
+		m.noteWrite(RAMBase+uint64(p)*pageSize, pageSize)
 	}
 	npages := len(m.ram) / pageSize
 	for w, word := range m.dirtySinceBase() {
@@ -182,7 +186,12 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			return err
 		}
 	}
-	if err := m.hart.SetState(c.hart); err != nil {
+	for i, h := range m.harts {
+		if err := h.SetState(c.harts[i]); err != nil {
+			return fmt.Errorf("rewind: %w", err)
+		}
+	}
+	if err := m.setSchedState(c.sched); err != nil {
 		return fmt.Errorf("rewind: %w", err)
 	}
 	m.clock = c.clock

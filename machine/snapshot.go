@@ -34,6 +34,14 @@ type boardState struct {
 	// DiskSize is the disk's size in bytes, so that a restore without the
 	// disk contents (RestoreState) can check the backend it is given.
 	DiskSize int64 `json:",omitempty"`
+
+	// Harts and Quantum are the machine's (omitted for one hart, whose
+	// snapshot has the form it had before machines had several); Sched
+	// is whose turn it is and each hart's HSM state. The states of harts
+	// 1 and up are sections "hart1", "hart2", ...
+	Harts   int         `json:",omitempty"`
+	Quantum uint64      `json:",omitempty"`
+	Sched   *SchedState `json:",omitempty"`
 }
 
 type clockState struct{ Base, At, IPT uint64 }
@@ -90,10 +98,24 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	if m.htif != nil {
 		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
 	}
+	if len(m.harts) > 1 {
+		st := m.schedState()
+		b.Harts, b.Quantum, b.Sched = len(m.harts), m.cfg.Quantum, &st
+	}
 	comps := []struct {
 		name string
 		v    any
-	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}
+	}{{"machine", b}, {"hart", m.harts[0].State()}}
+	for i, h := range m.harts[1:] {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{hartSection(i + 1), h.State()})
+	}
+	comps = append(comps, []struct {
+		name string
+		v    any
+	}{{"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}...)
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -148,6 +170,8 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 type RestoreOptions struct {
 	Outputs Outputs
 	Disk    virtio.BlockBackend
+	// Parallel runs the restored machine's harts in parallel.
+	Parallel bool
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -211,8 +235,11 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
 	}
+	if b.Harts < 0 || b.Harts == 1 || b.Harts > MaxHarts || (b.Harts > 1) != (b.Sched != nil && b.Quantum != 0) {
+		return nil, fmt.Errorf("snapshot: machine: invalid hart count %d", b.Harts)
+	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, Harts: b.Harts, Quantum: b.Quantum, Parallel: opts.Parallel}
 	switch {
 	case ram != nil:
 		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
@@ -256,12 +283,21 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, err
 		}
 	}
-	var hs riscv.State
-	if err := get("hart", &hs); err != nil {
-		return nil, err
+	for i, h := range m.harts {
+		var hs riscv.State
+		if err := get(hartSection(i), &hs); err != nil {
+			return nil, err
+		}
+		if err := h.SetState(hs); err != nil {
+			return nil, fmt.Errorf("snapshot: %s: %w", hartSection(i), err)
+		}
 	}
-	if err := m.hart.SetState(hs); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+	if b.Sched != nil {
+		if err := m.setSchedState(*b.Sched); err != nil {
+			return nil, fmt.Errorf("snapshot: machine: %w", err)
+		}
+	} else {
+		m.resetCount()
 	}
 	var cs devices.CLINTState
 	var ps devices.PLICState
@@ -317,7 +353,18 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			tr.Kick()
 		}
 	}
+	if cfg.Parallel {
+		m.startParallel()
+	}
 	return m, nil
+}
+
+// hartSection names the snapshot section of hart i.
+func hartSection(i int) string {
+	if i == 0 {
+		return "hart"
+	}
+	return fmt.Sprintf("hart%d", i)
 }
 
 func loadSparsePages(ram, enc []byte) error {

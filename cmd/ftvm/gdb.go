@@ -66,7 +66,7 @@ func (g *gdbSession) attach(m *machine.Machine, e vm.Engine) (vm.Engine, error) 
 	if g == nil {
 		return e, nil
 	}
-	t := &gdbTarget{m: m, h: m.Hart(), e: e, flush: g.flush}
+	t := &gdbTarget{m: m, h: m.Hart(0), e: e, flush: g.flush}
 	if g.srv == nil {
 		fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\r\n", g.ln.Addr(), g.ln.Addr())
 		conn, err := g.ln.Accept()
@@ -389,7 +389,7 @@ func replayGDB(addr string, m *machine.Machine, tl *replay.Timeline, flush func(
 	if err != nil {
 		return err
 	}
-	t := &replayTarget{gdbTarget: &gdbTarget{m: m, h: m.Hart(), e: tl, flush: g.flush}, tl: tl}
+	t := &replayTarget{gdbTarget: &gdbTarget{m: m, h: m.Hart(0), e: tl, flush: g.flush}, tl: tl}
 	fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\n", g.ln.Addr(), g.ln.Addr())
 	conn, err := g.ln.Accept()
 	g.ln.Close()
