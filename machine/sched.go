@@ -46,7 +46,22 @@ type sched struct {
 
 	running  *riscv.Hart // the hart inside Run, nil between slices
 	runStart uint64      // its Instret when its slice began
+
+	stats SchedStats
 }
+
+// SchedStats counts why interleaved harts gave up their turn: what the
+// scheduler costs and where the guest waited for itself. They are not part
+// of the machine's state (a restored machine starts from zero).
+type SchedStats struct {
+	Quantum uint64 // a quantum ran out
+	Idle    uint64 // WFI, or an SBI suspend or stop
+	Pause   uint64 // a pause hint or a failed SC
+	IPI     uint64 // an SBI IPI (the sender gives way)
+}
+
+// SchedStats returns the scheduler's counters (zero in parallel mode).
+func (m *Machine) SchedStats() SchedStats { return m.sched.stats }
 
 func (s *sched) init(harts int, quantum uint64) {
 	s.quantum = quantum
@@ -87,6 +102,11 @@ func (m *Machine) yield(to int) {
 		return
 	}
 	m.sched.left, m.sched.next = 0, to
+	if to >= 0 {
+		m.sched.stats.IPI++
+	} else {
+		m.sched.stats.Idle++
+	}
 	m.haltRunning()
 }
 
@@ -188,8 +208,16 @@ func (m *Machine) Run(until uint64) StopReason {
 				m.paused = false
 				return StopLimit
 			}
-		case riscv.StopIdle, riscv.StopYield:
+		case riscv.StopIdle:
 			s.left = 0
+			s.stats.Idle++
+		case riscv.StopYield:
+			s.left = 0
+			s.stats.Pause++
+		case riscv.StopLimit:
+			if s.left == 0 {
+				s.stats.Quantum++
+			}
 		}
 		if m.htif != nil && s.total%htifPoll == 0 {
 			m.htif.poll(m)

@@ -219,3 +219,16 @@ func (m *Machine) noteWrite(pa, n uint64) {
 		h.NoteWrite(pa, n)
 	}
 }
+
+// DebugWritePhys writes p to RAM at pa for a debugger, between Run calls:
+// every hart drops its decodes of the pages, so the new bytes are what
+// executes. It reports false if the range is not all RAM.
+func (m *Machine) DebugWritePhys(pa uint64, p []byte) bool {
+	off, ok := m.ramRange(pa, uint64(len(p)))
+	if !ok {
+		return false
+	}
+	copy(m.ram[off:], p)
+	m.noteWrite(pa, uint64(len(p)))
+	return true
+}

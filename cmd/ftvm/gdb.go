@@ -66,7 +66,7 @@ func (g *gdbSession) attach(m *machine.Machine, e vm.Engine) (vm.Engine, error) 
 	if g == nil {
 		return e, nil
 	}
-	t := &gdbTarget{m: m, h: m.Hart(0), e: e, flush: g.flush}
+	t := &gdbTarget{m: m, e: e, flush: g.flush}
 	if g.srv == nil {
 		fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\r\n", g.ln.Addr(), g.ln.Addr())
 		conn, err := g.ln.Accept()
@@ -119,16 +119,27 @@ func (d *gdbEngine) Run(until uint64) vm.StopReason {
 	return vm.StopLimit
 }
 
-// gdbTarget is the RISC-V machine as gdbstub sees it. Register numbers
-// follow the target description below (GDB's own riscv numbering for x,
-// pc and f; fflags, frm, fcsr, priv and a few CSRs after them).
+// gdbTarget is the RISC-V machine as gdbstub sees it: one thread per hart.
+// Register numbers follow the target description below (GDB's own riscv
+// numbering for x, pc and f; fflags, frm, fcsr, priv and a few CSRs after
+// them).
 type gdbTarget struct {
 	m     *machine.Machine
-	h     *riscv.Hart
+	sel   int // the hart GDB looks at (its selected thread)
 	e     vm.Engine
 	flush func()
 	last  vm.StopReason // why the machine stopped, after StopExited
 }
+
+var _ gdbstub.Threads = (*gdbTarget)(nil)
+
+// h is the selected hart.
+func (t *gdbTarget) h() *riscv.Hart { return t.m.Hart(t.sel) }
+
+func (t *gdbTarget) NumThreads() int    { return t.m.NumHarts() }
+func (t *gdbTarget) SelectThread(i int) { t.sel = i }
+func (t *gdbTarget) CurrentThread() int { return t.m.CurrentHart() }
+func (t *gdbTarget) nextPC() uint64     { return t.m.Hart(t.m.CurrentHart()).PC }
 
 const (
 	regPC     = 32
@@ -214,7 +225,7 @@ func (t *gdbTarget) RegisterSize(n int) int {
 // register returns a pointer-free view of register n: its value, whether
 // it exists.
 func (t *gdbTarget) register(n int) (uint64, bool) {
-	h := t.h
+	h := t.h()
 	switch {
 	case n >= 0 && n < 32:
 		return h.X[n], true
@@ -259,7 +270,7 @@ func (t *gdbTarget) WriteRegister(n int, p []byte) bool {
 	} else {
 		v = binary.LittleEndian.Uint64(p)
 	}
-	h := t.h
+	h := t.h()
 	switch {
 	case n == 0:
 		return true // x0 stays zero, as GDB expects of a hard-wired register
@@ -292,14 +303,14 @@ func (t *gdbTarget) memory(addr uint64, p []byte, write bool) int {
 	for done < len(p) {
 		va := addr + uint64(done)
 		n := min(len(p)-done, int(4096-va&4095))
-		pa, ok := t.h.DebugTranslate(va)
+		pa, ok := t.h().DebugTranslate(va)
 		if !ok {
 			break
 		}
 		if write {
-			ok = t.h.DebugWritePhys(pa, p[done:done+n])
+			ok = t.m.DebugWritePhys(pa, p[done:done+n])
 		} else {
-			ok = t.h.DebugReadPhys(pa, p[done:done+n])
+			ok = t.h().DebugReadPhys(pa, p[done:done+n])
 		}
 		if !ok {
 			break
@@ -311,8 +322,8 @@ func (t *gdbTarget) memory(addr uint64, p []byte, write bool) int {
 
 func (t *gdbTarget) ReadMemory(addr uint64, p []byte) int  { return t.memory(addr, p, false) }
 func (t *gdbTarget) WriteMemory(addr uint64, p []byte) int { return t.memory(addr, p, true) }
-func (t *gdbTarget) PC() uint64                            { return t.h.PC }
-func (t *gdbTarget) SetPC(pc uint64)                       { t.h.PC = pc }
+func (t *gdbTarget) PC() uint64                            { return t.h().PC }
+func (t *gdbTarget) SetPC(pc uint64)                       { t.h().PC = pc }
 func (t *gdbTarget) Instret() uint64                       { return t.e.Instret() }
 func (t *gdbTarget) ExitCode() int                         { return int(t.m.ExitCode()) }
 
@@ -322,14 +333,15 @@ const gdbSlice = 1 << 16
 
 // Run runs the machine through its engine (so a recorder still logs and a
 // timer still cuts slices where it must). With breakpoints it goes one
-// instruction at a time to look at every PC; how Run is sliced is not
-// visible to the guest, so this changes nothing it computes.
+// instruction at a time to look at the PC of every instruction, on the
+// hart that executes it; how Run is sliced is not visible to the guest, so
+// this changes nothing it computes.
 func (t *gdbTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) gdbstub.RunStop {
 	for {
 		if t.e.Instret() >= until {
 			return gdbstub.StopLimit
 		}
-		if breakAt != nil && breakAt(t.h.PC) {
+		if breakAt != nil && breakAt(t.nextPC()) {
 			t.flush()
 			return gdbstub.StopBreak
 		}
@@ -389,7 +401,7 @@ func replayGDB(addr string, m *machine.Machine, tl *replay.Timeline, flush func(
 	if err != nil {
 		return err
 	}
-	t := &replayTarget{gdbTarget: &gdbTarget{m: m, h: m.Hart(0), e: tl, flush: g.flush}, tl: tl}
+	t := &replayTarget{gdbTarget: &gdbTarget{m: m, e: tl, flush: g.flush}, tl: tl}
 	fmt.Fprintf(os.Stderr, "ftvm: waiting for GDB on %s (target remote %s)\n", g.ln.Addr(), g.ln.Addr())
 	conn, err := g.ln.Accept()
 	g.ln.Close()
@@ -456,7 +468,7 @@ func (t *replayTarget) RunBack(breakAt func(uint64) bool, interrupted func() boo
 		fired = fired || interrupted != nil && interrupted()
 		return fired
 	}
-	found, err := t.tl.RunBack(func() bool { return breakAt(t.h.PC) }, intr)
+	found, err := t.tl.RunBack(func() bool { return breakAt(t.nextPC()) }, intr)
 	t.flush()
 	if err != nil {
 		t.report()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"ftvm/host"
@@ -31,6 +32,12 @@ func logHeader(cfg machine.Config, diskPath string) (eventlog.Header, error) {
 	}
 	if cfg.Net {
 		h.MAC = cfg.MAC
+	}
+	if cfg.Harts > 1 {
+		// A machine with one hart has the header it had before there
+		// could be more.
+		h.Params = append(h.Params, eventlog.Param{Key: "harts", Value: strconv.Itoa(cfg.Harts)},
+			eventlog.Param{Key: "quantum", Value: strconv.FormatUint(cfg.Quantum, 10)})
 	}
 	for _, im := range []struct {
 		role string
@@ -69,6 +76,9 @@ func cmdRecord(args []string) error {
 	}
 	if (*snapEvery == 0) != (*snapDir == "") {
 		return errors.New("-snapshot-every and -snapshot-dir go together")
+	}
+	if err := vf.deterministic("record"); err != nil {
+		return err
 	}
 	var cfg machine.Config
 	var hdr eventlog.Header
@@ -336,6 +346,9 @@ func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf string, out
 		Outputs:             out,
 	}
 	var err error
+	if cfg.Harts, cfg.Quantum, err = hartParams(hdr); err != nil {
+		return nil, err
+	}
 	if elf != "" {
 		if cfg.ELF, err = os.ReadFile(elf); err != nil {
 			return nil, err
@@ -377,6 +390,25 @@ func replayFromImages(hdr eventlog.Header, kernel, initrd, disk, elf string, out
 		return nil, fmt.Errorf("does not start from this machine:\n  %s", joinLines(diff))
 	}
 	return machine.New(cfg)
+}
+
+// hartParams reads the hart count and quantum a recording ran with (none:
+// one hart).
+func hartParams(h eventlog.Header) (harts int, quantum uint64, err error) {
+	harts = 1
+	for _, p := range h.Params {
+		switch p.Key {
+		case "harts":
+			if harts, err = strconv.Atoi(p.Value); err != nil || harts < 1 || harts > machine.MaxHarts {
+				return 0, 0, fmt.Errorf("header: bad hart count %q", p.Value)
+			}
+		case "quantum":
+			if quantum, err = strconv.ParseUint(p.Value, 10, 64); err != nil || quantum == 0 {
+				return 0, 0, fmt.Errorf("header: bad quantum %q", p.Value)
+			}
+		}
+	}
+	return harts, quantum, nil
 }
 
 func hasImage(h eventlog.Header, role string) bool {

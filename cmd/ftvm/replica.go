@@ -163,6 +163,9 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
+	if err := vf.deterministic("primary"); err != nil {
+		return err
+	}
 	cfg, err := vf.config("")
 	if err != nil {
 		return err

@@ -24,6 +24,9 @@ type vmFlags struct {
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
 	memMiB                                          int
 	diskRO                                          bool
+	smp                                             int
+	quantum                                         uint64
+	parallel                                        bool
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
@@ -36,11 +39,33 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
+	f.registerSMP(fs)
+}
+
+// registerSMP registers the flags that choose the harts.
+func (f *vmFlags) registerSMP(fs *flag.FlagSet) {
+	fs.IntVar(&f.smp, "smp", 1, fmt.Sprintf("number of harts (virtual CPUs), 1 to %d", machine.MaxHarts))
+	fs.Uint64Var(&f.quantum, "quantum", machine.DefaultQuantum, "with several harts, instructions a hart runs before the next takes its turn (part of the machine: a replay uses the recording's)")
+	fs.BoolVar(&f.parallel, "parallel", false, "run the harts in parallel, one host thread each: faster, but the run is NOT deterministic and cannot be recorded, replayed or replicated")
+}
+
+// deterministic refuses -parallel for a command that records or replicates.
+func (f *vmFlags) deterministic(cmd string) error {
+	if f.parallel {
+		return fmt.Errorf("%s: -parallel runs are not deterministic, so they cannot be recorded, replayed or replicated; leave it out (the harts are then interleaved, deterministically)", cmd)
+	}
+	return nil
 }
 
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
-	cfg := machine.Config{MemoryMiB: f.memMiB}
+	cfg := machine.Config{MemoryMiB: f.memMiB, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
+	if f.smp < 1 || f.smp > machine.MaxHarts {
+		return cfg, fmt.Errorf("-smp %d: must be between 1 and %d", f.smp, machine.MaxHarts)
+	}
+	if f.quantum == 0 {
+		return cfg, errors.New("-quantum must be at least 1")
+	}
 	var err error
 	if program != "" {
 		if f.kernel != "" {
@@ -95,7 +120,7 @@ func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Mach
 		return nil, err
 	}
 	defer f.Close()
-	opts := machine.RestoreOptions{Outputs: out}
+	opts := machine.RestoreOptions{Outputs: out, Parallel: vf.parallel}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -272,8 +297,12 @@ func cmdRun(args []string) error {
 	}
 	elapsed := time.Since(start)
 	n := m.Instret()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
-		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum)
+	note := ""
+	if m.Parallel() {
+		note = " (harts in parallel: not reproducible)"
+	}
+	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x%s\r\n",
+		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum, note)
 	if cfg.ELF != nil && (reason != machine.StopPowerOff || m.ExitCode() != 0) {
 		if reason == machine.StopPowerOff {
 			fmt.Fprintf(os.Stderr, "ftvm: program failed with exit code %d\n", m.ExitCode())
