@@ -9,7 +9,7 @@ import (
 )
 
 func TestCheckSwap(t *testing.T) {
-	v1 := View{1, "a", "b"}
+	v1 := vw(1, "a", "b")
 	for _, c := range []struct {
 		old, new View
 		want     string // "" = valid
@@ -17,16 +17,16 @@ func TestCheckSwap(t *testing.T) {
 		{View{}, v1, ""},
 		{v1, v1.Next("b", ""), ""},
 		{v1, v1.Next("a", "c"), ""},
-		{v1, View{3, "b", ""}, "does not follow"},
-		{v1, View{1, "b", ""}, "does not follow"},
-		{View{}, View{2, "a", ""}, "does not follow"},
+		{v1, vw(3, "b", ""), "does not follow"},
+		{v1, vw(1, "b", ""), "does not follow"},
+		{View{}, vw(2, "a", ""), "does not follow"},
 		{View{}, View{}, "generation 0"},
-		{v1, View{2, "", "b"}, "primary id is empty"},
-		{v1, View{2, "a", "a"}, "its own backup"},
-		{v1, View{2, "a\n", ""}, "unprintable"},
-		{v1, View{2, strings.Repeat("x", 257), ""}, "bytes long"},
-		{View{0, "a", ""}, View{1, "a", ""}, "old view"},
-		{View{^uint64(0), "a", ""}, View{0, "b", ""}, "generation 0"},
+		{v1, vw(2, "", "b"), "primary id is empty"},
+		{v1, vw(2, "a", "a"), "its own backup"},
+		{v1, vw(2, "a\n", ""), "unprintable"},
+		{v1, vw(2, strings.Repeat("x", 257), ""), "bytes long"},
+		{vw(0, "a", ""), vw(1, "a", ""), "old view"},
+		{vw(^uint64(0), "a", ""), vw(0, "b", ""), "generation 0"},
 	} {
 		err := checkSwap(c.old, c.new)
 		switch {
@@ -39,13 +39,13 @@ func TestCheckSwap(t *testing.T) {
 }
 
 func TestEncoding(t *testing.T) {
-	for _, v := range []View{{1, "a", ""}, {7, "primary-1", "backup.2"}, {^uint64(0), "ü", "日本"}} {
+	for _, v := range []View{vw(1, "a", ""), vw(7, "primary-1", "backup.2"), vw(^uint64(0), "ü", "日本")} {
 		got, err := decode(encode(v))
 		if err != nil || got != v {
 			t.Errorf("decode(encode(%v)) = %v, %v", v, got, err)
 		}
 	}
-	if got := string(encode(View{3, "a", "b"})); got != `{"format":1,"generation":3,"primary":"a","backup":"b"}` {
+	if got := string(encode(vw(3, "a", "b"))); got != `{"format":1,"generation":3,"primary":"a","backup":"b"}` {
 		t.Errorf("encoding changed: %s", got)
 	}
 	for _, bad := range []string{
@@ -74,7 +74,7 @@ func TestMemory(t *testing.T) {
 		t.Fatalf("empty Current: ok %v err %v", ok, err)
 	}
 	v1 := View{}.Next("a", "b")
-	if won, cur, err := m.Swap(ctx, View{1, "x", ""}, View{2, "y", ""}); won || err != nil || !cur.IsZero() {
+	if won, cur, err := m.Swap(ctx, vw(1, "x", ""), vw(2, "y", "")); won || err != nil || !cur.IsZero() {
 		t.Fatalf("swap from a view never stored: won %v cur %v err %v", won, cur, err)
 	}
 	if won, cur, err := m.Swap(ctx, View{}, v1); !won || err != nil || cur != v1 {
@@ -140,4 +140,9 @@ func TestNoServerDependency(t *testing.T) {
 			}
 		}
 	}
+}
+
+// vw is a View literal.
+func vw(g uint64, primary, backup string) View {
+	return View{Generation: g, Primary: primary, Backup: backup}
 }

@@ -3,10 +3,7 @@ package arbiter_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,32 +14,17 @@ import (
 
 	"ftvm/arbiter"
 	"ftvm/arbiter/witness"
+	"ftvm/internal/testsupport"
 )
 
 // These tests run ftvm-witness as a real process (built once, here) and
 // kill it as a crash would. Each witness start costs about a second.
 
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "arbiter-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bin, err = witness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testsupport.Main(m) }
 
 func startWitness(tb testing.TB, cfg witness.Config) *witness.Process {
 	tb.Helper()
-	cfg.Binary = bin
+	cfg.Binary = testsupport.Witness(tb)
 	if cfg.Data == "" {
 		cfg.Data = tb.TempDir()
 	}
@@ -247,14 +229,14 @@ func TestNoWitness(t *testing.T) {
 // the win.
 func TestLostAnswer(t *testing.T) {
 	w := startWitness(t, witness.Config{})
-	p := newProxy(t, strings.TrimPrefix(w.ClientURL, "http://"))
-	a := dial(t, []string{p.addr()})
+	p := testsupport.NewProxy(t, strings.TrimPrefix(w.ClientURL, "http://"))
+	a := dial(t, []string{p.Addr()})
 	direct := dial(t, []string{w.ClientURL})
 	v1 := arbiter.View{}.Next("a", "b")
 	v2 := v1.Next("b", "")
 	mustSwap(t, a, arbiter.View{}, v1)
 
-	p.dropAnswers(true)
+	p.DropAnswers(true)
 	expectFailure(t, "Swap with its answer lost", time.Second, func(ctx context.Context) (bool, error) {
 		won, _, err := a.Swap(ctx, v1, v2)
 		return won, err
@@ -263,8 +245,8 @@ func TestLostAnswer(t *testing.T) {
 		t.Fatalf("the witness holds %v; the test meant the lost swap to be stored (want %v)", got, v2)
 	}
 
-	p.dropAnswers(false)
-	p.cut() // the client's connection is out of step; let it reconnect
+	p.DropAnswers(false)
+	p.Cut() // the client's connection is out of step; let it reconnect
 	ctx, cancel := within(10 * time.Second)
 	defer cancel()
 	won, cur, err := a.Swap(ctx, v1, v2)
@@ -411,7 +393,7 @@ func TestLosingSwaps(t *testing.T) {
 	a := dial(t, []string{w.ClientURL})
 	ctx, cancel := within(10 * time.Second)
 	defer cancel()
-	if won, cur, err := a.Swap(ctx, arbiter.View{1, "x", ""}, arbiter.View{2, "y", ""}); won || err != nil || !cur.IsZero() {
+	if won, cur, err := a.Swap(ctx, arbiter.View{Generation: 1, Primary: "x"}, arbiter.View{Generation: 2, Primary: "y"}); won || err != nil || !cur.IsZero() {
 		t.Errorf("swap from a view never stored: won %v, cur %v, err %v", won, cur, err)
 	}
 	if _, ok, err := a.Current(ctx); ok || err != nil {
@@ -453,79 +435,6 @@ func freePort(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// proxy forwards TCP connections to target; it can drop everything the
-// target sends back, so that requests arrive and answers are lost.
-type proxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	drop   bool
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l, target: target}
-	t.Cleanup(func() { l.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					p.mu.Lock()
-					drop := p.drop
-					p.mu.Unlock()
-					if n > 0 && !drop {
-						if _, err := c.Write(buf[:n]); err != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				c.Close()
-			}()
-		}
-	}()
-	return p
-}
-
-func (p *proxy) addr() string { return p.l.Addr().String() }
-
-func (p *proxy) dropAnswers(d bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.drop = d
-}
-
-// cut closes every connection made so far.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // benchSwap measures one won Swap after another, each a new generation.

@@ -8,16 +8,15 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // dtc runs the reference device tree compiler (Debian package
 // device-tree-compiler) on input and returns its output.
 func dtc(t *testing.T, input []byte, args ...string) []byte {
 	t.Helper()
-	path, err := exec.LookPath("dtc")
-	if err != nil {
-		t.Skip("dtc not installed (apt-get install device-tree-compiler)")
-	}
+	path := testsupport.Tool(t, "dtc", "device-tree-compiler")
 	in := filepath.Join(t.TempDir(), "in")
 	if err := os.WriteFile(in, input, 0o644); err != nil {
 		t.Fatal(err)

@@ -4,30 +4,19 @@ package guest_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 )
 
 const cmdline = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
 
 func TestQEMUBootPoweroff(t *testing.T) {
-	dir := host.GuestDir()
-	image, initrd := filepath.Join(dir, "Image"), filepath.Join(dir, "initramfs.cpio")
-	for _, f := range []string{image, initrd} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("no default guest (%v); build it with scripts/build-guest.sh", err)
-		}
-	}
-	qemu, err := exec.LookPath("qemu-system-riscv64")
-	if err != nil {
-		t.Skip("qemu-system-riscv64 not installed (apt-get install qemu-system-misc opensbi)")
-	}
+	image, initrd := testsupport.GuestFiles(t)
+	qemu := testsupport.Tool(t, "qemu-system-riscv64", "qemu-system-misc")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

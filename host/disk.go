@@ -2,8 +2,9 @@ package host
 
 import (
 	"fmt"
-	"io"
 	"os"
+
+	"ftvm/vm"
 )
 
 // Disk is a raw disk image file, the virtio-blk backend.
@@ -45,15 +46,9 @@ func (d *Disk) Flush() error                             { return d.f.Sync() }
 func (d *Disk) Size() int64                              { return d.size }
 func (d *Disk) Close() error                             { return d.f.Close() }
 
-// MemDisk is a disk image held in memory: replays and tests use it so the
-// file they started from is never modified.
-type MemDisk struct{ b []byte }
-
-// NewMemDisk makes a disk of the bytes of b (which it keeps).
-func NewMemDisk(b []byte) *MemDisk { return &MemDisk{b} }
-
-// Bytes returns the disk's contents (not a copy).
-func (d *MemDisk) Bytes() []byte { return d.b }
+// MemDisk is a disk image held in memory (package vm's): replays and
+// tests use it so the file they started from is never modified.
+type MemDisk = vm.MemDisk
 
 // LoadDisk reads a raw image into memory.
 func LoadDisk(path string) (*MemDisk, error) {
@@ -64,26 +59,5 @@ func LoadDisk(path string) (*MemDisk, error) {
 	if len(b) == 0 || len(b)%512 != 0 {
 		return nil, fmt.Errorf("disk %s: size %d is not a positive multiple of 512 bytes", path, len(b))
 	}
-	return &MemDisk{b}, nil
+	return vm.NewMemDisk(b), nil
 }
-
-func (d *MemDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (d *MemDisk) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.b[off:], p), nil
-}
-
-func (d *MemDisk) Flush() error { return nil }
-func (d *MemDisk) Size() int64  { return int64(len(d.b)) }

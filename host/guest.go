@@ -1,20 +1,7 @@
 package host
 
-import (
-	"os"
-	"path/filepath"
-)
+import "ftvm/guest"
 
 // GuestDir is where scripts/build-guest.sh leaves the default guest
-// (Image and initramfs.cpio): $FTVM_CACHE/guest, else
-// $XDG_CACHE_HOME/ftvm/guest, else ~/.cache/ftvm/guest.
-func GuestDir() string {
-	if d := os.Getenv("FTVM_CACHE"); d != "" {
-		return filepath.Join(d, "guest")
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "ftvm", "guest")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "ftvm", "guest")
-}
+// (guest.Dir).
+func GuestDir() string { return guest.Dir() }

@@ -2,6 +2,8 @@ package machine
 
 import (
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // BenchmarkGuestCPU measures interpreter speed on the default guest's
@@ -10,10 +12,16 @@ import (
 //
 //	go test -run '^$' -bench GuestCPU -cpuprofile cpu.prof ./machine
 func BenchmarkGuestCPU(b *testing.B) {
-	k, i := defaultGuestB(b)
-	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000"})
+	for _, exec := range []string{ExecInterp, ExecJIT} {
+		b.Run(exec, func(b *testing.B) { benchGuestCPU(b, exec) })
+	}
+}
+
+func benchGuestCPU(b *testing.B, exec string) {
+	k, i := testsupport.DefaultGuest(b)
+	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=cpubench ftvm.n=1000", Exec: exec})
 	if err != nil {
-		b.Fatal(err)
+		b.Skip(err)
 	}
 	m.Run(150e6) // boot, start the workload
 	const chunk = 10e6
@@ -24,12 +32,16 @@ func BenchmarkGuestCPU(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*chunk/b.Elapsed().Seconds()/1e6, "Minsn/s")
+	if st := m.TranslatorStats(); st.Blocks > 0 {
+		b.ReportMetric(float64(st.Blocks), "blocks")
+		b.ReportMetric(float64(st.Flushes), "flushes")
+	}
 }
 
 // BenchmarkBoot measures a boot of the default guest to power-off (the
 // init banner comes just before), with idle time skipped.
 func BenchmarkBoot(b *testing.B) {
-	k, i := defaultGuestB(b)
+	k, i := testsupport.DefaultGuest(b)
 	var insns uint64
 	for n := 0; n < b.N; n++ {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline})
@@ -45,10 +57,19 @@ func BenchmarkBoot(b *testing.B) {
 	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minsn/s")
 }
 
-func defaultGuestB(b *testing.B) (kernel, initrd []byte) {
-	k, i, err := loadDefaultGuest()
+// BenchmarkRestartDigest16GiB: a 16 GiB machine booted (in the memory of
+// the previous one, as after a guest reboot) and digested, as at the end of
+// a short run: the cost follows the pages written, not the memory size.
+func BenchmarkRestartDigest16GiB(b *testing.B) {
+	cfg := Config{MemoryMiB: 16384, Kernel: fakeKernel()}
+	m, err := New(cfg)
 	if err != nil {
-		b.Skip(err)
+		b.Fatal(err)
 	}
-	return k, i
+	for b.Loop() {
+		if m, err = m.Restart(cfg); err != nil {
+			b.Fatal(err)
+		}
+		m.Digest()
+	}
 }

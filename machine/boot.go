@@ -46,7 +46,7 @@ func (m *Machine) bootLinux() error {
 	if KernelBase+imageSize > ramEnd {
 		return fmt.Errorf("kernel: image needs %d MiB but the machine has %d MiB", (imageSize+2<<20)>>20, len(m.ram)>>20)
 	}
-	copy(m.ram[KernelBase-RAMBase:], k)
+	m.loadRAM(KernelBase-RAMBase, k)
 
 	// The device tree goes at the top of RAM, the initrd below it, both
 	// clear of the kernel's memory (Image header image_size, plus slack
@@ -62,7 +62,7 @@ func (m *Machine) bootLinux() error {
 		if initrdStart < KernelBase+imageSize+16<<20 {
 			return fmt.Errorf("initrd: %d bytes does not fit in %d MiB of memory beside the kernel", len(m.cfg.Initrd), len(m.ram)>>20)
 		}
-		copy(m.ram[initrdStart-RAMBase:], m.cfg.Initrd)
+		m.loadRAM(initrdStart-RAMBase, m.cfg.Initrd)
 		initrdEnd = initrdStart + uint64(len(m.cfg.Initrd))
 	}
 	var dtb []byte
@@ -79,10 +79,12 @@ func (m *Machine) bootLinux() error {
 		return errors.New("device tree: larger than 64 KiB")
 	}
 	m.dtb = dtb
-	copy(m.ram[dtbAddr-RAMBase:], dtb)
-	for i, w := range mtrapCode {
-		binary.LittleEndian.PutUint32(m.ram[firmwareBase-RAMBase+uint64(4*i):], w)
+	m.loadRAM(dtbAddr-RAMBase, dtb)
+	firmware := make([]byte, 0, 4*len(mtrapCode))
+	for _, w := range mtrapCode {
+		firmware = binary.LittleEndian.AppendUint32(firmware, w)
 	}
+	m.loadRAM(firmwareBase-RAMBase, firmware)
 
 	// Enter S-mode at the kernel on hart 0 with a0 = hart id, a1 = device
 	// tree (Linux boot protocol, Documentation/riscv/boot.rst); the other
@@ -143,6 +145,7 @@ func (m *Machine) bootELF(image []byte) error {
 		if uint64(n) != p.Filesz {
 			return fmt.Errorf("ELF: segment at %#x: %v", p.Paddr, err)
 		}
+		m.noteWrite(p.Paddr, p.Filesz)
 	}
 	if m.cfg.ELFSupervisor {
 		// No firmware page here (the program may start at RAMBase): a trap

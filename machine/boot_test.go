@@ -2,37 +2,15 @@ package machine
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
+	"ftvm/vm"
 )
 
-// defaultGuest loads the default guest built by scripts/build-guest.sh.
-func defaultGuest(t *testing.T) (kernel, initrd []byte) {
-	t.Helper()
-	k, i, err := loadDefaultGuest()
-	if err != nil {
-		requireTool(t, "the default guest (run scripts/build-guest.sh): "+err.Error())
-	}
-	return k, i
-}
-
-func loadDefaultGuest() (kernel, initrd []byte, err error) {
-	dir := host.GuestDir()
-	if kernel, err = os.ReadFile(filepath.Join(dir, "Image")); err != nil {
-		return nil, nil, err
-	}
-	if initrd, err = os.ReadFile(filepath.Join(dir, "initramfs.cpio")); err != nil {
-		return nil, nil, err
-	}
-	return kernel, initrd, nil
-}
-
 type bootResult struct {
-	reason  StopReason
+	reason  vm.StopReason
 	instret uint64
 	digest  [32]byte
 	console string
@@ -42,7 +20,7 @@ type bootResult struct {
 // calling Run in steps of step instructions.
 func boot(t *testing.T, cmdline string, step, maxInsns uint64) bootResult {
 	t.Helper()
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var console bytes.Buffer
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: cmdline,
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
@@ -97,10 +75,10 @@ func tail(s string, n int) string {
 // between) must end with the same digest as one hashed from scratch at the
 // end. A store path that forgot to mark its page would make them differ.
 func TestIncrementalDigest(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	mk := func() *Machine {
 		m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Net: true,
-			Disk: &memDisk{make([]byte, 1<<20)}})
+			Disk: vm.NewMemDisk(make([]byte, 1<<20))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,10 +102,10 @@ func TestIncrementalDigest(t *testing.T) {
 // a new machine, and requires both to continue identically: same console
 // output from there on, same instruction count at power-off, same digest.
 func TestSnapshotRestore(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var conA, conB bytes.Buffer
 	a, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Net: true,
-		Disk:    &memDisk{make([]byte, 1<<20)},
+		Disk:    vm.NewMemDisk(make([]byte, 1<<20)),
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { conA.Write(b) }}})
 	if err != nil {
 		t.Fatal(err)

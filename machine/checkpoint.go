@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 
 	"ftvm/devices"
 	"ftvm/riscv"
@@ -28,6 +27,9 @@ var _ vm.Checkpointer = (*Machine)(nil)
 
 type page = [pageSize]byte
 
+// pageTable is 64 consecutive RAM pages of a checkpoint; nil: a zero page.
+type pageTable [64]*page
+
 // Checkpoint is a copy of a machine's state at an instruction count.
 type Checkpoint struct {
 	instret  uint64
@@ -43,12 +45,14 @@ type Checkpoint struct {
 	net      virtio.NetState
 	clock    clock
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 	htif     *htif
-	ram      []*page       // nil: an all-zero page
-	disk     map[int]*page // disk blocks written since the machine was built
-	m        *Machine
+	// ram holds RAM by tables of 64 pages (nil: 64 zero pages), shared
+	// with the previous checkpoint where nothing changed.
+	ram  []*pageTable
+	disk map[int]*page // disk blocks written since the machine was built
+	m    *Machine
 }
 
 // Instret is the instruction count at which the checkpoint was taken.
@@ -73,52 +77,61 @@ func (m *Machine) Checkpoint() (vm.Checkpoint, error) {
 	if m.cfg.Disk != nil && m.disk == nil {
 		return nil, errors.New("checkpoint: the disk is not tracked")
 	}
-	c := &Checkpoint{
-		instret: m.count(), sched: m.schedState(),
-		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
-		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
-	}
-	for _, h := range m.harts {
-		c.harts = append(c.harts, h.State())
-	}
-	if m.htif != nil {
-		h := *m.htif
-		c.htif = &h
-	}
-	if m.blk != nil {
-		c.blkTr, c.blk = m.blkTr.State(), m.blk.State()
-	}
-	if m.net != nil {
-		c.netTr, c.net = m.netTr.State(), m.net.State()
-	}
-	npages := len(m.ram) / pageSize
+	c := m.captureStates()
 	base := m.ck.base
-	c.ram = make([]*page, npages)
+	// The disk first: it is the part that can fail (a backend read), and
+	// a failure must leave the machine's checkpoint state as it was.
+	if m.disk != nil {
+		var err error
+		if c.disk, err = m.disk.checkpoint(baseDisk(base)); err != nil {
+			return nil, err
+		}
+	}
+	npages := m.Pages()
+	c.ram = make([]*pageTable, (npages+63)/64)
 	if m.ck.log == nil {
 		m.ck.log = m.TrackDirty().(*dirtyLog)
 	}
 	dirty := m.dirtySinceBase()
 	if base == nil {
-		for p := range npages {
-			c.ram[p] = copyPage(nil, m.ram[p*pageSize:(p+1)*pageSize])
-		}
+		// The pages never written are zero (ram.go): nil in the table.
+		m.writtenPages(func(p int) { c.setPage(p, copyPage(nil, m.ram[p*pageSize:(p+1)*pageSize])) })
 	} else {
 		copy(c.ram, base.ram)
-		for w, word := range dirty {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				word &^= 1 << b
-				if p := w*64 + b; p < npages {
-					c.ram[p] = copyPage(base.ram[p], m.ram[p*pageSize:(p+1)*pageSize])
+		forEachBit(dirty, npages, func(p int) {
+			if c.ram[p/64] == base.ram[p/64] {
+				// Still shared with base: copy the table before
+				// changing it.
+				t := new(pageTable)
+				if base.ram[p/64] != nil {
+					*t = *base.ram[p/64]
 				}
+				c.ram[p/64] = t
 			}
-		}
-	}
-	if m.disk != nil {
-		c.disk = m.disk.checkpoint(baseDisk(base))
+			c.setPage(p, copyPage(base.page(p), m.ram[p*pageSize:(p+1)*pageSize]))
+		})
 	}
 	m.ck.base = c
 	return c, nil
+}
+
+// page returns RAM page p as the checkpoint holds it (nil: all zero).
+func (c *Checkpoint) page(p int) *page {
+	if t := c.ram[p/64]; t != nil {
+		return t[p%64]
+	}
+	return nil
+}
+
+// setPage sets RAM page p in a table the checkpoint owns.
+func (c *Checkpoint) setPage(p int, pg *page) {
+	if c.ram[p/64] == nil {
+		if pg == nil {
+			return
+		}
+		c.ram[p/64] = new(pageTable)
+	}
+	c.ram[p/64][p%64] = pg
 }
 
 func baseDisk(c *Checkpoint) map[int]*page {
@@ -142,6 +155,30 @@ func copyPage(old *page, src []byte) *page {
 	return p
 }
 
+// captureStates copies the processor, device and clock states into a new
+// Checkpoint (without RAM or disk).
+func (m *Machine) captureStates() *Checkpoint {
+	c := &Checkpoint{
+		instret: m.count(), sched: m.schedState(),
+		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
+		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	for _, h := range m.harts {
+		c.harts = append(c.harts, h.State())
+	}
+	if m.htif != nil {
+		h := *m.htif
+		c.htif = &h
+	}
+	if m.blk != nil {
+		c.blkTr, c.blk = m.blkTr.State(), m.blk.State()
+	}
+	if m.net != nil {
+		c.netTr, c.net = m.netTr.State(), m.net.State()
+	}
+	return c
+}
+
 // Rewind puts the machine back in the state of a checkpoint it took. Only
 // what may differ is copied back: the pages written since the current
 // base checkpoint and those in which the two checkpoints differ.
@@ -156,7 +193,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 	}
 	restore := func(p int) {
 		dst := m.ram[p*pageSize : (p+1)*pageSize]
-		if src := c.ram[p]; src != nil {
+		if src := c.page(p); src != nil {
 			copy(dst, src[:])
 		} else {
 			clear(dst)
@@ -164,20 +201,17 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 		// Marks the page for the digest and drops decoded instructions.
 		m.noteWrite(RAMBase+uint64(p)*pageSize, pageSize)
 	}
-	npages := len(m.ram) / pageSize
-	for w, word := range m.dirtySinceBase() {
-		for word != 0 {
-			b := bits.TrailingZeros64(word)
-			word &^= 1 << b
-			if p := w*64 + b; p < npages {
-				restore(p)
-			}
-		}
-	}
+	npages := m.Pages()
+	forEachBit(m.dirtySinceBase(), npages, restore)
 	if base != c {
-		for p := range npages {
-			if base.ram[p] != c.ram[p] {
-				restore(p)
+		for g := range c.ram {
+			if base.ram[g] == c.ram[g] {
+				continue // the same table: the same pages
+			}
+			for p := g * 64; p < min(g*64+64, npages); p++ {
+				if base.page(p) != c.page(p) {
+					restore(p)
+				}
 			}
 		}
 	}
@@ -186,13 +220,29 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			return err
 		}
 	}
+	if err := m.setStates(c); err != nil {
+		return fmt.Errorf("rewind: %w", err)
+	}
+	m.ck.base = c
+	// The restored pages are marked (NoteWrite) and will be seen by the
+	// next checkpoint, which shares them with c as they are equal.
+	return nil
+}
+
+// setStates puts the processor, device and clock states of c (taken by
+// captureStates on a machine of the same configuration) into m and drives
+// the interrupt lines from them.
+func (m *Machine) setStates(c *Checkpoint) error {
+	if len(c.harts) != len(m.harts) {
+		return errors.New("the state has another number of harts")
+	}
 	for i, h := range m.harts {
 		if err := h.SetState(c.harts[i]); err != nil {
-			return fmt.Errorf("rewind: %w", err)
+			return err
 		}
 	}
 	if err := m.setSchedState(c.sched); err != nil {
-		return fmt.Errorf("rewind: %w", err)
+		return err
 	}
 	m.clock = c.clock
 	m.stopped, m.stop, m.exitCode = c.stopped, c.stop, c.exitCode
@@ -209,21 +259,18 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 		errs = append(errs, m.netTr.SetState(c.netTr), m.net.SetState(c.net))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("rewind: %w", err)
+		return err
 	}
 	// Interrupt lines follow the restored device states. Unlike Restore,
-	// the rings are not rescanned: the checkpoint was taken between Run
-	// calls of this very machine, where nothing was left unprocessed, and a
-	// rescan could complete a request earlier than the original run did.
+	// the rings are not rescanned: the states were taken between Run
+	// calls, where nothing was left unprocessed, and a rescan could
+	// complete a request earlier than the original run did.
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 		}
 	}
-	m.ck.base = c
-	// The restored pages are marked (NoteWrite) and will be seen by the
-	// next checkpoint, which shares them with c as they are equal.
 	return nil
 }
 
@@ -231,7 +278,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 // blocks the guest writes and keeps their original contents, so that
 // checkpoints can hold only the blocks that changed.
 type trackedDisk struct {
-	virtio.BlockBackend
+	vm.Disk
 	written func(off int64, p []byte) // nil: nobody is told
 	// on: checkpoints are being taken. Until the first one nothing is
 	// kept: a machine that never checkpoints pays nothing, and no rewind
@@ -241,39 +288,48 @@ type trackedDisk struct {
 	dirty map[int]bool  // written since the last checkpoint or rewind
 }
 
-func newTrackedDisk(b virtio.BlockBackend) *trackedDisk {
-	return &trackedDisk{BlockBackend: b, orig: map[int]*page{}, dirty: map[int]bool{}}
+func newTrackedDisk(b vm.Disk) *trackedDisk {
+	return &trackedDisk{Disk: b, orig: map[int]*page{}, dirty: map[int]bool{}}
 }
 
 func (d *trackedDisk) WriteAt(p []byte, off int64) (int, error) {
 	if d.on && len(p) > 0 && off >= 0 {
 		for b := int(off / pageSize); int64(b)*pageSize < off+int64(len(p)); b++ {
 			if _, ok := d.orig[b]; !ok {
-				d.orig[b] = d.read(b)
+				// Without the block's contents before the write, a rewind
+				// could not undo it: the write fails instead (the guest
+				// sees an I/O error), and the disk is left unchanged.
+				pg, err := d.read(b)
+				if err != nil {
+					return 0, err
+				}
+				d.orig[b] = pg
 			}
 			d.dirty[b] = true
 		}
 	}
-	n, err := d.BlockBackend.WriteAt(p, off)
+	n, err := d.Disk.WriteAt(p, off)
 	if d.written != nil && n > 0 {
 		d.written(off, p[:n])
 	}
 	return n, err
 }
 
-// read returns block b's current contents (zero-padded past the end).
-func (d *trackedDisk) read(b int) *page {
+// read returns block b's current contents (zero-padded past the end of
+// the disk), or the backend's error: a block that could not be read must
+// never be taken for a block of zeros, which a rewind would write back.
+func (d *trackedDisk) read(b int) (*page, error) {
 	pg := new(page)
-	if _, err := d.BlockBackend.ReadAt(pg[:], int64(b)*pageSize); err != nil && !errors.Is(err, io.EOF) {
-		return pg
+	n, err := d.Disk.ReadAt(pg[:], int64(b)*pageSize)
+	if err != nil && !(errors.Is(err, io.EOF) && int64(b)*pageSize+int64(n) >= d.Size()) {
+		return nil, fmt.Errorf("disk block %d: %w", b, err)
 	}
-	return pg
+	return pg, nil
 }
 
 // checkpoint returns the table of written blocks as they are now, sharing
-// the unchanged ones with base.
-func (d *trackedDisk) checkpoint(base map[int]*page) map[int]*page {
-	d.on = true
+// the unchanged ones with base. On error nothing changes.
+func (d *trackedDisk) checkpoint(base map[int]*page) (map[int]*page, error) {
 	out := make(map[int]*page, len(d.orig))
 	for b := range d.orig {
 		if !d.dirty[b] && base != nil {
@@ -282,10 +338,15 @@ func (d *trackedDisk) checkpoint(base map[int]*page) map[int]*page {
 				continue
 			}
 		}
-		out[b] = d.read(b)
+		pg, err := d.read(b)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+		out[b] = pg
 	}
+	d.on = true
 	clear(d.dirty)
-	return out
+	return out, nil
 }
 
 // rewind writes back the blocks that may differ from the checkpoint
@@ -303,7 +364,7 @@ func (d *trackedDisk) rewind(base, to map[int]*page) error {
 		if end := d.Size() - int64(b)*pageSize; end < n {
 			n = end
 		}
-		if _, err := d.BlockBackend.WriteAt(src[:n], int64(b)*pageSize); err != nil {
+		if _, err := d.Disk.WriteAt(src[:n], int64(b)*pageSize); err != nil {
 			return fmt.Errorf("rewind: disk block %d: %w", b, err)
 		}
 	}
@@ -312,4 +373,4 @@ func (d *trackedDisk) rewind(base, to map[int]*page) error {
 }
 
 // DiskBackend returns the disk the machine was built with (nil: none).
-func (m *Machine) DiskBackend() virtio.BlockBackend { return m.cfg.Disk }
+func (m *Machine) DiskBackend() vm.Disk { return m.cfg.Disk }

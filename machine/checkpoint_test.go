@@ -2,8 +2,10 @@ package machine
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
 
@@ -12,10 +14,10 @@ import (
 // older) and running to a later count reproduces the state digest and
 // console output of the uninterrupted run.
 func TestCheckpointRewind(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var console bytes.Buffer
 	var consoleAt []uint64 // console length at each count in marks
-	disk := &memDisk{make([]byte, 1<<20)}
+	disk := vm.NewMemDisk(make([]byte, 1<<20))
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0 ftvm.mode=poweroff", Disk: disk,
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 	if err != nil {
@@ -65,7 +67,84 @@ func TestCheckpointRewind(t *testing.T) {
 	}
 	want := make([]byte, 1<<20)
 	copy(want[int64(5e6>>12)%(1<<20-4096):], bytes.Repeat([]byte{byte(uint64(5e6) >> 20)}, 3000))
-	if !bytes.Equal(disk.b, want) {
+	if !bytes.Equal(disk.Bytes(), want) {
 		t.Errorf("disk after rewinding to %d is not as it was then", marks[1])
+	}
+}
+
+// failingDisk is a disk whose reads fail while failReads is set.
+type failingDisk struct {
+	*vm.MemDisk
+	failReads bool
+}
+
+func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
+	if d.failReads {
+		return 0, errors.New("injected read error")
+	}
+	return d.MemDisk.ReadAt(p, off)
+}
+
+// TestCheckpointDiskReadError: a disk block that cannot be read while the
+// machine keeps checkpoints is never taken for a block of zeros (which a
+// rewind would write back over the data): the write that needed it fails,
+// and so does the checkpoint.
+func TestCheckpointDiskReadError(t *testing.T) {
+	disk := &failingDisk{MemDisk: vm.NewMemDisk(bytes.Repeat([]byte{'A'}, 4*pageSize))}
+	m, err := New(Config{Kernel: fakeKernel(), Disk: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck0, err := m.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(b int) []byte { return disk.Bytes()[b*pageSize : (b+1)*pageSize] }
+	b4k := bytes.Repeat([]byte{'B'}, pageSize)
+
+	// A first write to block 0 needs its old contents, which cannot be read.
+	disk.failReads = true
+	if n, err := m.disk.WriteAt(b4k, 0); err == nil {
+		t.Errorf("a write whose old contents could not be read succeeded (%d bytes)", n)
+	}
+	disk.failReads = false
+	if err := m.Rewind(ck0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(block(0), bytes.Repeat([]byte{'A'}, pageSize)) {
+		t.Errorf("block 0 after the rewind starts %q, want the original A's", block(0)[:8])
+	}
+
+	// Block 1 is written (readable then), and the next checkpoint cannot
+	// read it.
+	if _, err := m.disk.WriteAt(b4k, pageSize); err != nil {
+		t.Fatal(err)
+	}
+	disk.failReads = true
+	ck1, err := m.Checkpoint()
+	disk.failReads = false
+	if err == nil {
+		if _, err := m.disk.WriteAt(bytes.Repeat([]byte{'C'}, pageSize), pageSize); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Rewind(ck1); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(block(1), b4k) {
+			t.Fatalf("checkpoint taken while block 1 could not be read; rewinding to it left block 1 starting %q, want B's", block(1)[:8])
+		}
+	} else {
+		t.Logf("checkpoint refused: %v", err)
+	}
+	// The failed checkpoint changed nothing: the machine still rewinds to
+	// the first one, and a later checkpoint works.
+	if err := m.Rewind(ck0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(block(1), bytes.Repeat([]byte{'A'}, pageSize)) {
+		t.Errorf("block 1 after rewinding to the first checkpoint starts %q, want A's", block(1)[:8])
+	}
+	if _, err := m.Checkpoint(); err != nil {
+		t.Errorf("checkpoint once the disk reads again: %v", err)
 	}
 }

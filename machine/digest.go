@@ -62,16 +62,24 @@ func sum(d interface{ Sum([]byte) []byte }) (out [32]byte) {
 	return out
 }
 
+// pageGroup holds the hashes of 64 consecutive RAM pages.
+type pageGroup [64][32]byte
+
 func (m *Machine) ramDigest() [32]byte {
 	m.foldDirty()
 	dirty := m.digestDirty
-	npages := len(m.ram) / pageSize
-	if m.pageSums == nil {
-		m.pageSums = make([][32]byte, npages)
-		m.groupSums = make([][32]byte, (npages+63)/64)
-		for i := range dirty {
-			dirty[i] = ^uint64(0)
+	npages := m.Pages()
+	if m.groupSums == nil {
+		// The first digest: the pages never written are zero and are
+		// not read (ram.go); the groups none of whose pages was written
+		// keep the hash of a group of zero pages.
+		ngroups := (npages + 63) / 64
+		m.groupPages = make([]*pageGroup, ngroups)
+		m.groupSums = make([][32]byte, ngroups)
+		for g := range m.groupSums {
+			m.groupSums[g] = zeroGroupSum(min(64, npages-g*64))
 		}
+		copy(dirty, m.written)
 	}
 	// Pages are hashed in groups of 64 (one word of the dirty bitmap), and
 	// the RAM digest is the hash of the group hashes: a digest costs the
@@ -81,14 +89,26 @@ func (m *Machine) ramDigest() [32]byte {
 		if bitsWord == 0 {
 			continue
 		}
+		grp := m.groupPages[w]
+		if grp == nil {
+			grp = new(pageGroup)
+			for i := range grp {
+				grp[i] = zeroPageSum
+			}
+			m.groupPages[w] = grp
+		}
 		for word := bitsWord; word != 0; {
 			b := bits.TrailingZeros64(word)
 			word &^= 1 << b
 			if p := w*64 + b; p < npages {
-				m.pageSums[p] = pageSum(m.ram[p*pageSize : (p+1)*pageSize])
+				grp[b] = pageSum(m.ram[p*pageSize : (p+1)*pageSize])
 			}
 		}
-		m.groupSum(w)
+		d := sha256.New()
+		for _, s := range grp[:min(64, npages-w*64)] {
+			d.Write(s[:])
+		}
+		d.Sum(m.groupSums[w][:0])
 	}
 	clear(dirty)
 	d := sha256.New()
@@ -98,13 +118,22 @@ func (m *Machine) ramDigest() [32]byte {
 	return sum(d)
 }
 
-// groupSum recomputes the hash of page group g (pages 64g to 64g+63).
-func (m *Machine) groupSum(g int) {
-	d := sha256.New()
-	for _, s := range m.pageSums[g*64 : min(g*64+64, len(m.pageSums))] {
-		d.Write(s[:])
+// zeroGroupSum is the hash of a group of n zero pages' hashes.
+func zeroGroupSum(n int) [32]byte {
+	if n == 64 {
+		return zeroGroup64
 	}
-	d.Sum(m.groupSums[g][:0])
+	return hashZeroGroup(n)
+}
+
+var zeroGroup64 = hashZeroGroup(64)
+
+func hashZeroGroup(n int) [32]byte {
+	d := sha256.New()
+	for range n {
+		d.Write(zeroPageSum[:])
+	}
+	return sum(d)
 }
 
 // zeroPageSum is the SHA-256 of an all-zero page. Most of a guest's RAM is

@@ -50,6 +50,7 @@ func (m *Machine) fold(src []uint64, clearSrc func()) {
 		// the last clear emptied both), so there is nothing to clear.
 		return
 	}
+	orInto(m.written, src)
 	orInto(m.digestDirty, src)
 	for _, l := range m.dirtyLogs {
 		orInto(l.bits, src)
@@ -101,10 +102,15 @@ func (m *Machine) PageSize() int { return pageSize }
 func (m *Machine) Pages() int { return len(m.ram) / pageSize }
 
 // ReadPage implements vm.Migratable: it copies RAM page i into p, which
-// must be PageSize bytes long. Reading marks nothing and changes nothing.
+// must be PageSize bytes long. Reading marks nothing and changes nothing;
+// a page never written is not read at all (ram.go).
 func (m *Machine) ReadPage(i int, p []byte) error {
 	if i < 0 || i >= m.Pages() || len(p) != pageSize {
 		return fmt.Errorf("machine: ReadPage(%d) with %d bytes: the machine has %d pages of %d bytes", i, len(p), m.Pages(), pageSize)
+	}
+	if !m.mayBeNonzero(i) {
+		clear(p)
+		return nil
 	}
 	copy(p, m.ram[i*pageSize:])
 	return nil

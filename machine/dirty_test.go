@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
+	"ftvm/vm"
 )
 
 // fullRAMDigest hashes RAM from scratch the way ramDigest does
@@ -44,9 +47,9 @@ func ramPart(t *testing.T, m *Machine) [32]byte {
 // bits to the other consumers would make the digest differ from one taken
 // from scratch, or leave a changed page out of a log.
 func TestDirtyLogsShareWrites(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Net: true,
-		Disk: &memDisk{make([]byte, 1<<20)}})
+		Disk: vm.NewMemDisk(make([]byte, 1<<20))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +114,9 @@ func TestDirtyLogsShareWrites(t *testing.T) {
 // same digest at once and the same run to power-off. Bad combinations are
 // refused with errors naming what is wrong.
 func TestSaveStateRestoreState(t *testing.T) {
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var conA, conB bytes.Buffer
-	diskA := &memDisk{make([]byte, 1<<20)}
+	diskA := vm.NewMemDisk(make([]byte, 1<<20))
 	a, err := New(Config{Kernel: k, Initrd: i, Cmdline: poweroffCmdline, Net: true, Disk: diskA,
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { conA.Write(b) }}})
 	if err != nil {
@@ -133,7 +136,7 @@ func TestSaveStateRestoreState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	diskB := &memDisk{append([]byte(nil), diskA.b...)}
+	diskB := vm.NewMemDisk(append([]byte(nil), diskA.Bytes()...))
 	mark := conA.Len()
 
 	for _, c := range []struct {
@@ -145,7 +148,7 @@ func TestSaveStateRestoreState(t *testing.T) {
 		{"short RAM", ram[:len(ram)-pageSize], RestoreOptions{Disk: diskB}, "RAM image"},
 		{"no RAM", nil, RestoreOptions{Disk: diskB}, "without a RAM image"},
 		{"no disk", ram, RestoreOptions{}, "no disk backend"},
-		{"wrong disk size", ram, RestoreOptions{Disk: &memDisk{make([]byte, 2<<20)}}, "the given disk has"},
+		{"wrong disk size", ram, RestoreOptions{Disk: vm.NewMemDisk(make([]byte, 2<<20))}, "the given disk has"},
 	} {
 		if _, err := RestoreState(bytes.NewReader(st.Bytes()), c.ram, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got error %v, want one containing %q", c.name, err, c.want)

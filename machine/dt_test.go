@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"ftvm/fdt"
+	"ftvm/vm"
 )
 
 // fakeKernel is the smallest thing bootLinux accepts: an Image header.
@@ -23,7 +24,7 @@ func TestDeviceTreeDescribesMachine(t *testing.T) {
 	for _, withDisk := range []bool{false, true} {
 		cfg := Config{MemoryMiB: 64, Kernel: fakeKernel(), Initrd: append([]byte("070701"), bytes.Repeat([]byte{1}, 4994)...), Cmdline: "console=ttyS0 x=1", Net: true}
 		if withDisk {
-			cfg.Disk = &memDisk{make([]byte, 1<<20)}
+			cfg.Disk = vm.NewMemDisk(make([]byte, 1<<20))
 		}
 		m, err := New(cfg)
 		if err != nil {

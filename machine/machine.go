@@ -17,6 +17,7 @@ import (
 
 	"ftvm/devices"
 	"ftvm/riscv"
+	"ftvm/riscv/jit"
 	"ftvm/virtio"
 	"ftvm/vm"
 )
@@ -57,7 +58,7 @@ type Config struct {
 	// tohost/fromhost honoured). Exclusive with Kernel.
 	ELF []byte
 
-	Disk         virtio.BlockBackend // optional
+	Disk         vm.Disk // optional
 	DiskReadOnly bool
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
@@ -90,12 +91,15 @@ type Config struct {
 	// SBI hart_start), instead of in M-mode on every hart.
 	ELFSupervisor bool
 
+	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
+	// DefaultExec). It changes speed, never results.
+	Exec string
+
 	Outputs Outputs
 }
 
-// StopReason and the events are the vm package's: the machine is a vm.Engine.
-type StopReason = vm.StopReason
-
+// The stop reasons and the events are the vm package's (the machine is a
+// vm.Engine), named here without the prefix for the machine's own code.
 const (
 	StopLimit    = vm.StopLimit
 	StopIdle     = vm.StopIdle
@@ -141,22 +145,28 @@ type Machine struct {
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
 	stopped  bool
-	stop     StopReason
+	stop     vm.StopReason
 	exitCode uint32
 
-	paused    bool       // Pause was called
-	pageSums  [][32]byte // per-RAM-page SHA-256, kept current by Digest
-	groupSums [][32]byte // SHA-256 of each 64 page sums
-	htif      *htif
-	sbiActive bool
-	dtb       []byte
-	idleSkip  bool
+	paused bool // Pause was called
+	// The digest's page hashes (digest.go): groupPages[g] holds the
+	// SHA-256 of pages 64g to 64g+63 (nil while none of them was ever
+	// written), groupSums[g] the hash of those 64 hashes.
+	groupPages []*pageGroup
+	groupSums  [][32]byte
+	htif       *htif
+	sbiActive  bool
+	dtb        []byte
+	idleSkip   bool
 
 	// Dirty pages not yet seen by the digest, and by each other consumer
-	// (dirty.go): the hart's bitmap is folded into all of them.
+	// (dirty.go): the harts' bitmaps are folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
+	// written: the pages ever written, up to the last fold (ram.go).
+	written []uint64
 
+	jits []*jit.JIT   // the translators (one per hart), when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -169,20 +179,55 @@ type region struct {
 // New builds a machine from cfg. Errors name what is wrong with the
 // configuration or the images.
 func New(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	return build(cfg, nil)
+}
+
+// Restart builds a new machine from cfg as New does, for a guest that
+// rebooted: in m's memory when the size is the same, cleared where the
+// guest wrote it. m must not be used afterwards. New memory would come
+// from the Go heap, which hands freed memory back by zeroing all of it:
+// a guest that reboots would make all of its RAM resident.
+func (m *Machine) Restart(cfg Config) (*Machine, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	var ram []byte
+	if uint64(len(m.ram)) == uint64(cfg.MemoryMiB)<<20 {
+		ram = m.ram
+		m.writtenPages(func(p int) { clear(ram[p*pageSize : (p+1)*pageSize]) })
+	}
+	*m = Machine{stopped: true, stop: StopReboot}
+	return build(cfg, ram)
+}
+
+func validate(cfg *Config) error {
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
 	}
 	if cfg.MemoryMiB < 16 || cfg.MemoryMiB > 16384 {
-		return nil, fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
+		return fmt.Errorf("memory size %d MiB: must be between 16 and 16384 MiB", cfg.MemoryMiB)
 	}
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
-		return nil, errors.New("exactly one of a kernel image or a bare-metal ELF is required")
+		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
 	if cfg.Harts < 0 || cfg.Harts > MaxHarts {
-		return nil, fmt.Errorf("%d harts: must be between 1 and %d", cfg.Harts, MaxHarts)
+		return fmt.Errorf("%d harts: must be between 1 and %d", cfg.Harts, MaxHarts)
 	}
-	m := newBoard(cfg, nil)
 	var err error
+	cfg.Exec, err = checkExec(cfg.Exec)
+	return err
+}
+
+// build builds a machine from a validated cfg in ram (nil: new memory) and
+// loads its images.
+func build(cfg Config, ram []byte) (*Machine, error) {
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.ELF != nil {
 		err = m.bootELF(cfg.ELF)
 	} else {
@@ -200,7 +245,7 @@ func New(cfg Config) (*Machine, error) {
 // newBoard builds the machine's hardware from a validated cfg, with the
 // hart at reset and RAM empty (ram nil) or the given image of
 // cfg.MemoryMiB MiB; booting or restoring fills them.
-func newBoard(cfg Config, ram []byte) *Machine {
+func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
@@ -230,6 +275,7 @@ func newBoard(cfg Config, ram []byte) *Machine {
 	}
 	m.sched.init(cfg.Harts, cfg.Quantum)
 	m.digestDirty = make([]uint64, len(m.harts[0].Dirty()))
+	m.written = make([]uint64, len(m.harts[0].Dirty()))
 
 	m.plic = devices.NewPLIC(plicLines...)
 	m.uart = devices.NewUART(m.plic.Source(uartIRQ), func(b byte) { m.emitConsole([]byte{b}) })
@@ -245,15 +291,35 @@ func newBoard(cfg Config, ram []byte) *Machine {
 		}
 		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.blkTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.blkTr)
 		slot++
 	}
 	if cfg.Net {
 		m.net = virtio.NewNet(cfg.MAC, netSink{m})
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
 	}
-	return m
+	if err := m.attachEngine(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
+// a notification cost the host more than deviceBurst bytes of work plus
+// one request, nor more than deviceBytesPerTick per tick over time. At the
+// 10 MHz timebase that is 320 MB per guest second, far above what the
+// guest's disk and network use, and at the interpreter's speed (about one
+// guest second per second) a small part of the host's time.
+const (
+	deviceBytesPerTick = 32
+	deviceBurst        = 16 << 20
+)
+
+func (m *Machine) devicePace() virtio.Pace {
+	return virtio.Pace{Now: m.mtime, Changed: m.timerChanged, BytesPerTick: deviceBytesPerTick, Burst: deviceBurst}
 }
 
 // attachTimer connects the CLINT. With the SBI in the machine (a Linux
@@ -331,8 +397,32 @@ func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 func (m *Machine) Now() uint64 { return m.clock.now(m.count()) }
 
 // Deadline returns the mtime at which the guest's next timer fires (the
-// earliest of the harts' that have not fired), or ^0.
-func (m *Machine) Deadline() uint64 { return m.clint.Deadline() }
+// earliest of the harts' that have not fired, or a device's deferred
+// work), or ^0.
+func (m *Machine) Deadline() uint64 { return m.deadline() }
+
+// deadline is the guest time of the next timed event: the guest's timer,
+// or a device resuming work it deferred (virtio.Pace).
+func (m *Machine) deadline() uint64 {
+	dl := m.clint.Deadline()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			dl = min(dl, tr.Deadline())
+		}
+	}
+	return dl
+}
+
+// updateTimers brings the timer and the devices' deferred work up to the
+// current guest time.
+func (m *Machine) updateTimers() {
+	m.clint.Update()
+	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
+		if tr != nil {
+			tr.Update()
+		}
+	}
+}
 
 // Pause makes the current Run return StopLimit after the instruction that
 // is executing. It is meant for output callbacks that have seen what they
@@ -372,7 +462,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 		return 0, nil
 	case AdvanceTime:
 		m.clock.advance(e.To, m.count())
-		m.clint.Update()
+		m.updateTimers()
 		return 0, nil
 	}
 	return 0, fmt.Errorf("unknown event %T", ev)
@@ -395,7 +485,7 @@ func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
 	}
 }
 
-func (m *Machine) halt(r StopReason, code uint32) {
+func (m *Machine) halt(r vm.StopReason, code uint32) {
 	if m.stopped {
 		return // the first stop wins (harts in parallel may race to it)
 	}
@@ -437,8 +527,8 @@ func (m *Machine) Store(pa uint64, size int, v uint64) bool {
 // Time is the time CSR: the CLINT's mtime.
 func (m *Machine) Time() uint64 { return m.clint.Mtime() }
 
-// bus returns the riscv.System of hart i. Interleaved harts share the
-// machine's; in parallel mode each hart's takes the device lock.
+// bus returns the riscv.System of hart i. Interleaved harts use the
+// machine directly; in parallel mode each access takes the device lock.
 func (m *Machine) bus(i int) riscv.System {
 	return &hartBus{m: m, hart: i}
 }

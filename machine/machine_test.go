@@ -7,16 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // crossCompile builds a bare-metal RISC-V ELF from an assembly file in
 // testdata with Debian's cross toolchain.
 func crossCompile(t *testing.T, src string, defs ...string) []byte {
 	t.Helper()
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		requireTool(t, "riscv64-linux-gnu-gcc (apt-get install gcc-riscv64-linux-gnu)")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	out := filepath.Join(t.TempDir(), "prog.elf")
 	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
 		"-T", "testdata/link.ld", "-o", out, filepath.Join("testdata", src)}
@@ -31,16 +30,6 @@ func crossCompile(t *testing.T, src string, defs ...string) []byte {
 		t.Fatal(err)
 	}
 	return elf
-}
-
-// requireTool skips a test whose tool is missing, unless FTVM_REQUIRE_ALL
-// is set (CI sets it, so a missing install step fails instead of hiding).
-func requireTool(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-		t.Fatalf("missing %s", what)
-	}
-	t.Skipf("missing %s", what)
 }
 
 func TestHTIFProgram(t *testing.T) {
@@ -100,5 +89,22 @@ func TestLockup(t *testing.T) {
 	}
 	if r := m.Run(2e6); r != StopLockup {
 		t.Fatalf("second Run: %v, want lockup", r)
+	}
+}
+
+// TestWaitForever: a hart waiting for an interrupt with every interrupt
+// disabled can never run again; the machine says so (lockup) instead of
+// idling, with idle skip on or off.
+func TestWaitForever(t *testing.T) {
+	elf := crossCompile(t, "wfi.S")
+	for _, skip := range []bool{true, false} {
+		m, err := New(Config{MemoryMiB: 16, ELF: elf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetIdleSkip(skip)
+		if r := m.Run(1e6); r != StopLockup {
+			t.Fatalf("idle skip %v: stopped with %v after %d instructions, want lockup", skip, r, m.Instret())
+		}
 	}
 }

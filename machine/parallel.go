@@ -40,6 +40,7 @@ import (
 	"unsafe"
 
 	"ftvm/riscv"
+	"ftvm/vm"
 )
 
 // parallelSlice is how many instructions a hart runs between looks at its
@@ -59,7 +60,6 @@ type parallel struct {
 	running []bool     // hart i is inside Hart.Run
 	start   []uint64   // its Instret when its slice began
 	box     []mailbox
-	parked  int    // goroutines waiting for work
 	until   uint64 // Run's limit
 	stop    bool   // Run must end
 	idle    bool   // it ends because every hart waits
@@ -300,7 +300,7 @@ func (p *parallel) apply(i int) {
 // the harts together reach until (give or take a slice each), the guest
 // stops, a pause, or every hart waits (StopIdle, or with idle skip a jump
 // of the clock to the next timer).
-func (p *parallel) run(until uint64) StopReason {
+func (p *parallel) run(until uint64) vm.StopReason {
 	m := p.m
 	if m.stopped {
 		return m.stop
@@ -308,7 +308,7 @@ func (p *parallel) run(until uint64) StopReason {
 	if p.total.Load() >= until {
 		return StopLimit
 	}
-	p.until, p.stop, p.idle, p.parked, p.active = until, false, false, 0, true
+	p.until, p.stop, p.idle, p.active = until, false, false, true
 	var wg sync.WaitGroup
 	for i := range m.harts {
 		wg.Add(1)
@@ -332,6 +332,19 @@ func (p *parallel) run(until uint64) StopReason {
 	return StopLimit
 }
 
+// allIdle reports, with mu held, whether no hart runs or can run: each is
+// out of Run, and stopped or waiting for an interrupt. (A goroutine woken
+// from its wait that has not yet taken mu is not idle: its hart is
+// runnable.)
+func (p *parallel) allIdle() bool {
+	for j := range p.m.harts {
+		if p.running[j] || p.m.runnable(j) {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *parallel) hartLoop(i int) {
 	m := p.m
 	h := m.harts[i]
@@ -347,25 +360,27 @@ func (p *parallel) hartLoop(i int) {
 			p.haltAll()
 			return
 		}
-		if m.hsm[i].status == hsmStopped || !h.Runnable() {
-			if p.parked++; p.parked == len(m.harts) {
+		if !m.runnable(i) {
+			if p.allIdle() {
 				// Every hart waits: jump to the next timer, or end the
 				// Run as idle.
-				dl := m.clint.Deadline()
+				if m.unwakeable() {
+					m.halt(StopLockup, 0)
+					return
+				}
+				dl := m.deadline()
 				if dl == ^uint64(0) || !m.idleSkip {
 					p.idle = true
 					p.haltAll()
 					return
 				}
 				m.clock.advance(dl, total)
-				m.clint.Update()
-				p.parked--
+				m.updateTimers()
 				continue
 			}
 			p.owner = -1
 			p.cond.Wait()
 			p.owner = i
-			p.parked--
 			continue
 		}
 		m.resume(i)
@@ -376,7 +391,7 @@ func (p *parallel) hartLoop(i int) {
 		p.lock(i)
 		p.running[i] = false
 		p.total.Add(h.Instret - p.start[i])
-		m.clint.Update()
+		m.updateTimers()
 		if m.htif != nil {
 			m.htif.poll(m)
 		}

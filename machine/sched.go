@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"ftvm/riscv"
+	"ftvm/vm"
 )
 
 // How the harts take turns when they are interleaved on one thread (the
@@ -151,7 +152,7 @@ func (m *Machine) peek() (int, bool) {
 // Run executes until the instruction count reaches until, the guest stops
 // itself, or (with idle skip off) every hart idles. It returns why it
 // stopped.
-func (m *Machine) Run(until uint64) StopReason {
+func (m *Machine) Run(until uint64) vm.StopReason {
 	if m.par != nil {
 		return m.par.run(until)
 	}
@@ -168,12 +169,19 @@ func (m *Machine) Run(until uint64) StopReason {
 				m.htif.poll(m)
 				continue
 			}
-			dl := m.clint.Deadline()
+			if m.unwakeable() {
+				// Every hart waits with every interrupt disabled (a
+				// kernel cut short parks its harts so) or is stopped:
+				// nothing can ever wake the guest.
+				m.halt(StopLockup, 0)
+				break
+			}
+			dl := m.deadline()
 			if dl == ^uint64(0) || !m.idleSkip {
 				return StopIdle
 			}
 			m.clock.advance(dl, s.total)
-			m.clint.Update()
+			m.updateTimers()
 			continue
 		}
 		h := m.harts[i]
@@ -181,7 +189,7 @@ func (m *Machine) Run(until uint64) StopReason {
 		if s.left < limit-s.total {
 			limit = s.total + s.left
 		}
-		if t := m.clock.instretAt(m.clint.Deadline(), s.total); t < limit {
+		if t := m.clock.instretAt(m.deadline(), s.total); t < limit {
 			limit = max(t, s.total+1)
 		}
 		if m.htif != nil {
@@ -199,7 +207,7 @@ func (m *Machine) Run(until uint64) StopReason {
 			m.htif.idlePolled = false
 		}
 		s.left -= min(n, s.left)
-		m.clint.Update()
+		m.updateTimers()
 		switch r {
 		case riscv.StopLockup:
 			m.halt(StopLockup, 0)
@@ -224,6 +232,17 @@ func (m *Machine) Run(until uint64) StopReason {
 		}
 	}
 	return m.stop
+}
+
+// unwakeable reports whether no hart can ever run again: each is stopped,
+// or waits for an interrupt with none enabled.
+func (m *Machine) unwakeable() bool {
+	for i, h := range m.harts {
+		if m.hsm[i].status != hsmStopped && (!h.Waiting() || h.Wakeable()) {
+			return false
+		}
+	}
+	return true
 }
 
 // CurrentHart is the hart that executes the machine's next instruction, if

@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"ftvm/riscv/jit"
+	"ftvm/vm"
 )
 
 // smpRun runs a multi-hart bare-metal program until it exits through HTIF
 // and returns its exit code and the machine.
-func smpRun(t *testing.T, elf []byte, harts int, parallel, supervisor bool, maxInsns uint64) (*Machine, StopReason) {
+func smpRun(t *testing.T, elf []byte, harts int, parallel, supervisor bool, maxInsns uint64) (*Machine, vm.StopReason) {
 	t.Helper()
-	m, err := New(Config{MemoryMiB: 16, ELF: elf, Harts: harts, Parallel: parallel, ELFSupervisor: supervisor})
+	return smpRunExec(t, elf, harts, parallel, supervisor, maxInsns, "")
+}
+
+func smpRunExec(t *testing.T, elf []byte, harts int, parallel, supervisor bool, maxInsns uint64, exec string) (*Machine, vm.StopReason) {
+	t.Helper()
+	m, err := New(Config{MemoryMiB: 16, ELF: elf, Harts: harts, Parallel: parallel, ELFSupervisor: supervisor, Exec: exec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +109,7 @@ func TestSMPReservations(t *testing.T) {
 }
 
 // smpFinish runs m in steps of step instructions until it stops.
-func smpFinish(t *testing.T, m *Machine, step uint64) (StopReason, uint64, [32]byte) {
+func smpFinish(t *testing.T, m *Machine, step uint64) (vm.StopReason, uint64, [32]byte) {
 	t.Helper()
 	r := StopLimit
 	for r == StopLimit && m.Instret() < 1e9 {
@@ -166,6 +174,41 @@ func TestSMPDeterminism(t *testing.T) {
 			}
 			if r, n, d := smpFinish(t, m, 4099); r != r1 || n != n1 || d != d1 {
 				t.Fatalf("run after rewind: %v %d %x, want %v %d %x", r, n, d, r1, n1, d1)
+			}
+		})
+	}
+}
+
+// TestSMPTranslator runs the multi-hart programs with the translator: the
+// pause hint still ends a turn, and in parallel mode FENCE is still a host
+// barrier, because the translator leaves both to the interpreter.
+func TestSMPTranslator(t *testing.T) {
+	if !jit.Available() {
+		t.Skip("the translator needs linux/amd64")
+	}
+	for _, parallel := range []bool{false, true} {
+		t.Run(modeName(parallel), func(t *testing.T) {
+			progs := []struct {
+				src        string
+				supervisor bool
+				defs       []string
+			}{
+				{"smp_atomic.S", false, []string{"HARTS=4", "ITERS=20000"}},
+				{"smp_ipi.S", false, []string{"HARTS=4", "ITERS=100"}},
+				{"smp_hsm.S", true, []string{"HARTS=4"}},
+				{"smp_lrsc.S", false, []string{"HARTS=2"}},
+			}
+			for _, p := range progs {
+				m, r := smpRunExec(t, crossCompile(t, p.src, p.defs...), 4, parallel, p.supervisor, 2e8, ExecJIT)
+				if r != StopPowerOff || m.ExitCode() != 0 {
+					t.Fatalf("%s: stopped with %v, exit code %d, after %d instructions", p.src, r, m.ExitCode(), m.Instret())
+				}
+				if !parallel {
+					ref, _ := smpRun(t, crossCompile(t, p.src, p.defs...), 4, false, p.supervisor, 2e8)
+					if ref.Instret() != m.Instret() || ref.Digest().Sum != m.Digest().Sum {
+						t.Errorf("%s: interpreter %d instructions, translator %d", p.src, ref.Instret(), m.Instret())
+					}
+				}
 			}
 		})
 	}

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
+	"ftvm/vm"
 )
 
 // bootSMP boots the default guest with harts harts to power-off and
 // returns the machine and its console.
-func bootSMP(t *testing.T, harts int, parallel bool, cmdline string, step uint64) (*Machine, StopReason, string) {
+func bootSMP(t *testing.T, harts int, parallel bool, cmdline string, step uint64) (*Machine, vm.StopReason, string) {
 	t.Helper()
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	var console bytes.Buffer
 	m, err := New(Config{Kernel: k, Initrd: i, Cmdline: cmdline, Harts: harts, Parallel: parallel,
 		Outputs: Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})

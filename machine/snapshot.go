@@ -12,6 +12,7 @@ import (
 	"ftvm/riscv"
 	"ftvm/snapshot"
 	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // boardState is the "machine" section: what the board is made of, so a
@@ -28,7 +29,7 @@ type boardState struct {
 	HTIFFromHost        uint64 `json:",omitempty"`
 	Clock               clockState
 	Stopped             bool
-	Stop                StopReason
+	Stop                vm.StopReason
 	ExitCode            uint32
 
 	// DiskSize is the disk's size in bytes, so that a restore without the
@@ -67,7 +68,7 @@ func (m *Machine) Save(w io.Writer) error {
 		}
 		secs = append(secs, snapshot.Section{Name: "disk", Data: disk})
 	}
-	secs = append(secs, snapshot.Section{Name: "ram", Data: sparsePages(m.ram)})
+	secs = append(secs, snapshot.Section{Name: "ram", Data: m.sparsePages()})
 	return snapshot.Write(w, secs)
 }
 
@@ -102,20 +103,15 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 		st := m.schedState()
 		b.Harts, b.Quantum, b.Sched = len(m.harts), m.cfg.Quantum, &st
 	}
-	comps := []struct {
+	type comp struct {
 		name string
 		v    any
-	}{{"machine", b}, {"hart", m.harts[0].State()}}
-	for i, h := range m.harts[1:] {
-		comps = append(comps, struct {
-			name string
-			v    any
-		}{hartSection(i + 1), h.State()})
 	}
-	comps = append(comps, []struct {
-		name string
-		v    any
-	}{{"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}...)
+	comps := []comp{{"machine", b}, {"hart", m.harts[0].State()}}
+	for i, h := range m.harts[1:] {
+		comps = append(comps, comp{hartSection(i + 1), h.State()})
+	}
+	comps = append(comps, comp{"clint", m.clint.State()}, comp{"plic", m.plic.State()}, comp{"uart", m.uart.State()})
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -141,18 +137,19 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 
 // sparsePages encodes RAM as (page-index delta, page) pairs for the pages
 // that are not all zero: a booted 256 MiB guest touches a fraction of it.
-func sparsePages(ram []byte) []byte {
+// Only the pages ever written are looked at (ram.go).
+func (m *Machine) sparsePages() []byte {
 	var out []byte
 	last := -1
-	for p := 0; p < len(ram)/pageSize; p++ {
-		pg := ram[p*pageSize : (p+1)*pageSize]
+	m.writtenPages(func(p int) {
+		pg := m.ram[p*pageSize : (p+1)*pageSize]
 		if isZero(pg) {
-			continue
+			return
 		}
 		out = binary.AppendUvarint(out, uint64(p-last))
 		out = append(out, pg...)
 		last = p
-	}
+	})
 	return out
 }
 
@@ -169,7 +166,8 @@ func isZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
 // disk contents, in memory).
 type RestoreOptions struct {
 	Outputs Outputs
-	Disk    virtio.BlockBackend
+	Disk    vm.Disk
+	Exec    string // the execution engine (Config.Exec)
 	// Parallel runs the restored machine's harts in parallel.
 	Parallel bool
 }
@@ -185,7 +183,15 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 	if _, ok := snapshot.Find(secs, "ram"); !ok {
 		return nil, errors.New(`snapshot: no "ram" section (a snapshot written by SaveState is restored with RestoreState)`)
 	}
-	return restoreSections(secs, nil, opts)
+	m, err := restoreSections(secs, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
+	return m, nil
 }
 
 // RestoreState builds a machine from a snapshot written by SaveState, with
@@ -206,12 +212,22 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	if ram == nil {
 		return nil, errors.New("snapshot: state-only restore without a RAM image")
 	}
-	return restoreSections(secs, ram, opts)
+	m, err := restoreSections(secs, ram, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.noteNonzeroPages()
+	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
+	return m, nil
 }
 
 // restoreSections builds the machine. With ram nil, RAM and disk contents
 // come from the snapshot's sections; otherwise ram is the RAM image and
-// opts.Disk the disk, contents included.
+// opts.Disk the disk, contents included; neither is read nor written then
+// (the caller notes the image's non-zero pages and rescans the rings).
 func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (*Machine, error) {
 	get := func(name string, v any) error {
 		d, ok := snapshot.Find(secs, name)
@@ -229,8 +245,11 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	if err := get("machine", &b); err != nil {
 		return nil, err
 	}
-	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 || b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
-		return nil, errors.New("snapshot: machine: invalid memory size or clock")
+	if b.MemoryMiB < 16 || b.MemoryMiB > 16384 {
+		return nil, fmt.Errorf("snapshot: machine: memory size %d MiB (a machine has 16 to 16384 MiB)", b.MemoryMiB)
+	}
+	if b.InstructionsPerTick == 0 || b.Clock.IPT != b.InstructionsPerTick {
+		return nil, fmt.Errorf("snapshot: machine: invalid clock (%d and %d instructions per tick)", b.InstructionsPerTick, b.Clock.IPT)
 	}
 	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
@@ -239,7 +258,11 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		return nil, fmt.Errorf("snapshot: machine: invalid hart count %d", b.Harts)
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, Harts: b.Harts, Quantum: b.Quantum, Parallel: opts.Parallel}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, Harts: b.Harts, Quantum: b.Quantum}
+	var err error
+	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
+		return nil, err
+	}
 	switch {
 	case ram != nil:
 		if uint64(len(ram)) != uint64(b.MemoryMiB)<<20 {
@@ -261,7 +284,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 		cfg.Disk = opts.Disk
 		if cfg.Disk == nil {
-			cfg.Disk = &memDisk{disk}
+			cfg.Disk = vm.NewMemDisk(disk)
 		} else if cfg.Disk.Size() != int64(len(disk)) {
 			return nil, fmt.Errorf("snapshot: the given disk has %d bytes, the snapshot's %d", cfg.Disk.Size(), len(disk))
 		} else if _, err := cfg.Disk.WriteAt(disk, 0); err != nil {
@@ -269,7 +292,10 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		}
 	}
 	full := ram == nil
-	m := newBoard(cfg, ram)
+	m, err := newBoard(cfg, ram)
+	if err != nil {
+		return nil, err
+	}
 	m.attachTimer(b.SBI)
 	m.clock = clock{b.Clock.Base, b.Clock.At, b.Clock.IPT}
 	m.stopped, m.stop, m.exitCode = b.Stopped, b.Stop, b.ExitCode
@@ -279,7 +305,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 
 	if full {
 		enc, _ := snapshot.Find(secs, "ram")
-		if err := loadSparsePages(m.ram, enc); err != nil {
+		if err := m.loadSparsePages(enc); err != nil {
 			return nil, err
 		}
 	}
@@ -342,10 +368,16 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
-	// Re-drive every interrupt line from the restored state, then look at
-	// the rings again: a notification the guest sent just before the
-	// snapshot must not be lost (with suppression on, it will not send it
-	// twice).
+	return m, nil
+}
+
+// rescan re-drives every interrupt line from a restored state, then looks
+// at the rings again: a notification the guest sent just before the
+// snapshot must not be lost (with suppression on, it will not send it
+// twice). Restore and RestoreState do it; LoadState, which validates a
+// state by restoring it on a board that shares the live machine's RAM and
+// disk, must not.
+func (m *Machine) rescan() {
 	m.clint.Update()
 	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
@@ -353,10 +385,27 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			tr.Kick()
 		}
 	}
-	if cfg.Parallel {
-		m.startParallel()
+}
+
+// loadSparsePages fills RAM from a "ram" section: only the pages it holds
+// are touched.
+func (m *Machine) loadSparsePages(enc []byte) error {
+	p := -1
+	npages := m.Pages()
+	for len(enc) > 0 {
+		d, n := binary.Uvarint(enc)
+		if n <= 0 || d == 0 || d > uint64(npages) {
+			return errors.New("snapshot: ram: malformed page index")
+		}
+		p += int(d)
+		enc = enc[n:]
+		if p >= npages || len(enc) < pageSize {
+			return errors.New("snapshot: ram: page outside memory or truncated")
+		}
+		m.loadRAM(uint64(p)*pageSize, enc[:pageSize])
+		enc = enc[pageSize:]
 	}
-	return m, nil
+	return nil
 }
 
 // hartSection names the snapshot section of hart i.
@@ -366,45 +415,3 @@ func hartSection(i int) string {
 	}
 	return fmt.Sprintf("hart%d", i)
 }
-
-func loadSparsePages(ram, enc []byte) error {
-	p := -1
-	for len(enc) > 0 {
-		d, n := binary.Uvarint(enc)
-		if n <= 0 || d == 0 || d > uint64(len(ram)/pageSize) {
-			return errors.New("snapshot: ram: malformed page index")
-		}
-		p += int(d)
-		enc = enc[n:]
-		if p >= len(ram)/pageSize || len(enc) < pageSize {
-			return errors.New("snapshot: ram: page outside memory or truncated")
-		}
-		copy(ram[p*pageSize:], enc[:pageSize])
-		enc = enc[pageSize:]
-	}
-	return nil
-}
-
-// memDisk holds a restored disk image in memory.
-type memDisk struct{ b []byte }
-
-func (d *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(d.b[off:], p), nil
-}
-
-func (d *memDisk) Flush() error { return nil }
-func (d *memDisk) Size() int64  { return int64(len(d.b)) }

@@ -1,13 +1,13 @@
 package migrate
 
 import (
-	"ftvm/host"
 	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	"ftvm/machine"
+	"ftvm/vm"
 )
 
 // BenchmarkStateTransfer migrates the default guest (256 MiB of RAM, a
@@ -23,7 +23,7 @@ func BenchmarkStateTransfer(b *testing.B) {
 	for _, w := range []string{"kv", "cpu"} {
 		b.Run(w, func(b *testing.B) {
 			const diskSize = 64 << 20
-			srcDisk := TrackWrites(host.NewMemDisk(make([]byte, diskSize)))
+			srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, diskSize)))
 			src := bootServing(b, srcDisk, 8<<10)
 			if w == "cpu" {
 				src.c.limit = src.c.sets // no more writes
@@ -55,7 +55,7 @@ func BenchmarkStateTransfer(b *testing.B) {
 				debug.FreeOSMemory()
 				b.StartTimer()
 				a, c := tcpPair(b)
-				dstDisk := host.NewMemDisk(make([]byte, diskSize))
+				dstDisk := vm.NewMemDisk(make([]byte, diskSize))
 				res := receiveAsync(c, dstDisk, machine.MigrationFactory(machine.RestoreOptions{Disk: dstDisk}), ReceiveOptions{})
 				start := src.m.Instret()
 				t0 := time.Now()

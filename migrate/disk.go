@@ -2,17 +2,13 @@ package migrate
 
 import (
 	"sync"
+
+	"ftvm/vm"
 )
 
-// Disk is a disk image as the machine's virtio-blk device sees it (the
-// same methods as virtio.BlockBackend, so any block backend is a Disk and
-// a TrackedDisk is a block backend).
-type Disk interface {
-	ReadAt(p []byte, off int64) (int, error)
-	WriteAt(p []byte, off int64) (int, error)
-	Flush() error
-	Size() int64
-}
+// Disk is a disk image as the machine's block device sees it (vm.Disk: a
+// TrackedDisk is one too).
+type Disk = vm.Disk
 
 // TrackedDisk is a Disk that records which ChunkSize chunks have been
 // written, so a state transfer can send again what the guest wrote while

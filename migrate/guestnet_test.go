@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+
+	"ftvm/internal/testsupport"
 )
 
 // kvClient is a minimal TCP client, in frames, for driving the default
@@ -40,7 +42,7 @@ const (
 	kvPort                                 = 6379
 	tcpMSS                                 = 1460
 	rtoInsns                               = 30e6 // retransmission timeout, in guest instructions
-	tcpSYN, tcpACK, tcpPSH, tcpRST, tcpFIN = 0x02, 0x10, 0x08, 0x04, 0x01
+	tcpSYN, tcpACK, tcpPSH, tcpRST, tcpFIN = testsupport.TCPSYN, testsupport.TCPACK, testsupport.TCPPSH, testsupport.TCPRST, testsupport.TCPFIN
 )
 
 func newKVClient(guestMAC [6]byte, valueSize int) *kvClient {
@@ -86,13 +88,9 @@ func (c *kvClient) input(f []byte, now uint64) {
 	case 0x0806:
 		a := f[14:]
 		if len(a) >= 28 && binary.BigEndian.Uint16(a[6:]) == 1 && bytes.Equal(a[24:28], c.ip[:]) {
-			r := append([]byte(nil), f[6:12]...)
-			r = append(r, c.mac[:]...)
-			r = append(r, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2)
-			r = append(r, c.mac[:]...)
-			r = append(r, c.ip[:]...)
-			r = append(r, a[8:18]...) // the requester's MAC and IP
-			c.pendingFrames = append(c.pendingFrames, append(r, make([]byte, 18)...))
+			// The requester's MAC and IP are in the request.
+			to := testsupport.Station{MAC: [6]byte(a[8:14]), IP: [4]byte(a[14:18])}
+			c.pendingFrames = append(c.pendingFrames, testsupport.ARPReply(c.station(), to))
 		}
 	case 0x0800:
 		ip := f[14:]
@@ -195,50 +193,16 @@ func (c *kvClient) poll(now uint64) [][]byte {
 	return out
 }
 
+func (c *kvClient) station() testsupport.Station { return testsupport.Station{MAC: c.mac, IP: c.ip} }
+
 func (c *kvClient) send(flags byte, seq uint32, data []byte, mss bool) {
-	hl := 20
-	if mss {
-		hl = 24
-	}
-	tcp := make([]byte, hl, hl+len(data))
-	binary.BigEndian.PutUint16(tcp[0:], c.port)
-	binary.BigEndian.PutUint16(tcp[2:], kvPort)
-	binary.BigEndian.PutUint32(tcp[4:], seq)
+	seg := testsupport.TCPSegment{SrcPort: c.port, DstPort: kvPort, Seq: seq, Flags: flags, Window: 65535, Data: data}
 	if flags&tcpACK != 0 {
-		binary.BigEndian.PutUint32(tcp[8:], c.rcvNxt)
+		seg.Ack = c.rcvNxt
 	}
-	tcp[12] = byte(hl/4) << 4
-	tcp[13] = flags
-	binary.BigEndian.PutUint16(tcp[14:], 65535)
 	if mss {
-		copy(tcp[20:], []byte{2, 4, tcpMSS >> 8, tcpMSS & 0xff})
+		seg.Options = []byte{2, 4, tcpMSS >> 8, tcpMSS & 0xff}
 	}
-	tcp = append(tcp, data...)
-	pseudo := append(append(append([]byte(nil), c.ip[:]...), c.guestIP[:]...), 0, 6, byte(len(tcp)>>8), byte(len(tcp)))
-	binary.BigEndian.PutUint16(tcp[16:], inetChecksum(append(pseudo, tcp...)))
-
-	ip := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0}
-	ip = append(append(ip, c.ip[:]...), c.guestIP[:]...)
-	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+len(tcp)))
-	binary.BigEndian.PutUint16(ip[10:], inetChecksum(ip))
-	f := append(append(append([]byte(nil), c.guestMAC[:]...), c.mac[:]...), 0x08, 0x00)
-	f = append(append(f, ip...), tcp...)
-	for len(f) < 60 {
-		f = append(f, 0)
-	}
-	c.pendingFrames = append(c.pendingFrames, f)
-}
-
-func inetChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
+	guest := testsupport.Station{MAC: c.guestMAC, IP: c.guestIP}
+	c.pendingFrames = append(c.pendingFrames, testsupport.TCP(c.station(), guest, seg))
 }

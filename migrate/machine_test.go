@@ -2,33 +2,13 @@ package migrate
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
+	"ftvm/vm"
 )
-
-// defaultGuest loads the default guest (scripts/build-guest.sh), skipping
-// the test without it unless FTVM_REQUIRE_ALL=1.
-func defaultGuest(t testing.TB) (kernel, initrd []byte) {
-	t.Helper()
-	dir := host.GuestDir()
-	k, err := os.ReadFile(filepath.Join(dir, "Image"))
-	if err == nil {
-		var i []byte
-		if i, err = os.ReadFile(filepath.Join(dir, "initramfs.cpio")); err == nil {
-			return k, i
-		}
-	}
-	if os.Getenv("FTVM_REQUIRE_ALL") == "1" {
-		t.Fatalf("the default guest is missing (run scripts/build-guest.sh): %v", err)
-	}
-	t.Skipf("the default guest is missing (run scripts/build-guest.sh): %v", err)
-	return nil, nil
-}
 
 var guestMAC = [6]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}
 
@@ -55,7 +35,7 @@ func (d *driver) outputs() machine.Outputs {
 // next timer. The client thus answers with no guest time passing, as a
 // fast peer would (with idle skipping, a slice of an idle guest can span
 // seconds of guest time, and TCP and ARP time out between two slices).
-func (d *driver) step(slice uint64) machine.StopReason {
+func (d *driver) step(slice uint64) vm.StopReason {
 	end := d.m.Instret() + slice
 	for {
 		delivered := d.deliver()
@@ -96,7 +76,7 @@ func (d *driver) deliver() bool {
 // key-value server has acknowledged a few writes from the client.
 func bootServing(t testing.TB, disk *TrackedDisk, valueSize int) *driver {
 	t.Helper()
-	k, i := defaultGuest(t)
+	k, i := testsupport.DefaultGuest(t)
 	d := &driver{c: newKVClient(guestMAC, valueSize)}
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Net: true, MAC: guestMAC, Disk: disk, Outputs: d.outputs()})
@@ -128,12 +108,12 @@ func bootServing(t testing.TB, disk *TrackedDisk, valueSize int) *driver {
 // identical to the first when both run on with the same inputs.
 func TestMigrateRunningGuest(t *testing.T) {
 	const diskSize = 8 << 20
-	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, diskSize)))
+	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, diskSize)))
 	src := bootServing(t, srcDisk, 8<<10)
 	t.Logf("guest serving at %d instructions, %d writes acknowledged", src.m.Instret(), src.c.oks)
 
 	a, b := tcpPair(t)
-	dstDisk := host.NewMemDisk(make([]byte, diskSize))
+	dstDisk := vm.NewMemDisk(make([]byte, diskSize))
 	dst := &driver{}
 	res := receiveAsync(b, dstDisk, machine.MigrationFactory(machine.RestoreOptions{Disk: dstDisk, Outputs: dst.outputs()}), ReceiveOptions{})
 	// Small steps and a low threshold make pre-copy take several rounds
@@ -179,7 +159,7 @@ func TestMigrateRunningGuest(t *testing.T) {
 		t.Fatalf("after the transfer: receiver at %d, sender at %d; digests %v vs %v",
 			dst.m.Instret(), src.m.Instret(), dst.m.Digest().Parts, src.m.Digest().Parts)
 	}
-	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 		t.Fatal("the receiver's disk differs from the sender's")
 	}
 
@@ -205,7 +185,7 @@ func TestMigrateRunningGuest(t *testing.T) {
 	if da, db := src.m.Digest(), dst.m.Digest(); da.Sum != db.Sum {
 		t.Fatalf("digests differ after running on: %v vs %v", da.Parts, db.Parts)
 	}
-	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+	if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 		t.Fatal("the disks differ after running on")
 	}
 	t.Logf("both at %d instructions, %d writes acknowledged on each", src.m.Instret(), src.c.oks)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"ftvm/host"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/internal/fakevm"
 	"ftvm/vm"
 )
 
@@ -107,13 +107,13 @@ func TestTransferWhileRunning(t *testing.T) {
 		converges bool
 	}{{"converging", 1, true}, {"round limit", 64, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			srcDisk := TrackWrites(host.NewMemDisk(randomBytes(1<<20+3*512, 1))) // a partial last chunk
-			dstDisk := host.NewMemDisk(make([]byte, srcDisk.Size()))
-			src := newFake(2048, srcDisk)
-			src.writesPer = c.writesPer
+			srcDisk := TrackWrites(vm.NewMemDisk(randomBytes(1<<20+3*512, 1))) // a partial last chunk
+			dstDisk := vm.NewMemDisk(make([]byte, srcDisk.Size()))
+			src := fakevm.New(2048, srcDisk, vm.Outputs{})
+			src.WritesPer = c.writesPer
 			src.Run(1e6)
 			a, b := tcpPair(t)
-			res := receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+			res := receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 			opts := Options{StepBytes: 256 << 10, ConvergePages: 64, MaxRounds: 8}
 			st, err := migrateRunning(t, a, src, srcDisk, opts, 20000)
 			if err != nil {
@@ -125,11 +125,11 @@ func TestTransferWhileRunning(t *testing.T) {
 			}
 			t.Logf("sender %+v", st)
 			t.Logf("receiver %+v", r.stats)
-			dst := r.eng.(*fakeEngine)
+			dst := r.eng.(*fakevm.Engine)
 			if dst.Instret() != src.Instret() || dst.Digest().Sum != src.Digest().Sum || st.Digest != src.Digest().Sum {
 				t.Fatalf("receiver at %d, sender at %d; digests equal: %v", dst.Instret(), src.Instret(), dst.Digest().Sum == src.Digest().Sum)
 			}
-			if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+			if !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 				t.Fatal("the receiver's disk differs from the sender's")
 			}
 			if st.Rounds < 2 || (st.Rounds < opts.MaxRounds) != c.converges {
@@ -149,7 +149,7 @@ func TestTransferWhileRunning(t *testing.T) {
 			}
 			src.Run(src.Instret() + 3e6)
 			dst.Run(dst.Instret() + 3e6)
-			if dst.Digest().Sum != src.Digest().Sum || !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*host.MemDisk).Bytes()) {
+			if dst.Digest().Sum != src.Digest().Sum || !bytes.Equal(dstDisk.Bytes(), srcDisk.Unwrap().(*vm.MemDisk).Bytes()) {
 				t.Fatal("the two engines diverged after the transfer")
 			}
 			// What follows the transfer on the connection (the input log)
@@ -167,16 +167,16 @@ func TestTransferWhileRunning(t *testing.T) {
 // few chunks: exactly those are sent.
 func TestStaleDisk(t *testing.T) {
 	img := randomBytes(2<<20, 2)
-	srcDisk := TrackWrites(host.NewMemDisk(img))
+	srcDisk := TrackWrites(vm.NewMemDisk(img))
 	stale := append([]byte(nil), img...)
 	differ := []int{0, 3, 17, 31}
 	for _, c := range differ {
 		stale[c*ChunkSize+100] ^= 0x55
 	}
-	dstDisk := host.NewMemDisk(stale)
-	src := newFake(256, nil) // the engine itself writes no disk
+	dstDisk := vm.NewMemDisk(stale)
+	src := fakevm.New(256, nil, vm.Outputs{}) // the engine itself writes no disk
 	a, b := tcpPair(t)
-	res := receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+	res := receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 	st, err := migrateRunning(t, a, src, srcDisk, Options{}, 5000)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +195,9 @@ func TestStaleDisk(t *testing.T) {
 	// A guest write during the transfer adds exactly the chunk it hits.
 	stale = append([]byte(nil), img...)
 	stale[5*ChunkSize] ^= 1
-	dstDisk = host.NewMemDisk(stale)
+	dstDisk = vm.NewMemDisk(stale)
 	a, b = tcpPair(t)
-	res = receiveAsync(b, dstDisk, fakeFactory(dstDisk), ReceiveOptions{})
+	res = receiveAsync(b, dstDisk, fakevm.Factory(dstDisk, vm.Outputs{}), ReceiveOptions{})
 	s, err := NewSender(a, src, srcDisk, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -232,12 +232,12 @@ func recordStream(t testing.TB) (stream, receiverDisk []byte) {
 	img := randomBytes(8<<10, 3)
 	receiverDisk = append([]byte(nil), img...)
 	receiverDisk[100] ^= 1
-	srcDisk := TrackWrites(host.NewMemDisk(img))
-	src := newFake(8, srcDisk)
+	srcDisk := TrackWrites(vm.NewMemDisk(img))
+	src := fakevm.New(8, srcDisk, vm.Outputs{})
 	a, b := tcpPair(t)
 	var rec bytes.Buffer
-	dst := host.NewMemDisk(append([]byte(nil), receiverDisk...))
-	res := receiveAsync(b, dst, fakeFactory(dst), ReceiveOptions{})
+	dst := vm.NewMemDisk(append([]byte(nil), receiverDisk...))
+	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	conn := struct {
 		io.Reader
 		io.Writer
@@ -285,8 +285,8 @@ type replayConn struct{ io.Reader }
 func (replayConn) Write(p []byte) (int, error) { return len(p), nil }
 
 func replay(stream, disk []byte, maxMem int64) (vm.Migratable, error) {
-	d := host.NewMemDisk(append([]byte(nil), disk...))
-	e, _, err := Receive(replayConn{bytes.NewReader(stream)}, d, fakeFactory(d), ReceiveOptions{MaxMemory: maxMem})
+	d := vm.NewMemDisk(append([]byte(nil), disk...))
+	e, _, err := Receive(replayConn{bytes.NewReader(stream)}, d, fakevm.Factory(d, vm.Outputs{}), ReceiveOptions{MaxMemory: maxMem})
 	return e, err
 }
 
@@ -409,7 +409,7 @@ func TestDamagedStreams(t *testing.T) {
 // TestLyingReceiver: a receiver that confirms a state other than the
 // sender's is caught by the sender.
 func TestLyingReceiver(t *testing.T) {
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
 	go func() {
 		fr := frameReader{r: b}
@@ -444,10 +444,10 @@ func TestLyingReceiver(t *testing.T) {
 // TestReceiverRefuses: when the receiver cannot take the transfer (its
 // disk has another size), the sender's next call says why.
 func TestReceiverRefuses(t *testing.T) {
-	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
-	src := newFake(64, nil)
+	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, 4*ChunkSize)))
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	res := receiveAsync(b, host.NewMemDisk(make([]byte, 2*ChunkSize)), fakeFactory(nil), ReceiveOptions{})
+	res := receiveAsync(b, vm.NewMemDisk(make([]byte, 2*ChunkSize)), fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "the sender's disk has 262144 bytes, the receiver's 131072") {
 		t.Fatalf("sender: %v", err)
@@ -460,9 +460,9 @@ func TestReceiverRefuses(t *testing.T) {
 // TestAbandon: a sender closed half-way tells the receiver, and the
 // engine keeps no dirty log for it.
 func TestAbandon(t *testing.T) {
-	src := newFake(64, nil)
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	res := receiveAsync(b, nil, fakeFactory(nil), ReceiveOptions{})
+	res := receiveAsync(b, nil, fakevm.Factory(nil, vm.Outputs{}), ReceiveOptions{})
 	s, err := NewSender(a, src, nil, Options{StepBytes: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -472,8 +472,8 @@ func TestAbandon(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if len(src.logs) != 0 {
-		t.Errorf("%d dirty logs left on the engine", len(src.logs))
+	if n := src.DirtyLogs(); n != 0 {
+		t.Errorf("%d dirty logs left on the engine", n)
 	}
 	if r := <-res; !errors.Is(r.err, ErrPeer) || !strings.Contains(r.err.Error(), "abandoned") {
 		t.Fatalf("receiver: %v", r.err)
@@ -483,7 +483,7 @@ func TestAbandon(t *testing.T) {
 	}
 }
 
-type failingDisk struct{ *host.MemDisk }
+type failingDisk struct{ *vm.MemDisk }
 
 func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 	if off >= ChunkSize {
@@ -495,11 +495,11 @@ func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
 // TestReceiverDiskFails: a receiver that cannot read its own disk says so,
 // and the sender reports it.
 func TestReceiverDiskFails(t *testing.T) {
-	srcDisk := TrackWrites(host.NewMemDisk(make([]byte, 4*ChunkSize)))
-	src := newFake(64, nil)
+	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, 4*ChunkSize)))
+	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	dst := &failingDisk{host.NewMemDisk(make([]byte, 4*ChunkSize))}
-	res := receiveAsync(b, dst, fakeFactory(dst), ReceiveOptions{})
+	dst := &failingDisk{vm.NewMemDisk(make([]byte, 4*ChunkSize))}
+	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "reading disk chunk 1: sector 128 unreadable") {
 		t.Fatalf("sender: %v", err)
@@ -532,7 +532,7 @@ func FuzzReceive(f *testing.F) {
 		}()
 		defer close(ch)
 		e, err := replay(b, disk, 1<<20)
-		if err == nil && (e.Pages() != 8 || e.PageSize() != fakePageSize) {
+		if err == nil && (e.Pages() != 8 || e.PageSize() != fakevm.PageSize) {
 			t.Fatalf("accepted an engine of %d pages", e.Pages())
 		}
 	})

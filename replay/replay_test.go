@@ -3,33 +3,18 @@ package replay
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
 )
 
-func guest(t *testing.T) (kernel, initrd []byte) {
-	t.Helper()
-	k, err1 := os.ReadFile(filepath.Join(host.GuestDir(), "Image"))
-	i, err2 := os.ReadFile(filepath.Join(host.GuestDir(), "initramfs.cpio"))
-	if err1 != nil || err2 != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatal("the default guest is not built (scripts/build-guest.sh)")
-		}
-		t.Skip("the default guest is not built (scripts/build-guest.sh)")
-	}
-	return k, i
-}
-
 // newMachine boots the default guest in serve mode, collecting its console.
 func newMachine(t *testing.T, console *bytes.Buffer) *machine.Machine {
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 	if err != nil {

@@ -42,6 +42,7 @@ type Timeline struct {
 	frontier uint64 // the furthest count reached
 	ended    bool
 	end      vm.StopReason
+	cut      error // the log ends early: where (an eventlog.ErrTruncated)
 	err      error
 	pl       *Player // applies records
 
@@ -153,6 +154,12 @@ func (p *Timeline) Err() error { return p.err }
 // Ended reports whether the position is the end of the log.
 func (p *Timeline) Ended() bool { return p.ended }
 
+// Cut reports a log that ends early, without its End record (a recorder
+// killed, a copy cut short): the error says where. The replay then ends
+// at the last complete record, having checked everything before it;
+// how the recorded run went on and ended is unknown.
+func (p *Timeline) Cut() error { return p.cut }
+
 // Start is the first position (the count the log or snapshot starts at).
 func (p *Timeline) Start() uint64 { return p.start }
 
@@ -176,6 +183,13 @@ func (p *Timeline) peek() (eventlog.Record, bool) {
 		return eventlog.Record{}, false
 	}
 	rec, err := p.rd.Next()
+	if errors.Is(err, eventlog.ErrTruncated) {
+		// The recorder died (or the copy is short): every complete
+		// frame is here, how the run ended is not. The history ends
+		// at the last complete record.
+		p.ended, p.end, p.cut = true, vm.StopLimit, err
+		return eventlog.Record{}, false
+	}
 	if err != nil {
 		if err == io.EOF {
 			err = errors.New("replay: the log ends without an End record")
@@ -217,23 +231,15 @@ func (p *Timeline) applyRecord(rec eventlog.Record) error {
 			return err
 		}
 		if rec.Kind == eventlog.KindEnd {
-			p.ended, p.end = true, reasonOf(rec.Reason)
+			p.ended, p.end = true, vm.ParseStopReason(rec.Reason)
 		}
 	}
 	return nil
 }
 
-func reasonOf(s string) vm.StopReason {
-	for r := vm.StopLimit; r <= vm.StopLockup; r++ {
-		if r.String() == s {
-			return r
-		}
-	}
-	return vm.StopPowerOff
-}
-
 // Run replays forward until the instruction count reaches until
-// (StopLimit), the log ends (the recorded stop reason: see Ended) or the
+// (StopLimit), the log ends (the recorded stop reason, or StopLimit for a
+// log cut short: see Ended and Cut) or the
 // replay cannot go on (Err is set; the reason is then StopLockup).
 func (p *Timeline) Run(until uint64) vm.StopReason {
 	for {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/replay/eventlog"
 	"ftvm/vm"
@@ -16,7 +17,7 @@ import (
 func recordWithOutputs(t *testing.T) (log []byte, console string, final vm.Digest) {
 	var con bytes.Buffer
 	out := NewOutputs()
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) { con.Write(b); out.Console(b) }}})
 	if err != nil {
@@ -42,7 +43,7 @@ func newPlayer(t *testing.T, log []byte, every uint64, con *bytes.Buffer) (*Time
 	t.Helper()
 	out := NewOutputs()
 	var p *Timeline
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) {
 			out.Console(b)
@@ -144,7 +145,7 @@ func TestTimelineRunBack(t *testing.T) {
 func TestTimelineOutputMismatch(t *testing.T) {
 	log, _, _ := recordWithOutputs(t)
 	out := NewOutputs()
-	k, i := guest(t)
+	k, i := testsupport.DefaultGuest(t)
 	m, _ := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
 		Outputs: machine.Outputs{Console: func(at uint64, b []byte) {
 			if at > 30e6 {
@@ -163,4 +164,56 @@ func TestTimelineOutputMismatch(t *testing.T) {
 		t.Fatalf("err = %v, want an output mismatch naming the console", p.Err())
 	}
 	t.Log(d)
+}
+
+// TestTimelineCutLog: a log cut anywhere (its recorder killed) replays up
+// to its last complete record, checking everything before it, and says it
+// ended early; the state there is the one the whole log's replay has at
+// that count, and going back still works.
+func TestTimelineCutLog(t *testing.T) {
+	log, console, _ := recordWithOutputs(t)
+	var con bytes.Buffer
+	whole, wm := newPlayer(t, log, 8e6, &con)
+	for _, frac := range []int{40, 80} {
+		cut := log[:len(log)*frac/100]
+		// The last complete record, read directly.
+		rd, err := eventlog.NewReader(bytes.NewReader(cut))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last uint64
+		for {
+			rec, err := rd.Next()
+			if err != nil {
+				if !errors.Is(err, eventlog.ErrTruncated) {
+					t.Fatalf("cut at %d%%: reading: %v, want a truncation", frac, err)
+				}
+				break
+			}
+			last = rec.Instret
+		}
+		var cc bytes.Buffer
+		p, m := newPlayer(t, cut, 8e6, &cc)
+		if r := p.Run(^uint64(0)); r != vm.StopLimit || p.Err() != nil || !p.Ended() || p.Cut() == nil || !errors.Is(p.Cut(), eventlog.ErrTruncated) {
+			t.Fatalf("cut at %d%%: Run = %v, Err %v, Ended %v, Cut %v; want the end of a cut log", frac, r, p.Err(), p.Ended(), p.Cut())
+		}
+		if m.Instret() != last {
+			t.Fatalf("cut at %d%%: replay ended at %d, the last complete record is at %d", frac, m.Instret(), last)
+		}
+		if !strings.HasPrefix(console, cc.String()) {
+			t.Fatalf("cut at %d%%: console %q is not a prefix of the recording's", frac, cc.String())
+		}
+		if err := whole.Seek(last); err != nil {
+			t.Fatal(err)
+		}
+		if m.Digest().Sum != wm.Digest().Sum {
+			t.Fatalf("cut at %d%%: the state at %d differs from the whole log's replay", frac, last)
+		}
+		if err := p.Seek(last / 2); err != nil || m.Instret() != max(last/2, p.Start()) {
+			t.Fatalf("cut at %d%%: going back to %d: %v (at %d)", frac, last/2, err, m.Instret())
+		}
+		if r := p.Run(^uint64(0)); r != vm.StopLimit || p.Err() != nil || m.Instret() != last {
+			t.Fatalf("cut at %d%%: forward again: %v, %v, at %d", frac, r, p.Err(), m.Instret())
+		}
+	}
 }

@@ -218,7 +218,7 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 		b.replayedBytes.Store(qr.end)
 		if rec.Kind == eventlog.KindEnd {
 			b.r.log.Info("the primary's guest stopped", "reason", rec.Reason, "instret", rec.Instret)
-			return stopReason(rec.Reason), nil
+			return vm.ParseStopReason(rec.Reason), nil
 		}
 	}
 	err := b.readErr
@@ -242,15 +242,6 @@ func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
 func tampered(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "local error"
-}
-
-func stopReason(s string) vm.StopReason {
-	for r := vm.StopLimit; r <= vm.StopLockup; r++ {
-		if r.String() == s {
-			return r
-		}
-	}
-	return vm.StopPowerOff
 }
 
 // apply replays one record.

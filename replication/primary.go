@@ -116,7 +116,9 @@ func (p *primary) run() (vm.StopReason, error) {
 		if err := p.endEpoch(false); err != nil {
 			return reason, err
 		}
-		p.deliverInputs()
+		if err := p.deliverInputs(); err != nil {
+			return reason, err
+		}
 		switch reason {
 		case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
 			return reason, p.finish(reason)
@@ -176,13 +178,16 @@ func (p *primary) flush() error {
 }
 
 // deliverInputs hands the host's pending inputs to the guest (logged, when
-// a backup listens).
-func (p *primary) deliverInputs() {
+// a backup listens). Its error is flush's: the log failed and the primary
+// lost the arbitration that followed (ErrDeposed), or ctx ended while it
+// tried to reach the arbiter. Either way the primary must stop.
+func (p *primary) deliverInputs() error {
 	if p.in.Deliver(p.engine()) {
 		// Let the backup have the inputs while the guest works on them: the
 		// acknowledgement of the epoch's Sync then comes sooner.
-		p.flush()
+		return p.flush()
 	}
+	return nil
 }
 
 // idle waits, with the guest idle, for its timer, an input, a heartbeat
@@ -251,9 +256,10 @@ func (p *primary) idle(pace host.Pace) error {
 		if dl != ^uint64(0) && to > dl {
 			to = dl
 		}
-		_, err := e.Deliver(vm.AdvanceTime{To: max(to, p.e.Now())})
-		p.deliverInputs()
-		return err
+		if _, err := e.Deliver(vm.AdvanceTime{To: max(to, p.e.Now())}); err != nil {
+			return err
+		}
+		return p.deliverInputs()
 	}
 }
 

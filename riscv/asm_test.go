@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // The tests assemble their programs with the GNU cross toolchain at test
@@ -17,11 +19,7 @@ const crossPrefix = "riscv64-linux-gnu-"
 
 func crossTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(crossPrefix + name)
-	if err != nil {
-		t.Skipf("%s%s not found: install the RISC-V cross toolchain (Debian: apt-get install gcc-riscv64-linux-gnu) to run this test", crossPrefix, name)
-	}
-	return p
+	return testsupport.Tool(t, crossPrefix+name, "gcc-riscv64-linux-gnu")
 }
 
 func runTool(t testing.TB, name string, args ...string) []byte {

@@ -23,7 +23,7 @@ package riscv
 // instruction at PC traps, or an interrupt is taken first, the step
 // continues into the handler and ends after the handler's first
 // instruction, so the PC always moves.
-func (h *Hart) Step() StopReason { return h.Run(h.Instret + 1) }
+func (h *Hart) Step() Exit { return h.Run(h.Instret + 1) }
 
 // DebugTranslate maps the virtual address va to a physical address the way
 // an instruction fetch in the current privilege mode would see it (the

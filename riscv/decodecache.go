@@ -13,6 +13,9 @@ type decodeCache struct {
 	pages []*decodedPage
 	live  []uint64 // page numbers present, for flushAll
 	free  []*decodedPage
+	// engine, when set, holds translations of the cached pages and is told
+	// whenever a page leaves the cache (engine.go).
+	engine Engine
 }
 
 func (c *decodeCache) init(ramSize int) {
@@ -25,6 +28,9 @@ func (c *decodeCache) invalidate(p uint64) {
 		return
 	}
 	c.pages[p] = nil
+	if c.engine != nil {
+		c.engine.CodeChanged(p)
+	}
 	for i, q := range c.live {
 		if q == p {
 			c.live[i] = c.live[len(c.live)-1]
@@ -43,6 +49,9 @@ func (c *decodeCache) flushAll() {
 		c.pages[p] = nil
 	}
 	c.live = c.live[:0]
+	if c.engine != nil {
+		c.engine.CodeFlushed()
+	}
 }
 
 // page returns the decode page for RAM page p, creating it if needed. The

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ftvm/internal/testsupport"
 )
 
 // Differential testing against QEMU: a generator writes a long random
@@ -179,11 +181,7 @@ func runHTIF(t *testing.T, elf string, image []byte, maxInsns uint64) string {
 
 func qemuPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("qemu-system-riscv64")
-	if err != nil {
-		t.Skip("qemu-system-riscv64 not found: install QEMU (Debian: apt-get install qemu-system-misc) for the differential tests")
-	}
-	return p
+	return testsupport.Tool(t, "qemu-system-riscv64", "qemu-system-misc")
 }
 
 // runQEMU runs elf on QEMU's spike machine and returns the console output.

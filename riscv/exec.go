@@ -23,14 +23,21 @@ func (h *Hart) fetch() *inst {
 }
 
 func (h *Hart) fetchMiss(pc uint64) bool {
-	pa, ok := h.translate(pc, accFetch)
-	if !ok {
-		return false
-	}
-	off, ok := h.ramOffset(pa, 2)
-	if !ok {
-		h.trap(causeFetchAccess, pc)
-		return false
+	var off uint64
+	e := &h.mmu.x[pc>>pageShift&(tlbSize-1)]
+	if e.tag == pc>>pageShift<<4|h.mmu.xkey {
+		off = e.off
+	} else {
+		pa, ok := h.translate(pc, accFetch)
+		if !ok {
+			return false
+		}
+		off, ok = h.ramOffset(pa, 2)
+		if !ok {
+			h.trap(causeFetchAccess, pc)
+			return false
+		}
+		e.tag, e.off = pc>>pageShift<<4|h.mmu.xkey, off&^(pageSize-1)
 	}
 	p := off >> pageShift
 	dp, created := h.decoded.page(p)
@@ -88,7 +95,7 @@ func (h *Hart) illegal(d *inst) {
 // run is the interpreter loop. Each case either falls through to the common
 // retire step at the bottom or, after raising an exception (which moves PC
 // to the handler), continues without retiring.
-func (h *Hart) run(limit uint64) StopReason {
+func (h *Hart) run(limit uint64) Exit {
 	x := &h.X
 	var cross inst
 	m := &h.mmu

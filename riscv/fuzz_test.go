@@ -66,7 +66,7 @@ func FuzzDecode(f *testing.F) {
 			h.SetMachineCSR(0x002, uint64(mode>>5)) // frm, maybe invalid
 		}
 		h.EnterMode([]uint8{PrivM, PrivS, PrivU, PrivM}[mode>>4&3], testRAMBase)
-		done := make(chan StopReason, 1)
+		done := make(chan Exit, 1)
 		go func() { done <- h.Run(2) }()
 		select {
 		case <-done:

@@ -81,9 +81,9 @@ func runProgram(t *testing.T, name string) (*Hart, *testSys) {
 
 // runBounded runs h to limit, failing the test if Run does not return
 // within a wall-clock bound (a trap loop that never retires does not).
-func runBounded(t *testing.T, h *Hart, limit uint64) StopReason {
+func runBounded(t *testing.T, h *Hart, limit uint64) Exit {
 	t.Helper()
-	done := make(chan StopReason, 1)
+	done := make(chan Exit, 1)
 	go func() { done <- h.Run(limit) }()
 	select {
 	case r := <-done:
@@ -94,7 +94,7 @@ func runBounded(t *testing.T, h *Hart, limit uint64) StopReason {
 	return 0
 }
 
-func checkPassed(t *testing.T, name string, h *Hart, s *testSys, r StopReason) {
+func checkPassed(t *testing.T, name string, h *Hart, s *testSys, r Exit) {
 	t.Helper()
 	switch {
 	case s.failed && s.failVal>>16 == 0xdead:

@@ -36,14 +36,17 @@ const (
 	IntMEI = 11
 )
 
-// StopReason says why Run returned.
-type StopReason int
+// Exit says why the hart's Run returned. It is the hart's signal to the
+// machine that runs it (limit, waiting in WFI, halted on request, locked
+// up), not an engine's stop reason: the machine turns it into a
+// vm.StopReason, which is the only stop reason above the machine.
+type Exit int
 
 const (
-	StopLimit  StopReason = iota // the instruction count reached the limit
-	StopIdle                     // the hart is in WFI with no interrupt pending
-	StopHalt                     // Halt was called (by an ecall hook or device access)
-	StopLockup                   // traps keep firing with no instruction retiring (e.g. the trap vector faults)
+	StopLimit  Exit = iota // the instruction count reached the limit
+	StopIdle               // the hart is in WFI with no interrupt pending
+	StopHalt               // Halt was called (by an ecall hook or device access)
+	StopLockup             // traps keep firing with no instruction retiring (e.g. the trap vector faults)
 	// StopYield: with yield hints on, the hart retired an instruction that
 	// says it is waiting for another hart (a pause hint, a failed
 	// store-conditional). A scheduler that interleaves harts on one thread
@@ -51,7 +54,7 @@ const (
 	StopYield
 )
 
-func (r StopReason) String() string {
+func (r Exit) String() string {
 	switch r {
 	case StopLimit:
 		return "limit"
@@ -140,6 +143,9 @@ type Hart struct {
 	// attention is set with checkIRQ or halted, so the run loop tests one
 	// flag per instruction instead of two.
 	attention bool
+
+	// engine, when set, executes what it can of each Run (engine.go).
+	engine Engine
 }
 
 func (h *Hart) needIRQCheck() { h.checkIRQ, h.attention = true, true }
@@ -259,6 +265,13 @@ func (h *Hart) LockedUp() bool { return h.lockedUp }
 // Waiting reports whether the hart is stalled in WFI.
 func (h *Hart) Waiting() bool { return h.waiting }
 
+// Wakeable reports whether an interrupt could ever wake the hart from WFI:
+// some interrupt is enabled in mie. WFI waits for a pending and enabled
+// interrupt whatever the global enables say (privileged spec 3.3.3), and
+// nothing outside the hart writes mie, so a waiting hart with mie zero
+// waits forever.
+func (h *Hart) Wakeable() bool { return h.csr.mie != 0 }
+
 // NoteWrite tells the hart that something else (DMA, a loader) wrote the
 // physical range [pa, pa+n) of RAM: the pages become dirty and cached
 // decodes of them are dropped.
@@ -293,7 +306,7 @@ func (h *Hart) ClearDirty() {
 // hart idles in WFI with no interrupt pending, it is halted, or (with yield
 // hints on) it yields. It always returns at an instruction boundary, with
 // every retired instruction counted in Instret.
-func (h *Hart) Run(limit uint64) StopReason {
+func (h *Hart) Run(limit uint64) Exit {
 	if h.lockedUp {
 		return StopLockup
 	}
@@ -307,6 +320,9 @@ func (h *Hart) Run(limit uint64) StopReason {
 			return StopIdle
 		}
 		h.waiting = false
+	}
+	if h.engine != nil {
+		return h.runEngine(limit)
 	}
 	return h.run(limit)
 }

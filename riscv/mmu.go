@@ -16,19 +16,31 @@ const (
 	accFetch
 )
 
-// tlbEntry maps one virtual page to a RAM page. tag is zero when invalid;
+// TLBEntry maps one virtual page to a RAM page. tag is zero when invalid;
 // a valid tag is vpn<<4 | key where key (bit 3 set) encodes the effective
-// privilege and SUM, so a change of mode never needs a flush.
-type tlbEntry struct {
+// privilege and SUM (for fetches, the privilege alone), so a change of mode
+// never needs a flush. Translated code reads these entries directly (see
+// EngineView): the layout, two words tag then off, is part of that contract.
+type TLBEntry struct {
 	tag uint64
 	off uint64 // page's offset in RAM
 }
+
+type tlbEntry = TLBEntry
 
 type mmu struct {
 	r, w [tlbSize]tlbEntry
 	key  uint64 // tag bits for data accesses in the current mode
 
-	// Fetch translation of the page currently executing.
+	// x is the fetch TLB, tagged with xkey (the privilege). A fetch from a
+	// page other than the current one looks here before walking the page
+	// table, so both execution engines see the same translations: the
+	// translator's jumps between pages consult the same entries.
+	x    [tlbSize]tlbEntry
+	xkey uint64
+
+	// Fetch translation of the page currently executing (always one of the
+	// fetch TLB's entries).
 	fetchTag  uint64
 	fetchOff  uint64
 	fetchPage *decodedPage
@@ -37,6 +49,7 @@ type mmu struct {
 func (m *mmu) flush() {
 	m.r = [tlbSize]tlbEntry{}
 	m.w = [tlbSize]tlbEntry{}
+	m.x = [tlbSize]tlbEntry{}
 	m.flushFetch()
 }
 
@@ -58,6 +71,7 @@ func (h *Hart) updateKey() {
 		k |= 1
 	}
 	h.mmu.key = k
+	h.mmu.xkey = 8 | uint64(h.Priv)<<1
 }
 
 func faultCause(acc access, page bool) uint64 {

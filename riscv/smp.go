@@ -97,3 +97,17 @@ func (h *Hart) SetAtomics(a Atomics) {
 	h.atomics = a
 	h.resValid = false
 }
+
+// Interprets reports whether an engine (SetEngine) must leave in to the
+// interpreter on this hart, whatever it can translate: the pause hint when
+// yield hints are on (Run returns there, so that another hart takes its
+// turn), and every FENCE when the hart runs in parallel (SetAtomics: the
+// fence is then a host barrier). Yield hints and atomics are set before a
+// hart runs and never change, so an engine may decide this once per
+// instruction it translates.
+func (h *Hart) Interprets(in Inst) bool {
+	if in.Op != opFENCE {
+		return false
+	}
+	return h.atomics != nil || h.yieldHints && in.Imm == pauseHint && in.Rd|in.Rs1 == 0
+}

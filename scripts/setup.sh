@@ -6,8 +6,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages: the riscv64 cross toolchain (guest kernel, bare-metal test
 # programs), QEMU and OpenSBI (the reference machine for differential tests and
-# the speed baseline).
-pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi iproute2 device-tree-compiler gdb-multiarch)
+# the speed baseline), GNU cpio (a cross-check of the initramfs writer).
+pkgs=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu qemu-system-misc opensbi iproute2 device-tree-compiler gdb-multiarch cpio)
 # shellcheck source=apt.sh
 source "$REPO/scripts/apt.sh"
 apt_ensure "${pkgs[@]}"

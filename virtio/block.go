@@ -3,17 +3,9 @@ package virtio
 import (
 	"errors"
 	"fmt"
-)
 
-// BlockBackend is the disk image behind a virtio-blk device. Both replicas
-// hold identical images, so data read need not be logged. Size must not
-// change while the device exists.
-type BlockBackend interface {
-	ReadAt(p []byte, off int64) (int, error)
-	WriteAt(p []byte, off int64) (int, error)
-	Flush() error
-	Size() int64
-}
+	"ftvm/vm"
+)
 
 // virtio-blk feature bits, request types and status values (spec 5.2.3,
 // 5.2.6).
@@ -51,6 +43,9 @@ const (
 	BlockSerial = "ftvm-disk"
 
 	blockChunk = 64 << 10 // copy granularity between backend and guest
+	// flushCost is the work a flush is charged (pace.go): the host syncs
+	// the disk file.
+	flushCost = 64 << 10
 )
 
 // BlockState is the snapshot state of a Block device. The device keeps no
@@ -64,7 +59,7 @@ type BlockState struct {
 // Block is a virtio-blk device (spec 5.2) with one request queue.
 type Block struct {
 	t        Transport
-	backend  BlockBackend
+	backend  vm.Disk
 	readOnly bool
 	capacity uint64 // in sectors
 	config   [24]byte
@@ -77,7 +72,7 @@ var _ Device = (*Block)(nil)
 // NewBlock creates a virtio-blk device over backend. Its capacity is
 // backend.Size() rounded down to whole sectors. With readOnly the device
 // offers VIRTIO_BLK_F_RO and fails writes.
-func NewBlock(backend BlockBackend, readOnly bool) *Block {
+func NewBlock(backend vm.Disk, readOnly bool) *Block {
 	b := &Block{backend: backend, readOnly: readOnly, buf: make([]byte, blockChunk)}
 	if sz := backend.Size(); sz > 0 {
 		b.capacity = uint64(sz) / SectorSize
@@ -185,6 +180,7 @@ func (b *Block) handle(c *Chain) (uint32, error) {
 		case blkTOut:
 			status = b.write(c, sector, c.ReadLen-blkHdrSize)
 		case blkTFlush:
+			c.Charge(flushCost)
 			if b.backend.Flush() != nil {
 				status = blkSIOErr
 			} else {

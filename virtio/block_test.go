@@ -6,62 +6,43 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"ftvm/host"
+	"ftvm/vm"
 )
 
-// memDisk is an in-memory BlockBackend.
+// memDisk is package vm's in-memory disk with the faults and counts the
+// tests need.
 type memDisk struct {
-	b       []byte
+	*vm.MemDisk
 	flushes int
 	failIO  bool
 }
+
+func newMemDisk(b []byte) *memDisk { return &memDisk{MemDisk: vm.NewMemDisk(b)} }
 
 func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
 	if m.failIO {
 		return 0, errors.New("injected")
 	}
-	if off < 0 || off > int64(len(m.b)) {
-		return 0, errors.New("range")
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, errors.New("short")
-	}
-	return n, nil
+	return m.MemDisk.ReadAt(p, off)
 }
 
 func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
 	if m.failIO {
 		return 0, errors.New("injected")
 	}
-	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
-		return 0, errors.New("range")
-	}
-	return copy(m.b[off:], p), nil
+	return m.MemDisk.WriteAt(p, off)
 }
 
 func (m *memDisk) Flush() error { m.flushes++; return nil }
-func (m *memDisk) Size() int64  { return int64(len(m.b)) }
-
-// fileDisk adapts *os.File.
-type fileDisk struct{ f *os.File }
-
-func (f fileDisk) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
-func (f fileDisk) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
-func (f fileDisk) Flush() error                             { return f.f.Sync() }
-func (f fileDisk) Size() int64 {
-	st, err := f.f.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
 
 type blkEnv struct {
 	*driver
 	blk *Block
 }
 
-func newBlkEnv(t testing.TB, be BlockBackend, ro bool, qsize uint16) *blkEnv {
+func newBlkEnv(t testing.TB, be vm.Disk, ro bool, qsize uint16) *blkEnv {
 	b := NewBlock(be, ro)
 	d := newDriver(t, b)
 	d.handshake(^uint64(0), qsize)
@@ -113,7 +94,7 @@ func pattern(n int, seed byte) []byte {
 }
 
 func TestBlockConfigAndFeatures(t *testing.T) {
-	e := newBlkEnv(t, &memDisk{b: make([]byte, 1<<20+100)}, false, 16)
+	e := newBlkEnv(t, newMemDisk(make([]byte, 1<<20+100)), false, 16)
 	if got := e.m.Read(regDeviceID, 4); got != DeviceIDBlock {
 		t.Fatalf("device id %d", got)
 	}
@@ -134,13 +115,13 @@ func TestBlockConfigAndFeatures(t *testing.T) {
 	if e.feats&blkFFlush == 0 || e.feats&blkFRO != 0 || e.feats&FeatureVersion1 == 0 {
 		t.Fatalf("features %#x", e.feats)
 	}
-	ro := newBlkEnv(t, &memDisk{b: make([]byte, 4096)}, true, 16)
+	ro := newBlkEnv(t, newMemDisk(make([]byte, 4096)), true, 16)
 	if ro.feats&blkFRO == 0 {
 		t.Fatalf("RO not offered")
 	}
 }
 
-func testBlockRoundTrip(t *testing.T, be BlockBackend) {
+func testBlockRoundTrip(t *testing.T, be vm.Disk) {
 	e := newBlkEnv(t, be, false, 8)
 	data := pattern(3*512, 0x5a)
 	if st, _, u := e.do(blkTOut, 5, data, len(data)); st != blkSOK || u.len != 1 {
@@ -174,7 +155,7 @@ func testBlockRoundTrip(t *testing.T, be BlockBackend) {
 }
 
 func TestBlockRoundTripMemory(t *testing.T) {
-	md := &memDisk{b: make([]byte, 64<<10)}
+	md := newMemDisk(make([]byte, 64<<10))
 	testBlockRoundTrip(t, md)
 	if md.flushes != 1 {
 		t.Fatalf("flushes %d", md.flushes)
@@ -182,25 +163,26 @@ func TestBlockRoundTripMemory(t *testing.T) {
 }
 
 func TestBlockRoundTripFile(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := host.OpenDisk(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := f.Truncate(64 << 10); err != nil {
-		t.Fatal(err)
-	}
-	testBlockRoundTrip(t, fileDisk{f})
+	defer d.Close()
+	testBlockRoundTrip(t, d)
 	// The data really went to the file (the last write to sector 5 was
 	// loop iteration 37).
-	got := make([]byte, 512)
-	if _, err := f.ReadAt(got, 5*512); err != nil || !bytes.Equal(got, pattern(512, 37)) {
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got[5*512:6*512], pattern(512, 37)) {
 		t.Fatalf("file content mismatch (%v)", err)
 	}
 }
 
 func TestBlockErrors(t *testing.T) {
-	md := &memDisk{b: make([]byte, 16*512)}
+	md := newMemDisk(make([]byte, 16*512))
 	e := newBlkEnv(t, md, false, 8)
 	cases := []struct {
 		name   string
@@ -243,12 +225,12 @@ func TestBlockErrors(t *testing.T) {
 		t.Fatalf("request errors must not need reset: %v", e.m.Err())
 	}
 	// Read-only device: write fails, data untouched.
-	md2 := &memDisk{b: make([]byte, 4096)}
+	md2 := newMemDisk(make([]byte, 4096))
 	ro := newBlkEnv(t, md2, true, 8)
 	if st, _, _ := ro.do(blkTOut, 0, pattern(512, 1), 512); st != blkSIOErr {
 		t.Fatalf("RO write status %d", st)
 	}
-	if !bytes.Equal(md2.b, make([]byte, 4096)) {
+	if !bytes.Equal(md2.Bytes(), make([]byte, 4096)) {
 		t.Fatalf("RO device wrote data")
 	}
 }
@@ -256,7 +238,7 @@ func TestBlockErrors(t *testing.T) {
 // TestBlockSplitDescriptors checks message framing independence (spec
 // 2.6.4): header split across descriptors, status sharing the data buffer.
 func TestBlockSplitDescriptors(t *testing.T) {
-	md := &memDisk{b: pattern(8*512, 3)}
+	md := newMemDisk(pattern(8*512, 3))
 	e := newBlkEnv(t, md, false, 8)
 	hdr := e.alloc(16, 16)
 	e.mem.w32(hdr, blkTIn)
@@ -268,13 +250,13 @@ func TestBlockSplitDescriptors(t *testing.T) {
 	if len(us) != 1 || us[0].id != head || us[0].len != 1025 {
 		t.Fatalf("used %+v", us)
 	}
-	if !bytes.Equal(e.mem.bytes(data, 1024), md.b[1024:2048]) || e.mem.bytes(data+1024, 1)[0] != blkSOK {
+	if !bytes.Equal(e.mem.bytes(data, 1024), md.Bytes()[1024:2048]) || e.mem.bytes(data+1024, 1)[0] != blkSOK {
 		t.Fatalf("split read mismatch")
 	}
 }
 
 func TestBlockIndirect(t *testing.T) {
-	md := &memDisk{b: make([]byte, 8*512)}
+	md := newMemDisk(make([]byte, 8*512))
 	e := newBlkEnv(t, md, false, 8)
 	if e.feats&FeatureIndirectDesc == 0 {
 		t.Fatalf("indirect not offered")
@@ -304,7 +286,7 @@ func TestBlockIndirect(t *testing.T) {
 	if us := e.used(0); len(us) != 1 || us[0].id != head || e.mem.bytes(sa, 1)[0] != blkSOK {
 		t.Fatalf("indirect write: used %+v, reset %v (%v)", us, e.needsReset(), e.m.Err())
 	}
-	if !bytes.Equal(md.b[512:1536], pattern(1024, 9)) {
+	if !bytes.Equal(md.Bytes()[512:1536], pattern(1024, 9)) {
 		t.Fatalf("indirect data mismatch")
 	}
 }
@@ -315,7 +297,7 @@ func TestBlockIndirect(t *testing.T) {
 // indirect table, all carrying data. It checks the work stays within the
 // documented bound and completes.
 func TestWorstCaseNotifyBounded(t *testing.T) {
-	md := &memDisk{b: make([]byte, 1<<20)}
+	md := newMemDisk(make([]byte, 1<<20))
 	e := newBlkEnv(t, md, false, 256)
 	q := e.q[0]
 	hdr := e.alloc(16, 16)

@@ -15,6 +15,11 @@ const (
 	// descriptors each, plus data copies (chunks + segments); with the
 	// fuzz queue sizes (<= 256) this stays far below.
 	fzMaxCalls = 1 << 19
+	// With a pace (kind&4), one operation moves at most the burst plus one
+	// chain's data and descriptors, plus ring accesses.
+	fzBurst    = 4096
+	fzRate     = 64
+	fzMaxBytes = fzBurst + MaxBlockRequest + 1024*descSize + 1<<16
 )
 
 // fuzzer drives one device through a byte script.
@@ -33,6 +38,7 @@ type fuzzer struct {
 	avail [3]uint16
 	qaddr [3][3]uint64
 	qnum  uint32
+	now   uint64 // guest time, for a paced transport
 }
 
 func (f *fuzzer) byte() byte {
@@ -49,12 +55,15 @@ func (f *fuzzer) u32() uint32 { return uint32(f.u16()) | uint32(f.u16())<<16 }
 func (f *fuzzer) build() {
 	f.irq = &irqRec{}
 	if f.kind&1 == 0 {
-		f.disk = &memDisk{b: make([]byte, 64<<10)}
+		f.disk = newMemDisk(make([]byte, 64<<10))
 		f.blk = NewBlock(f.disk, f.kind&2 != 0)
 		f.m = NewMMIO(f.blk, f.mem, f.irq)
 	} else {
 		f.net = NewNet(testMAC, &txRec{})
 		f.m = NewMMIO(f.net, f.mem, f.irq)
+	}
+	if f.kind&4 != 0 {
+		f.m.SetPace(Pace{Now: func() uint64 { return f.now }, BytesPerTick: fzRate, Burst: fzBurst})
 	}
 }
 
@@ -160,9 +169,10 @@ func (f *fuzzer) restore() {
 }
 
 func (f *fuzzer) step() {
-	op := f.byte() % 10
+	op := f.byte() % 11
 	before := f.m.status&StatusDeviceNeedsReset != 0
 	calls0, writes0 := f.mem.reads+f.mem.writes, f.mem.writes
+	bytes0 := f.mem.readBytes + f.mem.writtenBytes
 	deviceOp := false
 	switch op {
 	case 0: // raw register write
@@ -207,6 +217,18 @@ func (f *fuzzer) step() {
 		calls0 = f.mem.reads + f.mem.writes
 	case 9:
 		f.m.Write(regInterruptACK, 4, uint64(f.byte()))
+	case 10: // guest time passes
+		deviceOp = true
+		f.now += uint64(f.u16())
+		f.m.Update()
+	}
+	if f.m.pace != nil {
+		if n := f.mem.readBytes + f.mem.writtenBytes - bytes0; op != 2 && op != 8 && n > fzMaxBytes {
+			f.t.Fatalf("op %d moved %d bytes with a pace of %d", op, n, fzBurst)
+		}
+		if dl := f.m.Deadline(); f.m.deferred() && (dl == ^uint64(0) || f.m.debtNow(dl) >= fzBurst) {
+			f.t.Fatalf("op %d: queues deferred until %d, when the debt will still be %d", op, dl, f.m.debtNow(dl))
+		}
 	}
 	if n := f.mem.reads + f.mem.writes - calls0; n > fzMaxCalls {
 		f.t.Fatalf("op %d made %d memory calls", op, n)
@@ -224,10 +246,13 @@ func (f *fuzzer) step() {
 
 // FuzzTransport builds guest RAM from the input, then runs a script of
 // register writes, notifications, guest memory writes, frame deliveries,
-// kicks and snapshot/restores against a block (even first byte) or net
-// (odd) device. It checks: no panic, bounded work per operation, no guest
-// memory writes by a device that needs reset, and the interrupt line level
-// always equal to (InterruptStatus != 0). Out-of-RAM accesses simply fail
+// kicks, snapshot/restores and the passing of guest time against a block
+// (even first byte) or net (odd) device, paced when bit 2 of the first
+// byte is set. It checks: no panic, bounded work per operation (memory
+// calls; with a pace, bytes moved), a deferred queue always resuming at
+// a deadline when the pace allows it, no guest memory writes by a device
+// that needs reset, and the interrupt line level always equal to
+// (InterruptStatus != 0). Out-of-RAM accesses simply fail
 // in testMem, and the device must cope.
 func FuzzTransport(f *testing.F) {
 	for _, s := range fuzzSeeds() {
@@ -312,5 +337,10 @@ func fuzzSeeds() [][]byte {
 	ind = append(ind, desc(0x3000, 48, descFIndirect)...)
 	ind = append(ind, 1, 0)
 	seeds = append(seeds, ind)
+	// The same, paced, with guest time passing.
+	for _, s := range [][]byte{blk, net, ind} {
+		p := append([]byte{s[0] | 4}, s[1:]...)
+		seeds = append(seeds, append(p, 10, 0, 1, 1, 0, 10, 0xff, 0xff))
+	}
 	return seeds
 }

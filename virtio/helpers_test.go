@@ -13,6 +13,8 @@ type testMem struct {
 	reads  int
 	writes int
 	fails  int
+	// bytes copied by successful calls
+	readBytes, writtenBytes uint64
 }
 
 func newTestMem(base uint64, size int) *testMem { return &testMem{base: base, b: make([]byte, size)} }
@@ -36,6 +38,7 @@ func (m *testMem) ReadPhys(addr uint64, p []byte) bool {
 		return false
 	}
 	copy(p, m.b[o:])
+	m.readBytes += uint64(len(p))
 	return true
 }
 
@@ -47,6 +50,7 @@ func (m *testMem) WritePhys(addr uint64, p []byte) bool {
 		return false
 	}
 	copy(m.b[o:], p)
+	m.writtenBytes += uint64(len(p))
 	return true
 }
 

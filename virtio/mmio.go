@@ -77,6 +77,12 @@ type MMIO struct {
 
 	level bool  // level last driven on irq
 	err   error // why DEVICE_NEEDS_RESET was set (diagnostics only)
+
+	// Pacing (pace.go): nil means none. debt is the work owed at guest
+	// time debtAt.
+	pace   *Pace
+	debt   uint64
+	debtAt uint64
 }
 
 var _ devices.MMIO = (*MMIO)(nil)
@@ -382,7 +388,7 @@ func (m *MMIO) writeQueueReady(q *Queue, v uint32) {
 		return
 	}
 	if v&1 == 0 {
-		q.s.Ready = false
+		q.s.Ready, q.s.Deferred = false, false
 		return
 	}
 	if q.s.Ready {
@@ -438,6 +444,9 @@ type MMIOState struct {
 	InterruptStatus   uint32
 	ConfigGeneration  uint32
 	Queues            []QueueState
+	// The pacing debt (pace.go): bytes owed at guest time DebtAt.
+	Debt   uint64 `json:",omitempty"`
+	DebtAt uint64 `json:",omitempty"`
 }
 
 // State returns a deep copy of the transport state.
@@ -451,6 +460,8 @@ func (m *MMIO) State() MMIOState {
 		InterruptStatus:   m.interruptStatus,
 		ConfigGeneration:  m.configGeneration,
 		Queues:            make([]QueueState, len(m.queues)),
+		Debt:              m.debt,
+		DebtAt:            m.debtAt,
 	}
 	for i, q := range m.queues {
 		s.Queues[i] = q.s
@@ -485,6 +496,9 @@ func (m *MMIO) SetState(s MMIOState) error {
 			}
 		}
 	}
+	if err := validPace(&s); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadState, err)
+	}
 	m.status = s.Status
 	m.deviceFeaturesSel = s.DeviceFeaturesSel
 	m.driverFeaturesSel = s.DriverFeaturesSel
@@ -492,6 +506,7 @@ func (m *MMIO) SetState(s MMIOState) error {
 	m.queueSel = s.QueueSel
 	m.interruptStatus = s.InterruptStatus
 	m.configGeneration = s.ConfigGeneration
+	m.debt, m.debtAt = s.Debt, s.DebtAt
 	m.err = nil
 	if m.status&StatusDeviceNeedsReset != 0 {
 		m.err = fmt.Errorf("virtio: device needs reset (restored)")

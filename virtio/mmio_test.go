@@ -5,7 +5,7 @@ import (
 )
 
 func TestRegisters(t *testing.T) {
-	b := NewBlock(&memDisk{b: make([]byte, 4096)}, false)
+	b := NewBlock(newMemDisk(make([]byte, 4096)), false)
 	d := newDriver(t, b)
 	checks := []struct {
 		off  uint64
@@ -49,7 +49,7 @@ func TestRegisters(t *testing.T) {
 }
 
 func TestFeatureNegotiation(t *testing.T) {
-	b := NewBlock(&memDisk{b: make([]byte, 4096)}, false)
+	b := NewBlock(newMemDisk(make([]byte, 4096)), false)
 	d := newDriver(t, b)
 	neg := func(f uint64) bool {
 		d.w(regStatus, 0)
@@ -90,7 +90,7 @@ func TestFeatureNegotiation(t *testing.T) {
 }
 
 func TestQueueNotLiveBeforeDriverOK(t *testing.T) {
-	md := &memDisk{b: make([]byte, 4096)}
+	md := newMemDisk(make([]byte, 4096))
 	b := NewBlock(md, false)
 	d := newDriver(t, b)
 	d.handshake(^uint64(0), 8)
@@ -129,7 +129,7 @@ func TestQueueNotLiveBeforeDriverOK(t *testing.T) {
 }
 
 func TestInterruptLevels(t *testing.T) {
-	e := newBlkEnv(t, &memDisk{b: make([]byte, 4096)}, false, 8)
+	e := newBlkEnv(t, newMemDisk(make([]byte, 4096)), false, 8)
 	if e.irq.level {
 		t.Fatalf("line high after handshake")
 	}
@@ -265,7 +265,7 @@ func TestStructuralErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			md := &memDisk{b: make([]byte, 4096)}
+			md := newMemDisk(make([]byte, 4096))
 			e := newBlkEnv(t, md, false, 8)
 			c.f(e)
 			e.ack()
@@ -314,7 +314,7 @@ func TestQueueReadyValidation(t *testing.T) {
 		{"desc wraps", 8, ^uint64(0) &^ 15, 0x2000, 0x3000},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDriver(t, NewBlock(&memDisk{b: make([]byte, 4096)}, false))
+			d := newDriver(t, NewBlock(newMemDisk(make([]byte, 4096)), false))
 			d.setStatus(StatusAcknowledge | StatusDriver)
 			d.w(regQueueSel, 0)
 			d.w(regQueueNum, c.num)

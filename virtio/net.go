@@ -1,13 +1,10 @@
 package virtio
 
-import "fmt"
+import (
+	"fmt"
 
-// NetBackend receives the guest's transmitted Ethernet frames. Transmit is
-// called synchronously for each TX frame (virtio-net header stripped) and
-// must not retain frame.
-type NetBackend interface {
-	Transmit(frame []byte)
-}
+	"ftvm/vm"
+)
 
 // virtio-net constants (spec 5.1).
 const (
@@ -53,7 +50,7 @@ type NetState struct {
 type Net struct {
 	t        Transport
 	mac      [6]byte
-	backend  NetBackend
+	backend  vm.NetBackend
 	pending  [][]byte
 	pendingB int
 	linkDown bool
@@ -65,7 +62,7 @@ var _ Device = (*Net)(nil)
 
 // NewNet creates a virtio-net device with the given MAC address that
 // transmits to backend.
-func NewNet(mac [6]byte, backend NetBackend) *Net {
+func NewNet(mac [6]byte, backend vm.NetBackend) *Net {
 	return &Net{mac: mac, backend: backend, txbuf: make([]byte, MaxFrameSize)}
 }
 

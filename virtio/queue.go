@@ -37,6 +37,8 @@ type QueueState struct {
 	DeviceAddr uint64 // QueueDeviceLow/High (used ring)
 	LastAvail  uint16 // next avail->ring slot the device will consume (free-running)
 	UsedIdx    uint16 // device's used->idx (free-running)
+	// Deferred: chains are waiting for the device's pace (pace.go).
+	Deferred bool `json:",omitempty"`
 }
 
 // Queue is one split virtqueue as seen by a device model. Devices obtain
@@ -69,6 +71,7 @@ type Chain struct {
 	ReadLen, WriteLen uint64
 
 	mem    Memory
+	t      *MMIO
 	rd, wr []segment
 }
 
@@ -88,6 +91,7 @@ func (c *Chain) access(segs []segment, total uint64, p []byte, off uint64, write
 	if off > total || uint64(len(p)) > total-off {
 		return ErrNoRoom
 	}
+	c.t.charge(uint64(len(p)))
 	for _, s := range segs {
 		if len(p) == 0 {
 			break
@@ -128,7 +132,9 @@ func (q *Queue) fail(format string, args ...any) error {
 }
 
 // Pop takes the next available descriptor chain. It returns (nil, nil) when
-// the driver has made no further buffers available. A non-nil error is
+// the driver has made no further buffers available, or when the device
+// must wait for its pace (pace.go: the queue is then resumed later with
+// QueueNotify). A non-nil error is
 // structural: the transport is already in DEVICE_NEEDS_RESET and the
 // device must stop using the queue. The returned chain is valid until the
 // next Pop on this queue.
@@ -157,6 +163,9 @@ func (q *Queue) Pop() (*Chain, error) {
 	if pending > n {
 		return nil, q.fail("avail idx %d runs %d ahead of device (size %d)", availIdx, pending, n)
 	}
+	if !q.t.mayWork(q) {
+		return nil, nil // later: see pace.go
+	}
 	slot := q.s.LastAvail & (n - 1)
 	if !mem.ReadPhys(q.s.DriverAddr+4+2*uint64(slot), b[:]) {
 		return nil, q.fail("avail ring at %#x outside RAM", q.s.DriverAddr)
@@ -165,7 +174,9 @@ func (q *Queue) Pop() (*Chain, error) {
 	if head >= n {
 		return nil, q.fail("head index %d >= size %d", head, n)
 	}
-	if err := q.parse(head); err != nil {
+	descs, err := q.parse(head)
+	q.t.charge(ChainCost + descSize*uint64(descs))
+	if err != nil {
 		return nil, err
 	}
 	q.s.LastAvail++
@@ -178,12 +189,13 @@ func (q *Queue) Pop() (*Chain, error) {
 func (q *Queue) Unpop() { q.s.LastAvail-- }
 
 // parse walks the chain starting at head into q.chain (spec 2.7.5 and
-// 2.7.5.3 for indirect descriptors).
-func (q *Queue) parse(head uint16) error {
+// 2.7.5.3 for indirect descriptors) and returns how many descriptors it
+// read.
+func (q *Queue) parse(head uint16) (descs int, err error) {
 	c := &q.chain
 	c.Head = head
 	c.ReadLen, c.WriteLen = 0, 0
-	c.mem = q.t.mem
+	c.mem, c.t = q.t.mem, q.t
 	c.rd, c.wr = c.rd[:0], c.wr[:0]
 
 	indirectOK := q.t.DriverFeatures()&FeatureIndirectDesc != 0
@@ -195,32 +207,34 @@ func (q *Queue) parse(head uint16) error {
 	// descriptor of its table at most once, so more visits mean a loop.
 	visited := uint32(0)
 	var d [descSize]byte
+	fail := func(format string, args ...any) (int, error) { return descs, q.fail(format, args...) }
 	for {
 		visited++
 		if visited > size {
-			return q.fail("descriptor chain from head %d loops or exceeds table size %d", head, size)
+			return fail("descriptor chain from head %d loops or exceeds table size %d", head, size)
 		}
+		descs++
 		if !q.t.mem.ReadPhys(table+uint64(idx)*descSize, d[:]) {
-			return q.fail("descriptor table at %#x outside RAM", table)
+			return fail("descriptor table at %#x outside RAM", table)
 		}
 		addr, length, flags, next := le64(d[0:]), le32(d[8:]), le16(d[12:]), le16(d[14:])
 		if flags&descFIndirect != 0 {
 			switch {
 			case !indirectOK:
-				return q.fail("indirect descriptor without VIRTIO_F_INDIRECT_DESC")
+				return fail("indirect descriptor without VIRTIO_F_INDIRECT_DESC")
 			case indirect:
-				return q.fail("nested indirect descriptor") // spec 2.7.5.3.1
+				return fail("nested indirect descriptor") // spec 2.7.5.3.1
 			case flags&descFNext != 0:
-				return q.fail("indirect descriptor with NEXT") // spec 2.7.5.3.1
+				return fail("indirect descriptor with NEXT") // spec 2.7.5.3.1
 			case length == 0 || length%descSize != 0 || length/descSize > uint32(q.max):
 				// Spec 2.7.5.3.1: a chain is never longer than the queue
 				// size. We cap a table at QueueNumMax (256 for our devices),
 				// above what Linux builds (virtio-blk: seg_max+2 = 130,
 				// virtio-net: MAX_SKB_FRAGS+2), which bounds the work one
 				// chain can cause.
-				return q.fail("indirect table length %d invalid", length)
+				return fail("indirect table length %d invalid", length)
 			case addr+uint64(length) < addr:
-				return q.fail("indirect table address wraps")
+				return fail("indirect table address wraps")
 			}
 			// Spec 2.7.5.3.2: the device ignores WRITE on the indirect
 			// descriptor itself; the table's entries start at index 0.
@@ -228,7 +242,7 @@ func (q *Queue) parse(head uint16) error {
 			continue
 		}
 		if addr+uint64(length) < addr {
-			return q.fail("descriptor %d address wraps", idx)
+			return fail("descriptor %d address wraps", idx)
 		}
 		if flags&descFWrite != 0 {
 			c.wr = append(c.wr, segment{addr, length})
@@ -237,16 +251,16 @@ func (q *Queue) parse(head uint16) error {
 			// Spec 2.7.4.2: device-readable descriptors precede all
 			// device-writable ones.
 			if len(c.wr) != 0 {
-				return q.fail("device-readable descriptor after device-writable one")
+				return fail("device-readable descriptor after device-writable one")
 			}
 			c.rd = append(c.rd, segment{addr, length})
 			c.ReadLen += uint64(length)
 		}
 		if flags&descFNext == 0 {
-			return nil
+			return descs, nil
 		}
 		if uint32(next) >= size {
-			return q.fail("next index %d >= table size %d", next, size)
+			return fail("next index %d >= table size %d", next, size)
 		}
 		idx = uint32(next)
 	}

@@ -12,7 +12,7 @@ import (
 // guest memory and disk, and checks that Kick completes them exactly as
 // the original would, with the pending interrupt re-raised.
 func TestBlockStateMidQueue(t *testing.T) {
-	md := &memDisk{b: pattern(16*512, 1)}
+	md := newMemDisk(pattern(16*512, 1))
 	e := newBlkEnv(t, md, false, 8)
 	// One completed request, interrupt left unacknowledged.
 	if st, _, _ := e.do(blkTOut, 2, pattern(512, 7), 512); st != blkSOK {
@@ -24,7 +24,7 @@ func TestBlockStateMidQueue(t *testing.T) {
 
 	ms, bs := e.m.State(), e.blk.State()
 	mem2 := e.mem.clone()
-	md2 := &memDisk{b: append([]byte(nil), md.b...)}
+	md2 := newMemDisk(append([]byte(nil), md.Bytes()...))
 	irq2 := &irqRec{}
 	b2 := NewBlock(md2, false)
 	m2 := NewMMIO(b2, mem2, irq2)
@@ -44,7 +44,7 @@ func TestBlockStateMidQueue(t *testing.T) {
 	// Original: the guest notifies. Restored: the board kicks.
 	e.notify(0)
 	m2.Kick()
-	if !bytes.Equal(e.mem.b, mem2.b) || !bytes.Equal(md.b, md2.b) {
+	if !bytes.Equal(e.mem.b, mem2.b) || !bytes.Equal(md.Bytes(), md2.Bytes()) {
 		t.Fatalf("restored device diverged from original")
 	}
 	if !reflect.DeepEqual(e.m.State(), m2.State()) || !reflect.DeepEqual(e.blk.State(), b2.State()) {
@@ -106,7 +106,7 @@ func (n *Net) ReadConfigStatus() uint16 {
 }
 
 func TestSetStateValidation(t *testing.T) {
-	e := newBlkEnv(t, &memDisk{b: make([]byte, 4096)}, false, 8)
+	e := newBlkEnv(t, newMemDisk(make([]byte, 4096)), false, 8)
 	good := e.m.State()
 	bad := []func(s *MMIOState){
 		func(s *MMIOState) { s.Queues = nil },

@@ -14,8 +14,11 @@
 // host (no os, net, time, goroutines, random numbers) and never iterates
 // a map. Everything a device does is a function of its state, guest
 // memory and the calls the machine makes (register accesses, Receive,
-// Kick). Block requests complete synchronously inside the QueueNotify
-// write, so their completion point is fixed by guest execution.
+// Kick, Update). Block requests complete synchronously inside the
+// QueueNotify write, so their completion point is fixed by guest
+// execution; with a Pace (pace.go), work beyond the device's bandwidth
+// waits for a deadline in guest time, which the machine honours at a
+// fixed instruction count.
 //
 // # Untrusted guest and error policy
 //
@@ -23,7 +26,8 @@
 // The transport and devices never panic on them, bound every loop by the
 // queue size, never allocate in proportion to a guest-supplied length
 // beyond fixed caps, and touch guest memory only through Memory, whose
-// false return is always handled.
+// false return is always handled. A Pace bounds the host work one
+// notification, and any stretch of guest time, can cause.
 //
 // Errors are split in two classes:
 //

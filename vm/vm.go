@@ -14,23 +14,33 @@ const (
 	StopIdle                       // the guest waits for an external event
 	StopPowerOff                   // the guest powered off (or a bare-metal program exited)
 	StopReboot                     // the guest asked for a reboot
-	StopLockup                     // the guest can make no progress (a trap loop)
+	StopLockup                     // the guest can make no progress (a trap loop, or waiting with every interrupt disabled)
 )
 
+var stopNames = [...]string{StopLimit: "limit", StopIdle: "idle", StopPowerOff: "poweroff", StopReboot: "reboot", StopLockup: "lockup"}
+
+// String is the reason's name, as an event log's End record carries it.
 func (r StopReason) String() string {
-	switch r {
-	case StopLimit:
-		return "limit"
-	case StopIdle:
-		return "idle"
-	case StopPowerOff:
-		return "poweroff"
-	case StopReboot:
-		return "reboot"
-	case StopLockup:
-		return "lockup (trap loop)"
+	if r >= 0 && int(r) < len(stopNames) {
+		return stopNames[r]
 	}
 	return "unknown"
+}
+
+// ParseStopReason is the reverse of String, for the reason an event log's
+// End record names. It also reads "lockup (trap loop)", what older logs
+// say; a name it does not know (a newer writer's) reads as StopPowerOff:
+// the run is over either way.
+func ParseStopReason(s string) StopReason {
+	if s == "lockup (trap loop)" {
+		return StopLockup
+	}
+	for r, name := range stopNames {
+		if name == s {
+			return StopReason(r)
+		}
+	}
+	return StopPowerOff
 }
 
 // Event is an input from outside the machine, applied between Run calls at
@@ -158,4 +168,32 @@ type DirtyLog interface {
 	Collect(dst []uint64) []uint64
 	// Stop ends the log; the engine no longer keeps bits for it.
 	Stop()
+}
+
+// Syncable is a Migratable engine that another replica's state can be
+// applied to while it exists, keeping everything else: the state
+// synchronisation of checkpointing and comparing replicas (a backup
+// applying a primary's checkpoints, a secondary taking the pages in which
+// it diverged, a replica repairing a corrupted page from a good one) writes
+// RAM pages and loads processor and device state into it in place, where a
+// live state transfer builds a new engine.
+//
+// Both must be called between Run calls. A page written here counts as
+// written for the engine's digest and for every dirty log, like a write of
+// device DMA: the next digest hashes it again, and a dirty log of the
+// replica reports it.
+type Syncable interface {
+	Migratable
+	// WritePage overwrites RAM page i with p (len(p) == PageSize()).
+	WritePage(i int, p []byte) error
+	// LoadState replaces the engine's processor, device and clock state
+	// (everything SaveState writes) with the one read from r, written by
+	// SaveState of an engine of the same configuration (memory size,
+	// devices). RAM and disk are kept as they are. The state is untrusted
+	// input and validated like a snapshot being restored; on error the
+	// engine is unchanged. The devices do not look at their queues again
+	// (unlike a restore into a new engine): the state was taken between
+	// Run calls, where its engine had handled every notification, and the
+	// replica continues exactly as that engine would have.
+	LoadState(r io.Reader) error
 }

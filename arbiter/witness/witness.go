@@ -249,15 +249,3 @@ func (t *tail) String() string {
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.buf))
 }
-
-// Build compiles cmd/ftvm-witness into dir with the go command on $PATH
-// and returns the binary's path: for tests, which run a real witness
-// without depending on make build. It must run inside the ftvm module.
-func Build(dir string) (string, error) {
-	out := filepath.Join(dir, "ftvm-witness")
-	cmd := exec.Command("go", "build", "-o", out, "ftvm/cmd/ftvm-witness")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("witness: building ftvm-witness: %v\n%s", err, b)
-	}
-	return out, nil
-}

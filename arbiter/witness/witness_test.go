@@ -14,29 +14,14 @@ import (
 	"time"
 
 	"ftvm/arbiter/witness"
+	"ftvm/internal/testsupport"
 )
 
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "witness-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bin, err = witness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testsupport.Main(m) }
 
 func start(t *testing.T, cfg witness.Config) (*witness.Process, error) {
 	t.Helper()
-	cfg.Binary = bin
+	cfg.Binary = testsupport.Witness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := witness.Start(ctx, cfg)
@@ -49,7 +34,7 @@ func start(t *testing.T, cfg witness.Config) (*witness.Process, error) {
 // run runs the binary to completion and returns its exit code and output.
 func run(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(testsupport.Witness(t), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := make(chan error, 1)

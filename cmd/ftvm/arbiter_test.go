@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ftvm/arbiter/witness"
+	"ftvm/internal/testsupport"
 	"ftvm/replication"
 )
 
@@ -15,10 +16,7 @@ import (
 // the cluster made by 'ftvm keys'; a replica of another cluster is refused.
 func TestDialArbiter(t *testing.T) {
 	dir := t.TempDir()
-	bin, err := witness.Build(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testsupport.Witness(t)
 	keys, other := filepath.Join(dir, "keys"), filepath.Join(dir, "other")
 	if err := replication.GenerateKeys(keys, "ftvm", "a", "witness"); err != nil {
 		t.Fatal(err)

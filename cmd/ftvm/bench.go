@@ -18,6 +18,8 @@ import (
 
 	"ftvm/host"
 	"ftvm/machine"
+	"ftvm/runloop"
+	"ftvm/vm"
 )
 
 // Console markers printed by the default guest (guest/cmd/init and
@@ -161,9 +163,13 @@ func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark
 	if err != nil {
 		return nil, err
 	}
-	r := runLoop(m, loopOptions{maxInsns: 50e9, done: func() bool { return len(got) == len(markers) }})
+	r, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9, Hooks: runloop.Hooks{
+		Stop: func(vm.StopReason) bool { return len(got) == len(markers) }}})
 	if len(got) < len(markers) {
-		return nil, fmt.Errorf("guest stopped (%v after %d instructions) before printing %q", r, m.Instret(), markers[len(got)])
+		if err == nil {
+			err = fmt.Errorf("%v after %d instructions", r, m.Instret())
+		}
+		return nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
 	}
 	return got, nil
 }

@@ -22,8 +22,10 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/host/netstack"
 	"ftvm/machine"
+	"ftvm/machinelog"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -125,7 +127,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	}
 	outs := replay.NewOutputs()
 	if record {
-		hashOutputs(&cfg.Outputs, outs, nil)
+		machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	}
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -134,7 +136,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var e vm.Engine = m
 	var rec *replay.Recorder
 	if record {
-		h, err := logHeader(cfg, "")
+		h, err := machinelog.Header(cfg, "")
 		if err != nil {
 			return res, err
 		}
@@ -145,38 +147,27 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 		rec.SetOutputs(outs)
 		e = rec
 	}
-	wake := make(chan struct{})
-	if w.dur > 0 {
-		stopWake := make(chan struct{})
-		defer close(stopWake)
-		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				case <-stopWake:
-					return
-				}
+	lc := runloop.Config{Engine: e, Limit: 50e9, Hooks: runloop.Hooks{
+		Stop: func(vm.StopReason) bool {
+			if seen && !finished.Load() && (w.dur > 0 && time.Since(fromT) >= w.dur || w.kv > 0 && clientDone.Load()) {
+				endWindow()
 			}
-		}()
-	}
-	lo := loopOptions{maxInsns: 50e9, wake: wake, done: func() bool {
-		if seen && !finished.Load() && (w.dur > 0 && time.Since(fromT) >= w.dur || w.kv > 0 && clientDone.Load()) {
-			endWindow()
-		}
-		return finished.Load()
+			return finished.Load()
+		},
+		// An idle window ends on time even while the guest sleeps.
+		Timer: func() (time.Duration, bool) {
+			return time.Until(fromT.Add(w.dur)), seen && w.dur > 0
+		},
 	}}
 	if guestEnd != nil {
-		lo.net = guestEnd
+		lc.Inputs = host.NewInputs(nil, guestEnd)
 	}
-	reason := runLoop(e, lo)
+	reason, lerr := runloop.Run(lc)
 	if !finished.Load() {
-		return res, fmt.Errorf("the guest stopped (%v after %d instructions) before the window ended", reason, m.Instret())
+		if lerr == nil {
+			lerr = fmt.Errorf("%v after %d instructions", reason, m.Instret())
+		}
+		return res, fmt.Errorf("the guest stopped before the window ended: %w", lerr)
 	}
 	if clientErr != nil {
 		return res, fmt.Errorf("key-value client: %w", clientErr)
@@ -267,7 +258,7 @@ func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) 
 		}
 	}
 	outs := replay.NewOutputs()
-	hashOutputs(&cfg.Outputs, outs, nil)
+	machinelog.HashOutputs(&cfg.Outputs, outs, nil)
 	m, err := machine.New(cfg)
 	if err != nil {
 		return res, err

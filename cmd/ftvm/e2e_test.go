@@ -12,37 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 )
 
-// buildBinaries compiles ftvm and the workload tool (for the host side) once.
+func TestMain(m *testing.M) { testsupport.Main(m) }
+
+// buildBinaries returns ftvm and the workload tool (for the host side),
+// built once per test binary, with ftvm-witness next to ftvm, where ftvm
+// demo and bench look for it.
 func buildBinaries(t *testing.T) (ftvm, workload string) {
 	t.Helper()
-	dir := t.TempDir()
-	ftvm, workload = filepath.Join(dir, "ftvm"), filepath.Join(dir, "workload")
-	// ftvm-witness goes next to ftvm, where ftvm demo and bench look for it.
-	witness := filepath.Join(dir, "ftvm-witness")
-	for pkg, out := range map[string]string{".": ftvm, "../../guest/cmd/workload": workload, "../ftvm-witness": witness} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-		}
-	}
-	return ftvm, workload
-}
-
-func require(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-		t.Fatalf("missing %s", what)
-	}
-	t.Skipf("missing %s", what)
-}
-
-func requireGuest(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(host.GuestDir(), "initramfs.cpio")); err != nil {
-		require(t, "the default guest (scripts/build-guest.sh)")
-	}
+	testsupport.Witness(t)
+	return testsupport.Build(t, "ftvm/cmd/ftvm"), testsupport.Build(t, "ftvm/guest/cmd/workload")
 }
 
 // netns creates a private network namespace with a TAP device for the guest
@@ -50,12 +31,8 @@ func requireGuest(t *testing.T) {
 // traffic leaves it.
 func netns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		require(t, "root (network namespaces)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		require(t, "iproute2")
-	}
+	testsupport.Root(t, "network namespaces")
+	testsupport.Tool(t, "ip", "iproute2")
 	ns := fmt.Sprintf("ftvm-e2e-%d", os.Getpid())
 	run := func(args ...string) {
 		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -148,7 +125,7 @@ func (c *console) wait(t *testing.T, timeout time.Duration) {
 // its key-value server from the host side of the TAP, powers it off from the
 // console, boots it again on the same disk and checks the data survived.
 func TestServeOverTAP(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ns := netns(t)
 	ftvm, workload := buildBinaries(t)
 	disk := filepath.Join(t.TempDir(), "disk.img")
@@ -190,10 +167,7 @@ func TestServeOverTAP(t *testing.T) {
 // TestRunELF runs a bare-metal program through the command line: the exit
 // status follows the program's HTIF report.
 func TestRunELF(t *testing.T) {
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		require(t, "riscv64-linux-gnu-gcc")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
 	for _, code := range []int{0, 3} {
 		elf := filepath.Join(t.TempDir(), "p.elf")
@@ -224,7 +198,7 @@ func TestRunELF(t *testing.T) {
 // the replay reproduces the console and the state digest; a replay from
 // the wrong disk is refused, naming the disk.
 func TestRecordReplayCommands(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	orig, disk, log := filepath.Join(dir, "orig.img"), filepath.Join(dir, "disk.img"), filepath.Join(dir, "run.log")
@@ -277,7 +251,7 @@ func grab(s, prefix string) string {
 // continues it in another: both must end with the same instruction count
 // and state digest as the uninterrupted run.
 func TestSnapshotAcrossProcesses(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	snap := filepath.Join(t.TempDir(), "s.snap")
 	args := []string{"run", "-append", "console=ttyS0 ftvm.mode=poweroff"}
@@ -308,7 +282,7 @@ func TestSnapshotAcrossProcesses(t *testing.T) {
 // TestRecordFromSnapshot records a console session that starts from a
 // snapshot and replays it from the same snapshot.
 func TestRecordFromSnapshot(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	snap, log := filepath.Join(dir, "s.snap"), filepath.Join(dir, "run.log")

@@ -19,6 +19,7 @@ import (
 
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
+	"ftvm/internal/testsupport"
 	"ftvm/replication"
 )
 
@@ -35,15 +36,13 @@ type ftLab struct {
 
 func newFTLab(t *testing.T, hosts int) *ftLab {
 	t.Helper()
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	l := &ftLab{lab: newLab(t, hosts), ftvm: ftvm, dir: t.TempDir()}
-	wbin, err := witness.Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wbin := testsupport.Witness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var err error
 	l.wit, err = witness.Start(ctx, witness.Config{Binary: wbin, Data: filepath.Join(l.dir, "witness"),
 		Listen: witnessIP + ":2379", Peer: witnessIP + ":2380", Prefix: []string{"ip", "netns", "exec", l.ns("lan")}})
 	if err != nil {
@@ -350,7 +349,7 @@ func TestReprotect(t *testing.T) {
 // checks its report: the client's writes survived the kill on one
 // connection, none lost, none applied twice, and the new backup joined.
 func TestDemo(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	out, err := exec.Command(ftvm, "demo", "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {

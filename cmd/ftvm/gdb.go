@@ -365,19 +365,13 @@ func (t *gdbTarget) Run(until uint64, breakAt func(uint64) bool, interrupted fun
 	}
 }
 
-// runLoop is the package's runLoop with the debugger attached to m when
-// there is a session. A failure to accept GDB's connection ends the run
-// (reported by finish).
-func (g *gdbSession) runLoop(m *machine.Machine, lo loopOptions) vm.StopReason {
+// engine is m with the debugger attached when there is a session (the
+// first call waits for GDB to connect).
+func (g *gdbSession) engine(m *machine.Machine) (vm.Engine, error) {
 	if g == nil {
-		return runLoop(m, lo)
+		return m, nil
 	}
-	e, err := g.attach(m, m)
-	if err != nil {
-		g.err = err
-		return vm.StopPowerOff
-	}
-	return runLoop(e, lo)
+	return g.attach(m, m)
 }
 
 // gdbCheckpointEvery is the initial interval between the in-memory

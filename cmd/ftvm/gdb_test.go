@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ftvm/host"
+	"ftvm/internal/testsupport"
 )
 
 // gdbProgram counts a0 up and a1 down ten times, then exits (HTIF) with
@@ -53,10 +54,7 @@ fromhost: .dword 0
 
 func requireGDB(t *testing.T) string {
 	t.Helper()
-	gdb, err := exec.LookPath("gdb-multiarch")
-	if err != nil {
-		require(t, "gdb-multiarch (apt-get install gdb-multiarch)")
-	}
+	gdb := testsupport.Tool(t, "gdb-multiarch", "gdb-multiarch")
 	return gdb
 }
 
@@ -173,10 +171,7 @@ func want(t *testing.T, out string, res ...string) {
 // monitor command, and the exit reported to GDB.
 func TestGDBRunELF(t *testing.T) {
 	gdb := requireGDB(t)
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		require(t, "riscv64-linux-gnu-gcc")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	src, elf := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf")
@@ -230,7 +225,7 @@ func guestVmlinux(t *testing.T) string {
 	t.Helper()
 	img, err := os.ReadFile(filepath.Join(host.GuestDir(), "Image"))
 	if err != nil {
-		require(t, "the default guest")
+		testsupport.Missing(t, "the default guest (scripts/build-guest.sh)")
 	}
 	sum := sha256.Sum256(img)
 	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(host.GuestDir()), "kernel-*"))
@@ -242,7 +237,7 @@ func guestVmlinux(t *testing.T) string {
 			}
 		}
 	}
-	require(t, "the default guest kernel's vmlinux in the build cache")
+	testsupport.Missing(t, "the default guest kernel's vmlinux in the build cache (scripts/build-guest.sh)")
 	return ""
 }
 
@@ -252,7 +247,7 @@ func guestVmlinux(t *testing.T) string {
 // and continues: the replay must still end with the recording's digest.
 func TestGDBReplayDeterminism(t *testing.T) {
 	gdb := requireGDB(t)
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	vmlinux := guestVmlinux(t)
 	ftvm, _ := buildBinaries(t)
 	log := filepath.Join(t.TempDir(), "boot.log")
@@ -305,10 +300,7 @@ func stateLines(out string) []string {
 // the recording's final digest.
 func TestGDBReverseELF(t *testing.T) {
 	gdb := requireGDB(t)
-	gcc, err := exec.LookPath("riscv64-linux-gnu-gcc")
-	if err != nil {
-		require(t, "riscv64-linux-gnu-gcc")
-	}
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
 	src, elf, log := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf"), filepath.Join(dir, "p.log")
@@ -389,7 +381,7 @@ continue
 // continuing to the end must still match the recording's digest.
 func TestGDBReverseLinux(t *testing.T) {
 	gdb := requireGDB(t)
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	vmlinux := guestVmlinux(t)
 	ftvm, _ := buildBinaries(t)
 	log := filepath.Join(t.TempDir(), "boot.log")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ftvm/internal/testsupport"
 )
 
 // waitOutput waits until b contains s.
@@ -47,7 +49,7 @@ func outputLines(s string) []string {
 // logged output hashes, which the replay checks itself and prints) and
 // end at the same instruction count with the same state digest.
 func TestRecordReplayUnderLoad(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ns := netns(t)
 	ftvm, workload := buildBinaries(t)
 	dir := t.TempDir()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ftvm/internal/testsupport"
 )
 
 // lab is a small network of namespaces for the replication tests, all
@@ -34,12 +36,8 @@ const witnessIP = "192.168.50.100"
 
 func newLab(t *testing.T, hosts int) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		require(t, "root (network namespaces)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		require(t, "iproute2")
-	}
+	testsupport.Root(t, "network namespaces")
+	testsupport.Tool(t, "ip", "iproute2")
 	l := &lab{prefix: fmt.Sprintf("ftr%d", os.Getpid()%100000), hosts: hosts}
 	t.Cleanup(func() {
 		for _, ns := range l.namespaces() {

@@ -21,6 +21,7 @@ import (
 
 	"ftvm/host"
 	"ftvm/machine"
+	"ftvm/machinelog"
 	"ftvm/migrate"
 	"ftvm/replication"
 	"ftvm/vm"
@@ -76,7 +77,7 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 		return replication.Config{}, err
 	}
 	return replication.Config{
-		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: engineName,
+		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: machinelog.Engine,
 		Epoch: f.epoch, Heartbeat: f.heartbeat, Timeout: f.timeout, MaxLag: f.maxLag, DigestEvery: f.digestEvery, Lockstep: f.lockstep,
 		Log: slog.New(h),
 	}, nil

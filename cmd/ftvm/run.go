@@ -2,18 +2,23 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"ftvm/host"
 	"ftvm/host/netdev"
 	"ftvm/machine"
+	"ftvm/runloop"
+	"ftvm/snapfile"
 	"ftvm/vm"
 )
 
@@ -113,13 +118,10 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	return cfg, nil
 }
 
-// restoreMachine starts a machine from a snapshot file.
+// restoreMachine starts a machine from a snapshot file. With -disk, the
+// snapshot's disk contents are written to that file and the guest runs on
+// it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	opts := machine.RestoreOptions{Outputs: out, Parallel: vf.parallel}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
@@ -128,57 +130,59 @@ func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Mach
 		}
 		opts.Disk = d
 	}
-	m, err := machine.Restore(bufio.NewReaderSize(f, 1<<20), opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	return snapfile.Restore(path, opts)
 }
 
 // runAndSnapshot runs m to instruction at, then saves a snapshot to path.
-func runAndSnapshot(m *machine.Machine, lo loopOptions, at uint64, path string) error {
-	lo.maxInsns = at
-	if r := runLoop(m, lo); m.Instret() != at {
-		return fmt.Errorf("the guest stopped (%v) at %d, before -snapshot-at %d", r, m.Instret(), at)
+func runAndSnapshot(m *machine.Machine, h *hostIO, at uint64, path string) error {
+	lc := h.loop(context.Background(), m, at)
+	if r, err := runloop.Run(lc); m.Instret() != at {
+		if err == nil {
+			err = fmt.Errorf("it stopped (%v)", r)
+		}
+		return fmt.Errorf("the guest stopped at %d, before -snapshot-at %d: %w", m.Instret(), at, err)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := m.Save(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := snapfile.Save(m, path); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", at, path)
 	return nil
 }
 
-// attachHost connects a machine config to the host: console output to
+// hostIO is a machine's connection to this host: console output to
 // stdout, console input from stdin (raw mode on a terminal; none for a
-// bare-metal program), and the -net backend. It returns the run loop's
-// options and a function that releases it all.
-func (f *vmFlags) attachHost(cfg *machine.Config, maxInsns uint64) (loopOptions, func(), error) {
+// bare-metal program), and the -net backend.
+type hostIO struct {
+	inputs *host.Inputs
+	net    netdev.Backend // nil: none
+	out    *bufio.Writer  // console output, flushed after every slice
+}
+
+func (h *hostIO) flush() { h.out.Flush() }
+
+// attachHost connects a machine config to the host. It returns the host
+// side and a function that releases it.
+func (f *vmFlags) attachHost(cfg *machine.Config) (*hostIO, func(), error) {
 	nb, err := f.openNet(cfg)
 	if err != nil {
-		return loopOptions{}, nil, err
+		return nil, nil, err
 	}
-	out := bufio.NewWriter(os.Stdout)
-	lo := loopOptions{net: nb, maxInsns: maxInsns, flush: func() { out.Flush() }}
+	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	h := &hostIO{net: nb, out: out}
 	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
 	restore := func() {}
 	if nb != nil {
 		cfg.Outputs.Net = func(_ uint64, frame []byte) { nb.Transmit(frame) }
 	}
+	var input <-chan []byte
 	if cfg.ELF == nil {
 		if host.IsTerminal(os.Stdin) {
 			restore = host.RawTerminal(int(os.Stdin.Fd()))
 		}
-		lo.input = host.ReadInput(os.Stdin)
+		input = host.ReadInput(os.Stdin)
 	}
-	return lo, func() {
+	h.inputs = host.NewInputs(input, nb)
+	return h, func() {
 		out.Flush()
 		restore()
 		if nb != nil {
@@ -186,6 +190,23 @@ func (f *vmFlags) attachHost(cfg *machine.Config, maxInsns uint64) (loopOptions,
 		}
 	}, nil
 }
+
+// loop is the run loop's configuration for e on this host: the host's
+// inputs, console output flushed after every slice, a limit (0: none).
+func (h *hostIO) loop(ctx context.Context, e vm.Engine, limit uint64) runloop.Config {
+	return runloop.Config{Engine: e, Inputs: h.inputs, Limit: limit, Context: ctx,
+		Hooks: runloop.Hooks{After: func(vm.StopReason) error { h.flush(); return nil }}}
+}
+
+// stopSignals is a context that ends on SIGINT or SIGTERM: a run so
+// stopped ends cleanly (terminal restored, logs complete).
+func stopSignals() (context.Context, func()) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// interrupted reports whether err is the end of a run stopped by a
+// signal.
+func interrupted(err error) bool { return errors.Is(err, context.Canceled) }
 
 // openNet opens the -net backend and attaches it to cfg.
 func (f *vmFlags) openNet(cfg *machine.Config) (netdev.Backend, error) {
@@ -245,12 +266,12 @@ func cmdRun(args []string) error {
 			return err
 		}
 	}
-	lo, release, err := vf.attachHost(&cfg, *maxInsns)
+	h, release, err := vf.attachHost(&cfg)
 	if err != nil {
 		return err
 	}
 	defer release()
-	gs, err := listenGDB(*gdbAddr, lo.flush)
+	gs, err := listenGDB(*gdbAddr, h.flush)
 	if err != nil {
 		return err
 	}
@@ -267,33 +288,55 @@ func cmdRun(args []string) error {
 		return os.WriteFile(*dumpDTB, m.DeviceTree(), 0o644)
 	}
 	if *snapAt != 0 {
-		if err := runAndSnapshot(m, lo, *snapAt, *snapOut); err != nil {
+		if err := runAndSnapshot(m, h, *snapAt, *snapOut); err != nil {
 			return err
 		}
-	} else if *snapOut != "" {
-		lo.signals, lo.onSignal = snapshotOnSignal(func() *machine.Machine { return m }, *snapOut)
 	}
-	if *restore != "" && lo.net != nil {
+	ctx, stop := stopSignals()
+	defer stop()
+	var wake <-chan struct{}
+	var onWake func() error
+	if *snapAt == 0 && *snapOut != "" {
+		var stopSnaps func()
+		wake, onWake, stopSnaps = snapfile.OnSignal(func() *machine.Machine { return m }, *snapOut, syscall.SIGUSR1, func(n uint64, err error) {
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot: %v\r\n", err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", n, *snapOut)
+		})
+		defer stopSnaps()
+	}
+	if *restore != "" && h.net != nil {
 		// The restored guest may be continuing somewhere else than where
 		// it was saved (another process, another switch port): tell the
 		// network before it runs.
 		if m.HasNet() {
-			announce(lo.net, m.MAC())
+			announce(h.net, m.MAC())
 		}
 	}
 	start := time.Now()
-	reason := gs.runLoop(m, lo)
-	for reason == machine.StopReboot && !*noReboot && cfg.ELF == nil {
-		lo.flush()
+	run := func() (vm.StopReason, error) {
+		e, err := gs.engine(m)
+		if err != nil {
+			return vm.StopLimit, err
+		}
+		lc := h.loop(ctx, e, *maxInsns)
+		lc.Wake, lc.Tick = wake, onWake
+		return runloop.Run(lc)
+	}
+	reason, err := run()
+	for err == nil && reason == vm.StopReboot && !*noReboot && cfg.ELF == nil {
+		h.flush()
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
-		if m, err = machine.New(cfg); err != nil {
+		if m, err = m.Restart(cfg); err != nil {
 			return err
 		}
-		reason = gs.runLoop(m, lo)
+		reason, err = run()
 	}
-	lo.flush()
-	if err := gs.finish(); err != nil {
-		return err
+	h.flush()
+	if gerr := gs.finish(); gerr != nil {
+		return gerr
 	}
 	elapsed := time.Since(start)
 	n := m.Instret()
@@ -303,99 +346,18 @@ func cmdRun(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x%s\r\n",
 		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum, note)
-	if cfg.ELF != nil && (reason != machine.StopPowerOff || m.ExitCode() != 0) {
-		if reason == machine.StopPowerOff {
+	if interrupted(err) {
+		fmt.Fprintf(os.Stderr, "ftvm: stopped by a signal\r\n")
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.ELF != nil && (reason != vm.StopPowerOff || m.ExitCode() != 0) {
+		if reason == vm.StopPowerOff {
 			fmt.Fprintf(os.Stderr, "ftvm: program failed with exit code %d\n", m.ExitCode())
 		}
 		return exitError(1)
 	}
 	return nil
-}
-
-// slice is how many instructions run between looks at the host's inputs.
-const slice = 100_000
-
-// runLoop runs m until it stops, delivering console input between slices.
-// Guest time follows the instruction count while the guest computes; when it
-// idles, guest time is paced against the host clock so timers fire in real
-// time.
-type loopOptions struct {
-	input    <-chan []byte  // console input, nil for none
-	net      netdev.Backend // frames for the guest, nil for none
-	maxInsns uint64         // 0: no limit
-	flush    func()         // called after each slice (console output)
-	done     func() bool    // optional: stop when it returns true
-	// signals, when one arrives, calls onSignal between two slices (the
-	// machine is between Run calls, so it may be saved); an idle wait
-	// ends early for it.
-	signals  <-chan os.Signal
-	onSignal func()
-	wake     <-chan struct{} // optional: cuts an idle wait short (to look at done again)
-}
-
-func runLoop(m vm.Engine, o loopOptions) vm.StopReason {
-	maxInsns := o.maxInsns
-	m.SetIdleSkip(false)
-	in := host.NewInputs(o.input, o.net)
-	pace := host.NewPace(m)
-	for {
-		// Inputs are delivered before the guest runs, also right after an
-		// idle wait: a frame delivered after a Run and followed by another
-		// wait would sit in the NIC until the guest's next timer tick.
-		in.Deliver(m)
-		until := m.Instret() + slice
-		if maxInsns != 0 && until > maxInsns {
-			until = maxInsns
-		}
-		r := m.Run(until)
-		if o.flush != nil {
-			o.flush()
-		}
-		if o.done != nil && o.done() {
-			return r
-		}
-		select {
-		case <-o.signals:
-			o.onSignal()
-		default:
-		}
-		switch r {
-		case machine.StopPowerOff, machine.StopReboot:
-			return r
-		case machine.StopLimit:
-			if maxInsns != 0 && m.Instret() >= maxInsns {
-				return r
-			}
-		case machine.StopIdle:
-			dl := m.Deadline()
-			now := pace.Now()
-			if dl != ^uint64(0) && dl <= now {
-				m.Deliver(machine.AdvanceTime{To: dl})
-				continue
-			}
-			if in.Pending() || (in.Dead() && dl == ^uint64(0)) {
-				if dl == ^uint64(0) {
-					return r // nothing can ever wake the guest
-				}
-				m.Deliver(machine.AdvanceTime{To: dl})
-				continue
-			}
-			t := time.NewTimer(pace.Until(dl, now))
-			select {
-			case b, ok := <-in.Console():
-				in.Took(b, ok)
-			case <-in.NetReady():
-			case <-o.signals:
-				o.onSignal()
-			case <-o.wake:
-			case <-t.C:
-			}
-			t.Stop()
-			to := pace.Now()
-			if dl != ^uint64(0) && to > dl {
-				to = dl
-			}
-			m.Deliver(machine.AdvanceTime{To: to})
-		}
-	}
 }

@@ -20,7 +20,6 @@ import (
 
 	"ftvm/host/netdev"
 	"ftvm/host/vswitch"
-	"ftvm/machine"
 )
 
 // forwardFlags collects repeated -forward flags.
@@ -208,39 +207,4 @@ func announce(nb netdev.Backend, mac [6]byte) {
 		}
 	}()
 	fmt.Fprintf(os.Stderr, "ftvm: announced %v on the network\r\n", net.HardwareAddr(mac[:]))
-}
-
-// snapshotOnSignal arranges for SIGUSR1 to save the machine to path. The
-// run loop saves it between two slices, so the snapshot is of a machine
-// between instructions, with every frame it transmitted already sent and
-// none half-delivered. The file is replaced atomically, so a reader never
-// sees a partial snapshot.
-func snapshotOnSignal(m func() *machine.Machine, path string) (<-chan os.Signal, func()) {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGUSR1)
-	return c, func() {
-		if err := saveSnapshot(m(), path); err != nil {
-			fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot: %v\r\n", err)
-			return
-		}
-		fmt.Fprintf(os.Stderr, "\r\nftvm: snapshot at instruction %d written to %s\r\n", m().Instret(), path)
-	}
-}
-
-func saveSnapshot(m *machine.Machine, path string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := m.Save(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }

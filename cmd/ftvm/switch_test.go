@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ftvm/guest/workload"
+	"ftvm/internal/testsupport"
 )
 
 // startSwitch starts `ftvm switch` on ephemeral loopback ports with one
@@ -116,7 +117,7 @@ func TestSwitchFlags(t *testing.T) {
 // forward: the workload tool's checking SET/GET loop, and a client of the
 // test's own.
 func TestServeOverSwitch(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, wl := buildBinaries(t)
 	metricsAddr, err := freePort()
 	if err != nil {
@@ -183,7 +184,7 @@ func TestServeOverSwitch(t *testing.T) {
 // version guarantees in general; here the test provides it by keeping the
 // client idle from the snapshot until A is dead.
 func TestSwitchConnectionSurvivesMove(t *testing.T) {
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	sw, listen, forward := startSwitch(t, ftvm)
 	snap := filepath.Join(t.TempDir(), "guest.snap")
@@ -260,7 +261,7 @@ func TestMeasureSwitch(t *testing.T) {
 	if os.Getenv("FTVM_MEASURE") == "" {
 		t.Skip("a measurement; set FTVM_MEASURE=1")
 	}
-	requireGuest(t)
+	testsupport.GuestFiles(t)
 	ftvm, wl := buildBinaries(t)
 	metricsAddr, err := freePort()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 func buildSample(t *testing.T) []byte {
@@ -92,10 +94,7 @@ func TestBadName(t *testing.T) {
 
 // TestSystemCpio cross-checks the format with GNU cpio when it is installed.
 func TestSystemCpio(t *testing.T) {
-	path, err := exec.LookPath("cpio")
-	if err != nil {
-		t.Skip("cpio not installed")
-	}
+	path := testsupport.Tool(t, "cpio", "cpio")
 	cmd := exec.Command(path, "-it", "--quiet")
 	cmd.Stdin = bytes.NewReader(buildSample(t))
 	out, err := cmd.CombinedOutput()

@@ -2,7 +2,7 @@
 // of ftvm: a Linux TAP device and an in-process pipe for tests.
 //
 // This is host code, outside the deterministic core. Frames the guest
-// transmits are written out synchronously by Transmit (the virtio.NetBackend
+// transmits are written out synchronously by Transmit (the vm.NetBackend
 // method). Frames arriving from the host are queued, in arrival order and
 // bounded, by a reader goroutine (TAP) or by the peer (Pipe); the machine
 // loop drains them with TryReceive between CPU runs and hands each to
@@ -13,12 +13,12 @@ package netdev
 import (
 	"sync"
 
-	"ftvm/virtio"
+	"ftvm/vm"
 )
 
 // Backend is a host network endpoint for one virtio-net device.
 type Backend interface {
-	virtio.NetBackend
+	vm.NetBackend
 	// TryReceive returns the oldest frame received from the host, if any,
 	// without blocking. The caller owns the returned slice.
 	TryReceive() ([]byte, bool)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ftvm/internal/testsupport"
 )
 
 const testEtherType = 0x88b5 // IEEE 802 local experimental
@@ -33,11 +35,9 @@ type netnsEnv struct {
 }
 
 func newNetnsEnv(t *testing.T) *netnsEnv {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace and TAP")
-	}
+	testsupport.Root(t, "a network namespace and a TAP device")
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("no /dev/net/tun")
+		testsupport.Missing(t, "/dev/net/tun (the tun module)")
 	}
 	e := &netnsEnv{stop: make(chan struct{}), stopped: make(chan struct{})}
 	errc := make(chan error, 1)
@@ -88,7 +88,7 @@ func newNetnsEnv(t *testing.T) *netnsEnv {
 	}()
 	select {
 	case msg := <-skip:
-		t.Skip(msg)
+		testsupport.Missing(t, "a network namespace: %s", msg)
 	case err := <-errc:
 		t.Cleanup(e.close)
 		if err != nil {

@@ -19,7 +19,16 @@ const (
 	// record's instruction count, naming its file and content hash: a
 	// replay can start from it and skip the records before.
 	KindSnapshot Kind = 0x41
+	// KindReached says the recorded run reached the record's instruction
+	// count with no input since the record before it. A recorder writes
+	// one before it shows the user what the guest printed, so that a
+	// replay of its log, cut short when it died, runs at least as far as
+	// the user saw. It carries no data.
+	KindReached Kind = 0x42
 )
+
+// ReachedAt is a Reached record at instruction count instret.
+func ReachedAt(instret uint64) Record { return Record{Instret: instret, Kind: KindReached} }
 
 // OutputSum is the running hash of one output stream: Sum chains the
 // stream's data in intervals ending at each Outputs record

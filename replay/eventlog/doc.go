@@ -77,14 +77,17 @@
 //	5 End           uvarint r (0..1024), r bytes of stop reason, then Digest
 //	0x40..0x7f      ancillary kinds: opaque bytes a reader passes through
 //	                (Record.Data) without interpreting them; this package
-//	                defines two (OutputsAt, SnapshotAt decode them with
-//	                DecodeOutputs, DecodeSnapshot):
+//	                defines three (OutputsAt, SnapshotAt, ReachedAt; decode
+//	                the first two with DecodeOutputs, DecodeSnapshot):
 //	0x40 Outputs    running output hashes: uvarint c, then c times: uvarint
 //	                m (1..255), m bytes of stream name ("console", "net",
 //	                "disk"), uvarint count, 32 bytes of SHA-256 (type
 //	                OutputSum)
 //	0x41 Snapshot   a snapshot written at this count: 32 bytes of the
 //	                file's SHA-256, uvarint m (1..255), m bytes of file name
+//	0x42 Reached    the run got this far with no input since the record
+//	                before (empty payload): the point up to which a log cut
+//	                short can be replayed
 //	anything else   unknown: the reader stops with ErrUnknownKind
 //
 //	Digest:

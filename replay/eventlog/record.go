@@ -64,6 +64,8 @@ func (k Kind) String() string {
 		return "Outputs"
 	case KindSnapshot:
 		return "Snapshot"
+	case KindReached:
+		return "Reached"
 	}
 	if k.Ancillary() {
 		return fmt.Sprintf("ancillary kind %#x", uint8(k))

@@ -1,0 +1,275 @@
+//go:build linux && amd64
+
+// Package jit translates RV64GC guest code to x86-64 host code: a
+// riscv.Engine that runs a hart's instructions faster than the interpreter
+// while leaving every architectural effect exactly as the interpreter would
+// (instruction counts included), and hands the interpreter everything it
+// does not translate.
+//
+// # Design
+//
+// A block is a run of guest instructions in one page, ending at a jump or
+// branch, before an instruction the translator leaves to the interpreter,
+// or at the end of the page. Blocks are keyed by guest virtual address and
+// RAM offset (the same page may be mapped twice), live in a code buffer
+// mapped twice (writable, and executable), and are entered from Go through
+// an assembly trampoline (enter_amd64.s). Generated code never calls Go:
+// whatever it cannot do (a TLB miss, a device access, a CSR, a trap) it
+// leaves by returning to the trampoline with the guest PC and the count
+// exact, and the interpreter executes that one instruction.
+//
+// Counting follows QEMU's icount: each block starts by taking its length
+// from a budget held in R12 and leaves before executing anything if the
+// budget would go negative; an exit in the middle of a block gives back
+// what did not retire. The budget is what Run's limit allows, so a run
+// stops at exactly its limit, and since interrupts only become pending in
+// Go (between Runs or in an interpreted instruction), they are taken at the
+// same instruction as in the interpreter.
+//
+// Guest registers stay in the Hart (riscv.Hart.X), addressed from R15, so
+// the interpreter and the generated code share them without copying.
+// Loads and stores look up the hart's own TLB entries inline (EngineView)
+// and go to the interpreter on a miss, which makes A/D updates, faults,
+// dirty tracking and device accesses the interpreter's by construction.
+//
+// Self-modifying code: pages holding decoded code never enter the write
+// TLB, so every store to them is interpreted, and the decode cache tells the
+// engine (CodeChanged), which drops the page's blocks.
+package jit
+
+import (
+	"errors"
+	"runtime"
+	"unsafe"
+
+	"ftvm/riscv"
+)
+
+// Exit reasons, set in ctx.reason by generated code.
+const (
+	exitSlow   = iota // interpret the instruction at PC
+	exitBudget        // the block at PC needs more budget than is left
+	exitChain         // PC is a jump target in the same page; site may be linked
+	exitJump          // PC is a jump target elsewhere: look it up
+)
+
+const (
+	codeSize = 64 << 20 // bytes of code buffer per hart
+	maxBlock = 128      // instructions per block
+	// maxSlice bounds one entry into generated code, so the goroutine
+	// reaches a Go safe point (garbage collection, preemption) every few
+	// milliseconds whatever the guest does.
+	maxSlice = 1 << 22
+	// A block is not translated for fewer instructions than this left in
+	// the budget: the end of a Run is interpreted, instead of translating
+	// a block at each instruction of it.
+	minTranslate = 2 * maxBlock
+)
+
+// ctx is the part of the engine's state generated code reads and writes
+// (through R13). It holds no Go pointers: generated code writes it without
+// write barriers.
+type ctx struct {
+	budget int64   // instructions left; in R12 while code runs
+	reason uint64  // exit reason
+	site   uint64  // exitChain: address of the jump's rel32, or 0
+	ram    uintptr // address of RAM[0]
+}
+
+// layout is where generated code finds the hart's state, as displacements
+// from R15 (which points hartBias bytes into the Hart, so that every
+// integer register is a one-byte displacement).
+type layout struct {
+	x, f, pc                 int32
+	readTLB, writeTLB, fetch int32
+	dataKey, fetchKey        int32
+	mstatus, fflags, frm     int32
+}
+
+// JIT is the translator of one hart.
+type JIT struct {
+	h    *riscv.Hart
+	view riscv.EngineView
+	c    *ctx
+	buf  *codeBuf
+	lay  layout
+	bias uintptr
+
+	blocks map[blockKey]*block
+	pages  map[uint64][]*block // by RAM page, for CodeChanged
+
+	t tr // translation scratch
+
+	// Statistics.
+	Stats Stats
+}
+
+// Stats counts what the translator did.
+type Stats struct {
+	Blocks      uint64 // blocks translated
+	GuestInsns  uint64 // guest instructions in them
+	CodeBytes   uint64 // host code bytes emitted
+	Flushes     uint64 // times every block was dropped
+	Invalidated uint64 // pages whose blocks were dropped
+	Entries     uint64 // entries into generated code
+	Links       uint64 // direct jumps patched between blocks
+}
+
+type blockKey struct{ pc, off uint64 }
+
+type block struct {
+	pc, off uint64
+	n       uint64  // instructions; 0: leave the first to the interpreter
+	entry   uintptr // host address; 0 when n == 0
+}
+
+// Available reports whether translation is supported on this host.
+func Available() bool { return true }
+
+// New returns a translator for h and attaches it. It fails when the host
+// cannot map executable memory or h's RAM is not page-aligned.
+func New(h *riscv.Hart) (*JIT, error) {
+	v := h.EngineView()
+	if len(v.RAM) == 0 || len(v.RAM)%4096 != 0 || h.RAMBase()%4096 != 0 {
+		return nil, errors.New("jit: RAM must be a whole number of pages at a page-aligned address")
+	}
+	j := &JIT{h: h, view: v, c: new(ctx)}
+	if err := j.computeLayout(); err != nil {
+		return nil, err
+	}
+	buf, err := newCodeBuf(codeSize)
+	if err != nil {
+		return nil, err
+	}
+	j.buf = buf
+	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
+	j.blocks = make(map[blockKey]*block)
+	j.pages = make(map[uint64][]*block)
+	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
+	h.SetEngine(j)
+	return j, nil
+}
+
+func (j *JIT) computeLayout() error {
+	h := j.h
+	base := uintptr(unsafe.Pointer(h))
+	size := unsafe.Sizeof(*h)
+	j.bias = unsafe.Offsetof(h.X) + 128
+	var bad bool
+	off := func(p unsafe.Pointer, n uintptr) int32 {
+		a := uintptr(p)
+		if a < base || a+n > base+size {
+			bad = true
+			return 0
+		}
+		return int32(int64(a-base) - int64(j.bias))
+	}
+	v := j.view
+	tlb := unsafe.Sizeof(*v.ReadTLB)
+	j.lay = layout{
+		x:        off(unsafe.Pointer(&h.X), 256),
+		f:        off(unsafe.Pointer(&h.F), 256),
+		pc:       off(unsafe.Pointer(&h.PC), 8),
+		readTLB:  off(unsafe.Pointer(v.ReadTLB), tlb),
+		writeTLB: off(unsafe.Pointer(v.WriteTLB), tlb),
+		fetch:    off(unsafe.Pointer(v.FetchTLB), tlb),
+		dataKey:  off(unsafe.Pointer(v.DataKey), 8),
+		fetchKey: off(unsafe.Pointer(v.FetchKey), 8),
+		mstatus:  off(unsafe.Pointer(v.Mstatus), 8),
+		fflags:   off(unsafe.Pointer(v.Fflags), 8),
+		frm:      off(unsafe.Pointer(v.Frm), 8),
+	}
+	if bad || unsafe.Sizeof(riscv.TLBEntry{}) != 16 || tlb != 16*riscv.TLBSize {
+		return errors.New("jit: the hart's state is not laid out as the translator expects")
+	}
+	return nil
+}
+
+//go:noescape
+func enter(code uintptr, hart, c unsafe.Pointer)
+
+// Exec implements riscv.Engine.
+func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
+	for h.Instret < limit {
+		off, ok := h.FetchPage()
+		if !ok {
+			return
+		}
+		left := limit - h.Instret
+		b := j.blocks[blockKey{h.PC, off}]
+		if b == nil {
+			if left < minTranslate {
+				return
+			}
+			b = j.translate(h.PC, off)
+		}
+		if b.n == 0 || left < b.n {
+			return
+		}
+		if left > maxSlice {
+			left = maxSlice
+		}
+		j.c.budget = int64(left)
+		j.c.site = 0
+		j.Stats.Entries++
+		enter(b.entry, unsafe.Pointer(uintptr(unsafe.Pointer(h))+j.bias), unsafe.Pointer(j.c))
+		h.Instret += left - uint64(j.c.budget)
+		switch j.c.reason {
+		case exitSlow:
+			return
+		case exitChain:
+			j.link(h, limit)
+		}
+	}
+}
+
+// link points the direct jump that just exited (ctx.site) at the block of
+// its target, translating it if needed. Source and target are in the same
+// page, so they are dropped together and the link never outlives either.
+func (j *JIT) link(h *riscv.Hart, limit uint64) {
+	site := uintptr(j.c.site)
+	if site == 0 {
+		return
+	}
+	off, ok := h.FetchPage() // the current page: this cannot fault
+	if !ok {
+		return
+	}
+	b := j.blocks[blockKey{h.PC, off}]
+	if b == nil {
+		if limit-h.Instret < minTranslate {
+			return
+		}
+		b = j.translate(h.PC, off)
+	}
+	if b.n == 0 {
+		return
+	}
+	j.buf.patchRel32(site, b.entry)
+	j.Stats.Links++
+}
+
+// CodeChanged implements riscv.Engine: page's blocks are dropped.
+func (j *JIT) CodeChanged(page uint64) {
+	bs := j.pages[page]
+	if bs == nil {
+		return
+	}
+	for _, b := range bs {
+		delete(j.blocks, blockKey{b.pc, b.off})
+	}
+	delete(j.pages, page)
+	j.Stats.Invalidated++
+}
+
+// CodeFlushed implements riscv.Engine: every block is dropped and the code
+// buffer reused.
+func (j *JIT) CodeFlushed() {
+	if len(j.blocks) == 0 && j.buf.pos == 0 {
+		return
+	}
+	clear(j.blocks)
+	clear(j.pages)
+	j.buf.reset()
+	j.Stats.Flushes++
+}

@@ -1,0 +1,26 @@
+//go:build !(linux && amd64)
+
+package jit
+
+import (
+	"errors"
+
+	"ftvm/riscv"
+)
+
+// JIT is the translator; on this host there is none.
+type JIT struct{ Stats Stats }
+
+// Stats counts what the translator did.
+type Stats struct {
+	Blocks, GuestInsns, CodeBytes, Flushes, Invalidated, Entries, Links uint64
+}
+
+// Available reports whether translation is supported on this host: it
+// needs linux on amd64.
+func Available() bool { return false }
+
+// New fails: the translator generates x86-64 code for Linux.
+func New(h *riscv.Hart) (*JIT, error) {
+	return nil, errors.New("jit: the translator needs linux on amd64")
+}

@@ -1,0 +1,67 @@
+//go:build linux && amd64
+
+package jit
+
+import (
+	"math/rand"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"ftvm/riscv"
+)
+
+func TestCtxLayout(t *testing.T) {
+	var c ctx
+	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite {
+		t.Fatal("ctx offsets differ from the constants generated code uses")
+	}
+}
+
+// TestPrograms runs the hart's test programs (riscv/testdata) on both
+// engines, in slices of varied length, comparing everything after each.
+func TestPrograms(t *testing.T) {
+	srcs, err := filepath.Glob(filepath.Join("..", "testdata", "*.S"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("no test programs: %v", err)
+	}
+	for _, src := range srcs {
+		name := filepath.Base(src)
+		t.Run(name, func(t *testing.T) {
+			image := build(t, src)
+			for _, slicing := range []string{"large", "random"} {
+				p := newPair(t, image, 8<<20)
+				// mem.S and csr.S read the timer and check these values.
+				p.interp.s.time = map[string]uint64{"mem.S": 0x1234, "csr.S": 0x55aa}[name]
+				p.jit.s.time = p.interp.s.time
+				r := rand.New(rand.NewSource(1))
+				irqs := 0
+				for p.interp.h.Instret < 5_000_000 {
+					n := uint64(1_000_000)
+					if slicing == "random" {
+						n = uint64(1 + r.Intn(300))
+					}
+					stop := p.step(p.interp.h.Instret + n)
+					if stop == riscv.StopHalt || stop == riscv.StopLockup {
+						break
+					}
+					if stop == riscv.StopIdle {
+						// irq.S waits for the harness to raise the timer.
+						if irqs++; irqs > 10 {
+							t.Fatal("idle again and again")
+						}
+						p.interp.h.SetInterrupt(riscv.IntMTI, true)
+						p.jit.h.SetInterrupt(riscv.IntMTI, true)
+					}
+				}
+				s := p.jit.s
+				if !s.passed || s.failed {
+					t.Errorf("%s slices: passed %v failed %v (value %#x) at pc %#x after %d instructions", slicing, s.passed, s.failed, s.failVal, p.jit.h.PC, p.jit.h.Instret)
+				}
+				st := p.jit.j.Stats
+				t.Logf("%s slices: %d instructions; %d blocks of %d instructions, %d entries, %d links, %d pages invalidated, %d flushes",
+					slicing, p.jit.h.Instret, st.Blocks, st.GuestInsns, st.Entries, st.Links, st.Invalidated, st.Flushes)
+			}
+		})
+	}
+}
