@@ -2,10 +2,12 @@ package machine
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
 
+	"ftvm/guest/workload"
 	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
@@ -62,4 +64,25 @@ func TestBootSMPDeterminism(t *testing.T) {
 		t.Fatalf("runs differ: %v at %d (%x) vs %v at %d (%x)", ra, a.Instret(), a.Digest().Sum, rb, b.Instret(), b.Digest().Sum)
 	}
 	t.Logf("%d instructions", a.Instret())
+}
+
+// TestSMPWorkload runs the guest's parallel CPU workload (one worker per
+// CPU) with two harts, interleaved and in parallel, and checks its answer
+// against the same computation on the host.
+func TestSMPWorkload(t *testing.T) {
+	const chains, rounds = 4, 1
+	want := workload.Parallel(1, chains, rounds)
+	for _, parallel := range []bool{false, true} {
+		t.Run(modeName(parallel), func(t *testing.T) {
+			m, r, con := bootSMP(t, 2, parallel, fmt.Sprintf("console=ttyS0 ftvm.mode=smpbench ftvm.chains=%d ftvm.n=%d", chains, rounds), 1<<22)
+			if r != StopPowerOff {
+				t.Fatalf("stopped with %v after %d instructions; console:\n%s", r, m.Instret(), tail(con, 3000))
+			}
+			line := fmt.Sprintf("smpbench: done workers=2 chains=%d rounds=%d checksum=%s", chains, rounds, hex.EncodeToString(want.Sum[:8]))
+			if !strings.Contains(con, line) {
+				t.Fatalf("console lacks %q:\n%s", line, tail(con, 1000))
+			}
+			t.Logf("%d instructions", m.Instret())
+		})
+	}
 }
