@@ -206,7 +206,7 @@ func TestProtocol(t *testing.T) {
 	copy(ft.mem[:], "hello, world")
 	c, _ := start(t, ft, 1000)
 
-	c.expect("?", "S05")
+	c.expect("?", "T05thread:1;")
 	if got := c.cmd("qSupported:multiprocess+;swbreak+"); !strings.Contains(got, "PacketSize=4000") || !strings.Contains(got, "qXfer:features:read+") {
 		t.Errorf("qSupported = %q", got)
 	}
@@ -583,6 +583,7 @@ func TestThreads(t *testing.T) {
 		c.done <- StopLimit
 	}()
 	t.Cleanup(func() { b.Close() })
+	c.expect("?", "T05thread:1;")
 	c.expect("qfThreadInfo", "m1,2")
 	c.expect("qsThreadInfo", "l")
 	c.expect("qC", "QC1")

@@ -155,7 +155,7 @@ var ErrKilled = errors.New("killed by the debugger")
 // resumes it: the owner's first Run call waits for GDB's commands.
 func NewServer(conn io.ReadWriteCloser, t Target) *Server {
 	s := &Server{t: t, w: conn, closer: conn, events: make(chan event, 16),
-		bps: map[uint64]bool{}, lastStop: "S05"}
+		bps: map[uint64]bool{}}
 	rd := &reader{r: bufio.NewReader(conn), interrupt: func() { s.interrupt.Store(true) }}
 	go func() {
 		defer close(s.events)
@@ -382,6 +382,9 @@ func (s *Server) handle(p []byte) (reply []byte, ok bool) {
 	arg := p[1:]
 	switch p[0] {
 	case '?':
+		if s.lastStop == "" { // stopped at the start, before any run
+			s.lastStop = s.stopReply(5, "")
+		}
 		return []byte(s.lastStop), true
 	case 'g':
 		return s.readAllRegisters(), true
