@@ -40,7 +40,10 @@ func modeName(parallel bool) string {
 // every hart with AMOs, LR/SC and a spinlock, end with exact totals, with
 // the harts interleaved and in parallel.
 func TestSMPAtomic(t *testing.T) {
-	const iters = 100_000
+	iters := 100_000
+	if raceTest {
+		iters = 10_000
+	}
 	for _, parallel := range []bool{false, true} {
 		for _, harts := range []int{2, 4, 8} {
 			t.Run(fmt.Sprintf("%s/%d", modeName(parallel), harts), func(t *testing.T) {

@@ -66,10 +66,10 @@ func TestBootSMPDeterminism(t *testing.T) {
 	t.Logf("%d instructions", a.Instret())
 }
 
-// TestSMPWorkload runs the guest's parallel CPU workload (one worker per
+// TestBootSMPWorkload runs the guest's parallel CPU workload (one worker per
 // CPU) with two harts, interleaved and in parallel, and checks its answer
 // against the same computation on the host.
-func TestSMPWorkload(t *testing.T) {
+func TestBootSMPWorkload(t *testing.T) {
 	const chains, rounds = 4, 1
 	want := workload.Parallel(1, chains, rounds)
 	for _, parallel := range []bool{false, true} {

@@ -30,6 +30,13 @@ const (
 	markBenchTo   = "cpubench: done"
 )
 
+// benchHarts and benchParallel choose the machines the default, -rr and
+// -ft benchmarks build (-harts, -parallel).
+var (
+	benchHarts    = 1
+	benchParallel bool
+)
+
 func cmdBench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	runs := fs.Int("runs", 3, "runs of each measurement (the median is reported)")
@@ -42,8 +49,20 @@ func cmdBench(args []string) error {
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
+	fs.IntVar(&benchHarts, "harts", 1, "harts of the guests the benchmarks boot (with -ft, of the primaries and plain runs)")
+	fs.BoolVar(&benchParallel, "parallel", false, "run the harts in parallel in the default benchmark (not deterministic: not with -rr or -ft)")
+	smp := fs.Bool("smp", false, "benchmark multi-hart guests instead: Linux boot with 1, 2 and 4 harts, a CPU-bound workload with one worker per CPU at 1 and 2 harts (interleaved and parallel), and a lock-heavy workload against QEMU TCG -smp 2 with and without -icount")
+	smpChains := fs.Int("smp-chains", 8, "with -smp: chains of the CPU-bound workload")
+	smpRounds := fs.Int("smp-rounds", 2, "with -smp: rounds per chain")
+	smpLock := fs.Int("smp-lock", 2000, "with -smp: iterations of the lock-heavy workload (per thread, and pipe exchanges)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if benchHarts < 1 || benchHarts > machine.MaxHarts {
+		return fmt.Errorf("-harts %d: must be between 1 and %d", benchHarts, machine.MaxHarts)
+	}
+	if benchParallel && (*rr || *ft || *smp) {
+		return errors.New("-parallel goes with the default benchmark only (-rr and -ft are deterministic; -smp measures both modes)")
 	}
 	if *ft {
 		var epochs []uint64
@@ -81,6 +100,9 @@ func cmdBench(args []string) error {
 
 	if *rr {
 		return benchRR(k, rd, *kernel, *initrd, *qemu, *runs)
+	}
+	if *smp {
+		return benchSMP(k, rd, *kernel, *initrd, *qemu, *runs, *smpChains, *smpRounds, *smpLock)
 	}
 
 	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
@@ -139,11 +161,17 @@ type mark struct {
 // instruction count and wall time (from before the machine is built) at
 // which it appeared on the console.
 func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark, error) {
+	got, _, err := ftvmMarksCfg(machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Harts: benchHarts, Parallel: benchParallel}, markers...)
+	return got, err
+}
+
+// ftvmMarksCfg is ftvmMarks for a machine built from cfg (its console
+// output is taken over); it also returns the machine.
+func ftvmMarksCfg(cfg machine.Config, markers ...string) ([]mark, *machine.Machine, error) {
 	start := time.Now()
 	var line bytes.Buffer
 	var got []mark
 	var m *machine.Machine
-	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline}
 	cfg.Outputs.Console = func(instret uint64, b []byte) {
 		for _, c := range b {
 			if c != '\n' {
@@ -161,7 +189,7 @@ func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark
 	}
 	m, err := machine.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9, Hooks: runloop.Hooks{
 		Stop: func(vm.StopReason) bool { return len(got) == len(markers) }}})
@@ -169,18 +197,24 @@ func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark
 		if err == nil {
 			err = fmt.Errorf("%v after %d instructions", r, m.Instret())
 		}
-		return nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
+		return nil, nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
 	}
-	return got, nil
+	return got, m, nil
 }
 
 // qemuMarks boots QEMU's virt board (OpenSBI firmware, one hart) and returns
 // the wall time at which each marker appeared on its console.
 func qemuMarks(qemu, kernel, initrd, cmdline string, markers ...string) ([]time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return qemuMarksArgs(qemu, kernel, initrd, cmdline, []string{"-smp", "1"}, 5*time.Minute, markers...)
+}
+
+// qemuMarksArgs is qemuMarks with extra QEMU arguments (which must say
+// -smp) and a time limit.
+func qemuMarksArgs(qemu, kernel, initrd, cmdline string, extra []string, limit time.Duration, markers ...string) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", cmdline}
+	args := append([]string{"-M", "virt", "-m", "256M", "-nographic", "-bios", "default",
+		"-kernel", kernel, "-append", cmdline}, extra...)
 	if initrd != "" {
 		args = append(args, "-initrd", initrd)
 	}

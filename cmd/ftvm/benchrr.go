@@ -68,7 +68,7 @@ var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 // time, console, network on an in-process link to a host-side TCP stack).
 func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var res rrMeasure
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Harts: benchHarts}
 	var guestEnd, hostEnd *netdev.PipeEnd
 	if w.kv > 0 {
 		guestEnd, hostEnd = netdev.NewPipe()
@@ -250,7 +250,7 @@ func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) 
 		return res, err
 	}
 	hdr := rdr.Header()
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick, Harts: benchHarts}
 	if hdr.MAC != (eventlog.MAC{}) {
 		cfg.Net, cfg.MAC = true, hdr.MAC
 		if cfg.Disk, err = benchDisk(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -125,6 +126,9 @@ func (c *cluster) replica(role, id string, extra ...string) (*proc, error) {
 	}
 	defer logf.Close()
 	argv := []string{role, "-net", "switch:" + c.swAddr, "-disk", disk}
+	if role != "backup" && benchHarts > 1 { // a backup's harts come with the primary's state
+		argv = append(argv, "-smp", strconv.Itoa(benchHarts))
+	}
 	if role != "run" {
 		argv = append(argv, "-id", id, "-keys", c.keys, "-cluster", "ftvm", "-listen", r.listen,
 			"-arbiter", c.arbiter, "-http", r.http, "-timeout", c.timeout.String())
