@@ -216,3 +216,47 @@ func TestSMPTranslator(t *testing.T) {
 		})
 	}
 }
+
+// TestSMPAllWaiting: when every hart waits for an interrupt, Run returns
+// (idle when something could still wake a hart, lockup when nothing can)
+// instead of spinning or hanging, in both modes.
+func TestSMPAllWaiting(t *testing.T) {
+	for _, parallel := range []bool{false, true} {
+		for _, c := range []struct {
+			defs []string
+			want vm.StopReason
+		}{{[]string{"WAKEABLE=1"}, StopIdle}, {nil, StopLockup}} {
+			t.Run(fmt.Sprintf("%s/%v", modeName(parallel), c.want), func(t *testing.T) {
+				m, err := New(Config{MemoryMiB: 16, ELF: crossCompile(t, "smp_idle.S", c.defs...), Harts: 4, Parallel: parallel})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r := m.Run(1e9); r != c.want {
+					t.Fatalf("Run returned %v after %d instructions, want %v", r, m.Instret(), c.want)
+				}
+				if m.Instret() > 1000 {
+					t.Errorf("%d instructions to get there", m.Instret())
+				}
+				if r := m.Run(2e9); r != c.want {
+					t.Fatalf("second Run returned %v", r)
+				}
+			})
+		}
+	}
+}
+
+// TestSMPHartsNeverStarted: harts nobody starts stay stopped, and the
+// program on the others runs to its end.
+func TestSMPHartsNeverStarted(t *testing.T) {
+	for _, parallel := range []bool{false, true} {
+		m, r := smpRun(t, crossCompile(t, "smp_hsm.S", "HARTS=2"), 6, parallel, true, 1e8)
+		if r != StopPowerOff || m.ExitCode() != 0 {
+			t.Fatalf("%s: stopped with %v, exit code %d", modeName(parallel), r, m.ExitCode())
+		}
+		for i := 2; i < 6; i++ {
+			if m.hsm[i].status != hsmStopped || m.harts[i].Instret != 0 {
+				t.Errorf("%s: hart %d: status %d, %d instructions", modeName(parallel), i, m.hsm[i].status, m.harts[i].Instret)
+			}
+		}
+	}
+}

@@ -256,6 +256,9 @@ func cmdRun(args []string) error {
 	if fs.NArg() > 1 {
 		return errors.New("run takes at most one program")
 	}
+	if vf.parallel && *gdbAddr != "" {
+		return errors.New("-gdb needs the harts interleaved (a debugger's step is one instruction of one hart): leave out -parallel")
+	}
 	if *snapAt != 0 && *snapOut == "" {
 		return errors.New("-snapshot-at needs -snapshot FILE")
 	}

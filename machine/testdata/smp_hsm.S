@@ -2,7 +2,7 @@
 // and IPIs and remote fences through the SBI, in S-mode (the machine's SBI;
 // hart 0 starts alone). Hart 0 checks the error cases, starts every other
 // hart with an opaque value, waits until all are suspended (retentive),
-// wakes them with an IPI, and waits until they have stopped themselves; then
+// wakes them with a storm of IPIs, and waits until they have stopped themselves; then
 // it starts them again into a non-retentive suspend, wakes them again, and
 // they stop once more. It exits 0 on success; any other code names the
 // check that failed (see fail_* below).
@@ -49,10 +49,13 @@ _start:
 	blt  s1, t0, 1b
 	li   a0, 4                # suspended
 	call wait_status
-	li   a0, (1 << HARTS) - 2
+	li   s4, 2000             // an IPI storm: the first wakes them
+1:	li   a0, (1 << HARTS) - 2
 	li   a1, 0
 	SBI(SBI_IPI, 0)
 	bnez a0, fail_8
+	addi s4, s4, -1
+	bnez s4, 1b
 	li   a0, 1                # stopped
 	call wait_status
 	la   t0, resumed
