@@ -32,9 +32,13 @@ package machine
 //     fencing each other do not deadlock.
 //   - Dirty pages: each hart marks its own bitmap; they are folded between
 //     Run calls, when no goroutine runs.
+//   - A hart that spins (a pause hint, a failed SC) yields its host thread
+//     to the other goroutines, so a lock holder that has no host core of
+//     its own gets one.
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -93,7 +97,7 @@ func (m *Machine) startParallel() {
 	for _, h := range m.harts {
 		h.SetAtomics(&p.ram)
 		h.SetPeers(nil)
-		h.SetYieldHints(false)
+		h.SetYieldHints(true) // pause-loop exiting: see hartLoop
 	}
 	m.par = p
 	m.resetCount()
@@ -387,7 +391,20 @@ func (p *parallel) hartLoop(i int) {
 		budget := min(uint64(parallelSlice), p.until-total)
 		p.running[i], p.start[i] = true, h.Instret
 		p.unlock()
-		r := h.Run(h.Instret + budget)
+		limit := h.Instret + budget
+		r := h.Run(limit)
+		for r == riscv.StopYield {
+			// The guest spins, waiting for another hart (a pause hint,
+			// a failed SC). There may be more harts than host cores:
+			// give the host thread to another goroutine, perhaps the
+			// hart it waits for, as a host's pause-loop exiting gives
+			// the CPU to another vCPU; then carry on with the slice.
+			runtime.Gosched()
+			if h.Instret >= limit {
+				break
+			}
+			r = h.Run(limit)
+		}
 		p.lock(i)
 		p.running[i] = false
 		p.total.Add(h.Instret - p.start[i])

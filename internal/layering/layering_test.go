@@ -51,8 +51,9 @@ type rule struct {
 }
 
 // threadStd is what a pure package's threads file may import besides
-// pureStd: locks, host atomics, and unsafe to apply them to guest memory.
-var threadStd = []string{"sync", "sync/atomic", "unsafe"}
+// pureStd: locks, host atomics, unsafe to apply them to guest memory, and
+// runtime to yield a host thread.
+var threadStd = []string{"runtime", "sync", "sync/atomic", "unsafe"}
 
 // rules is the allowlist: every package of the module has an entry. A new
 // package gets one here, saying what it may import and which constraints
