@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"ftvm/host"
@@ -155,6 +156,16 @@ func cmdBench(args []string) error {
 type mark struct {
 	instret uint64
 	wall    time.Duration
+	cpu     time.Duration // the process's CPU time (user and system) so far
+}
+
+// cpuTime is the CPU time this process has used, all threads together.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // ftvmMarks boots a machine and returns, for each marker in order, the
@@ -179,7 +190,7 @@ func ftvmMarksCfg(cfg machine.Config, markers ...string) ([]mark, *machine.Machi
 				continue
 			}
 			if len(got) < len(markers) && strings.Contains(line.String(), markers[len(got)]) {
-				got = append(got, mark{instret, time.Since(start)})
+				got = append(got, mark{instret, time.Since(start), cpuTime()})
 				if len(got) == len(markers) {
 					m.Pause()
 				}

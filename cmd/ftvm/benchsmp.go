@@ -42,9 +42,9 @@ func (c smpConfig) String() string {
 
 // smpSample is one measured run.
 type smpSample struct {
-	insns uint64
-	wall  time.Duration
-	stats machine.SchedStats
+	insns     uint64
+	wall, cpu time.Duration // cpu: all host threads together (ftvm only)
+	stats     machine.SchedStats
 }
 
 type smpRow struct {
@@ -92,7 +92,7 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 		cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: cmdline, Harts: r.cfg.harts, Parallel: r.cfg.parallel}
 		if len(markers) == 0 {
 			// To the end: the count at power-off.
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			m, err := machine.New(cfg)
 			if err != nil {
 				return err
@@ -100,17 +100,18 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 			if reason, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9}); err != nil || reason != vm.StopPowerOff {
 				return fmt.Errorf("stopped with %v after %d instructions (%v)", reason, m.Instret(), err)
 			}
-			r.samples = append(r.samples, smpSample{insns: m.Instret(), wall: time.Since(start), stats: m.SchedStats()})
+			r.samples = append(r.samples, smpSample{insns: m.Instret(), wall: time.Since(start), cpu: cpuTime() - cpu0, stats: m.SchedStats()})
 			return nil
 		}
 		got, m, err := ftvmMarksCfg(cfg, markers...)
 		if err != nil {
 			return err
 		}
-		s := smpSample{wall: got[len(got)-1].wall, insns: got[len(got)-1].instret, stats: m.SchedStats()}
+		s := smpSample{wall: got[len(got)-1].wall, insns: got[len(got)-1].instret, cpu: got[len(got)-1].cpu, stats: m.SchedStats()}
 		if len(got) > 1 {
 			s.wall -= got[0].wall
 			s.insns -= got[0].instret
+			s.cpu -= got[0].cpu
 		}
 		r.samples = append(r.samples, s)
 		return nil
@@ -139,33 +140,36 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 	fmt.Printf("Multi-hart guests: median of %d rounds [min-max]; every configuration ran once per round, in turn.\n", runs)
 	fmt.Printf("Instruction counts are all harts together; an interleaved run's count is exact and the same every time.\n\n")
 	fmt.Printf("Linux boot to power-off\n")
-	fmt.Printf("  %-28s %22s %10s %22s %s\n", "", "instructions (M)", "vs 1 hart", "wall (s)", "turns: quantum/idle/pause/IPI")
+	fmt.Printf("  %-24s %20s %9s %20s %20s  %s\n", "", "instructions (M)", "vs 1 hart", "wall (s)", "host CPU (s)", "turns: quantum/idle/pause/IPI")
 	base := medianU(boot[0].samples, func(s smpSample) float64 { return float64(s.insns) })
 	for _, r := range boot {
 		ins := medianU(r.samples, func(s smpSample) float64 { return float64(s.insns) })
-		fmt.Printf("  %-28s %22s %10.2f %22s %s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
-			ins/base, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), turns(r))
+		fmt.Printf("  %-24s %20s %9.2f %20s %20s  %s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
+			ins/base, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"),
+			spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f"), turns(r))
 	}
 	fmt.Printf("\nCPU-bound, one worker per CPU (%d chains of %d rounds, from smpbench: start to done)\n", chains, rounds)
-	fmt.Printf("  %-28s %22s %22s %10s\n", "", "instructions (M)", "wall (s)", "speed-up")
+	fmt.Printf("  %-24s %20s %20s %9s %20s\n", "", "instructions (M)", "wall (s)", "speed-up", "host CPU (s)")
 	cbase := medianU(cpu[0].samples, func(s smpSample) float64 { return s.wall.Seconds() })
 	for _, r := range cpu {
 		w := medianU(r.samples, func(s smpSample) float64 { return s.wall.Seconds() })
-		fmt.Printf("  %-28s %22s %22s %10.2f\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
-			spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cbase/w)
+		fmt.Printf("  %-24s %20s %20s %9.2f %20s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
+			spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cbase/w,
+			spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f"))
 	}
 	fmt.Printf("\nLock-heavy, 2 CPUs (lockbench: %d iterations of 4 threads on one mutex, then %d pipe exchanges between 2 threads)\n", lockN, lockN)
-	fmt.Printf("  %-36s %22s %22s\n", "", "instructions (M)", "wall (s)")
+	fmt.Printf("  %-40s %20s %20s %20s\n", "", "instructions (M)", "wall (s)", "host CPU (s)")
 	for _, r := range lock {
 		if len(r.samples) == 0 {
-			fmt.Printf("  %-36s %s\n", r.name, r.failed)
+			fmt.Printf("  %-40s %s\n", r.name, r.failed)
 			continue
 		}
-		ins := "-"
+		ins, cpu := "-", "-"
 		if r.qemu == nil {
 			ins = spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f")
+			cpu = spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f")
 		}
-		fmt.Printf("  %-36s %22s %22s\n", r.name, ins, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"))
+		fmt.Printf("  %-40s %20s %20s %20s\n", r.name, ins, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cpu)
 	}
 	return nil
 }
