@@ -40,8 +40,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"ftvm/arbiter/view"
 	"math"
+
+	"ftvm/arbiter/view"
 )
 
 // View is the replica pair's configuration, stored under one key per

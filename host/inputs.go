@@ -23,10 +23,16 @@ func NewInputs(console <-chan []byte, net netdev.Backend) *Inputs {
 	return &Inputs{console: console, net: net}
 }
 
+// maxPending bounds the console bytes held for a guest that takes them
+// more slowly than they come (a large file piped to the console): the rest
+// waits in the channel, and the writer waits for the guest, instead of the
+// host's memory growing with the input.
+const maxPending = 64 << 10
+
 // Deliver hands e every console byte its UART accepts and every frame
 // waiting, and reports whether anything was delivered.
 func (in *Inputs) Deliver(e vm.Engine) bool {
-	for in.console != nil {
+	for in.console != nil && len(in.pending) < maxPending {
 		select {
 		case b, ok := <-in.console:
 			in.take(b, ok)
@@ -70,9 +76,15 @@ func (in *Inputs) Pending() bool { return len(in.pending) > 0 }
 // no NIC.
 func (in *Inputs) Dead() bool { return in.console == nil && in.net == nil }
 
-// Console is the channel console input arrives on (nil once it closed).
-// A loop that receives from it while it waits hands what it got to Took.
-func (in *Inputs) Console() <-chan []byte { return in.console }
+// Console is the channel console input arrives on (nil once it closed,
+// or while maxPending bytes wait for the guest). A loop that receives from
+// it while it waits hands what it got to Took.
+func (in *Inputs) Console() <-chan []byte {
+	if len(in.pending) >= maxPending {
+		return nil
+	}
+	return in.console
+}
 
 // Took keeps console input a waiting loop received (ok false: the channel
 // closed).

@@ -42,26 +42,29 @@ func (m *Machine) bootLinux() error {
 	if imageSize < uint64(len(k)) {
 		imageSize = uint64(len(k))
 	}
-	ramEnd := uint64(RAMBase + len(m.ram))
-	if KernelBase+imageSize > ramEnd {
-		return fmt.Errorf("kernel: image needs %d MiB but the machine has %d MiB", (imageSize+2<<20)>>20, len(m.ram)>>20)
-	}
-	m.loadRAM(KernelBase-RAMBase, k)
-
 	// The device tree goes at the top of RAM, the initrd below it, both
 	// clear of the kernel's memory (Image header image_size, plus slack
-	// for its early allocations).
+	// for its early allocations). image_size comes from the image: the
+	// comparisons are written so that no sum can wrap.
+	ramEnd := uint64(RAMBase + len(m.ram))
 	dtbAddr := ramEnd - 64<<10
+	if imageSize > dtbAddr-KernelBase {
+		return fmt.Errorf("kernel: image needs %d bytes (image_size in its header) but the machine has %d MiB", imageSize, len(m.ram)>>20)
+	}
+	kernelEnd := KernelBase + imageSize
+	m.loadRAM(KernelBase-RAMBase, k)
+
 	var initrdStart, initrdEnd uint64
 	if len(m.cfg.Initrd) > 0 {
 		if err := checkInitrd(m.cfg.Initrd); err != nil {
 			return err
 		}
 		initrdEnd = dtbAddr
-		initrdStart = (initrdEnd - uint64(len(m.cfg.Initrd))) &^ 0xfff
-		if initrdStart < KernelBase+imageSize+16<<20 {
+		n := uint64(len(m.cfg.Initrd))
+		if n > initrdEnd-kernelEnd || (initrdEnd-n)&^0xfff < kernelEnd || (initrdEnd-n)&^0xfff-kernelEnd < 16<<20 {
 			return fmt.Errorf("initrd: %d bytes does not fit in %d MiB of memory beside the kernel", len(m.cfg.Initrd), len(m.ram)>>20)
 		}
+		initrdStart = (initrdEnd - n) &^ 0xfff
 		m.loadRAM(initrdStart-RAMBase, m.cfg.Initrd)
 		initrdEnd = initrdStart + uint64(len(m.cfg.Initrd))
 	}

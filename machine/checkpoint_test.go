@@ -2,7 +2,6 @@ package machine
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"ftvm/internal/testsupport"
@@ -72,25 +71,12 @@ func TestCheckpointRewind(t *testing.T) {
 	}
 }
 
-// failingDisk is a disk whose reads fail while failReads is set.
-type failingDisk struct {
-	*vm.MemDisk
-	failReads bool
-}
-
-func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
-	if d.failReads {
-		return 0, errors.New("injected read error")
-	}
-	return d.MemDisk.ReadAt(p, off)
-}
-
 // TestCheckpointDiskReadError: a disk block that cannot be read while the
 // machine keeps checkpoints is never taken for a block of zeros (which a
 // rewind would write back over the data): the write that needed it fails,
 // and so does the checkpoint.
 func TestCheckpointDiskReadError(t *testing.T) {
-	disk := &failingDisk{MemDisk: vm.NewMemDisk(bytes.Repeat([]byte{'A'}, 4*pageSize))}
+	disk := testsupport.NewDisk(bytes.Repeat([]byte{'A'}, 4*pageSize))
 	m, err := New(Config{Kernel: fakeKernel(), Disk: disk})
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +89,11 @@ func TestCheckpointDiskReadError(t *testing.T) {
 	b4k := bytes.Repeat([]byte{'B'}, pageSize)
 
 	// A first write to block 0 needs its old contents, which cannot be read.
-	disk.failReads = true
+	disk.FailReads = true
 	if n, err := m.disk.WriteAt(b4k, 0); err == nil {
 		t.Errorf("a write whose old contents could not be read succeeded (%d bytes)", n)
 	}
-	disk.failReads = false
+	disk.FailReads = false
 	if err := m.Rewind(ck0); err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +106,9 @@ func TestCheckpointDiskReadError(t *testing.T) {
 	if _, err := m.disk.WriteAt(b4k, pageSize); err != nil {
 		t.Fatal(err)
 	}
-	disk.failReads = true
+	disk.FailReads = true
 	ck1, err := m.Checkpoint()
-	disk.failReads = false
+	disk.FailReads = false
 	if err == nil {
 		if _, err := m.disk.WriteAt(bytes.Repeat([]byte{'C'}, pageSize), pageSize); err != nil {
 			t.Fatal(err)

@@ -3,9 +3,9 @@ package machine
 import (
 	"bytes"
 	"fmt"
-	"ftvm/internal/testsupport"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/riscv/jit"
 	"ftvm/vm"
 )

@@ -396,15 +396,22 @@ func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 // Now returns the current mtime.
 func (m *Machine) Now() uint64 { return m.clock.now(m.count()) }
 
-// Deadline returns the mtime at which the guest's next timer fires (the
-// earliest of the harts' that have not fired, or a device's deferred
-// work), or ^0.
+// Deadline returns the mtime of the next timed event (a hart's timer
+// firing, a device resuming deferred work), or ^0 when none is to come.
 func (m *Machine) Deadline() uint64 { return m.deadline() }
 
-// deadline is the guest time of the next timed event: the guest's timer,
-// or a device resuming work it deferred (virtio.Pace).
+// deadline is the guest time of the next timed event: the guest's timer
+// firing, or a device resuming work it deferred (virtio.Pace). A timer
+// that has already fired is no event to come: its interrupt line is up,
+// and if the guest has masked it, letting guest time run on (one
+// instruction at a time, or by jumps while the guest waits for an
+// interrupt it cannot take) changes nothing and would never end.
 func (m *Machine) deadline() uint64 {
 	dl := m.clint.Deadline()
+	if dl <= m.mtime() {
+		m.clint.Update() // the line is up (it normally is already)
+		dl = ^uint64(0)
+	}
 	for _, tr := range [...]*virtio.MMIO{m.blkTr, m.netTr} {
 		if tr != nil {
 			dl = min(dl, tr.Deadline())

@@ -4,21 +4,9 @@ import (
 	"bytes"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/virtio"
-	"ftvm/vm"
 )
-
-// countingDisk counts the bytes read from it.
-type countingDisk struct {
-	*vm.MemDisk
-	read int64
-}
-
-func (d *countingDisk) ReadAt(p []byte, off int64) (int, error) {
-	n, err := d.MemDisk.ReadAt(p, off)
-	d.read += int64(n)
-	return n, err
-}
 
 // TestVirtioFloodBounded runs a hostile bare-metal guest that makes 64 MiB
 // of block reads available at once and notifies in a loop (a notification
@@ -30,16 +18,16 @@ func (d *countingDisk) ReadAt(p []byte, off int64) (int, error) {
 func TestVirtioFloodBounded(t *testing.T) {
 	elf := crossCompile(t, "virtio_flood.S")
 	run := func(slice uint64) (uint64, [32]byte, int64) {
-		disk := &countingDisk{MemDisk: vm.NewMemDisk(bytes.Repeat([]byte{0xa5}, virtio.MaxBlockRequest))}
+		disk := testsupport.NewDisk(bytes.Repeat([]byte{0xa5}, virtio.MaxBlockRequest))
 		m, err := New(Config{MemoryMiB: 32, ELF: elf, Disk: disk})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var most int64
 		for {
-			before := disk.read
+			before := disk.BytesRead
 			r := m.Run(m.Instret() + slice)
-			most = max(most, disk.read-before)
+			most = max(most, disk.BytesRead-before)
 			if r == StopPowerOff {
 				break
 			}

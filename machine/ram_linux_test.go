@@ -76,8 +76,8 @@ func vmRSS(t *testing.T) int64 {
 }
 
 // useAllOfRAM does everything that looks at a machine's whole RAM: the
-// digest, a snapshot, a checkpoint, dirty logs, and (with readPages) a
-// state transfer's page reads. It returns the snapshot.
+// digest, a snapshot, a checkpoint, dirty logs, a state loaded in place,
+// and (with readPages) a state transfer's page reads. It returns the snapshot.
 func useAllOfRAM(t *testing.T, m *Machine, readPages bool) []byte {
 	t.Helper()
 	m.Digest()
@@ -99,6 +99,14 @@ func useAllOfRAM(t *testing.T, m *Machine, readPages bool) []byte {
 	l := m.TrackDirty()
 	l.Collect(nil)
 	l.Stop()
+	// A state synchronisation: the state applied in place.
+	var st bytes.Buffer
+	if err := m.SaveState(&st); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadState(&st); err != nil {
+		t.Fatal(err)
+	}
 	m.Digest()
 	return snap.Bytes()
 }

@@ -3,12 +3,12 @@ package machine
 import (
 	"bytes"
 	"encoding/json"
-	"ftvm/internal/testsupport"
-	"ftvm/vm"
 	"strings"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/snapshot"
+	"ftvm/vm"
 )
 
 // TestLoadStateWritePage brings a machine that booted the default guest

@@ -11,18 +11,23 @@ import (
 )
 
 // FlushEvery bounds how long a logged record waits in memory while the
-// guest computes with no input and prints nothing.
-const FlushEvery = 100 * time.Millisecond
+// guest computes with no input. ShowEvery bounds how long what a computing
+// guest prints is held before it is shown (an idle guest's, or one that
+// just took an input, is shown at once).
+const (
+	FlushEvery = 100 * time.Millisecond
+	ShowEvery  = 50 * time.Millisecond
+)
 
 // File is a recording written to a file as the run goes (ftvm record), so
 // that it survives its recorder. After every slice that carried an input
-// (console bytes, a frame, a time advance), ended idle, or printed
-// something, and otherwise at least every FlushEvery, the file receives
-// what was logged and a Reached record at the current count; what the
-// guest printed is shown only after that (the output rule, for a
-// recording). A recorder killed with SIGKILL thus leaves a log that
-// replays at least as far as what its user saw. The run loop runs Engine
-// and calls After after every slice.
+// (console bytes, a frame, a time advance) or ended idle, and otherwise at
+// least every FlushEvery, the file receives what was logged. What the
+// guest printed is shown only after the file has received a Reached
+// record at the count it was printed by (the output rule, for a
+// recording): a recorder killed with SIGKILL leaves a log that replays at
+// least as far as what its user saw. The run loop runs Engine and calls
+// After after every slice.
 type File struct {
 	f   *os.File
 	w   *eventlog.Writer
@@ -32,6 +37,8 @@ type File struct {
 	syncedFrames int64  // frames in the file
 	syncedAt     uint64 // the count of the last Reached record
 	syncedTime   time.Time
+	shownTime    time.Time
+	showEvery    time.Duration
 }
 
 // noting is the recorder as the run loop sees it: it notes that an input
@@ -58,11 +65,11 @@ func Create(path string, hdr eventlog.Header, e vm.Engine, digestEvery uint64) (
 		f.Close()
 		return nil, err
 	}
-	lf := &File{f: f, w: w, rec: replay.NewRecorder(e, w, digestEvery), syncedAt: e.Instret()}
+	lf := &File{f: f, w: w, rec: replay.NewRecorder(e, w, digestEvery), syncedAt: e.Instret(), showEvery: ShowEvery}
 	lf.eng = noting{lf.rec, new(bool)}
 	// The header and the first digest go out at once: a recorder that
 	// dies before its first slice still leaves a log naming its machine.
-	if err := lf.sync(); err != nil {
+	if err := lf.sync(false); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -77,22 +84,33 @@ func (f *File) Recorder() *replay.Recorder { return f.rec }
 func (f *File) Engine() vm.Engine { return f.eng }
 
 // After is the flush policy, for the run loop's After hook: r is how the
-// slice ended, show says the caller is about to show what the guest
-// printed in it.
-func (f *File) After(r vm.StopReason, show bool) error {
+// slice ended, printed says the guest printed something not shown yet. It
+// reports whether that may be shown now: at once when the guest idles or
+// took an input (typing and its echo stay interactive), otherwise at most
+// every ShowEvery, so that a guest printing in every slice does not cost
+// a Reached record and a write per slice.
+func (f *File) After(r vm.StopReason, printed bool) (show bool, err error) {
 	if err := f.rec.Err(); err != nil {
-		return fmt.Errorf("writing the log: %w", err)
+		return false, fmt.Errorf("writing the log: %w", err)
 	}
+	now := time.Now()
+	show = printed && (r == vm.StopIdle || *f.eng.delivered || now.Sub(f.shownTime) >= f.showEvery)
 	logged := f.w.Frames() != f.syncedFrames
-	if show || logged && (*f.eng.delivered || r == vm.StopIdle || time.Since(f.syncedTime) >= FlushEvery) {
-		return f.sync()
+	if show || logged && (*f.eng.delivered || r == vm.StopIdle || now.Sub(f.syncedTime) >= FlushEvery) {
+		if err := f.sync(show); err != nil {
+			return false, err
+		}
 	}
-	return nil
+	if show {
+		f.shownTime = now
+	}
+	return show, nil
 }
 
-// sync marks how far the run got and hands the log to the file.
-func (f *File) sync() error {
-	if n := f.rec.Instret(); n != f.syncedAt {
+// sync hands the log to the file, after a Reached record at the current
+// count when reached is set.
+func (f *File) sync(reached bool) error {
+	if n := f.rec.Instret(); reached && n != f.syncedAt {
 		if err := f.w.Append(eventlog.ReachedAt(n)); err != nil {
 			return fmt.Errorf("writing the log: %w", err)
 		}

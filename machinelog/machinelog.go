@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,26 +61,43 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 		}
 	}
 	if disk != "" {
-		b, err := os.ReadFile(disk)
+		sum, n, err := hashFile(disk)
 		if err != nil {
 			return h, fmt.Errorf("disk: %w", err)
 		}
-		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sha256.Sum256(b), Size: uint64(len(b))})
+		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sum, Size: n})
 	}
 	return h, nil
+}
+
+// hashFile returns the SHA-256 and size of the file at path, read as a
+// stream: a disk image can be larger than the host's memory.
+func hashFile(path string) (sum [32]byte, n uint64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, 0, err
+	}
+	defer f.Close()
+	d := sha256.New()
+	c, err := io.Copy(d, f)
+	if err != nil {
+		return sum, 0, err
+	}
+	d.Sum(sum[:0])
+	return sum, uint64(c), nil
 }
 
 // SnapshotHeader describes a run that starts from the snapshot in path,
 // restored as m: the snapshot file's hash stands for every image (it holds
 // RAM, devices and disk).
 func SnapshotHeader(path string, m *machine.Machine) (eventlog.Header, error) {
-	b, err := os.ReadFile(path)
+	sum, n, err := hashFile(path)
 	if err != nil {
 		return eventlog.Header{}, err
 	}
 	return eventlog.Header{
 		Engine:       Engine,
-		Images:       []eventlog.Image{{Role: "snapshot", SHA256: sha256.Sum256(b), Size: uint64(len(b))}},
+		Images:       []eventlog.Image{{Role: "snapshot", SHA256: sum, Size: n}},
 		StartInstret: m.Instret(),
 	}, nil
 }
@@ -186,7 +204,7 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		if im.Kernel != "" || im.Initrd != "" {
 			return nil, errors.New("a bare-metal program and a kernel or initrd do not go together")
 		}
-		if cfg.ELF, err = os.ReadFile(im.ELF); err != nil {
+		if cfg.ELF, err = host.ReadImage(im.ELF); err != nil {
 			return nil, err
 		}
 	} else {
@@ -197,11 +215,11 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 				initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 			}
 		}
-		if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+		if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
 		if initrd != "" {
-			if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+			if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 				return nil, fmt.Errorf("initrd: %w", err)
 			}
 		}

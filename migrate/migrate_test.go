@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ftvm/internal/fakevm"
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
 
@@ -483,22 +484,14 @@ func TestAbandon(t *testing.T) {
 	}
 }
 
-type failingDisk struct{ *vm.MemDisk }
-
-func (d *failingDisk) ReadAt(p []byte, off int64) (int, error) {
-	if off >= ChunkSize {
-		return 0, errors.New("sector 128 unreadable")
-	}
-	return d.MemDisk.ReadAt(p, off)
-}
-
 // TestReceiverDiskFails: a receiver that cannot read its own disk says so,
 // and the sender reports it.
 func TestReceiverDiskFails(t *testing.T) {
 	srcDisk := TrackWrites(vm.NewMemDisk(make([]byte, 4*ChunkSize)))
 	src := fakevm.New(64, nil, vm.Outputs{})
 	a, b := tcpPair(t)
-	dst := &failingDisk{vm.NewMemDisk(make([]byte, 4*ChunkSize))}
+	dst := testsupport.NewDisk(make([]byte, 4*ChunkSize))
+	dst.FailReads, dst.FailFrom, dst.Err = true, ChunkSize, errors.New("sector 128 unreadable")
 	res := receiveAsync(b, dst, fakevm.Factory(dst, vm.Outputs{}), ReceiveOptions{})
 	_, err := migrateRunning(t, a, src, srcDisk, Options{StepBytes: 4096}, 1000)
 	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "reading disk chunk 1: sector 128 unreadable") {

@@ -20,10 +20,19 @@ import (
 	"ftvm/vm"
 )
 
+// Log is where a Recorder appends its records: an *eventlog.Writer, or a
+// replication core that owns the writer of a log streaming to a backup.
+type Log interface {
+	Append(eventlog.Record) error
+	Flush() error
+}
+
+var _ Log = (*eventlog.Writer)(nil)
+
 // Recorder is a vm.Engine that logs what goes through it.
 type Recorder struct {
 	vm.Engine
-	w     *eventlog.Writer
+	w     Log
 	every uint64
 	next  uint64
 	err   error
@@ -36,7 +45,7 @@ type Recorder struct {
 
 // NewRecorder records e's inputs to w, with a state digest every
 // digestEvery instructions (0: none but the final one).
-func NewRecorder(e vm.Engine, w *eventlog.Writer, digestEvery uint64) *Recorder {
+func NewRecorder(e vm.Engine, w Log, digestEvery uint64) *Recorder {
 	r := &Recorder{Engine: e, w: w, every: digestEvery, next: ^uint64(0), nextSnap: ^uint64(0)}
 	if digestEvery > 0 {
 		// A digest of the starting state: a replay from the wrong images

@@ -4,18 +4,19 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"ftvm/migrate"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/replication/core"
+	"ftvm/replication/outbuf"
 	"ftvm/vm"
 )
 
@@ -28,211 +29,248 @@ func (r *Replica) RunBackup(ctx context.Context, addr string, ln net.Listener) (
 	if r.cfg.Factory == nil {
 		return vm.StopLimit, errors.New("replication: a backup needs a Factory")
 	}
-	r.setStatus(func(s *Status) { s.Role = "joining" })
-	b, err := r.join(ctx, addr)
+	c, err := core.NewBackup(r.cfg.coreConfig())
 	if err != nil {
-		r.setStatus(func(s *Status) { s.Role, s.Error = "stopped", err.Error() })
 		return vm.StopLimit, err
 	}
-	reason, err := b.follow(ctx)
-	if !errors.Is(err, errPrimaryLost) {
-		if err != nil {
-			r.setStatus(func(s *Status) { s.Role, s.Error = "stopped", err.Error() })
-		}
+	// Anyone who dials this replica before it is a primary is told whom
+	// to join (the core refuses).
+	ctx, stop := r.d.run(ctx, c, ln)
+	defer stop()
+	r.setStatus(func(s *Status) { s.Role = "joining" })
+	r.out.SetMode(outbuf.Uncertain)
+	s, e, err := r.join(ctx, addr)
+	if err != nil {
+		r.stopStatus(err)
+		return vm.StopLimit, err
+	}
+	reason, err := r.follow(ctx, s, e)
+	if err != nil || !r.d.golive() {
+		r.stopStatus(err)
 		return reason, err
 	}
-	return r.failover(ctx, b, ln)
+	r.failedOver()
+	return r.primaryLoop(ctx, e)
 }
 
-// backup is a replica following a primary's log.
-type backup struct {
-	r       *Replica
-	e       Engine
-	view    View
+// stream is a backup's connection to its primary: the log comes in
+// through a reader goroutine, acknowledgements go out through a writer
+// goroutine.
+type stream struct {
+	d       *driver
 	conn    *tls.Conn
 	br      *bufio.Reader
 	rd      *eventlog.Reader
 	primary string
+	q       chan queued
+	done    chan struct{} // closed by close
 
-	q        chan queued
-	readErr  error // set before q is closed
-	frames   atomic.Int64
-	bytes    atomic.Int64
-	replayed atomic.Uint64
-	// replayedBytes is where in the stream the last replayed record ends.
-	replayedBytes atomic.Int64
-	lastRecv      atomic.Int64 // unix nanoseconds
-	batch         chan struct{}
-	stop          chan struct{} // closed when follow returns
-	cause         error         // why the primary was declared lost
+	mu      sync.Mutex
+	pending *core.SendAck
+	kick    chan struct{}
+	once    sync.Once
+
+	lastRecv atomic.Int64 // unix nanoseconds
 }
 
-var errPrimaryLost = errors.New("primary lost")
-
-// queued is a received record and the stream offset where it ends.
+// queued is a received record, its frame and the stream offset where it
+// ends.
 type queued struct {
-	rec eventlog.Record
-	end int64
+	rec   eventlog.Record
+	frame int64
+	end   int64
 }
 
-// deadlineReader gives every read on a connection the peer timeout: a
-// primary silent for that long (no log, no heartbeat) is declared dead.
-// A reader blocked elsewhere (a full replay queue) is not reading, so a
-// slow backup does not mistake its own lag for the primary's death.
+// deadlineReader gives every read on a connection a timeout while the
+// backup joins (the hello, the state transfer); once it follows the log,
+// the core's ticks judge the primary's silence instead (0: no deadline).
 type deadlineReader struct {
 	c       net.Conn
 	timeout atomic.Int64 // nanoseconds
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	d.c.SetReadDeadline(time.Now().Add(time.Duration(d.timeout.Load())))
+	if t := d.timeout.Load(); t > 0 {
+		d.c.SetReadDeadline(time.Now().Add(time.Duration(t)))
+	} else {
+		d.c.SetReadDeadline(time.Time{})
+	}
 	return d.c.Read(p)
 }
 
-func (r *Replica) join(ctx context.Context, addr string) (*backup, error) {
+// join dials the primary, receives its state and reads the log's header.
+func (r *Replica) join(ctx context.Context, addr string) (*stream, Engine, error) {
 	cfg := &r.cfg
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: handshakeTimeout}, Config: cfg.TLS}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	dl := tls.Dialer{NetDialer: &net.Dialer{Timeout: handshakeTimeout}, Config: cfg.TLS}
+	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
 	}
 	tc := c.(*tls.Conn)
-	b := &backup{r: r, conn: tc, q: make(chan queued, 4096), batch: make(chan struct{}, 1), stop: make(chan struct{})}
-	b.primary, _ = peerID(tc)
+	s := &stream{d: &r.d, conn: tc, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s.primary, _ = peerID(tc)
 	dr := &deadlineReader{c: tc}
 	dr.timeout.Store(int64(max(cfg.Timeout, handshakeTimeout)))
-	b.br = bufio.NewReaderSize(dr, 256<<10)
-	tc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-	if err := writeJSON(tc, msgHello, hello{Version: protocolVersion, Cluster: cfg.Cluster, ID: cfg.ID}); err != nil {
+	s.br = bufio.NewReaderSize(dr, 256<<10)
+	fail := func(err error) (*stream, Engine, error) {
 		tc.Close()
-		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
+		return nil, nil, err
+	}
+	tc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	if err := writeJSON(tc, msgHello, hello{Version: core.ProtocolVersion, Cluster: cfg.Cluster, ID: cfg.ID}); err != nil {
+		return fail(fmt.Errorf("joining the primary at %s: %w", addr, err))
 	}
 	tc.SetWriteDeadline(time.Time{})
 	var w welcome
-	if err := readJSON(b.br, msgWelcome, &w); err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
+	if err := readJSON(s.br, msgWelcome, &w); err != nil {
+		return fail(fmt.Errorf("joining the primary at %s: %w", addr, err))
 	}
-	if w.Primary != b.primary {
-		tc.Close()
-		return nil, fmt.Errorf("joining %s: the welcome names %q but the certificate is %q's", addr, w.Primary, b.primary)
+	if w.Primary != s.primary {
+		return fail(fmt.Errorf("joining %s: the welcome names %q but the certificate is %q's", addr, w.Primary, s.primary))
 	}
-	r.log.Info("joining", "primary", b.primary, "at", addr)
+	r.log.Info("joining", "primary", s.primary, "at", addr)
 	t0 := time.Now()
 	var disk migrate.Disk
 	if cfg.Disk != nil {
 		disk = cfg.Disk
 	}
-	e, st, err := migrate.Receive(connRW{b.br, tc}, disk, cfg.Factory(r.Outputs()), migrate.ReceiveOptions{MaxMemory: maxGuestMemory})
+	e, st, err := migrate.Receive(connRW{s.br, tc}, disk, cfg.Factory(r.Outputs()), migrate.ReceiveOptions{MaxMemory: maxGuestMemory})
 	if err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("the state transfer from %s: %w", b.primary, err)
+		return fail(fmt.Errorf("the state transfer from %s: %w", s.primary, err))
 	}
-	b.e = e
-	stateID := st.Digest
-	r.out.mode = modeBackup
-	// From here on the primary is followed with the peer timeout.
-	dr.timeout.Store(int64(cfg.Timeout))
-	if b.rd, err = eventlog.NewReader(b.br); err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("the primary's log: %w", err)
+	if s.rd, err = eventlog.NewReader(s.br); err != nil {
+		return fail(fmt.Errorf("the primary's log: %w", err))
 	}
-	if err := b.checkHeader(b.rd.Header(), stateID); err != nil {
-		tc.Close()
-		return nil, err
+	// From here on the core's ticks judge the primary's silence.
+	dr.timeout.Store(0)
+	r.d.mu.Lock()
+	r.d.stream = s
+	r.d.mu.Unlock()
+	r.d.step(core.Following{Primary: s.primary, Header: s.rd.Header(), State: st.Digest, Instret: e.Instret()})
+	if stop := r.d.stopped(); stop != nil {
+		return fail(stop.Err)
 	}
+	cs, _ := r.d.coreStatus()
 	now := time.Now()
-	r.setStatus(func(s *Status) {
-		s.Role, s.View, s.Peer, s.LinkSince, s.Instret = "backup", b.view, b.primary, now, b.e.Instret()
+	r.setStatus(func(st *Status) {
+		st.Role, st.View, st.Peer, st.LinkSince, st.Instret = "backup", cs.View, s.primary, now, e.Instret()
 	})
-	r.log.Info("following the primary", "primary", b.primary, "view", b.view.String(), "instret", b.e.Instret(),
+	r.log.Info("following the primary", "primary", s.primary, "view", cs.View.String(), "instret", e.Instret(),
 		"received_bytes", st.BytesReceived, "disk_chunks", st.Chunks, "transfer", now.Sub(t0).String())
-	return b, nil
+	return s, e, nil
 }
 
-// checkHeader makes sure the log continues the state this backup holds and
-// names it in the view.
-func (b *backup) checkHeader(h eventlog.Header, stateID [32]byte) error {
-	cfg := &b.r.cfg
-	param := func(k string) string {
-		for _, p := range h.Params {
-			if p.Key == k {
-				return p.Value
-			}
-		}
-		return ""
-	}
-	gen, err := strconv.ParseUint(param("generation"), 10, 64)
-	switch {
-	case h.Engine != cfg.Engine:
-		return fmt.Errorf("the primary runs engine %q, this backup %q", h.Engine, cfg.Engine)
-	case len(h.Images) != 1 || h.Images[0].Role != "state" || h.Images[0].SHA256 != stateID:
-		return errors.New("the primary's log does not start from the state it transferred")
-	case h.StartInstret != b.e.Instret():
-		return fmt.Errorf("the primary's log starts at instruction %d, the transferred state is at %d", h.StartInstret, b.e.Instret())
-	case err != nil || param("cluster") != cfg.Cluster || param("backup") != cfg.ID || param("primary") != b.primary:
-		return fmt.Errorf("the primary's log header names another pair: %v", h.Params)
-	}
-	b.view = View{Generation: gen, Primary: b.primary, Backup: cfg.ID}
-	return nil
-}
-
-// follow replays the log as it arrives. It returns errPrimaryLost when the
-// stream stops without an End record and without a fault of its own.
-func (b *backup) follow(ctx context.Context) (vm.StopReason, error) {
-	defer func() {
-		close(b.stop)
-		b.conn.Close()
-	}()
-	go b.read()
-	acksDone := make(chan struct{})
-	stopAcks := make(chan struct{})
-	go b.acks(stopAcks, acksDone)
-	defer func() {
-		close(stopAcks)
-		<-acksDone
-	}()
-	p := replay.NewPlayer(b.e)
-	b.r.out.hashes = replay.NewOutputs()
-	p.SetOutputs(b.r.out.hashes)
-	defer func() { b.r.out.hashes = nil }()
-	b.replayed.Store(b.e.Instret())
-	b.lastRecv.Store(time.Now().UnixNano())
+// follow replays the log as it arrives, until the core stops the replica
+// or tells it to go live.
+func (r *Replica) follow(ctx context.Context, s *stream, e Engine) (vm.StopReason, error) {
+	d := &r.d
+	s.lastRecv.Store(time.Now().UnixNano())
+	go s.read()
+	go s.writeAcks()
+	p := replay.NewPlayer(e)
+	r.hashes = replay.NewOutputs()
+	p.SetOutputs(r.hashes)
+	defer func() { r.hashes = nil }()
 	for {
-		var qr queued
-		var ok bool
+		if stop := d.stopped(); stop != nil {
+			if stop.Err != nil {
+				return vm.StopLimit, stop.Err
+			}
+			return vm.ParseStopReason(stop.Reason), nil
+		}
+		if d.golive() {
+			return vm.StopLimit, nil
+		}
 		select {
-		case qr, ok = <-b.q:
+		case q := <-s.q:
+			if err := apply(p, e, q.rec); err != nil {
+				d.step(core.ApplyFailed{Err: err})
+				continue
+			}
+			d.step(core.Applied{Record: q.rec, Frame: q.frame, Offset: q.end, Instret: e.Instret()})
+		case <-d.changed:
 		case <-ctx.Done():
 			return vm.StopLimit, ctx.Err()
 		}
-		if !ok {
-			break
+	}
+}
+
+// apply replays one record.
+func apply(p *replay.Player, e Engine, rec eventlog.Record) error {
+	if rec.Kind == kindSync {
+		return replay.RunTo(e, rec.Instret)
+	}
+	return p.Apply(rec)
+}
+
+func (d *driver) golive() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.live
+}
+
+// read moves checked log records into the replay queue. A full queue stops
+// it, which stops the TCP window and so slows the primary.
+func (s *stream) read() {
+	for {
+		rec, err := s.rd.Next()
+		if err != nil {
+			if err != io.EOF { // io.EOF: after the End record
+				s.d.stepLink(s, core.LinkFailed{Err: err, Tampered: tampered(err)})
+			}
+			return
 		}
-		rec := qr.rec
-		if err := b.apply(p, rec); err != nil {
-			b.r.log.Error("refusing the primary's log", "err", err.Error())
-			return vm.StopLimit, fmt.Errorf("refusing the primary's log: %w", err)
-		}
-		b.replayed.Store(b.e.Instret())
-		b.replayedBytes.Store(qr.end)
-		if rec.Kind == eventlog.KindEnd {
-			b.r.log.Info("the primary's guest stopped", "reason", rec.Reason, "instret", rec.Instret)
-			return vm.ParseStopReason(rec.Reason), nil
+		s.lastRecv.Store(time.Now().UnixNano())
+		s.d.stepLink(s, core.Received{Record: rec, Frame: s.rd.Frame(), Offset: s.rd.Offset(), Batch: s.br.Buffered() == 0})
+		select {
+		case s.q <- queued{rec, s.rd.Frame(), s.rd.Offset()}:
+		case <-s.done:
+			return
 		}
 	}
-	err := b.readErr
-	var fe *eventlog.FormatError
-	switch {
-	case errors.Is(err, eventlog.ErrCorrupt), errors.Is(err, eventlog.ErrVersion), errors.Is(err, eventlog.ErrUnknownKind), errors.Is(err, errProtocol),
-		tampered(err):
-		b.r.log.Error("refusing the primary's log", "err", err.Error())
-		return vm.StopLimit, fmt.Errorf("refusing the primary's log: %w", err)
-	case errors.As(err, &fe) && errors.Is(err, eventlog.ErrTruncated), err != nil:
-		b.cause = err
-		return vm.StopLimit, errPrimaryLost
+}
+
+// ack hands the writer goroutine the latest acknowledgement (the core's
+// SendAck); one not yet written is superseded.
+func (s *stream) ack(a core.SendAck) {
+	s.mu.Lock()
+	s.pending = &a
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
-	return vm.StopLimit, errPrimaryLost
+}
+
+func (s *stream) writeAcks() {
+	timeout := s.d.r.cfg.Timeout
+	for {
+		select {
+		case <-s.kick:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		a := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		if a == nil {
+			continue
+		}
+		m := ack{Frames: uint64(a.Frames), Bytes: uint64(a.Bytes), Replayed: a.Replayed}
+		s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		if err := writeMessage(s.conn, msgAck, m.encode()); err != nil {
+			s.d.stepLink(s, core.LinkFailed{Err: fmt.Errorf("acknowledging: %w", err)})
+			return
+		}
+	}
+}
+
+func (s *stream) close() {
+	s.once.Do(func() {
+		close(s.done)
+		s.conn.Close()
+	})
 }
 
 // tampered reports a TLS record that failed its integrity check here:
@@ -244,123 +282,9 @@ func tampered(err error) bool {
 	return errors.As(err, &op) && op.Op == "local error"
 }
 
-// apply replays one record.
-func (b *backup) apply(p *replay.Player, rec eventlog.Record) error {
-	if rec.Kind == kindSync {
-		through, n := binary.Uvarint(rec.Data)
-		if n <= 0 || n != len(rec.Data) {
-			return fmt.Errorf("%w: malformed sync record at instruction %d", errProtocol, rec.Instret)
-		}
-		if err := replay.RunTo(b.e, rec.Instret); err != nil {
-			return err
-		}
-		b.r.out.settled(through)
-		return nil
-	}
-	return p.Apply(rec)
-}
-
-// read moves checked log records into the replay queue. A full queue stops
-// it, which stops the TCP window and so slows the primary.
-func (b *backup) read() {
-	defer close(b.q)
-	for {
-		rec, err := b.rd.Next()
-		if err != nil {
-			if err != io.EOF {
-				b.readErr = err
-			}
-			return
-		}
-		b.frames.Store(b.rd.Frame())
-		b.bytes.Store(b.rd.Offset())
-		b.lastRecv.Store(time.Now().UnixNano())
-		if b.br.Buffered() == 0 {
-			select {
-			case b.batch <- struct{}{}:
-			default:
-			}
-		}
-		select {
-		case b.q <- queued{rec, b.rd.Offset()}:
-		case <-b.stop:
-			return
-		}
-		if rec.Kind == eventlog.KindEnd {
-			b.signal()
-			return
-		}
-	}
-}
-
-func (b *backup) signal() {
-	select {
-	case b.batch <- struct{}{}:
-	default:
-	}
-}
-
-// acks acknowledges what has been received (at the end of every batch the
-// primary sent, and at least every heartbeat) and drops what the host NIC
-// receives while the guest is not live here.
-func (b *backup) acks(stop, done chan struct{}) {
-	defer close(done)
-	cfg := &b.r.cfg
-	t := time.NewTicker(cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-b.batch:
-		case <-t.C:
-		}
-		// Sent even when nothing changed: the ack is the heartbeat.
-		a := ack{Frames: uint64(b.frames.Load()), Bytes: uint64(b.bytes.Load()), Replayed: b.replayed.Load()}
-		b.conn.SetWriteDeadline(time.Now().Add(cfg.Timeout))
-		if err := writeMessage(b.conn, msgAck, a.encode()); err != nil {
-			return
-		}
-		if nb := cfg.Host.Net; nb != nil {
-			for {
-				if _, ok := nb.TryReceive(); !ok {
-					break
-				}
-			}
-		}
-		rep := a.Replayed
-		b.r.setStatus(func(s *Status) {
-			s.Instret, s.LogFrames, s.LogBytes = rep, int64(a.Frames), int64(a.Bytes)
-			s.LastHeartbeat = time.Unix(0, b.lastRecv.Load())
-			s.sampleRate(time.Now())
-			if s.Instret > 0 {
-				s.LagBytes = max(0, int64(a.Bytes)-b.replayedBytes.Load())
-			}
-		})
-	}
-}
-
-// failover is a backup whose primary is gone: once the log is replayed to
-// its last record, it must win the arbitration, then it re-issues the
-// outputs the primary may not have sent, announces the guest's MAC, and
-// runs on as the primary.
-func (r *Replica) failover(ctx context.Context, b *backup, ln net.Listener) (vm.StopReason, error) {
-	detected, heard := time.Now(), time.Unix(0, b.lastRecv.Load())
-	r.log.Warn("primary lost", "primary", b.primary, "cause", fmt.Sprint(b.cause), "instret", b.e.Instret(),
-		"silent_for", detected.Sub(heard).String())
-	r.setStatus(func(s *Status) {
-		s.Role, s.PrimaryLastHeard, s.FailoverDetected, s.Instret = "taking over", heard, detected, b.e.Instret()
-	})
-	next := View{Generation: b.view.Generation + 1, Primary: r.cfg.ID}
-	won, err := r.arbitrate(ctx, b.view, next)
-	if err != nil {
-		return vm.StopLimit, err
-	}
-	if !won {
-		r.out.dropAll()
-		r.setStatus(func(s *Status) { s.Role, s.Error = "stopped", ErrDeposed.Error() })
-		return vm.StopLimit, ErrDeposed
-	}
+// failedOver tells the network the guest's MAC lives here now and logs the
+// failover (its figures are in the status already).
+func (r *Replica) failedOver() {
 	if nb := r.cfg.Host.Net; nb != nil {
 		for {
 			if _, ok := nb.TryReceive(); !ok {
@@ -368,13 +292,11 @@ func (r *Replica) failover(ctx context.Context, b *backup, ln net.Listener) (vm.
 			}
 		}
 	}
-	reissued := r.out.goLive()
 	if r.cfg.Host.Announce != nil {
 		r.cfg.Host.Announce()
 	}
-	live := time.Now()
-	r.setStatus(func(s *Status) { s.Failovers, s.FailoverLive = s.Failovers+1, live })
-	r.log.Warn("live", "view", next.String(), "instret", b.e.Instret(), "reissued_outputs", reissued,
-		"takeover", time.Since(detected).String())
-	return r.primaryLoop(ctx, b.e, next, ln)
+	st := r.Status()
+	cs, _ := r.d.coreStatus()
+	r.log.Warn("live", "view", cs.View.String(), "instret", cs.Instret,
+		"silent_for", st.FailoverDetected.Sub(st.PrimaryLastHeard).String(), "takeover", st.FailoverLive.Sub(st.FailoverDetected).String())
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ftvm/arbiter"
+	"ftvm/internal/testsupport"
 	"ftvm/migrate"
 	"ftvm/vm"
 )
@@ -35,8 +36,8 @@ func (r *reach) Swap(ctx context.Context, old, new View) (bool, View, error) {
 }
 
 // startPair boots a primary and joins a backup to it through a proxy.
-func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *proxy, arb *arbiter.Memory, ra, rb *reach) {
-	kernel, initrd := requireGuest(t)
+func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *testsupport.Proxy, arb *arbiter.Memory, ra, rb *reach) {
+	kernel, initrd := testsupport.DefaultGuest(t)
 	dir := keys(t, "a", "b")
 	arb = arbiter.NewMemory()
 	ra, rb = &reach{Memory: arb}, &reach{Memory: arb}
@@ -45,8 +46,8 @@ func startPair(t *testing.T, timeout time.Duration) (a, b *testReplica, px *prox
 	b = newTestReplica(t, dir, "b", rb, tune)
 	a.startPrimary(t, kernel, initrd)
 	a.con.waitFor(t, "console ready", 60*time.Second)
-	px = newProxy(t, a.ln.Addr().String())
-	b.startBackup(px.addr())
+	px = testsupport.NewProxy(t, a.ln.Addr().String())
+	b.startBackup(px.Addr())
 	b.waitRole(t, "backup", 30*time.Second)
 	return
 }
@@ -63,7 +64,7 @@ func view(t *testing.T, arb *arbiter.Memory) View {
 // a console command must not leave the primary until they flow again.
 func TestOutputRule(t *testing.T) {
 	a, _, px, _, _, _ := startPair(t, 10*time.Second)
-	px.setHold(true, false) // backup -> primary: acks stop arriving
+	px.Hold(true, false) // backup -> primary: acks stop arriving
 	a.in <- []byte("echo held-reply\n")
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
@@ -75,7 +76,7 @@ func TestOutputRule(t *testing.T) {
 	if n := a.r.Status().HeldOutputs; n == 0 {
 		t.Fatal("the primary holds no outputs while the backup's acks are held")
 	}
-	px.setHold(false, false)
+	px.Hold(false, false)
 	a.con.waitFor(t, "= held-reply", 10*time.Second)
 }
 
@@ -99,7 +100,7 @@ func TestBackupDeath(t *testing.T) {
 // wins, the other stops, and the survivor serves.
 func TestPartition(t *testing.T) {
 	a, b, px, arb, _, _ := startPair(t, 500*time.Millisecond)
-	px.setHold(true, true)
+	px.Hold(true, true)
 	var loser, winner *testReplica
 	select {
 	case <-a.done:
@@ -129,7 +130,7 @@ func TestPartition(t *testing.T) {
 func TestPartitionArbiterUnreachable(t *testing.T) {
 	a, b, px, arb, ra, _ := startPair(t, 500*time.Millisecond)
 	ra.cut.Store(true)
-	px.setHold(true, true)
+	px.Hold(true, true)
 	a.in <- []byte("echo from-the-isolated-primary\n")
 	b.waitRole(t, "primary", 30*time.Second)
 	if v := view(t, arb); v.Primary != "b" {
@@ -192,7 +193,7 @@ func (s slowEngine) Run(until uint64) vm.StopReason {
 // second behind a CPU-bound guest must slow the primary down, keeping the
 // lag (what a failover must replay) within MaxLag.
 func TestSlowBackupBoundsLag(t *testing.T) {
-	kernel, initrd := requireGuest(t)
+	kernel, initrd := testsupport.DefaultGuest(t)
 	dir := keys(t, "a", "b")
 	arb := arbiter.NewMemory()
 	const maxLag, epoch = 20_000_000, 100_000

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,15 +30,6 @@ func (tr *testReplica) startFakePrimary() *fakevm.Engine {
 	e.Idle = true
 	tr.startEngine(e)
 	return e
-}
-
-func (tr *testReplica) startEngine(e Engine) {
-	ctx, cancel := context.WithCancel(context.Background())
-	tr.cancel, tr.started = cancel, time.Now()
-	go func() {
-		defer close(tr.done)
-		tr.reason, tr.err = tr.r.RunPrimary(ctx, e, tr.ln)
-	}()
 }
 
 func (tr *testReplica) wait(t *testing.T, d time.Duration) {
@@ -71,5 +63,59 @@ func TestDeposedWhileDeliveringInputs(t *testing.T) {
 	a.wait(t, 20*time.Second)
 	if !errors.Is(a.err, ErrDeposed) {
 		t.Fatalf("primary ended with %v, want ErrDeposed", a.err)
+	}
+}
+
+// stallingEngine is an engine whose Run can be made to last: a guest
+// whose device work keeps one epoch busy for a long time (each virtio
+// notification may make the host copy megabytes).
+type stallingEngine struct {
+	*fakevm.Engine
+	stall atomic.Int64 // nanoseconds the next Run takes
+}
+
+func (s *stallingEngine) Run(until uint64) vm.StopReason {
+	if d := s.stall.Swap(0); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	return s.Engine.Run(until)
+}
+
+// TestLongEpochKeepsPairProtected: a guest keeps one epoch of the primary
+// busy for three times the peer timeout. Heartbeats come from the
+// primary's driver, not from the end of an epoch, so the backup must not
+// take the primary for dead: no failover, the view unchanged, and the
+// pair still applies the output rule afterwards.
+func TestLongEpochKeepsPairProtected(t *testing.T) {
+	dir := keys(t, "a", "b")
+	arb := arbiter.NewMemory()
+	const timeout = 300 * time.Millisecond
+	tune := func(c *Config) { withFakeEngine(c); c.Timeout = timeout }
+	a := newTestReplica(t, dir, "a", arb, tune)
+	b := newTestReplica(t, dir, "b", arb, tune)
+	e := &stallingEngine{Engine: fakevm.New(16, nil, a.r.Outputs())}
+	e.Idle = true
+	a.startEngine(e)
+	b.startBackup(a.ln.Addr().String())
+	b.waitRole(t, "backup", 30*time.Second)
+	before := view(t, arb)
+
+	e.stall.Store(int64(3 * timeout))
+	a.in <- []byte("during the long epoch\n")
+	a.con.waitFor(t, "during the long epoch", 30*time.Second)
+	if st := b.r.Status(); st.Role != "backup" || st.Failovers != 0 {
+		t.Fatalf("the backup took over from a healthy primary: %+v", st)
+	}
+	if st := a.r.Status(); st.Role != "primary" || st.Peer != "b" {
+		t.Fatalf("the primary lost its backup: %+v", st)
+	}
+	if v := view(t, arb); v != before {
+		t.Fatalf("the view changed from %v to %v", before, v)
+	}
+	// Still protected: an output waits for the backup's acknowledgement.
+	a.in <- []byte("after\n")
+	a.con.waitFor(t, "after", 30*time.Second)
+	if b.con.String() != "" {
+		t.Fatalf("the backup emitted output: %q", b.con.String())
 	}
 }

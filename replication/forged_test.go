@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ftvm/arbiter"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/migrate"
 	"ftvm/replay/eventlog"
@@ -91,7 +92,7 @@ func (c *corrupting) Write(p []byte) (int, error) {
 // backup that took the stream's end for the primary's death could go live:
 // it must not.
 func runBackupAgainst(t *testing.T, stream func(out *corrupting, w *eventlog.Writer, m *machine.Machine)) (*testReplica, *arbiter.Memory, error) {
-	kernel, initrd := requireGuest(t)
+	kernel, initrd := testsupport.DefaultGuest(t)
 	dir := keys(t, "a", "b")
 	arb := arbiter.NewMemory()
 	arb.Swap(context.Background(), View{}, View{Generation: 1, Primary: "a", Backup: "b"})
@@ -159,7 +160,7 @@ func TestDivergentLogRefused(t *testing.T) {
 // TestForgedPeers: a replica with a certificate from another cluster's
 // authority can neither join a primary nor pose as one.
 func TestForgedPeers(t *testing.T) {
-	kernel, initrd := requireGuest(t)
+	kernel, initrd := testsupport.DefaultGuest(t)
 	good, evil := keys(t, "a", "b"), keys(t, "a", "b")
 	arb := arbiter.NewMemory()
 	a := newTestReplica(t, good, "a", arb, nil)
@@ -206,7 +207,7 @@ func TestForgedPeers(t *testing.T) {
 // integrity check, nor take it for the primary's death and go live.
 func TestTamperedStream(t *testing.T) {
 	a, b, px, arb, _, _ := startPair(t, 2*time.Second)
-	px.tamper()
+	px.Tamper()
 	a.in <- []byte("echo tampered\n")
 	select {
 	case <-b.done:

@@ -5,30 +5,29 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
-	"strconv"
+	"sync"
 	"time"
 
 	"ftvm/migrate"
-	"ftvm/replay"
-	"ftvm/replay/eventlog"
+	"ftvm/replication/core"
 )
 
-// joiner is a backup on its way in: authenticated, welcomed, receiving the
-// state transfer.
+// joiner is a backup on its way in: authenticated, its hello read.
 type joiner struct {
 	id   string
 	conn *tls.Conn
 	br   *bufio.Reader
-	ts   *migrate.Sender
 	t0   time.Time
 }
 
 const handshakeTimeout = 5 * time.Second
 
-// accept takes connections from would-be backups until ctx ends.
-func (p *primary) accept(ctx context.Context, ln net.Listener) {
+// accept takes connections until ctx ends, whatever the replica's role: a
+// primary may take a backup, and a backup (or a replica still joining)
+// answers with a refusal naming the primary, so that whoever dials it
+// learns at once what is wrong instead of waiting on a silent port.
+func (d *driver) accept(ctx context.Context, ln net.Listener) {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -39,158 +38,132 @@ func (p *primary) accept(ctx context.Context, ln net.Listener) {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			p.r.log.Warn("accept", "err", err.Error())
+			d.r.warnRare(&d.r.acceptWarn, "accept", "err", err.Error())
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go p.handshake(ctx, c)
+		go d.handshake(ctx, c)
 	}
 }
 
-// handshake authenticates a connection and checks its hello before the
-// engine goroutine sees it.
-func (p *primary) handshake(ctx context.Context, c net.Conn) {
-	cfg := &p.r.cfg
+// handshake authenticates a connection and reads its hello, then asks the
+// core.
+func (d *driver) handshake(ctx context.Context, c net.Conn) {
+	cfg := &d.r.cfg
 	tc := tls.Server(c, cfg.TLS)
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
-		p.r.log.Warn("rejected a connection", "from", c.RemoteAddr().String(), "err", err.Error())
+		// Anyone can connect: these are rate-limited.
+		d.r.warnRare(&d.r.rejectWarn, "rejected a connection", "from", c.RemoteAddr().String(), "err", err.Error())
 		c.Close()
 		return
 	}
 	j := &joiner{conn: tc, br: bufio.NewReaderSize(tc, 64<<10)}
 	id, _ := peerID(tc)
 	var h hello
-	err := readJSON(j.br, msgHello, &h)
-	switch {
-	case err != nil:
-	case h.Version != protocolVersion:
-		err = fmt.Errorf("protocol version %d, this primary speaks %d", h.Version, protocolVersion)
-	case h.Cluster != cfg.Cluster:
-		err = fmt.Errorf("cluster %q, this primary serves %q", h.Cluster, cfg.Cluster)
-	case h.ID != id:
-		err = fmt.Errorf("hello names replica %q but the certificate is %q's", h.ID, id)
-	case h.ID == cfg.ID:
-		err = fmt.Errorf("replica id %q is this primary's own", h.ID)
-	}
-	if err != nil {
-		p.r.log.Warn("refused a backup", "from", c.RemoteAddr().String(), "id", id, "err", err.Error())
-		writeJSON(tc, msgRefuse, refuse{Error: err.Error()})
+	if err := readJSON(j.br, msgHello, &h); err != nil {
+		d.r.warnRare(&d.r.rejectWarn, "rejected a connection", "from", c.RemoteAddr().String(), "id", id, "err", err.Error())
 		tc.Close()
 		return
 	}
 	j.id = h.ID
-	tc.SetDeadline(time.Time{})
-	select {
-	case p.joins <- j:
-	case <-ctx.Done():
-		tc.Close()
-	}
+	d.mu.Lock()
+	d.candidate = j
+	_, later := d.stepLocked(core.JoinRequest{ID: h.ID, CertID: id, Cluster: h.Cluster, Version: h.Version})
+	d.candidate = nil
+	d.mu.Unlock()
+	d.finish(later)
 }
 
-func (j *joiner) refuse(why string) {
+// refused answers a join request the core refused.
+func (d *driver) refused(j *joiner, why string) {
+	d.r.warnRare(&d.r.refuseWarn, "refused a backup", "from", j.conn.RemoteAddr().String(), "id", j.id, "err", why)
 	j.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	writeJSON(j.conn, msgRefuse, refuse{Error: why})
 	j.conn.Close()
 }
 
-// startJoin begins bringing a backup up to date (engine goroutine).
-func (p *primary) startJoin(j *joiner) {
-	switch {
-	case p.link != nil:
-		j.refuse("already protected by " + p.link.id)
-		return
-	case p.join != nil:
-		j.refuse("replica " + p.join.id + " is joining")
-		return
-	}
-	j.conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-	if err := writeJSON(j.conn, msgWelcome, welcome{Primary: p.r.cfg.ID}); err != nil {
+// startTransfer welcomes a backup and starts the state transfer to it
+// (engine's goroutine).
+func (p *primary) startTransfer(j *joiner) {
+	r := p.r
+	fail := func(err error) {
 		j.conn.Close()
+		r.d.step(core.JoinFailed{ID: j.id, Err: err})
+	}
+	j.conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := writeJSON(j.conn, msgWelcome, welcome{Primary: r.cfg.ID}); err != nil {
+		fail(err)
 		return
 	}
-	j.conn.SetWriteDeadline(time.Time{})
-	ts, err := migrate.NewSender(connRW{j.br, j.conn}, p.e, p.r.cfg.Disk, migrate.Options{})
+	j.conn.SetDeadline(time.Time{})
+	ts, err := migrate.NewSender(connRW{j.br, j.conn}, p.e, r.cfg.Disk, migrate.Options{})
 	if err != nil {
-		p.r.log.Warn("backup join failed", "backup", j.id, "err", err.Error())
-		j.conn.Close()
+		fail(err)
 		return
 	}
-	j.ts, j.t0 = ts, time.Now()
-	p.join = j
-	p.r.setStatus(func(s *Status) { s.Role, s.Peer = "primary (backup joining)", j.id })
-	p.r.log.Info("backup joining", "backup", j.id, "from", j.conn.RemoteAddr().String())
+	j.t0 = time.Now()
+	r.d.mu.Lock()
+	r.d.joiner = j
+	r.d.mu.Unlock()
+	p.ts, p.tsJoin = ts, j
+	r.log.Info("backup joining", "backup", j.id, "from", j.conn.RemoteAddr().String())
 }
 
-// stepJoin advances the state transfer; when it is complete, the backup
-// enters the view at the arbiter and the log starts.
-func (p *primary) stepJoin() error {
-	j := p.join
-	abandon := func(err error) error {
-		p.r.log.Warn("backup join failed", "backup", j.id, "err", err.Error())
-		j.ts.Close()
-		j.conn.Close()
-		p.join = nil
-		p.r.setStatus(func(s *Status) { s.Role, s.Peer = "primary", "" })
-		return nil
+// stepTransfer advances the state transfer, and reports whether it is
+// complete (the guest is stopped; the core must change the view before it
+// runs again).
+func (p *primary) stepTransfer() bool {
+	r, j, ts := p.r, p.tsJoin, p.ts
+	fail := func(err error) bool {
+		ts.Close()
+		p.ts, p.tsJoin = nil, nil
+		r.d.step(core.JoinFailed{ID: j.id, Err: err})
+		return false
 	}
-	done, err := j.ts.Step()
+	done, err := ts.Step()
 	if err != nil {
-		return abandon(err)
+		return fail(err)
 	}
 	if !done {
-		return nil
+		return false
 	}
-	st, err := j.ts.Finish()
+	st, err := ts.Finish()
 	if err != nil {
-		return abandon(err)
+		return fail(err)
 	}
-	stateID := st.Digest
-	// The backup may go live only once the view names it, and the view
-	// must not name it before it holds the state.
-	next := View{Generation: p.view.Generation + 1, Primary: p.r.cfg.ID, Backup: j.id}
-	c, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-	won, cur, err := p.r.cfg.Arbiter.Swap(c, p.view, next)
-	cancel()
-	if err != nil {
-		return abandon(fmt.Errorf("arbiter: %w", err))
-	}
-	if !won {
-		p.r.out.dropAll()
-		j.conn.Close()
-		p.join = nil
-		p.r.log.Error("the view changed under the primary", "view", cur.String())
-		return ErrDeposed
-	}
-	p.view = next
-	l := &link{id: j.id, conn: j.conn, dead: make(chan struct{}), acks: make(chan struct{}, 1)}
-	l.snd = newSender(l, p.r.cfg.Timeout)
-	hdr := eventlog.Header{
-		Engine:       p.r.cfg.Engine,
-		StartInstret: p.e.Instret(),
-		Images:       []eventlog.Image{{Role: "state", SHA256: stateID}},
-		Params: []eventlog.Param{
-			{Key: "cluster", Value: p.r.cfg.Cluster},
-			{Key: "generation", Value: strconv.FormatUint(next.Generation, 10)},
-			{Key: "primary", Value: next.Primary},
-			{Key: "backup", Value: next.Backup},
-		},
-	}
-	if l.w, err = eventlog.NewWriter(l.snd, hdr); err != nil {
-		return abandon(err)
-	}
-	l.rec = replay.NewRecorder(p.e, l.w, p.r.cfg.DigestEvery)
-	p.r.out.hashes = replay.NewOutputs()
-	l.rec.SetOutputs(p.r.out.hashes)
-	l.lastAck.Store(time.Now().UnixNano())
-	l.readers.Add(1)
-	go l.readAcks(p.r, j.br)
-	p.link, p.join = l, nil
-	p.r.out.mode = modePaired
+	p.ts, p.tsJoin = nil, nil
+	r.log.Info("state transferred", "backup", j.id, "instret", p.e.Instret(), "transfer", time.Since(j.t0).String(),
+		"pause", st.Pause.String(), "rounds", st.Rounds, "bytes", st.BytesSent, "disk_chunks", st.ChunksSent)
+	r.d.step(core.Transferred{ID: j.id, State: st.Digest, Instret: p.e.Instret()})
+	return true
+}
+
+// rareWarn rate-limits a warning that anyone on the network can cause.
+type rareWarn struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// warnInterval is the least time between two lines of one rare warning.
+const warnInterval = 10 * time.Second
+
+// warnRare logs a warning at most once per warnInterval; the next line
+// says how many were not logged.
+func (r *Replica) warnRare(w *rareWarn, msg string, args ...any) {
+	w.mu.Lock()
 	now := time.Now()
-	p.r.setStatus(func(s *Status) { s.Role, s.View, s.Peer, s.LinkSince = "primary", next, j.id, now })
-	p.r.log.Info("backup joined", "backup", j.id, "view", next.String(), "instret", p.e.Instret(),
-		"transfer", now.Sub(j.t0).String(), "pause", st.Pause.String(), "rounds", st.Rounds,
-		"bytes", st.BytesSent, "disk_chunks", st.ChunksSent)
-	return p.flush()
+	if !w.last.IsZero() && now.Sub(w.last) < warnInterval {
+		w.suppressed++
+		w.mu.Unlock()
+		return
+	}
+	n := w.suppressed
+	w.last, w.suppressed = now, 0
+	w.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	r.log.Warn(msg, args...)
 }

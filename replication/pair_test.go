@@ -3,18 +3,15 @@ package replication
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"ftvm/arbiter"
-	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/machine"
 	"ftvm/migrate"
 	"ftvm/vm"
@@ -24,20 +21,6 @@ import (
 // default Linux guest, a real TLS connection on loopback between them, and
 // an in-memory arbiter. "Killing" a replica here cancels it, which closes
 // its connection; the end-to-end tests in cmd/ftvm kill real processes.
-
-func requireGuest(t *testing.T) (kernel, initrd []byte) {
-	t.Helper()
-	dir := host.GuestDir()
-	k, err1 := os.ReadFile(filepath.Join(dir, "Image"))
-	i, err2 := os.ReadFile(filepath.Join(dir, "initramfs.cpio"))
-	if err := errors.Join(err1, err2); err != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatalf("missing the default guest: %v", err)
-		}
-		t.Skipf("missing the default guest (scripts/build-guest.sh): %v", err)
-	}
-	return k, i
-}
 
 // console is a goroutine-safe console sink.
 type console struct {
@@ -137,11 +120,16 @@ func (tr *testReplica) startPrimary(t *testing.T, kernel, initrd []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tr.startEngine(m)
+}
+
+// startEngine runs tr as the primary of e.
+func (tr *testReplica) startEngine(e Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel, tr.started = cancel, time.Now()
 	go func() {
 		defer close(tr.done)
-		tr.reason, tr.err = tr.r.RunPrimary(ctx, m, tr.ln)
+		tr.reason, tr.err = tr.r.RunPrimary(ctx, e, tr.ln)
 	}()
 }
 
@@ -183,7 +171,7 @@ func (tr *testReplica) waitRole(t *testing.T, role string, d time.Duration) {
 // guest's state intact (the reply to a command typed before the failure
 // and one typed after). The backup checks the log's digests all along.
 func TestPairFailover(t *testing.T) {
-	kernel, initrd := requireGuest(t)
+	kernel, initrd := testsupport.DefaultGuest(t)
 	dir := keys(t, "a", "b")
 	arb := arbiter.NewMemory()
 	a := newTestReplica(t, dir, "a", arb, nil)

@@ -14,6 +14,13 @@
 // guest's MAC and goes live; a primary continues unprotected. The loser,
 // or a replica that cannot reach the arbiter, never acts alone.
 //
+// The protocol itself is package core, a state machine without I/O; this
+// package is its driver: it owns the engine's goroutine, the TLS
+// connections and the goroutines that read and write them, the ticker
+// that gives the core its time (and sends the heartbeats, whatever the
+// guest does), the arbiter client, status and metrics; it steps the core
+// with what happens and carries out the actions the core returns.
+//
 // The package knows nothing about RISC-V: it drives a vm.Engine, and builds
 // one on a backup through a Factory the caller supplies.
 package replication
@@ -29,7 +36,9 @@ import (
 
 	"ftvm/host/netdev"
 	"ftvm/migrate"
-	"ftvm/replay/eventlog"
+	"ftvm/replay"
+	"ftvm/replication/core"
+	"ftvm/replication/outbuf"
 	"ftvm/vm"
 )
 
@@ -129,14 +138,25 @@ func (c *Config) setDefaults() error {
 }
 
 // Replica is one replica process: a primary, or a backup that may become
-// one.
+// one. It is the driver of a core.Core.
 type Replica struct {
 	cfg Config
 	log *slog.Logger
-	out outputs
+	out *outbuf.Buffer
+	// hashes, while a log is being written (primary) or followed
+	// (backup), takes in every output the guest emits, disk writes
+	// included: the primary logs the running hashes and the backup checks
+	// its own against them, so a backup that emitted different outputs
+	// would stop rather than go live. The engine's goroutine only.
+	hashes *replay.Outputs
 
-	mu sync.Mutex
-	st Status
+	d driver
+
+	// Warnings anyone on the network can cause, rate-limited.
+	acceptWarn, rejectWarn, refuseWarn rareWarn
+
+	stMu sync.Mutex
+	st   Status
 }
 
 // New checks cfg and returns a replica. Build the primary's engine with
@@ -146,13 +166,56 @@ func New(cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{cfg: cfg, log: cfg.Log.With("replica", cfg.ID)}
-	r.out.console, r.out.net = cfg.Host.Console, cfg.Host.Net
+	r.out = outbuf.New(outbuf.Solo, func(o outbuf.Output) {
+		switch {
+		case o.Net && cfg.Host.Net != nil:
+			cfg.Host.Net.Transmit(o.Data)
+		case !o.Net && cfg.Host.Console != nil:
+			cfg.Host.Console.Write(o.Data)
+		}
+	})
+	r.d.init(r)
 	r.st = Status{ID: cfg.ID, Cluster: cfg.Cluster, Role: "starting"}
 	return r, nil
 }
 
 // Outputs is where the engine's outputs must go.
-func (r *Replica) Outputs() vm.Outputs { return r.out.callbacks() }
+func (r *Replica) Outputs() vm.Outputs {
+	return vm.Outputs{
+		Console: func(instret uint64, b []byte) {
+			if h := r.hashes; h != nil {
+				h.Console(b)
+			}
+			r.out.Add(false, instret, b)
+		},
+		Net: func(instret uint64, f []byte) {
+			if h := r.hashes; h != nil {
+				h.Net(f)
+			}
+			r.out.Add(true, instret, f)
+		},
+		Disk: func(_ uint64, off int64, p []byte) {
+			if h := r.hashes; h != nil {
+				h.Disk(off, p)
+			}
+		},
+	}
+}
+
+// coreConfig is the core's configuration: the driver ticks every half
+// heartbeat.
+func (c *Config) coreConfig() core.Config {
+	ticks := func(d time.Duration) int { return max(1, int((d+c.tick()-1)/c.tick())) }
+	return core.Config{
+		ID: c.ID, Cluster: c.Cluster, Engine: c.Engine,
+		HeartbeatTicks: 2, TimeoutTicks: ticks(c.Timeout),
+		RetryTicks: ticks(20 * time.Millisecond), MaxRetryTicks: ticks(time.Second),
+		MaxLag: c.MaxLag, Lockstep: c.Lockstep,
+	}
+}
+
+// tick is the period of the core's logical clock.
+func (c *Config) tick() time.Duration { return max(time.Millisecond, c.Heartbeat/2) }
 
 // Status is what 'ftvm status' shows of a replica.
 type Status struct {
@@ -205,26 +268,20 @@ func (s *Status) sampleRate(now time.Time) {
 
 // Status returns the replica's current figures.
 func (r *Replica) Status() Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.stMu.Lock()
+	defer r.stMu.Unlock()
 	return r.st
 }
 
 func (r *Replica) setStatus(f func(*Status)) {
-	r.mu.Lock()
+	r.stMu.Lock()
 	f(&r.st)
-	r.mu.Unlock()
+	r.stMu.Unlock()
 }
 
-// kindSync is the replication layer's ancillary log record (package
-// eventlog reserves the range for records that do not affect the guest).
-// A primary appends one at the end of every epoch that produced outputs,
-// and as its heartbeat: the backup must hold it before the epoch's
-// outputs leave, runs to its instruction count before it may go live, and
-// learns from its payload (uvarint) the end of the newest epoch whose
-// outputs have left.
-const kindSync = eventlog.Kind(0x60)
+// kindSync is the replication layer's log record (see core.KindSync).
+const kindSync = core.KindSync
 
 // ErrDeposed is returned by a replica that lost the arbitration: the other
 // replica is live, and this one must stop without emitting anything more.
-var ErrDeposed = errors.New("lost the arbitration: the other replica is live")
+var ErrDeposed = core.ErrDeposed

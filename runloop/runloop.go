@@ -27,6 +27,29 @@
 // While the guest computes its clock follows the instruction count; while
 // it idles, the clock is paced against the host's (host.Pace), so its
 // timers fire in real time. The idle decision is the pure function Decide.
+//
+// It replaces two loops (ftvm run's and the replication primary's) that
+// disagreed; the loop settles each disagreement so:
+//
+//   - Slice length: Config.Slice, 100,000 instructions by default (the
+//     primary passes its epoch, whose default is the same).
+//   - Inputs are delivered before each Run, also right after an idle wait,
+//     never only after a Run: an input then waits at most for the slice in
+//     progress, not for the guest's next timer.
+//   - Every stop reason ends the run or continues it explicitly: a lockup
+//     ends it with ErrLockup (one loop spun on it at 100% CPU), a reboot
+//     and a power-off end it, an unknown reason is an error.
+//   - A full UART (console input the guest is not reading) is neither a
+//     reason to run the guest again (one loop spun) nor to end the run
+//     (the other ended it with no timer set, although a NIC frame could
+//     still wake the guest): the loop waits for the timer or an input that
+//     can wake the guest, and ends with ErrNoWake only when there is none.
+//   - A timer due whose interrupt is disabled is not waited on again and
+//     again: once the guest has run with it due and waits anyway, only an
+//     input can wake it.
+//   - What only one loop had is a hook for all: snapshots on a signal (Wake
+//     and Tick), a limit on instructions (Limit), heartbeats while idle
+//     (Timer and Tick), work that must not wait for the guest (Busy).
 package runloop
 
 import (

@@ -2,40 +2,14 @@ package virtio
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"ftvm/host"
+	"ftvm/internal/testsupport"
 	"ftvm/vm"
 )
-
-// memDisk is package vm's in-memory disk with the faults and counts the
-// tests need.
-type memDisk struct {
-	*vm.MemDisk
-	flushes int
-	failIO  bool
-}
-
-func newMemDisk(b []byte) *memDisk { return &memDisk{MemDisk: vm.NewMemDisk(b)} }
-
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	return m.MemDisk.ReadAt(p, off)
-}
-
-func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
-	if m.failIO {
-		return 0, errors.New("injected")
-	}
-	return m.MemDisk.WriteAt(p, off)
-}
-
-func (m *memDisk) Flush() error { m.flushes++; return nil }
 
 type blkEnv struct {
 	*driver
@@ -94,7 +68,7 @@ func pattern(n int, seed byte) []byte {
 }
 
 func TestBlockConfigAndFeatures(t *testing.T) {
-	e := newBlkEnv(t, newMemDisk(make([]byte, 1<<20+100)), false, 16)
+	e := newBlkEnv(t, testsupport.NewDisk(make([]byte, 1<<20+100)), false, 16)
 	if got := e.m.Read(regDeviceID, 4); got != DeviceIDBlock {
 		t.Fatalf("device id %d", got)
 	}
@@ -115,7 +89,7 @@ func TestBlockConfigAndFeatures(t *testing.T) {
 	if e.feats&blkFFlush == 0 || e.feats&blkFRO != 0 || e.feats&FeatureVersion1 == 0 {
 		t.Fatalf("features %#x", e.feats)
 	}
-	ro := newBlkEnv(t, newMemDisk(make([]byte, 4096)), true, 16)
+	ro := newBlkEnv(t, testsupport.NewDisk(make([]byte, 4096)), true, 16)
 	if ro.feats&blkFRO == 0 {
 		t.Fatalf("RO not offered")
 	}
@@ -155,10 +129,10 @@ func testBlockRoundTrip(t *testing.T, be vm.Disk) {
 }
 
 func TestBlockRoundTripMemory(t *testing.T) {
-	md := newMemDisk(make([]byte, 64<<10))
+	md := testsupport.NewDisk(make([]byte, 64<<10))
 	testBlockRoundTrip(t, md)
-	if md.flushes != 1 {
-		t.Fatalf("flushes %d", md.flushes)
+	if md.Flushes != 1 {
+		t.Fatalf("flushes %d", md.Flushes)
 	}
 }
 
@@ -182,7 +156,7 @@ func TestBlockRoundTripFile(t *testing.T) {
 }
 
 func TestBlockErrors(t *testing.T) {
-	md := newMemDisk(make([]byte, 16*512))
+	md := testsupport.NewDisk(make([]byte, 16*512))
 	e := newBlkEnv(t, md, false, 8)
 	cases := []struct {
 		name   string
@@ -216,16 +190,16 @@ func TestBlockErrors(t *testing.T) {
 		t.Fatalf("outside-RAM data: used %+v status %d", us, e.mem.bytes(sa, 1)[0])
 	}
 	// Backend failure.
-	md.failIO = true
+	md.FailReads, md.FailWrites = true, true
 	if st, _, _ := e.do(blkTIn, 0, nil, 512); st != blkSIOErr {
 		t.Fatalf("backend error: status %d", st)
 	}
-	md.failIO = false
+	md.FailReads, md.FailWrites = false, false
 	if e.needsReset() {
 		t.Fatalf("request errors must not need reset: %v", e.m.Err())
 	}
 	// Read-only device: write fails, data untouched.
-	md2 := newMemDisk(make([]byte, 4096))
+	md2 := testsupport.NewDisk(make([]byte, 4096))
 	ro := newBlkEnv(t, md2, true, 8)
 	if st, _, _ := ro.do(blkTOut, 0, pattern(512, 1), 512); st != blkSIOErr {
 		t.Fatalf("RO write status %d", st)
@@ -238,7 +212,7 @@ func TestBlockErrors(t *testing.T) {
 // TestBlockSplitDescriptors checks message framing independence (spec
 // 2.6.4): header split across descriptors, status sharing the data buffer.
 func TestBlockSplitDescriptors(t *testing.T) {
-	md := newMemDisk(pattern(8*512, 3))
+	md := testsupport.NewDisk(pattern(8*512, 3))
 	e := newBlkEnv(t, md, false, 8)
 	hdr := e.alloc(16, 16)
 	e.mem.w32(hdr, blkTIn)
@@ -256,7 +230,7 @@ func TestBlockSplitDescriptors(t *testing.T) {
 }
 
 func TestBlockIndirect(t *testing.T) {
-	md := newMemDisk(make([]byte, 8*512))
+	md := testsupport.NewDisk(make([]byte, 8*512))
 	e := newBlkEnv(t, md, false, 8)
 	if e.feats&FeatureIndirectDesc == 0 {
 		t.Fatalf("indirect not offered")
@@ -269,17 +243,10 @@ func TestBlockIndirect(t *testing.T) {
 	sa := e.alloc(1, 1)
 	// Indirect table of 4 entries, chained 0 -> 2 -> 1 -> 3.
 	tbl := e.alloc(64, 16)
-	ent := func(i int, a uint64, l uint32, fl, next uint16) {
-		p := tbl + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	ent(0, hdr, 16, descFNext, 2)
-	ent(2, data, 512, descFNext, 1)
-	ent(1, data+512, 512, descFNext, 3)
-	ent(3, sa, 1, descFWrite, 0)
+	e.mem.desc(tbl, 0, hdr, 16, descFNext, 2)
+	e.mem.desc(tbl, 2, data, 512, descFNext, 1)
+	e.mem.desc(tbl, 1, data+512, 512, descFNext, 3)
+	e.mem.desc(tbl, 3, sa, 1, descFWrite, 0)
 	head := e.add(0, buf{tbl, 64, false})
 	e.mem.w16(e.q[0].desc+16*uint64(head)+12, descFIndirect)
 	e.notify(0)
@@ -297,7 +264,7 @@ func TestBlockIndirect(t *testing.T) {
 // indirect table, all carrying data. It checks the work stays within the
 // documented bound and completes.
 func TestWorstCaseNotifyBounded(t *testing.T) {
-	md := newMemDisk(make([]byte, 1<<20))
+	md := testsupport.NewDisk(make([]byte, 1<<20))
 	e := newBlkEnv(t, md, false, 256)
 	q := e.q[0]
 	hdr := e.alloc(16, 16)
@@ -305,22 +272,15 @@ func TestWorstCaseNotifyBounded(t *testing.T) {
 	data := e.alloc(512, 8)
 	st := e.alloc(1, 1)
 	tbl := e.alloc(256*16, 16)
-	put := func(base uint64, i int, a uint64, l uint32, fl, next uint16) {
-		p := base + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
-	put(q.desc, 0, hdr, 16, descFNext, 1)
+	e.mem.desc(q.desc, 0, hdr, 16, descFNext, 1)
 	for i := 1; i < 255; i++ {
-		put(q.desc, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(q.desc, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(q.desc, 255, tbl, 256*16, descFIndirect, 0)
+	e.mem.desc(q.desc, 255, tbl, 256*16, descFIndirect, 0)
 	for i := range 255 {
-		put(tbl, i, data, 512, descFNext, uint16(i+1))
+		e.mem.desc(tbl, i, data, 512, descFNext, uint16(i+1))
 	}
-	put(tbl, 255, st, 1, descFWrite, 0)
+	e.mem.desc(tbl, 255, st, 1, descFWrite, 0)
 	for i := range 256 {
 		e.mem.w16(q.avail+4+2*uint64(i), 0)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // Fuzz geometry: a small RAM so random addresses often hit it.
@@ -31,7 +33,7 @@ type fuzzer struct {
 	m     *MMIO
 	blk   *Block
 	net   *Net
-	disk  *memDisk
+	disk  *testsupport.Disk
 	data  []byte
 	pos   int
 	heads [3]uint16 // next free descriptor index per queue for "post"
@@ -55,7 +57,7 @@ func (f *fuzzer) u32() uint32 { return uint32(f.u16()) | uint32(f.u16())<<16 }
 func (f *fuzzer) build() {
 	f.irq = &irqRec{}
 	if f.kind&1 == 0 {
-		f.disk = newMemDisk(make([]byte, 64<<10))
+		f.disk = testsupport.NewDisk(make([]byte, 64<<10))
 		f.blk = NewBlock(f.disk, f.kind&2 != 0)
 		f.m = NewMMIO(f.blk, f.mem, f.irq)
 	} else {

@@ -78,6 +78,16 @@ func (m *testMem) w64(a uint64, v uint64) {
 	o, _ := m.off(a, 8)
 	binary.LittleEndian.PutUint64(m.b[o:], v)
 }
+
+// desc writes descriptor i of the table at base.
+func (m *testMem) desc(base uint64, i int, addr uint64, length uint32, flags, next uint16) {
+	p := base + descSize*uint64(i)
+	m.w64(p, addr)
+	m.w32(p+8, length)
+	m.w16(p+12, flags)
+	m.w16(p+14, next)
+}
+
 func (m *testMem) bytes(a uint64, n int) []byte {
 	o, ok := m.off(a, n)
 	if !ok {

@@ -2,10 +2,12 @@ package virtio
 
 import (
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 func TestRegisters(t *testing.T) {
-	b := NewBlock(newMemDisk(make([]byte, 4096)), false)
+	b := NewBlock(testsupport.NewDisk(make([]byte, 4096)), false)
 	d := newDriver(t, b)
 	checks := []struct {
 		off  uint64
@@ -49,7 +51,7 @@ func TestRegisters(t *testing.T) {
 }
 
 func TestFeatureNegotiation(t *testing.T) {
-	b := NewBlock(newMemDisk(make([]byte, 4096)), false)
+	b := NewBlock(testsupport.NewDisk(make([]byte, 4096)), false)
 	d := newDriver(t, b)
 	neg := func(f uint64) bool {
 		d.w(regStatus, 0)
@@ -90,7 +92,7 @@ func TestFeatureNegotiation(t *testing.T) {
 }
 
 func TestQueueNotLiveBeforeDriverOK(t *testing.T) {
-	md := newMemDisk(make([]byte, 4096))
+	md := testsupport.NewDisk(make([]byte, 4096))
 	b := NewBlock(md, false)
 	d := newDriver(t, b)
 	d.handshake(^uint64(0), 8)
@@ -118,18 +120,18 @@ func TestQueueNotLiveBeforeDriverOK(t *testing.T) {
 	d.w(regQueueReady, 1)
 	e.req(blkTFlush, 0, nil, 0)
 	d.notify(0)
-	if len(d.used(0)) != 0 || md.flushes != 0 {
+	if len(d.used(0)) != 0 || md.Flushes != 0 {
 		t.Fatalf("request processed before DRIVER_OK")
 	}
 	// DRIVER_OK picks up the already-available request.
 	d.setStatus(StatusDriverOK)
-	if len(d.used(0)) != 1 || md.flushes != 1 {
+	if len(d.used(0)) != 1 || md.Flushes != 1 {
 		t.Fatalf("request not processed at DRIVER_OK")
 	}
 }
 
 func TestInterruptLevels(t *testing.T) {
-	e := newBlkEnv(t, newMemDisk(make([]byte, 4096)), false, 8)
+	e := newBlkEnv(t, testsupport.NewDisk(make([]byte, 4096)), false, 8)
 	if e.irq.level {
 		t.Fatalf("line high after handshake")
 	}
@@ -265,7 +267,7 @@ func TestStructuralErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			md := newMemDisk(make([]byte, 4096))
+			md := testsupport.NewDisk(make([]byte, 4096))
 			e := newBlkEnv(t, md, false, 8)
 			c.f(e)
 			e.ack()
@@ -279,7 +281,7 @@ func TestStructuralErrors(t *testing.T) {
 			if e.r(regInterruptStatus)&InterruptConfigChanged == 0 || !e.irq.level {
 				t.Fatalf("no config change interrupt")
 			}
-			if md.flushes != 0 {
+			if md.Flushes != 0 {
 				t.Fatalf("request executed")
 			}
 			// The device stays stopped until reset...
@@ -314,7 +316,7 @@ func TestQueueReadyValidation(t *testing.T) {
 		{"desc wraps", 8, ^uint64(0) &^ 15, 0x2000, 0x3000},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDriver(t, NewBlock(newMemDisk(make([]byte, 4096)), false))
+			d := newDriver(t, NewBlock(testsupport.NewDisk(make([]byte, 4096)), false))
 			d.setStatus(StatusAcknowledge | StatusDriver)
 			d.w(regQueueSel, 0)
 			d.w(regQueueNum, c.num)

@@ -3,6 +3,8 @@ package virtio
 import (
 	"bytes"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // floodBlock posts n block requests of MaxBlockRequest bytes each: every
@@ -16,27 +18,20 @@ func floodBlock(e *blkEnv, typ uint32, n int) (data, status uint64) {
 	data = e.alloc(BlockSizeMax, 8)
 	status = e.alloc(1, 1)
 	tbl := e.alloc(16*(BlockSegMax+2), 16)
-	put := func(base uint64, i int, a uint64, l uint32, fl, next uint16) {
-		p := base + 16*uint64(i)
-		e.mem.w64(p, a)
-		e.mem.w32(p+8, l)
-		e.mem.w16(p+12, fl)
-		e.mem.w16(p+14, next)
-	}
 	dataFlag := uint16(descFNext)
 	if typ == blkTIn {
 		dataFlag |= descFWrite
 	}
-	put(tbl, 0, hdr, 16, descFNext, 1)
+	e.mem.desc(tbl, 0, hdr, 16, descFNext, 1)
 	for i := 1; i <= BlockSegMax; i++ {
-		put(tbl, i, data, BlockSizeMax, dataFlag, uint16(i+1))
+		e.mem.desc(tbl, i, data, BlockSizeMax, dataFlag, uint16(i+1))
 	}
-	put(tbl, BlockSegMax+1, status, 1, descFWrite, 0)
+	e.mem.desc(tbl, BlockSegMax+1, status, 1, descFWrite, 0)
 	for i := range n {
 		head := q.free[len(q.free)-1]
 		q.free = q.free[:len(q.free)-1]
 		q.chains[head] = []uint16{head}
-		put(q.desc, int(head), tbl, 16*(BlockSegMax+2), descFIndirect, 0)
+		e.mem.desc(q.desc, int(head), tbl, 16*(BlockSegMax+2), descFIndirect, 0)
 		e.mem.w16(q.avail+4+2*uint64((int(q.availIdx)+i)%int(q.num)), head)
 	}
 	q.availIdx += uint16(n)
@@ -51,7 +46,7 @@ func floodBlock(e *blkEnv, typ uint32, n int) (data, status uint64) {
 // resumes at the transport's Deadline, all requests complete, and a
 // legitimate request made behind them completes too.
 func TestPacedNotifyBounded(t *testing.T) {
-	disk := newMemDisk(bytes.Repeat([]byte{0xa5}, MaxBlockRequest))
+	disk := testsupport.NewDisk(bytes.Repeat([]byte{0xa5}, MaxBlockRequest))
 	e := newBlkEnv(t, disk, false, 256)
 	var now uint64
 	changed := 0

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // TestBlockStateMidQueue saves a block device with requests made available
@@ -12,7 +14,7 @@ import (
 // guest memory and disk, and checks that Kick completes them exactly as
 // the original would, with the pending interrupt re-raised.
 func TestBlockStateMidQueue(t *testing.T) {
-	md := newMemDisk(pattern(16*512, 1))
+	md := testsupport.NewDisk(pattern(16*512, 1))
 	e := newBlkEnv(t, md, false, 8)
 	// One completed request, interrupt left unacknowledged.
 	if st, _, _ := e.do(blkTOut, 2, pattern(512, 7), 512); st != blkSOK {
@@ -24,7 +26,7 @@ func TestBlockStateMidQueue(t *testing.T) {
 
 	ms, bs := e.m.State(), e.blk.State()
 	mem2 := e.mem.clone()
-	md2 := newMemDisk(append([]byte(nil), md.Bytes()...))
+	md2 := testsupport.NewDisk(append([]byte(nil), md.Bytes()...))
 	irq2 := &irqRec{}
 	b2 := NewBlock(md2, false)
 	m2 := NewMMIO(b2, mem2, irq2)
@@ -106,7 +108,7 @@ func (n *Net) ReadConfigStatus() uint16 {
 }
 
 func TestSetStateValidation(t *testing.T) {
-	e := newBlkEnv(t, newMemDisk(make([]byte, 4096)), false, 8)
+	e := newBlkEnv(t, testsupport.NewDisk(make([]byte, 4096)), false, 8)
 	good := e.m.State()
 	bad := []func(s *MMIOState){
 		func(s *MMIOState) { s.Queues = nil },

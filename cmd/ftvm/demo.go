@@ -1,23 +1,18 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
-	"ftvm/guest/workload"
+	"ftvm/demo"
 	"ftvm/host"
-	"ftvm/replication"
 )
 
-// cmdDemo shows the mission on one machine without root: a witness, a
-// virtual switch with a port forward, a primary and a backup running the
-// default guest, a client writing to its key-value server, the primary
-// killed, the backup taking over, and a new backup joining it.
+// cmdDemo runs package demo: the fault tolerance shown on one machine
+// without root.
 func cmdDemo(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "", "working `dir`ectory for keys, disks and logs (default: a new temporary one, removed at the end)")
@@ -31,6 +26,9 @@ func cmdDemo(args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo takes no arguments (got %q)", fs.Args())
 	}
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
@@ -48,110 +46,9 @@ func cmdDemo(args []string) error {
 	} else if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	start := time.Now()
-	say := func(format string, args ...any) {
-		fmt.Printf("[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	c, err := startCluster(*dir, *timeout, "a", "b", "c")
+	ftvm, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's key-value server 10.0.2.15:6379",
-		c.arbiter, c.swAddr, c.fwd)
-
-	a, err := c.replica("primary", "a")
-	if err != nil {
-		return err
-	}
-	say("primary a: booting the default guest (console and log: %s)", a.log)
-	conn, err := dialRetry(c.fwd, 60*time.Second)
-	if err != nil {
-		return fmt.Errorf("the guest's key-value server never answered: %w\n%s", err, a.logTail(20))
-	}
-	defer conn.Close()
-	say("guest's key-value server up")
-
-	b, err := c.replica("backup", "b", "-join", a.listen)
-	if err != nil {
-		return err
-	}
-	if _, err := b.waitStatus("following the primary", 60*time.Second, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
-		return err
-	}
-	st, _ := fetchStatus(a.http)
-	say("backup b joined (live state transfer); view %s", st.View)
-
-	writes := workload.NewWrites("demo:")
-	wctx, stopWrites := context.WithCancel(context.Background())
-	defer stopWrites()
-	done := make(chan struct{})
-	conn.SetDeadline(time.Now().Add(*before + *after + 60*time.Second))
-	go func() {
-		defer close(done)
-		writes.Run(wctx, conn, 0)
-	}()
-	say("client: numbered writes (INCR) on one TCP connection through the switch")
-	time.Sleep(*before)
-	st, _ = fetchStatus(a.http)
-	say("client: %d writes acknowledged; log %s; backup %d instructions behind", writes.Progress.Load(), rate(st.LogRate), st.LagInsns)
-
-	killed := time.Now()
-	if *fault == "kill" {
-		a.cmd.Process.Kill()
-		say("primary a killed (SIGKILL)")
-	} else {
-		a.cmd.Process.Signal(syscall.SIGSTOP)
-		say("primary a frozen (SIGSTOP)")
-	}
-	bst, err := b.waitStatus("live", 60*time.Second, func(s replication.Status) bool { return s.Role == "primary" })
-	if err != nil {
-		return err
-	}
-	say("backup b: primary lost, won the arbitration, live; view %s", bst.View)
-	time.Sleep(*after)
-	stopWrites()
-	<-done
-	if writes.Err != nil {
-		return fmt.Errorf("the client's connection did not survive: %w", writes.Err)
-	}
-	verr := writes.Verify(conn)
-	say("client: %d writes acknowledged in all, on the same connection", writes.Acked)
-
-	cp, err := c.replica("backup", "c", "-join", b.listen)
-	if err != nil {
-		return err
-	}
-	if _, err := cp.waitStatus("following the new primary", 60*time.Second, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
-		return err
-	}
-	bst2, _ := fetchStatus(b.http)
-	say("new backup c joined b: protected again; view %s", bst2.View)
-
-	fmt.Println("\nwhat happened")
-	row := func(k string, v any) { fmt.Printf("  %-58s %v\n", k, v) }
-	row(fmt.Sprintf("detection (%s to the backup declaring the primary lost)", *fault), bst.FailoverDetected.Sub(killed).Round(time.Millisecond))
-	row("takeover (declared lost to live, arbitration included)", bst.FailoverLive.Sub(bst.FailoverDetected).Round(time.Millisecond))
-	row("kill to the first request served by the new primary", firstServed(writes, killed).Round(time.Millisecond))
-	row("longest pause the client saw (one write)", writes.MaxLatency.Round(time.Millisecond))
-	row("write latency p50 / p99", fmt.Sprintf("%v / %v", writes.Percentile(50).Round(10*time.Microsecond), writes.Percentile(99).Round(10*time.Microsecond)))
-	row("writes acknowledged", writes.Acked)
-	if verr != nil {
-		row("CHECK FAILED", verr)
-		return verr
-	}
-	row("acknowledged writes lost / applied twice", "0 / 0 (all read back)")
-	row("client reconnections", 0)
-	row("re-protected by", "c")
-	return nil
-}
-
-// firstServed is the time from t to the acknowledgement of the first
-// write issued after t (0 if there was none).
-func firstServed(w *workload.Writes, t time.Time) time.Duration {
-	at, ok := w.FirstIssuedAfter(t)
-	if !ok {
-		return 0
-	}
-	return at.Sub(t)
+	return demo.Run(demo.Options{Dir: *dir, Ftvm: ftvm, Before: *before, After: *after, Fault: *fault, Timeout: *timeout, Out: os.Stdout})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,7 +193,7 @@ func TestFailoverTrials(t *testing.T) {
 		if err := res.Verify(conn); err != nil {
 			t.Fatalf("trial %d: %v", i, err)
 		}
-		first := firstServed(res, killed)
+		first := res.FirstServedAfter(killed)
 		pauses = append(pauses, first)
 		t.Logf("trial %d (%d harts): killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
 			i, smp, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
@@ -368,6 +369,42 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("no %q in the demo's report:\n%s", want, out)
 		}
 	}
+}
+
+// TestDemoFreeze runs the demo with the primary frozen (SIGSTOP) instead
+// of killed: its kernel keeps the connections open, so only the silence
+// of its heartbeats (sent by its driver, which freezes with the process)
+// can reveal it. The backup must take over after about the heartbeat
+// timeout, with no acknowledged write lost.
+func TestDemoFreeze(t *testing.T) {
+	testsupport.GuestFiles(t)
+	ftvm, _ := buildBinaries(t)
+	const timeout = 500 * time.Millisecond
+	out, err := exec.Command(ftvm, "demo", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ftvm demo -fault freeze: %v\n%s", err, out)
+	}
+	for _, want := range []string{"primary a frozen (SIGSTOP)", "backup b: primary lost, won the arbitration, live",
+		"new backup c joined b", "0 / 0 (all read back)"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("no %q in the demo's report:\n%s", want, out)
+		}
+	}
+	m := regexp.MustCompile(`detection \(freeze to the backup declaring the primary lost\)\s+(\S+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no detection time in the demo's report:\n%s", out)
+	}
+	d, err := time.ParseDuration(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Detected by the timeout (counted from the last message heard, up to
+	// a heartbeat before the freeze), not by a closed connection, and not
+	// much later than it.
+	if d < timeout*8/10 || d > 10*timeout {
+		t.Fatalf("a frozen primary was detected after %v; the timeout is %v:\n%s", d, timeout, out)
+	}
+	t.Logf("frozen primary detected after %v", d)
 }
 
 // TestPairDisksIdentical: the backup's guest writes the same blocks as the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"ftvm/gdbtarget"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/replay"
@@ -41,6 +42,12 @@ func cmdRecord(args []string) error {
 	if err := vf.deterministic("record"); err != nil {
 		return err
 	}
+	if fs.NArg() > 1 {
+		return errors.New("record takes at most one program")
+	}
+	if err := vf.check(given(fs), fs.Arg(0), *restore); err != nil {
+		return err
+	}
 	var cfg machine.Config
 	var hdr eventlog.Header
 	var err error
@@ -65,14 +72,17 @@ func cmdRecord(args []string) error {
 		if m, err = restoreMachine(*restore, vf, cfg.Outputs); err != nil {
 			return err
 		}
+		if err := vf.checkRestored(m, *restore); err != nil {
+			return err
+		}
 		if hdr, err = machinelog.SnapshotHeader(*restore, m); err != nil {
 			return err
 		}
 	} else if m, err = machine.New(cfg); err != nil {
 		return err
 	}
-	if cfg.Net {
-		hdr.MAC = cfg.MAC
+	if m.HasNet() {
+		hdr.MAC = m.MAC()
 	}
 	lf, err := machinelog.Create(*out, hdr, m, *every)
 	if err != nil {
@@ -95,8 +105,10 @@ func cmdRecord(args []string) error {
 	lc.After = func(r vm.StopReason) error {
 		// The log first: what the guest printed is shown only once the
 		// file holds the run that far.
-		err := lf.After(r, h.out.Buffered() > 0)
-		h.flush()
+		show, err := lf.After(r, h.out.Buffered() > 0)
+		if show {
+			h.flush()
+		}
 		return err
 	}
 	reason, lerr := runloop.Run(lc)
@@ -133,7 +145,7 @@ func cmdReplay(args []string) error {
 	fs.StringVar(&im.Snapshot, "restore", "", "the snapshot `file` the recording started from")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
-	ckEvery := fs.Uint64("checkpoint-every", gdbCheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
+	ckEvery := fs.Uint64("checkpoint-every", gdbtarget.CheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
 	gdbAddr := gdbFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest. A log cut short (its\nrecorder killed) is replayed up to its last complete record.")
@@ -145,6 +157,11 @@ func cmdReplay(args []string) error {
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return errors.New("replay takes one log file")
+	}
+	if *gdbAddr == "" {
+		if err := notWith(given(fs), "checkpoints serve reverse execution under -gdb", "checkpoint-every"); err != nil {
+			return err
+		}
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -175,7 +192,7 @@ func cmdReplay(args []string) error {
 	if tl, err = replay.NewTimeline(m, rd, opts); err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
-	err = replayGDB(*gdbAddr, m, tl, con.Flush)
+	err = gdbtarget.Replay(*gdbAddr, m, tl, con.Flush, os.Stderr)
 	con.Flush()
 	el := time.Since(start)
 	if err != nil {

@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
-	"ftvm/internal/testsupport"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"ftvm/internal/testsupport"
 )
 
 // TestRecordSignals: SIGINT and SIGTERM end a real `ftvm record` cleanly:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,14 +15,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"ftvm/host"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/migrate"
+	"ftvm/monitor"
 	"ftvm/replication"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -132,7 +130,7 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 		if err != nil {
 			return fmt.Errorf("-http: %w", err)
 		}
-		srv := &http.Server{Handler: statusHandler(rep), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: monitor.Replica(rep), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(hl)
 		defer srv.Close()
 	}
@@ -144,6 +142,9 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 	fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
 	if errors.Is(err, context.Canceled) {
 		return nil
+	}
+	if err == nil && reason == vm.StopLockup {
+		return fmt.Errorf("after %d instructions: %w", st.Instret, runloop.ErrLockup)
 	}
 	return err
 }
@@ -165,6 +166,9 @@ func cmdPrimary(args []string) error {
 		return errors.New("primary takes no arguments")
 	}
 	if err := vf.deterministic("primary"); err != nil {
+		return err
+	}
+	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
 	cfg, err := vf.config("")
@@ -220,6 +224,11 @@ func cmdBackup(args []string) error {
 	if *join == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return errors.New("backup needs -join and takes no arguments")
+	}
+	if vf.net == "" {
+		if err := notWith(given(fs), "it must match the primary's guest NIC, and this backup has none without -net", "mac"); err != nil {
+			return err
+		}
 	}
 	rc, err := rf.replicaConfig()
 	if err != nil {
@@ -283,59 +292,4 @@ func cmdKeys(args []string) error {
 		return errors.New("keys needs -dir and at least one replica id")
 	}
 	return replication.GenerateKeys(*dir, *cluster, fs.Args()...)
-}
-
-// statusHandler serves a replica's status as JSON and as Prometheus
-// metrics.
-func statusHandler(rep *replication.Replica) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(statusCollector{rep})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(rep.Status())
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
-}
-
-var (
-	descInstret   = prometheus.NewDesc("ftvm_instructions", "Guest instructions executed (replayed, on a backup).", nil, nil)
-	descLagInsns  = prometheus.NewDesc("ftvm_replication_lag_instructions", "Instructions the backup trails the primary by.", nil, nil)
-	descLagBytes  = prometheus.NewDesc("ftvm_replication_lag_bytes", "Log bytes sent and not yet acknowledged.", nil, nil)
-	descLogBytes  = prometheus.NewDesc("ftvm_replication_log_bytes", "Log bytes sent (primary) or received (backup) on the current link.", nil, nil)
-	descLogFrames = prometheus.NewDesc("ftvm_replication_log_frames", "Log records on the current link.", nil, nil)
-	descHeld      = prometheus.NewDesc("ftvm_replication_held_outputs", "Outputs waiting for the backup's acknowledgement.", nil, nil)
-	descHeartbeat = prometheus.NewDesc("ftvm_replication_heartbeat_age_seconds", "Time since the peer was last heard from.", nil, nil)
-	descFailovers = prometheus.NewDesc("ftvm_replication_failovers", "Times this replica went live after its primary died.", nil, nil)
-	descGen       = prometheus.NewDesc("ftvm_replication_view_generation", "Generation of the pair's view at the arbiter.", nil, nil)
-	descRole      = prometheus.NewDesc("ftvm_replication_role", "1 for the replica's current role.", []string{"role"}, nil)
-)
-
-// statusCollector turns a replica's status into metrics at scrape time.
-type statusCollector struct{ rep *replication.Replica }
-
-func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInstret, descLagInsns, descLagBytes, descLogBytes, descLogFrames, descHeld, descHeartbeat, descFailovers, descGen, descRole} {
-		ch <- d
-	}
-}
-
-func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.rep.Status()
-	g := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	ch <- prometheus.MustNewConstMetric(descInstret, prometheus.CounterValue, float64(s.Instret))
-	g(descLagInsns, float64(s.LagInsns))
-	g(descLagBytes, float64(s.LagBytes))
-	g(descLogBytes, float64(s.LogBytes))
-	g(descLogFrames, float64(s.LogFrames))
-	g(descHeld, float64(s.HeldOutputs))
-	if !s.LastHeartbeat.IsZero() {
-		g(descHeartbeat, time.Since(s.LastHeartbeat).Seconds())
-	}
-	ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(s.Failovers))
-	g(descGen, float64(s.View.Generation))
-	g(descRole, 1, s.Role)
 }

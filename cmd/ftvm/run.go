@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"ftvm/gdbtarget"
 	"ftvm/host"
 	"ftvm/host/netdev"
 	"ftvm/machine"
@@ -62,6 +63,64 @@ func (f *vmFlags) deterministic(cmd string) error {
 	return nil
 }
 
+// given is the set of flags given on the command line.
+func given(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// notWith refuses the flags among names that were given, saying why they
+// do not apply.
+func notWith(set map[string]bool, why string, names ...string) error {
+	var bad []string
+	for _, n := range names {
+		if set[n] {
+			bad = append(bad, "-"+n)
+		}
+	}
+	switch len(bad) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%s does not apply: %s", bad[0], why)
+	}
+	return fmt.Errorf("%s do not apply: %s", strings.Join(bad, ", "), why)
+}
+
+// check refuses the machine flags that do not apply to how the machine
+// starts: from a bare-metal program, from a snapshot (restore), or by
+// booting a kernel (neither). It reads no file.
+func (f *vmFlags) check(set map[string]bool, program, restore string) error {
+	if set["m"] && (f.memMiB < 16 || f.memMiB > 16384) {
+		return fmt.Errorf("-m %d: the guest's memory in MiB, from 16 to 16384", f.memMiB)
+	}
+	if f.net == "" {
+		if err := notWith(set, "it is the address of the guest's network device, and there is none without -net", "mac"); err != nil {
+			return err
+		}
+	}
+	if f.disk == "" {
+		if err := notWith(set, "there is no disk without -disk", "disk-ro"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case restore != "" && program != "":
+		return errors.New("give either a program or -restore, not both")
+	case restore != "":
+		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC and harts",
+			"kernel", "initrd", "append", "m", "dtb", "mac", "smp", "quantum"); err != nil {
+			return err
+		}
+		return notWith(set, "restoring writes the snapshot's disk contents to the -disk file (without -disk the guest runs on a copy in memory)", "disk-ro")
+	case program != "":
+		return notWith(set, "a bare-metal program is loaded alone, with no kernel, initramfs, command line, device tree or disk",
+			"kernel", "initrd", "append", "dtb", "disk", "disk-ro")
+	}
+	return nil
+}
+
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg := machine.Config{MemoryMiB: f.memMiB, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
@@ -73,10 +132,7 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	}
 	var err error
 	if program != "" {
-		if f.kernel != "" {
-			return cfg, errors.New("give either a bare-metal program or -kernel, not both")
-		}
-		if cfg.ELF, err = os.ReadFile(program); err != nil {
+		if cfg.ELF, err = host.ReadImage(program); err != nil {
 			return cfg, fmt.Errorf("program: %w", err)
 		}
 		return cfg, nil
@@ -91,11 +147,11 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
 		}
 	}
-	if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+	if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
 	}
 	if initrd != "" {
-		if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+		if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 			return cfg, fmt.Errorf("initrd: %w", err)
 		}
 	}
@@ -104,7 +160,7 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		cfg.Cmdline = defaultCmdline
 	}
 	if f.dtb != "" {
-		if cfg.DTB, err = os.ReadFile(f.dtb); err != nil {
+		if cfg.DTB, err = host.ReadImage(f.dtb); err != nil {
 			return cfg, fmt.Errorf("dtb: %w", err)
 		}
 	}
@@ -116,6 +172,15 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		cfg.Disk, cfg.DiskReadOnly = d, f.diskRO
 	}
 	return cfg, nil
+}
+
+// checkRestored refuses -net for a machine restored (from the snapshot
+// restore, "" for none) without a network device.
+func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
+	if restore != "" && f.net != "" && !m.HasNet() {
+		return fmt.Errorf("-net: the machine in %s has no network device", restore)
+	}
+	return nil
 }
 
 // restoreMachine starts a machine from a snapshot file. With -disk, the
@@ -167,7 +232,7 @@ func (f *vmFlags) attachHost(cfg *machine.Config) (*hostIO, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	out := bufio.NewWriterSize(os.Stdout, 1<<20) // record may hold output for a few slices
 	h := &hostIO{net: nb, out: out}
 	cfg.Outputs.Console = func(_ uint64, b []byte) { out.Write(b) }
 	restore := func() {}
@@ -262,6 +327,20 @@ func cmdRun(args []string) error {
 	if *snapAt != 0 && *snapOut == "" {
 		return errors.New("-snapshot-at needs -snapshot FILE")
 	}
+	set := given(fs)
+	if err := vf.check(set, fs.Arg(0), *restore); err != nil {
+		return err
+	}
+	switch {
+	case fs.Arg(0) != "":
+		if err := notWith(set, "a bare-metal program is never restarted and has no device tree", "no-reboot", "dump-dtb"); err != nil {
+			return err
+		}
+	case *restore != "":
+		if err := notWith(set, "a restored machine keeps the device tree it was booted with", "dump-dtb"); err != nil {
+			return err
+		}
+	}
 	var cfg machine.Config
 	var err error
 	if *restore == "" {
@@ -274,7 +353,7 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer release()
-	gs, err := listenGDB(*gdbAddr, h.flush)
+	gs, err := gdbtarget.Listen(*gdbAddr, h.flush, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -285,6 +364,9 @@ func cmdRun(args []string) error {
 		m, err = machine.New(cfg)
 	}
 	if err != nil {
+		return err
+	}
+	if err := vf.checkRestored(m, *restore); err != nil {
 		return err
 	}
 	if *dumpDTB != "" {
@@ -320,7 +402,7 @@ func cmdRun(args []string) error {
 	}
 	start := time.Now()
 	run := func() (vm.StopReason, error) {
-		e, err := gs.engine(m)
+		e, err := gs.Engine(m)
 		if err != nil {
 			return vm.StopLimit, err
 		}
@@ -331,6 +413,10 @@ func cmdRun(args []string) error {
 	reason, err := run()
 	for err == nil && reason == vm.StopReboot && !*noReboot && cfg.ELF == nil {
 		h.flush()
+		if *restore != "" {
+			fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; a machine restored from a snapshot is not restarted (its images are not known)\r\n", m.Instret())
+			break
+		}
 		fmt.Fprintf(os.Stderr, "\r\nftvm: guest rebooted after %d instructions; restarting\r\n", m.Instret())
 		if m, err = m.Restart(cfg); err != nil {
 			return err
@@ -338,7 +424,7 @@ func cmdRun(args []string) error {
 		reason, err = run()
 	}
 	h.flush()
-	if gerr := gs.finish(); gerr != nil {
+	if gerr := gs.Finish(); gerr != nil {
 		return gerr
 	}
 	elapsed := time.Since(start)

@@ -15,11 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"ftvm/host/netdev"
 	"ftvm/host/vswitch"
+	"ftvm/monitor"
 )
 
 // forwardFlags collects repeated -forward flags.
@@ -101,11 +99,7 @@ func cmdSwitch(args []string) error {
 		if err != nil {
 			return fmt.Errorf("-http: %w", err)
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(switchCollector{sw})
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: monitor.Switch(sw), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(hl)
 		defer srv.Close()
 	}
@@ -146,65 +140,8 @@ func logStats(log *slog.Logger, st vswitch.Stats) {
 	}
 }
 
-var (
-	descPortFrames  = prometheus.NewDesc("ftvm_switch_port_frames", "Frames through a switch port.", []string{"port", "direction"}, nil)
-	descPortBytes   = prometheus.NewDesc("ftvm_switch_port_bytes", "Bytes through a switch port.", []string{"port", "direction"}, nil)
-	descPortDropped = prometheus.NewDesc("ftvm_switch_port_dropped_frames", "Frames for a port that it could not take at once.", []string{"port"}, nil)
-	descMACs        = prometheus.NewDesc("ftvm_switch_macs", "MAC addresses the switch has learnt.", nil, nil)
-	descMACMoves    = prometheus.NewDesc("ftvm_switch_mac_moves", "Times a learnt MAC appeared on another port (a failover's announcement).", nil, nil)
-	descFwdActive   = prometheus.NewDesc("ftvm_switch_forward_connections", "Forwarded connections open now.", []string{"forward"}, nil)
-	descFwdAccepted = prometheus.NewDesc("ftvm_switch_forward_accepted", "Forwarded connections accepted.", []string{"forward"}, nil)
-	descRetransmits = prometheus.NewDesc("ftvm_switch_tcp_retransmits", "TCP segments the switch's stack retransmitted to guests.", nil, nil)
-)
-
-// switchCollector turns the switch's counters into metrics at scrape time.
-type switchCollector struct{ sw *vswitch.Switch }
-
-func (c switchCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPortFrames, descPortBytes, descPortDropped, descMACs, descMACMoves, descFwdActive, descFwdAccepted, descRetransmits} {
-		ch <- d
-	}
-}
-
-func (c switchCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.sw.Stats()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	for _, p := range st.Ports {
-		counter(descPortFrames, p.FramesIn, p.Name, "in")
-		counter(descPortFrames, p.FramesOut, p.Name, "out")
-		counter(descPortBytes, p.BytesIn, p.Name, "in")
-		counter(descPortBytes, p.BytesOut, p.Name, "out")
-		counter(descPortDropped, p.Dropped, p.Name)
-	}
-	ch <- prometheus.MustNewConstMetric(descMACs, prometheus.GaugeValue, float64(st.MACs))
-	counter(descMACMoves, st.MACMoves)
-	for _, f := range st.Forwards {
-		name := f.Listen + "=" + f.Forward.Guest.String()
-		ch <- prometheus.MustNewConstMetric(descFwdActive, prometheus.GaugeValue, float64(f.Active), name)
-		counter(descFwdAccepted, f.Accepted, name)
-	}
-	counter(descRetransmits, st.TCPRetransmits)
-}
-
-// announceDelays is when the announcement is repeated after the first
-// one, following QEMU's announce-self defaults (5 rounds, 50 ms then 100 ms
-// more each time), so a lost frame or a switch that is slow to learn does
-// not leave the guest unreachable.
-var announceDelays = []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 250 * time.Millisecond, 350 * time.Millisecond}
-
-// announce tells the network that mac is now behind nb: one frame now,
-// before the guest runs, and the repeats from a goroutine (both backends'
-// Transmit are safe to call concurrently with the machine's).
+// announce tells the network that mac is now behind nb, and the user.
 func announce(nb netdev.Backend, mac [6]byte) {
-	f := netdev.Announce(mac)
-	nb.Transmit(f)
-	go func() {
-		for _, d := range announceDelays {
-			time.Sleep(d)
-			nb.Transmit(f)
-		}
-	}()
+	netdev.AnnounceSelf(nb, mac)
 	fmt.Fprintf(os.Stderr, "ftvm: announced %v on the network\r\n", net.HardwareAddr(mac[:]))
 }

@@ -119,10 +119,7 @@ func TestSwitchFlags(t *testing.T) {
 func TestServeOverSwitch(t *testing.T) {
 	testsupport.GuestFiles(t)
 	ftvm, wl := buildBinaries(t)
-	metricsAddr, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	metricsAddr := freeAddr(t)
 	sw, listen, forward := startSwitch(t, ftvm, "-http", metricsAddr)
 	vm := startVM(t, ftvm, "run", "-net", "switch:"+listen, "-disk", newDisk(t, "disk.img"))
 	vm.waitFor(t, "listening on", 60*time.Second)
@@ -263,10 +260,7 @@ func TestMeasureSwitch(t *testing.T) {
 	}
 	testsupport.GuestFiles(t)
 	ftvm, wl := buildBinaries(t)
-	metricsAddr, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	metricsAddr := freeAddr(t)
 	sw, listen, forward := startSwitch(t, ftvm, "-http", metricsAddr)
 	vm := startVM(t, ftvm, "run", "-net", "switch:"+listen, "-disk", newDisk(t, "disk.img"))
 	vm.waitFor(t, "listening on", 60*time.Second)

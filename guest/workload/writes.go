@@ -83,25 +83,48 @@ func (w *Writes) Run(ctx context.Context, c io.ReadWriter, n int) {
 // Verify reads every key back on c: each acknowledged write must be there
 // exactly once (value 1), the one in flight may be there once or not at all.
 func (w *Writes) Verify(c io.ReadWriter) error {
+	rb, err := w.ReadBack(c)
+	if err != nil {
+		return err
+	}
+	return rb.Err()
+}
+
+// ReadBack is what reading every write back found.
+type ReadBack struct {
+	Read  int   // writes read back (every one sent)
+	Lost  []int // acknowledged writes that are not there
+	Twice []int // writes applied more than once
+}
+
+// Err describes lost and duplicated writes (nil: none).
+func (r ReadBack) Err() error {
+	if len(r.Lost) > 0 || len(r.Twice) > 0 {
+		return fmt.Errorf("%d acknowledged writes lost (%v), %d applied more than once (%v)", len(r.Lost), head(r.Lost), len(r.Twice), head(r.Twice))
+	}
+	return nil
+}
+
+// ReadBack reads every write sent back on c and counts the acknowledged
+// ones that are missing and those applied more than once.
+func (w *Writes) ReadBack(c io.ReadWriter) (ReadBack, error) {
 	cl := NewClient(c)
-	var lost, twice []int
+	var r ReadBack
 	for i := 0; i < w.Sent; i++ {
 		got, err := cl.Do("GET", w.key(i))
 		switch {
 		case errors.Is(err, ErrNil):
 			if i < w.Acked {
-				lost = append(lost, i)
+				r.Lost = append(r.Lost, i)
 			}
 		case err != nil:
-			return fmt.Errorf("reading back write %d: %w", i, err)
+			return r, fmt.Errorf("reading back write %d: %w", i, err)
 		case got != "1":
-			twice = append(twice, i)
+			r.Twice = append(r.Twice, i)
 		}
+		r.Read++
 	}
-	if len(lost) > 0 || len(twice) > 0 {
-		return fmt.Errorf("%d acknowledged writes lost (%v), %d applied more than once (%v)", len(lost), head(lost), len(twice), head(twice))
-	}
-	return nil
+	return r, nil
 }
 
 func head(l []int) []int {
@@ -137,4 +160,14 @@ func (w *Writes) FirstIssuedAfter(t time.Time) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// FirstServedAfter is how long after t the first write issued after t was
+// acknowledged (0 if none was).
+func (w *Writes) FirstServedAfter(t time.Time) time.Duration {
+	at, ok := w.FirstIssuedAfter(t)
+	if !ok {
+		return 0
+	}
+	return at.Sub(t)
 }

@@ -3,6 +3,7 @@ package netdev
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 func TestPipe(t *testing.T) {
@@ -53,5 +54,33 @@ func TestPipe(t *testing.T) {
 	a.Transmit([]byte{1})
 	if b.Pending() > 3 {
 		t.Fatalf("frame accepted by closed end")
+	}
+}
+
+// TestAnnounceSelf: five RARP announcements of the MAC, the first at once
+// and the last within a second.
+func TestAnnounceSelf(t *testing.T) {
+	a, b := NewPipe()
+	mac := [6]byte{0x52, 0x54, 0, 1, 2, 3}
+	start := time.Now()
+	AnnounceSelf(a, mac)
+	if f, ok := b.TryReceive(); !ok || !bytes.Equal(f, Announce(mac)) {
+		t.Fatalf("first announcement: %x, %v", f, ok)
+	}
+	for n := 1; n < 5; {
+		select {
+		case <-b.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d announcements after %v, want 5", n, time.Since(start))
+		}
+		for f, ok := b.TryReceive(); ok; f, ok = b.TryReceive() {
+			if !bytes.Equal(f, Announce(mac)) {
+				t.Fatalf("announcement %d: %x", n, f)
+			}
+			n++
+		}
+	}
+	if el := time.Since(start); el < 700*time.Millisecond {
+		t.Errorf("five announcements within %v: repeats too early", el)
 	}
 }

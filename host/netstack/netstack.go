@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -232,6 +233,15 @@ func (i *Stack) Dial(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, e
 		return nil, errors.New(terr.String())
 	}
 	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// Listen opens a TCP listener on port of the stack's address.
+func (i *Stack) Listen(port uint16) (net.Listener, error) {
+	l, err := gonet.ListenTCP(i.stack, tcpip.FullAddress{NIC: nicID, Port: port}, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, fmt.Errorf("netstack listen on port %d: %w", port, err)
+	}
+	return l, nil
 }
 
 // TCPCounters reports the stack's retransmissions and timed-out

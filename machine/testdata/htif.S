@@ -41,10 +41,4 @@ magic:	.space 64
 	.space 1024
 stack_top:
 
-	.section .tohost, "aw", @progbits
-	.align 6
-	.globl tohost
-tohost:	.dword 0
-	.align 6
-	.globl fromhost
-fromhost: .dword 0
+#include "tohost.h"

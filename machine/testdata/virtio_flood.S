@@ -120,10 +120,4 @@ status:
 buf:
 	.space 65536
 
-	.section .tohost, "aw", @progbits
-	.align 6
-	.globl tohost
-tohost:	.dword 0
-	.align 6
-	.globl fromhost
-fromhost: .dword 0
+#include "tohost.h"

@@ -6,18 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ftvm/internal/testsupport"
 )
 
 // TestAsm disassembles every instruction form the assembler emits with
 // GNU objdump and compares the text with what was meant.
 func TestAsm(t *testing.T) {
-	objdump, err := exec.LookPath("objdump")
-	if err != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatal("objdump not found (Debian: binutils)")
-		}
-		t.Skip("objdump not found (Debian: binutils)")
-	}
+	objdump := testsupport.Tool(t, "objdump", "binutils")
 	cases := []struct {
 		emit func(a *asm)
 		want string

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"ftvm/internal/testsupport"
 	"ftvm/riscv"
 )
 
@@ -157,14 +158,7 @@ func stateDiff(a, b riscv.State) string {
 // gcc-riscv64-linux-gnu), like package riscv's.
 func crossTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath("riscv64-linux-gnu-" + name)
-	if err != nil {
-		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
-			t.Fatalf("riscv64-linux-gnu-%s not found (Debian: gcc-riscv64-linux-gnu)", name)
-		}
-		t.Skipf("riscv64-linux-gnu-%s not found (Debian: gcc-riscv64-linux-gnu)", name)
-	}
-	return p
+	return testsupport.Tool(t, "riscv64-linux-gnu-"+name, "gcc-riscv64-linux-gnu")
 }
 
 // build assembles and links a .S source with riscv/testdata's macros and

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -66,9 +66,9 @@ var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 // ftvmRR runs the default guest through the window, recording its inputs
 // when record is set, exactly as ftvm run / ftvm record would (host-paced
 // time, console, network on an in-process link to a host-side TCP stack).
-func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
+func ftvmRR(k, rd []byte, harts int, w rrWindow, record bool) (rrMeasure, error) {
 	var res rrMeasure
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Harts: benchHarts}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Harts: harts}
 	var guestEnd, hostEnd *netdev.PipeEnd
 	if w.kv > 0 {
 		guestEnd, hostEnd = netdev.NewPipe()
@@ -243,14 +243,14 @@ func kvPairs(c io.ReadWriter, n, size int) (int, error) {
 
 // replayWindow replays a recorded log and returns the wall time it took
 // to replay the window [from, to].
-func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) {
+func replayWindow(k, rd []byte, harts int, log []byte, from, to uint64) (rrMeasure, error) {
 	var res rrMeasure
 	rdr, err := eventlog.NewReader(bytes.NewReader(log))
 	if err != nil {
 		return res, err
 	}
 	hdr := rdr.Header()
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick, Harts: benchHarts}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick, Harts: harts}
 	if hdr.MAC != (eventlog.MAC{}) {
 		cfg.Net, cfg.MAC = true, hdr.MAC
 		if cfg.Disk, err = benchDisk(); err != nil {
@@ -393,8 +393,15 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// benchRR prints the record/replay table.
-func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
+// RecordReplay prints the record/replay table for the guest g, the median
+// of runs runs, with QEMU's -icount record/replay beside (qemu "" skips
+// it).
+func RecordReplay(g Guest, qemu string, runs int, out Output) error {
+	k, rd, err := g.load()
+	if err != nil {
+		return err
+	}
+	kernel, initrd := g.Kernel, g.Initrd
 	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second}
 	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo}
 	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000}
@@ -411,20 +418,20 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	defer os.RemoveAll(dir)
 	for i := 0; i < runs; i++ {
 		for _, r := range rows {
-			fmt.Fprintf(os.Stderr, "bench -rr: run %d/%d: %s\n", i+1, runs, r.name)
+			fmt.Fprintf(out.Progress, "bench -rr: run %d/%d: %s\n", i+1, runs, r.name)
 			if r.name != "idle" {
-				p, err := ftvmRR(k, rd, r.w, false)
+				p, err := ftvmRR(k, rd, g.Harts, r.w, false)
 				if err != nil {
 					return fmt.Errorf("%s, plain run: %w", r.name, err)
 				}
 				r.plain = append(r.plain, p)
 			}
-			m, err := ftvmRR(k, rd, r.w, true)
+			m, err := ftvmRR(k, rd, g.Harts, r.w, true)
 			if err != nil {
 				return fmt.Errorf("%s, recording: %w", r.name, err)
 			}
 			r.rec = append(r.rec, m)
-			rp, err := replayWindow(k, rd, m.log, m.from, m.to)
+			rp, err := replayWindow(k, rd, g.Harts, m.log, m.from, m.to)
 			if err != nil {
 				return fmt.Errorf("%s, replay: %w", r.name, err)
 			}
@@ -434,14 +441,14 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 				if r.name != "idle" {
 					q, err := qemuRR(qemu, kernel, initrd, r.w, "")
 					if err != nil {
-						fmt.Fprintf(os.Stderr, "bench -rr: qemu %s: %v\n", r.name, err)
+						fmt.Fprintf(out.Progress, "bench -rr: qemu %s: %v\n", r.name, err)
 					} else {
 						r.qplain = append(r.qplain, q)
 					}
 				}
 				q, err := qemuRR(qemu, kernel, initrd, r.w, filepath.Join(dir, "rr.bin"))
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "bench -rr: qemu rr %s: %v\n", r.name, err)
+					fmt.Fprintf(out.Progress, "bench -rr: qemu rr %s: %v\n", r.name, err)
 				} else {
 					r.qrec = append(r.qrec, q)
 				}
@@ -483,15 +490,15 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 	kbit := func(per func(rrMeasure) float64) func(rrMeasure) float64 {
 		return func(m rrMeasure) float64 { return float64(m.logBytes) * 8 / 1e3 / per(m) }
 	}
-	fmt.Printf("record/replay, median of %d runs; windows: idle %v after the prompt, cpu-bound the cpubench rounds, key-value %d SET/GET pairs of %d-byte values from a host-side client\n\n",
+	fmt.Fprintf(out.Table, "record/replay, median of %d runs; windows: idle %v after the prompt, cpu-bound the cpubench rounds, key-value %d SET/GET pairs of %d-byte values from a host-side client\n\n",
 		runs, idle.dur, kv.kv, kvValueSize)
-	fmt.Printf("| %-40s | %12s | %12s | %12s |\n|---|---:|---:|---:|\n", "metric", "idle", "cpu-bound", "key-value")
+	fmt.Fprintf(out.Table, "| %-40s | %12s | %12s | %12s |\n|---|---:|---:|---:|\n", "metric", "idle", "cpu-bound", "key-value")
 	line := func(name string, f func(r *row) string) {
-		fmt.Printf("| %-40s |", name)
+		fmt.Fprintf(out.Table, "| %-40s |", name)
 		for _, r := range rows {
-			fmt.Printf(" %12s |", f(r))
+			fmt.Fprintf(out.Table, " %12s |", f(r))
 		}
-		fmt.Println()
+		fmt.Fprintln(out.Table)
 	}
 	line("guest instructions in the window (M)", func(r *row) string {
 		return med(get(r.rec, func(m rrMeasure) float64 { return float64(m.to-m.from) / 1e6 }), "%.0f")
@@ -554,7 +561,7 @@ func benchRR(k, rd []byte, kernel, initrd, qemu string, runs int) error {
 		}
 		return med(get(r.qrec, kbit(cpuOf)), "%.2f")
 	})
-	fmt.Println("\nVMware FT (published): 0.5-1.5 Mbit/s idle, 1.5-18 Mbit/s under its benchmarks.")
+	fmt.Fprintln(out.Table, "\nVMware FT (published): 0.5-1.5 Mbit/s idle, 1.5-18 Mbit/s under its benchmarks.")
 	return nil
 }
 

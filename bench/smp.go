@@ -1,8 +1,7 @@
-package main
+package bench
 
 import (
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"ftvm/vm"
 )
 
-// ftvm bench -smp: multi-hart guests. Every configuration runs once per
+// Multi-hart guests (ftvm bench -smp). Every configuration runs once per
 // round, in turn, so that the load of the host weighs on all of them alike;
 // each figure is the median over the rounds with its range.
 
@@ -59,7 +58,23 @@ type smpRow struct {
 // deterministic SMP (-icount) may not get there at all.
 const qemuLimit = 3 * time.Minute
 
-func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, lockN int) error {
+// SMPOptions size the multi-hart benchmark's workloads.
+type SMPOptions struct {
+	Chains, Rounds int // the CPU-bound workload: chains of rounds
+	Lock           int // iterations of the lock-heavy workload
+}
+
+// SMP prints, for the guest g (its Harts and Parallel are not used), the
+// Linux boot with 1, 2 and 4 harts interleaved and in parallel, a CPU-bound
+// workload with one worker per CPU at 1 and 2 harts, and a lock-heavy
+// workload at 2 harts interleaved against QEMU TCG -smp 2 with and without
+// -icount (qemu "" skips QEMU), runs rounds of each.
+func SMP(g Guest, qemu string, runs int, o SMPOptions, out Output) error {
+	k, rd, err := g.load()
+	if err != nil {
+		return err
+	}
+	kernel, initrd, chains, rounds, lockN := g.Kernel, g.Initrd, o.Chains, o.Rounds, o.Lock
 	bootArgs := "console=ttyS0 ftvm.mode=poweroff"
 	cpuArgs := fmt.Sprintf("console=ttyS0 ftvm.mode=smpbench ftvm.chains=%d ftvm.n=%d", chains, rounds)
 	lockArgs := fmt.Sprintf("console=ttyS0 ftvm.mode=lockbench ftvm.n=%d", lockN)
@@ -103,7 +118,7 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 			r.samples = append(r.samples, smpSample{insns: m.Instret(), wall: time.Since(start), cpu: cpuTime() - cpu0, stats: m.SchedStats()})
 			return nil
 		}
-		got, m, err := ftvmMarksCfg(cfg, markers...)
+		got, m, err := ftvmMarksMachine(cfg, markers...)
 		if err != nil {
 			return err
 		}
@@ -118,50 +133,50 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 	}
 	for i := range runs {
 		for _, r := range boot {
-			fmt.Fprintf(os.Stderr, "bench -smp: round %d/%d: boot, %v\n", i+1, runs, r.cfg)
+			fmt.Fprintf(out.Progress, "bench -smp: round %d/%d: boot, %v\n", i+1, runs, r.cfg)
 			if err := measure(r, bootArgs); err != nil {
 				return fmt.Errorf("boot, %v: %w", r.cfg, err)
 			}
 		}
 		for _, r := range cpu {
-			fmt.Fprintf(os.Stderr, "bench -smp: round %d/%d: cpu-bound, %v\n", i+1, runs, r.cfg)
+			fmt.Fprintf(out.Progress, "bench -smp: round %d/%d: cpu-bound, %v\n", i+1, runs, r.cfg)
 			if err := measure(r, cpuArgs, markSMPFrom, markSMPTo); err != nil {
 				return fmt.Errorf("cpu-bound, %v: %w", r.cfg, err)
 			}
 		}
 		for _, r := range lock {
-			fmt.Fprintf(os.Stderr, "bench -smp: round %d/%d: lock-heavy, %s\n", i+1, runs, r.name)
+			fmt.Fprintf(out.Progress, "bench -smp: round %d/%d: lock-heavy, %s\n", i+1, runs, r.name)
 			if err := measure(r, lockArgs, markLockFrom, markLockTo); err != nil {
 				return fmt.Errorf("lock-heavy, %s: %w", r.name, err)
 			}
 		}
 	}
 
-	fmt.Printf("Multi-hart guests: median of %d rounds [min-max]; every configuration ran once per round, in turn.\n", runs)
-	fmt.Printf("Instruction counts are all harts together; an interleaved run's count is exact and the same every time.\n\n")
-	fmt.Printf("Linux boot to power-off\n")
-	fmt.Printf("  %-24s %20s %9s %20s %20s  %s\n", "", "instructions (M)", "vs 1 hart", "wall (s)", "host CPU (s)", "turns: quantum/idle/pause/IPI")
+	fmt.Fprintf(out.Table, "Multi-hart guests: median of %d rounds [min-max]; every configuration ran once per round, in turn.\n", runs)
+	fmt.Fprintf(out.Table, "Instruction counts are all harts together; an interleaved run's count is exact and the same every time.\n\n")
+	fmt.Fprintf(out.Table, "Linux boot to power-off\n")
+	fmt.Fprintf(out.Table, "  %-24s %20s %9s %20s %20s  %s\n", "", "instructions (M)", "vs 1 hart", "wall (s)", "host CPU (s)", "turns: quantum/idle/pause/IPI")
 	base := medianU(boot[0].samples, func(s smpSample) float64 { return float64(s.insns) })
 	for _, r := range boot {
 		ins := medianU(r.samples, func(s smpSample) float64 { return float64(s.insns) })
-		fmt.Printf("  %-24s %20s %9.2f %20s %20s  %s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
+		fmt.Fprintf(out.Table, "  %-24s %20s %9.2f %20s %20s  %s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
 			ins/base, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"),
 			spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f"), turns(r))
 	}
-	fmt.Printf("\nCPU-bound, one worker per CPU (%d chains of %d rounds, from smpbench: start to done)\n", chains, rounds)
-	fmt.Printf("  %-24s %20s %20s %9s %20s\n", "", "instructions (M)", "wall (s)", "speed-up", "host CPU (s)")
+	fmt.Fprintf(out.Table, "\nCPU-bound, one worker per CPU (%d chains of %d rounds, from smpbench: start to done)\n", chains, rounds)
+	fmt.Fprintf(out.Table, "  %-24s %20s %20s %9s %20s\n", "", "instructions (M)", "wall (s)", "speed-up", "host CPU (s)")
 	cbase := medianU(cpu[0].samples, func(s smpSample) float64 { return s.wall.Seconds() })
 	for _, r := range cpu {
 		w := medianU(r.samples, func(s smpSample) float64 { return s.wall.Seconds() })
-		fmt.Printf("  %-24s %20s %20s %9.2f %20s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
+		fmt.Fprintf(out.Table, "  %-24s %20s %20s %9.2f %20s\n", r.cfg, spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f"),
 			spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cbase/w,
 			spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f"))
 	}
-	fmt.Printf("\nLock-heavy, 2 CPUs (lockbench: %d iterations of 4 threads on one mutex, then %d pipe exchanges between 2 threads)\n", lockN, lockN)
-	fmt.Printf("  %-40s %20s %20s %20s\n", "", "instructions (M)", "wall (s)", "host CPU (s)")
+	fmt.Fprintf(out.Table, "\nLock-heavy, 2 CPUs (lockbench: %d iterations of 4 threads on one mutex, then %d pipe exchanges between 2 threads)\n", lockN, lockN)
+	fmt.Fprintf(out.Table, "  %-40s %20s %20s %20s\n", "", "instructions (M)", "wall (s)", "host CPU (s)")
 	for _, r := range lock {
 		if len(r.samples) == 0 {
-			fmt.Printf("  %-40s %s\n", r.name, r.failed)
+			fmt.Fprintf(out.Table, "  %-40s %s\n", r.name, r.failed)
 			continue
 		}
 		ins, cpu := "-", "-"
@@ -169,7 +184,7 @@ func benchSMP(k, rd []byte, kernel, initrd, qemu string, runs, chains, rounds, l
 			ins = spreadOf(r.samples, func(s smpSample) float64 { return float64(s.insns) / 1e6 }, "%.1f")
 			cpu = spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f")
 		}
-		fmt.Printf("  %-40s %20s %20s %20s\n", r.name, ins, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cpu)
+		fmt.Fprintf(out.Table, "  %-40s %20s %20s %20s\n", r.name, ins, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cpu)
 	}
 	return nil
 }
