@@ -185,6 +185,9 @@ func SMP(g Guest, qemu string, runs int, o SMPOptions, out Output) error {
 			cpu = spreadOf(r.samples, func(s smpSample) float64 { return s.cpu.Seconds() }, "%.2f")
 		}
 		fmt.Fprintf(out.Table, "  %-40s %20s %20s %20s\n", r.name, ins, spreadOf(r.samples, func(s smpSample) float64 { return s.wall.Seconds() }, "%.2f"), cpu)
+		if r.failed != "" {
+			fmt.Fprintf(out.Table, "  %-40s (%d of %d rounds; then %s, and it was not run again)\n", "", len(r.samples), runs, r.failed)
+		}
 	}
 	return nil
 }
