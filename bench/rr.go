@@ -25,11 +25,12 @@ import (
 	"ftvm/machinelog"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/riscv/jit"
 	"ftvm/runloop"
 	"ftvm/vm"
 )
 
-// The record/replay benchmark (ftvm bench -rr, issue 3): for an idle
+// The record/replay benchmark (ftvm bench -rr): for an idle
 // guest, a CPU-bound guest and a network-heavy key-value workload, the
 // cost of recording against a plain run, the speed of replay, and the
 // log's rate in bytes per wall-clock second; and the same for QEMU's own
@@ -44,6 +45,10 @@ type rrWindow struct {
 	from, to string
 	dur      time.Duration
 	kv       int
+	exec     string // ftvm's execution engine (empty: the default)
+	harts    int    // ftvm's harts (0: one); QEMU's are always one
+	parallel bool   // ftvm's harts in parallel (not when recording)
+	noIcount bool   // QEMU without -icount: plain TCG
 }
 
 // rrMeasure is one measured window.
@@ -54,6 +59,8 @@ type rrMeasure struct {
 	logBytes int64         // log written in the window
 	ops      int           // key-value operations done in it
 	log      []byte        // the whole log, when recording
+	jit      jit.Stats     // what the translator did in the whole run
+	total    uint64        // instructions in the whole run
 }
 
 const (
@@ -66,9 +73,9 @@ var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 // ftvmRR runs the default guest through the window, recording its inputs
 // when record is set, exactly as ftvm run / ftvm record would (host-paced
 // time, console, network on an in-process link to a host-side TCP stack).
-func ftvmRR(k, rd []byte, harts int, w rrWindow, record bool) (rrMeasure, error) {
+func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var res rrMeasure
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Harts: harts}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Exec: w.exec, Harts: w.harts, Parallel: w.parallel && !record}
 	var guestEnd, hostEnd *netdev.PipeEnd
 	if w.kv > 0 {
 		guestEnd, hostEnd = netdev.NewPipe()
@@ -163,6 +170,7 @@ func ftvmRR(k, rd []byte, harts int, w rrWindow, record bool) (rrMeasure, error)
 		lc.Inputs = host.NewInputs(nil, guestEnd)
 	}
 	reason, lerr := runloop.Run(lc)
+	res.jit, res.total = m.TranslatorStats(), m.Instret()
 	if !finished.Load() {
 		if lerr == nil {
 			lerr = fmt.Errorf("%v after %d instructions", reason, m.Instret())
@@ -293,7 +301,10 @@ func qemuRR(qemu, kernel, initrd string, w rrWindow, rrfile string) (rrMeasure, 
 		icount += ",rr=record,rrfile=" + rrfile
 	}
 	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", w.cmdline, "-icount", icount}
+		"-kernel", kernel, "-append", w.cmdline}
+	if !w.noIcount {
+		args = append(args, "-icount", icount)
+	}
 	if initrd != "" {
 		args = append(args, "-initrd", initrd)
 	}
@@ -402,9 +413,9 @@ func RecordReplay(g Guest, qemu string, runs int, out Output) error {
 		return err
 	}
 	kernel, initrd := g.Kernel, g.Initrd
-	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second}
-	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo}
-	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000}
+	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second, harts: g.Harts}
+	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo, harts: g.Harts}
+	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000, harts: g.Harts}
 	type row struct {
 		name                             string
 		w                                rrWindow
@@ -420,18 +431,18 @@ func RecordReplay(g Guest, qemu string, runs int, out Output) error {
 		for _, r := range rows {
 			fmt.Fprintf(out.Progress, "bench -rr: run %d/%d: %s\n", i+1, runs, r.name)
 			if r.name != "idle" {
-				p, err := ftvmRR(k, rd, g.Harts, r.w, false)
+				p, err := ftvmRR(k, rd, r.w, false)
 				if err != nil {
 					return fmt.Errorf("%s, plain run: %w", r.name, err)
 				}
 				r.plain = append(r.plain, p)
 			}
-			m, err := ftvmRR(k, rd, g.Harts, r.w, true)
+			m, err := ftvmRR(k, rd, r.w, true)
 			if err != nil {
 				return fmt.Errorf("%s, recording: %w", r.name, err)
 			}
 			r.rec = append(r.rec, m)
-			rp, err := replayWindow(k, rd, g.Harts, m.log, m.from, m.to)
+			rp, err := replayWindow(k, rd, r.w.harts, m.log, m.from, m.to)
 			if err != nil {
 				return fmt.Errorf("%s, replay: %w", r.name, err)
 			}

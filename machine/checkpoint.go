@@ -43,6 +43,9 @@ type Checkpoint struct {
 	blk      virtio.BlockState
 	netTr    virtio.MMIOState
 	net      virtio.NetState
+	sharedTr virtio.MMIOState
+	shared   virtio.BlockState
+	rtc      devices.RTCState
 	clock    clock
 	stopped  bool
 	stop     vm.StopReason
@@ -160,7 +163,7 @@ func copyPage(old *page, src []byte) *page {
 func (m *Machine) captureStates() *Checkpoint {
 	c := &Checkpoint{
 		instret: m.count(), sched: m.schedState(),
-		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
+		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(), rtc: m.rtc.State(),
 		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
 	}
 	for _, h := range m.harts {
@@ -175,6 +178,9 @@ func (m *Machine) captureStates() *Checkpoint {
 	}
 	if m.net != nil {
 		c.netTr, c.net = m.netTr.State(), m.net.State()
+	}
+	if m.shared != nil {
+		c.sharedTr, c.shared = m.sharedTr.State(), m.shared.State()
 	}
 	return c
 }
@@ -251,12 +257,15 @@ func (m *Machine) setStates(c *Checkpoint) error {
 		h := *c.htif
 		m.htif = &h
 	}
-	errs := []error{m.plic.SetState(c.plic), m.uart.SetState(c.uart), m.clint.SetState(c.clint), m.syscon.SetState(c.syscon)}
+	errs := []error{m.plic.SetState(c.plic), m.uart.SetState(c.uart), m.clint.SetState(c.clint), m.syscon.SetState(c.syscon), m.rtc.SetState(c.rtc)}
 	if m.blk != nil {
 		errs = append(errs, m.blkTr.SetState(c.blkTr), m.blk.SetState(c.blk))
 	}
 	if m.net != nil {
 		errs = append(errs, m.netTr.SetState(c.netTr), m.net.SetState(c.net))
+	}
+	if m.shared != nil {
+		errs = append(errs, m.sharedTr.SetState(c.sharedTr), m.shared.SetState(c.shared))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -266,7 +275,7 @@ func (m *Machine) setStates(c *Checkpoint) error {
 	// calls, where nothing was left unprocessed, and a rescan could
 	// complete a request earlier than the original run did.
 	m.clint.Update()
-	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 		}

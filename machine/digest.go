@@ -157,5 +157,8 @@ func (m *Machine) deviceStates() []any {
 	if m.netTr != nil {
 		s = append(s, m.netTr.State(), m.net.State())
 	}
-	return s
+	if m.sharedTr != nil {
+		s = append(s, m.sharedTr.State(), m.shared.State())
+	}
+	return append(s, m.rtc.State())
 }

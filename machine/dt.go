@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"ftvm/devices"
 	"ftvm/fdt"
 )
 
@@ -114,6 +115,13 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropU32("clock-frequency", 3686400)
 	b.PropU32("interrupt-parent", phandlePLIC)
 	b.PropU32("interrupts", uartIRQ)
+	b.EndNode()
+
+	b.BeginNode(fmt.Sprintf("rtc@%x", devices.RTCBase))
+	b.PropString("compatible", "google,goldfish-rtc")
+	b.PropU64s("reg", devices.RTCBase, devices.RTCSize)
+	b.PropU32("interrupt-parent", phandlePLIC)
+	b.PropU32("interrupts", rtcIRQ)
 	b.EndNode()
 
 	b.BeginNode(fmt.Sprintf("test@%x", SysconBase))

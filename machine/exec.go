@@ -13,8 +13,14 @@ const (
 	ExecJIT    = "jit"    // guest code translated to host code (linux/amd64), the interpreter for the rest
 )
 
-// DefaultExec is the engine used when Config.Exec is empty.
-func DefaultExec() string { return ExecInterp }
+// DefaultExec is the engine used when Config.Exec is empty: the translator
+// where the host supports it.
+func DefaultExec() string {
+	if jit.Available() {
+		return ExecJIT
+	}
+	return ExecInterp
+}
 
 // checkExec validates an engine name (empty: the default).
 func checkExec(name string) (string, error) {
@@ -56,13 +62,19 @@ func (m *Machine) Exec() string { return m.cfg.Exec }
 func (m *Machine) TranslatorStats() jit.Stats {
 	var s jit.Stats
 	for _, j := range m.jits {
-		s.Blocks += j.Stats.Blocks
-		s.GuestInsns += j.Stats.GuestInsns
-		s.CodeBytes += j.Stats.CodeBytes
-		s.Flushes += j.Stats.Flushes
-		s.Invalidated += j.Stats.Invalidated
-		s.Entries += j.Stats.Entries
-		s.Links += j.Stats.Links
+		t := j.Stats
+		s.Blocks += t.Blocks
+		s.GuestInsns += t.GuestInsns
+		s.CodeBytes += t.CodeBytes
+		s.Flushes += t.Flushes
+		s.Suspended += t.Suspended
+		s.Verified += t.Verified
+		s.Invalidated += t.Invalidated
+		s.Entries += t.Entries
+		s.Native += t.Native
+		s.TranslateNanos += t.TranslateNanos
+		s.CodePeak += t.CodePeak // the harts' buffers together
+		s.Links += t.Links
 	}
 	return s
 }

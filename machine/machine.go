@@ -34,6 +34,7 @@ const (
 	KernelBase = RAMBase + 0x200000
 
 	uartIRQ   = 10
+	rtcIRQ    = 11
 	virtioIRQ = 1 // first virtio slot's PLIC source
 
 	// TimebaseHz is the frequency of mtime seen by the guest.
@@ -60,12 +61,25 @@ type Config struct {
 
 	Disk         vm.Disk // optional
 	DiskReadOnly bool
+	// SharedDisk is a second virtio-blk device, always read-only: an image
+	// of which every replica and every replay has an identical copy (a
+	// root filesystem), so snapshots, checkpoints and state transfers
+	// never carry its contents. SharedDiskID names those contents (the
+	// caller's SHA-256 of the image); a restore checks it.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 	Net          bool // attach a virtio-net device
 	MAC          [6]byte
 
 	// RNGSeed is handed to the guest in the device tree's /chosen/rng-seed
 	// (default: derived from Cmdline). It is configuration, not an input.
 	RNGSeed []byte
+
+	// WallClock is the real time, in nanoseconds since 1970, at which the
+	// guest's clock starts (mtime 0). The real-time clock shows it plus the
+	// guest's elapsed time. It is configuration, like RNGSeed: the same on
+	// every replica and replay.
+	WallClock uint64
 
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
 	// is 100 M instructions per guest second at the 10 MHz timebase). With
@@ -132,16 +146,19 @@ type Machine struct {
 	sched sched      // how the harts take turns (sched.go)
 	par   *parallel  // non-nil in parallel mode (parallel.go)
 
-	clock  clock
-	clint  *devices.CLINT
-	plic   *devices.PLIC
-	uart   *devices.UART
-	syscon *devices.Syscon
-	blk    *virtio.Block
-	net    *virtio.Net
-	blkTr  *virtio.MMIO // transports, nil when the device is absent
-	netTr  *virtio.MMIO
-	mmio   []region
+	clock    clock
+	clint    *devices.CLINT
+	plic     *devices.PLIC
+	uart     *devices.UART
+	syscon   *devices.Syscon
+	blk      *virtio.Block
+	net      *virtio.Net
+	blkTr    *virtio.MMIO // transports, nil when the device is absent
+	netTr    *virtio.MMIO
+	rtc      *devices.RTC
+	shared   *virtio.Block // the read-only shared disk (SharedDisk)
+	sharedTr *virtio.MMIO
+	mmio     []region
 
 	// Set by the syscon, SBI SRST or HTIF when the guest stops itself.
 	stopped  bool
@@ -283,6 +300,8 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	m.addRegion(SysconBase, devices.SysconSize, m.syscon)
 	m.addRegion(PLICBase, devices.PLICSize, m.plic)
 	m.addRegion(UARTBase, devices.UARTSize, m.uart)
+	m.rtc = devices.NewRTC(m.wallClock)
+	m.addRegion(devices.RTCBase, devices.RTCSize, m.rtc)
 	slot := 0
 	if cfg.Disk != nil {
 		m.disk = newTrackedDisk(cfg.Disk)
@@ -300,11 +319,24 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 		m.netTr = virtio.NewMMIO(m.net, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
 		m.netTr.SetPace(m.devicePace())
 		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.netTr)
+		slot++
+	}
+	if cfg.SharedDisk != nil {
+		m.shared = virtio.NewBlock(cfg.SharedDisk, true)
+		m.sharedTr = virtio.NewMMIO(m.shared, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
+		m.sharedTr.SetPace(m.devicePace())
+		m.addRegion(VirtioBase+uint64(slot)*VirtioSize, VirtioSize, m.sharedTr)
 	}
 	if err := m.attachEngine(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// wallClock is what the real-time clock shows before the guest sets it:
+// the configured origin plus the guest's elapsed time.
+func (m *Machine) wallClock() uint64 {
+	return m.cfg.WallClock + m.clock.now(m.count())*(1_000_000_000/TimebaseHz)
 }
 
 // The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
@@ -613,3 +645,7 @@ func (s netSink) Transmit(frame []byte) {
 func (m *Machine) HasNet() bool  { return m.net != nil }
 func (m *Machine) MAC() [6]byte  { return m.cfg.MAC }
 func (m *Machine) HasDisk() bool { return m.blk != nil }
+
+// HasSharedDisk reports whether the machine has a read-only shared disk
+// (Config.SharedDisk), which a host must supply to a restored machine.
+func (m *Machine) HasSharedDisk() bool { return m.shared != nil }

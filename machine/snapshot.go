@@ -43,6 +43,11 @@ type boardState struct {
 	Harts   int         `json:",omitempty"`
 	Quantum uint64      `json:",omitempty"`
 	Sched   *SchedState `json:",omitempty"`
+	// The shared disk is never saved: its size and identity are, and a
+	// restore must be given the same image.
+	SharedDiskSize int64    `json:",omitempty"`
+	SharedDiskID   [32]byte `json:",omitzero"`
+	WallClock      uint64   `json:",omitempty"`
 }
 
 type clockState struct{ Base, At, IPT uint64 }
@@ -94,6 +99,10 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	if m.blk != nil {
 		b.DiskSize = m.cfg.Disk.Size()
 	}
+	if m.shared != nil {
+		b.SharedDiskSize, b.SharedDiskID = m.cfg.SharedDisk.Size(), m.cfg.SharedDiskID
+	}
+	b.WallClock = m.cfg.WallClock
 	if m.htif != nil {
 		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
 	}
@@ -109,7 +118,7 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	for i, h := range m.harts[1:] {
 		comps = append(comps, comp{hartSection(i + 1), h.State()})
 	}
-	comps = append(comps, comp{"clint", m.clint.State()}, comp{"plic", m.plic.State()}, comp{"uart", m.uart.State()})
+	comps = append(comps, comp{"clint", m.clint.State()}, comp{"plic", m.plic.State()}, comp{"uart", m.uart.State()}, comp{"rtc", m.rtc.State()})
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -121,6 +130,12 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 			name string
 			v    any
 		}{"virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()}})
+	}
+	if m.shared != nil {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{"virtio-shared-blk", virtioState[virtio.BlockState]{m.sharedTr.State(), m.shared.State()}})
 	}
 	var secs []snapshot.Section
 	for _, c := range comps {
@@ -168,6 +183,10 @@ type RestoreOptions struct {
 	Exec    string // the execution engine (Config.Exec)
 	// Parallel runs the restored machine's harts in parallel.
 	Parallel bool
+	// SharedDisk is required when the machine had one (Config.SharedDisk):
+	// the same image, named by the same SharedDiskID.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -256,7 +275,22 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 		return nil, fmt.Errorf("snapshot: machine: invalid hart count %d", b.Harts)
 	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, Harts: b.Harts, Quantum: b.Quantum}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, WallClock: b.WallClock,
+		Harts: b.Harts, Quantum: b.Quantum}
+	if b.SharedDiskSize < 0 || b.SharedDiskSize%512 != 0 {
+		return nil, fmt.Errorf("snapshot: machine: invalid shared disk size %d", b.SharedDiskSize)
+	}
+	if b.SharedDiskSize != 0 {
+		switch {
+		case opts.SharedDisk == nil:
+			return nil, errors.New("snapshot: the machine has a shared read-only disk but none was given")
+		case opts.SharedDiskID != b.SharedDiskID:
+			return nil, fmt.Errorf("snapshot: the given shared disk is %x, the machine's %x", opts.SharedDiskID[:8], b.SharedDiskID[:8])
+		case opts.SharedDisk.Size() != b.SharedDiskSize:
+			return nil, fmt.Errorf("snapshot: the given shared disk has %d bytes, the machine's %d", opts.SharedDisk.Size(), b.SharedDiskSize)
+		}
+		cfg.SharedDisk, cfg.SharedDiskID = opts.SharedDisk, opts.SharedDiskID
+	}
 	var err error
 	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
 		return nil, err
@@ -366,6 +400,29 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
+	if m.shared != nil {
+		var v virtioState[virtio.BlockState]
+		if err := get("virtio-shared-blk", &v); err != nil {
+			return nil, err
+		}
+		if err := m.sharedTr.SetState(v.Transport); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+		if err := m.shared.SetState(v.Device); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+	}
+	// Snapshots older than the real-time clock have no "rtc" section: the
+	// clock then starts from the board's time.
+	if _, ok := snapshot.Find(secs, "rtc"); ok {
+		var rs devices.RTCState
+		if err := get("rtc", &rs); err != nil {
+			return nil, err
+		}
+		if err := m.rtc.SetState(rs); err != nil {
+			return nil, fmt.Errorf("snapshot: rtc: %w", err)
+		}
+	}
 	return m, nil
 }
 
@@ -377,7 +434,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 // disk, must not.
 func (m *Machine) rescan() {
 	m.clint.Update()
-	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 			tr.Kick()

@@ -48,7 +48,8 @@ func (m *Machine) LoadState(r io.Reader) error {
 			return fmt.Errorf("load state: the snapshot has a %q section (LoadState takes one written by SaveState)", name)
 		}
 	}
-	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk})
+	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk, SharedDisk: m.cfg.SharedDisk, SharedDiskID: m.cfg.SharedDiskID,
+		Exec: ExecInterp}) // a scratch board: it never runs
 	if err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
@@ -76,7 +77,7 @@ func (m *Machine) sameBoard(s *Machine) error {
 		return errors.New("built-in SBI differs")
 	case len(s.harts) != len(m.harts) || s.sched.quantum != m.sched.quantum:
 		return errors.New("harts differ")
-	case (s.blk == nil) != (m.blk == nil) || (s.net == nil) != (m.net == nil):
+	case (s.blk == nil) != (m.blk == nil) || (s.net == nil) != (m.net == nil) || (s.shared == nil) != (m.shared == nil):
 		return errors.New("devices differ")
 	case s.cfg.DiskReadOnly != m.cfg.DiskReadOnly || s.cfg.MAC != m.cfg.MAC:
 		return errors.New("device configuration differs")

@@ -21,6 +21,7 @@ import (
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/snapfile"
+	"ftvm/vm"
 )
 
 // Engine names this machine in a log's header: a log recorded on another
@@ -67,6 +68,12 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 		}
 		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sum, Size: n})
 	}
+	if cfg.SharedDisk != nil {
+		h.Images = append(h.Images, eventlog.Image{Role: "shared-disk", SHA256: cfg.SharedDiskID, Size: uint64(cfg.SharedDisk.Size())})
+	}
+	if cfg.WallClock != 0 {
+		h.Params = append(h.Params, eventlog.Param{Key: WallClockParam, Value: strconv.FormatUint(cfg.WallClock, 10)})
+	}
 	return h, nil
 }
 
@@ -86,6 +93,10 @@ func hashFile(path string) (sum [32]byte, n uint64, err error) {
 	d.Sum(sum[:0])
 	return sum, uint64(c), nil
 }
+
+// WallClockParam is the header parameter that records the real-time
+// clock's origin (machine.Config.WallClock), when it is not 0.
+const WallClockParam = "wall_clock"
 
 // SnapshotHeader describes a run that starts from the snapshot in path,
 // restored as m: the snapshot file's hash stands for every image (it holds
@@ -134,6 +145,13 @@ type Images struct {
 	// Snapshot is the snapshot the recording started from, or one it
 	// wrote while it ran.
 	Snapshot string
+	// Exec is the execution engine to replay on (machine.Config.Exec): any
+	// gives the same run.
+	Exec string
+	// SharedDisk is the read-only shared disk (a Debian guest's root) and
+	// SharedDiskID its SHA-256, needed when the recording had one.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 }
 
 // Machine builds the machine a log with header hdr starts from, checked
@@ -155,18 +173,20 @@ func Machine(hdr eventlog.Header, im Images, out machine.Outputs) (m *machine.Ma
 		if len(given) > 0 {
 			return nil, nil, fmt.Errorf("the replay starts from a snapshot, which holds the machine's images and disk: a %s does not apply", strings.Join(given, ", "))
 		}
-		return fromSnapshot(im.Snapshot, hdr, out)
+		return fromSnapshot(im, hdr, out)
 	}
 	m, err = fromImages(hdr, im, out)
 	return m, nil, err
 }
 
-func fromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func fromSnapshot(im Images, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+	path := im.Snapshot
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
 	// No disk: the snapshot's own, in memory.
-	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out}); err != nil {
+	opts := machine.RestoreOptions{Outputs: out, Exec: im.Exec, SharedDisk: im.SharedDisk, SharedDiskID: im.SharedDiskID}
+	if m, err = snapfile.Restore(path, opts); err != nil {
 		return nil, nil, err
 	}
 	want, err := SnapshotHeader(path, m)
@@ -195,6 +215,22 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		InstructionsPerTick: hdr.InstructionsPerTick,
 		RNGSeed:             hdr.RNGSeed,
 		Outputs:             out,
+		Exec:                im.Exec,
+	}
+	for _, p := range hdr.Params {
+		if p.Key == WallClockParam {
+			v, err := strconv.ParseUint(p.Value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("header parameter %s=%q: %w", p.Key, p.Value, err)
+			}
+			cfg.WallClock = v
+		}
+	}
+	if HasImage(hdr, "shared-disk") {
+		if im.SharedDisk == nil {
+			return nil, errors.New("the recording had a shared root disk: name its guest with -guest")
+		}
+		cfg.SharedDisk, cfg.SharedDiskID = im.SharedDisk, im.SharedDiskID
 	}
 	var err error
 	if cfg.Harts, cfg.Quantum, err = hartParams(hdr); err != nil {

@@ -107,8 +107,8 @@ func (c *Config) setDefaults() error {
 	if c.Cluster == "" {
 		return errors.New("replication: a cluster name is required")
 	}
-	if c.TLS == nil || c.Arbiter == nil {
-		return errors.New("replication: TLS keys and an arbiter are required")
+	if c.TLS == nil {
+		return errors.New("replication: TLS keys are required")
 	}
 	if c.Epoch == 0 {
 		c.Epoch = 100_000
@@ -162,6 +162,15 @@ type Replica struct {
 // New checks cfg and returns a replica. Build the primary's engine with
 // Outputs() as its outputs.
 func New(cfg Config) (*Replica, error) {
+	if cfg.Arbiter == nil {
+		return nil, errors.New("replication: TLS keys and an arbiter are required")
+	}
+	return newReplica(cfg)
+}
+
+// newReplica is New without the arbiter, which the modes that agree by
+// consensus do not use.
+func newReplica(cfg Config) (*Replica, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -249,6 +258,16 @@ type Status struct {
 	FailoverDetected time.Time `json:"failover_detected,omitzero"`
 	FailoverLive     time.Time `json:"failover_live,omitzero"`
 	Error            string    `json:"error,omitempty"`
+
+	// PLOVER mode: the consensus group and the syncs.
+	Mode     string         `json:"mode,omitempty"` // "plover"; empty for the replay-based pair
+	Term     uint64         `json:"term,omitempty"`
+	Leader   string         `json:"leader,omitempty"`
+	Members  []string       `json:"members,omitempty"`
+	LogIndex uint64         `json:"log_index,omitempty"`
+	Syncs    int            `json:"syncs,omitempty"`
+	LastSync *SyncReport    `json:"last_sync,omitempty"`
+	Repairs  []RepairReport `json:"repairs,omitempty"`
 
 	rateT     time.Time
 	rateBytes int64

@@ -105,6 +105,12 @@ var errProtocol = errors.New("protocol error")
 // readMessage reads one message. io.EOF means the peer closed cleanly
 // between messages.
 func readMessage(r *bufio.Reader) (msgType, []byte, error) {
+	return readMessageMax(r, maxMessage)
+}
+
+// readMessageMax reads one message whose payload may be up to limit
+// bytes.
+func readMessageMax(r *bufio.Reader, limit uint64) (msgType, []byte, error) {
 	t, err := r.ReadByte()
 	if err != nil {
 		return 0, nil, err
@@ -113,8 +119,8 @@ func readMessage(r *bufio.Reader) (msgType, []byte, error) {
 	if err != nil {
 		return 0, nil, unexpected(err)
 	}
-	if n > maxMessage {
-		return 0, nil, fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, msgType(t), n, maxMessage)
+	if n > limit {
+		return 0, nil, fmt.Errorf("%w: %v of %d bytes exceeds the %d-byte limit", errProtocol, msgType(t), n, limit)
 	}
 	buf := make([]byte, 1+binary.MaxVarintLen64+int(n)+4)
 	buf[0] = t

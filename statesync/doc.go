@@ -36,6 +36,9 @@
 //     resynchronisation): dirty bitmaps exchanged and unioned, the union's
 //     pages hashed on both sides, the primary's divergent pages and its
 //     state sent and applied, both digests compared.
+//   - Mend: the repair as a step-wise exchange of two paused replicas
+//     (like Sync), over every page, with a witness's hashes where there is
+//     one.
 //   - Repair: page hashes from two replicas, and optionally from a third
 //     party holding those of the last sync, compared page by page; where
 //     they differ, the majority names the faulty replica (the primary is

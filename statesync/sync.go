@@ -190,6 +190,14 @@ func (s *Sync) Done() bool { return s.done }
 // Stats describe the sync so far.
 func (s *Sync) Stats() SyncStats { return s.stats }
 
+// UnionHashes returns this side's hashes of the union's pages (after the
+// sync, the backup's are the primary's): what a witness keeps of the
+// state both replicas share.
+func (s *Sync) UnionHashes() Hashes {
+	n := min(len(s.union), len(s.own))
+	return Hashes{Pages: s.union[:n:n], Sums: s.own[:n:n]}
+}
+
 // Start begins this side's part with its dirty sets: the pages and disk
 // chunks written since the replicas were last identical (from a dirty log
 // of the engine's and the disk's write tracking; disk nil without a
@@ -327,6 +335,10 @@ func (s *Sync) receive(msg []byte) ([][]byte, error) {
 }
 
 func (s *Sync) other() Party { return 1 - s.cfg.Role }
+
+// IsErrorMessage reports whether msg is a sync's (or a mend's) error
+// message: a side that gave up, telling the other why.
+func IsErrorMessage(msg []byte) bool { return len(msg) > 0 && msg[0] == msgError }
 
 func (s *Sync) bitmapMsg() []byte {
 	np := s.cfg.Engine.Pages()

@@ -22,8 +22,8 @@ func cmdBench(args []string) error {
 	qemu := fs.String("qemu", "qemu-system-riscv64", "QEMU binary for the baseline (empty: skip QEMU)")
 	kernel := fs.String("kernel", "", "kernel Image (default: the default guest)")
 	initrd := fs.String("initrd", "", "initramfs (default: the default guest's)")
-	rr := fs.Bool("rr", false, "benchmark record and replay instead (issue 3): record overhead, replay speed and log rate for an idle, a CPU-bound and a key-value guest, against QEMU's rr=record")
-	ft := fs.Bool("ft", false, "benchmark fault tolerance instead (issue 4): key-value throughput and latency unreplicated and replicated, log bandwidth, failover time, and slowdown against epoch length")
+	rr := fs.Bool("rr", false, "benchmark record and replay instead: record overhead, replay speed and log rate for an idle, a CPU-bound and a key-value guest, against QEMU's rr=record")
+	ft := fs.Bool("ft", false, "benchmark fault tolerance instead: key-value throughput and latency unreplicated and replicated, log bandwidth, failover time, and slowdown against epoch length")
 	ftDur := fs.Duration("ft-duration", 5*time.Second, "with -ft: length of each key-value load")
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
@@ -34,6 +34,10 @@ func cmdBench(args []string) error {
 	smpLock := fs.Int("smp-lock", 10000, "with -smp: iterations of the lock-heavy workload (per thread, and pipe exchanges)")
 	harts := fs.Int("harts", 1, "harts of the guests the other benchmarks boot (with -ft, of the primaries and plain runs)")
 	parallel := fs.Bool("parallel", false, "run the harts in parallel in the default benchmark (not deterministic: not with -rr or -ft)")
+	services := fs.Bool("services", false, "benchmark the Debian guests' services instead, with their real clients: redis-benchmark, pgbench and wrk, on ftvm, ftvm replicated and QEMU TCG (same kernel and root), interleaved runs")
+	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
+	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
+	svcReqs := fs.Int("services-requests", 5000, "with -services: redis-benchmark requests per test")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +53,7 @@ func cmdBench(args []string) error {
 		return errors.New("-parallel goes with the default benchmark only: -rr and -ft need deterministic machines")
 	}
 	if *smp {
-		if err := notWith(set, "the multi-hart benchmark chooses the harts and modes itself", "harts", "parallel", "rr", "ft"); err != nil {
+		if err := notWith(set, "the multi-hart benchmark chooses the harts and modes itself", "harts", "parallel", "rr", "ft", "services"); err != nil {
 			return err
 		}
 	} else if err := notWith(set, "they are the multi-hart benchmark's (-smp)", "smp-chains", "smp-rounds", "smp-lock"); err != nil {
@@ -61,6 +65,21 @@ func cmdBench(args []string) error {
 		}
 	} else if err := notWith(set, "they are the fault-tolerance benchmark's (-ft)", "ft-duration", "ft-conns", "ft-rounds", "ft-epochs"); err != nil {
 		return err
+	}
+	if !*services {
+		if err := notWith(set, "they are the services benchmark's (-services)", "services-only", "services-duration", "services-requests"); err != nil {
+			return err
+		}
+	}
+	if *services {
+		if err := notWith(set, "the services benchmark boots the Debian guests", "rr", "ft", "kernel", "initrd", "harts", "parallel"); err != nil {
+			return err
+		}
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.Services(bench.ServicesOptions{Ftvm: ftvm, Qemu: *qemu, Runs: *runs, Duration: *svcDur, Only: *svcOnly, Requests: *svcReqs}, out)
 	}
 	if *ft {
 		var epochs []uint64

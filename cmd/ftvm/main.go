@@ -19,6 +19,7 @@ var commands = map[string]struct {
 	"replay":  {cmdReplay, "re-execute a recorded run from its log and check it"},
 	"primary": {cmdPrimary, "run a guest as the primary of a fault-tolerant pair"},
 	"backup":  {cmdBackup, "protect a primary: follow its log, take over if it dies"},
+	"witness": {cmdWitness, "take part in a PLOVER group's consensus (no guest)"},
 	"keys":    {cmdKeys, "make the TLS keys of a replica cluster"},
 	"status":  {cmdStatus, "show the role, lag and heartbeat of replicas"},
 	"demo":    {cmdDemo, "run a replicated guest, kill its primary under load, report"},
@@ -27,7 +28,7 @@ var commands = map[string]struct {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: ftvm COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"run", "record", "replay", "primary", "backup", "keys", "status", "switch", "demo", "bench"} {
+	for _, name := range []string{"run", "record", "replay", "primary", "backup", "witness", "keys", "status", "switch", "demo", "bench"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 	fmt.Fprintln(os.Stderr, "\n'ftvm COMMAND -h' shows a command's flags.")

@@ -11,17 +11,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/migrate"
 	"ftvm/monitor"
 	"ftvm/replication"
-	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -35,6 +36,8 @@ type replicaFlags struct {
 	epoch, maxLag, digestEvery                              uint64
 	heartbeat, timeout                                      time.Duration
 	lockstep                                                bool
+	plover                                                  ploverFlags
+	flips                                                   flipFlags
 }
 
 func (f *replicaFlags) register(fs *flag.FlagSet) {
@@ -51,10 +54,15 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.maxLag, "max-lag", 0, "instructions the backup may trail before the primary waits (default 200M)")
 	fs.Uint64Var(&f.digestEvery, "digest-every", 0, "instructions between state digests the backup checks (default 100M)")
 	fs.BoolVar(&f.lockstep, "lockstep", false, "end every epoch with a wait for the backup's acknowledgement, as Bressoud & Schneider's protocol does (for measurements)")
+	f.plover.register(fs)
+	f.flips.register(fs)
 }
 
 // replicaConfig builds everything but the host I/O and the engine.
 func (f *replicaFlags) replicaConfig() (replication.Config, error) {
+	if err := f.plover.check(); err != nil {
+		return replication.Config{}, err
+	}
 	if f.id == "" || f.keys == "" {
 		return replication.Config{}, errors.New("-id and -keys are required (make keys with 'ftvm keys -dir DIR ID...')")
 	}
@@ -70,9 +78,11 @@ func (f *replicaFlags) replicaConfig() (replication.Config, error) {
 	default:
 		return replication.Config{}, fmt.Errorf("-log %q: want text or json", f.logFormat)
 	}
-	arb, err := dialArbiter(f.arbiter, f.cluster, tc)
-	if err != nil {
-		return replication.Config{}, err
+	var arb replication.Arbiter
+	if f.plover.mode != "plover" { // the group agrees by itself
+		if arb, err = dialArbiter(f.arbiter, f.cluster, tc); err != nil {
+			return replication.Config{}, err
+		}
 	}
 	return replication.Config{
 		ID: f.id, Cluster: f.cluster, TLS: tc, Arbiter: arb, Engine: machinelog.Engine,
@@ -130,21 +140,23 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 		if err != nil {
 			return fmt.Errorf("-http: %w", err)
 		}
-		srv := &http.Server{Handler: monitor.Replica(rep), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: rf.flips.handler(monitor.Replica(rep)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(hl)
 		defer srv.Close()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := rf.flips.schedule(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	reason, err := run(ctx, ln)
 	st := rep.Status()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	if st.Instret > 0 || reason != vm.StopLimit {
+		fmt.Fprintf(os.Stderr, "\r\nftvm: %s %s: %v after %d instructions in %.2fs\r\n", st.Role, st.ID, reason, st.Instret, time.Since(start).Seconds())
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
-	}
-	if err == nil && reason == vm.StopLockup {
-		return fmt.Errorf("after %d instructions: %w", st.Instret, runloop.ErrLockup)
 	}
 	return err
 }
@@ -171,6 +183,7 @@ func cmdPrimary(args []string) error {
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
+	vf.replica = rf.id
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -190,6 +203,9 @@ func cmdPrimary(args []string) error {
 		// joining backup.
 		rc.Disk = migrate.TrackWrites(cfg.Disk)
 		cfg.Disk = rc.Disk
+	}
+	if rf.plover.on() {
+		return ploverPrimary(&rf, rc, cfg)
 	}
 	rep, err := replication.New(rc)
 	if err != nil {
@@ -212,7 +228,9 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.disk, "disk", "", "this replica's own copy of the disk image `file` (same size as the primary's; its contents are brought up to date)")
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
+	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
+	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm backup -id ID -keys DIR -join ADDR [flags]\n\nJoins a primary, receives its state and follows its log; if the primary dies\nand the arbiter agrees, goes live and continues as the primary.")
@@ -240,6 +258,20 @@ func cmdBackup(args []string) error {
 		return err
 	}
 	defer release()
+	vf.replica = rf.id
+	g, err := vf.lookup()
+	if err != nil {
+		return err
+	}
+	if g.Debian() {
+		if vf.disk, err = vf.dataDisk(g, vf.disk); err != nil {
+			return err
+		}
+	}
+	var shared machine.RestoreOptions
+	if err := vf.restoreShared(&shared); err != nil {
+		return err
+	}
 	if vf.disk != "" {
 		disk, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -250,7 +282,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}
@@ -266,6 +298,9 @@ func cmdBackup(args []string) error {
 			}
 			return m, nil
 		}
+	}
+	if rf.plover.on() {
+		return ploverBackup(&rf, rc, *join)
 	}
 	rep, err := replication.New(rc)
 	if err != nil {

@@ -9,13 +9,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"ftvm/gdbtarget"
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/host/netdev"
 	"ftvm/machine"
 	"ftvm/runloop"
@@ -27,7 +27,9 @@ import (
 const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
+	guestFlags
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
+	exec                                            string
 	memMiB                                          int
 	diskRO                                          bool
 	smp                                             int
@@ -35,16 +37,24 @@ type vmFlags struct {
 	parallel                                        bool
 }
 
+// execFlag registers -exec, the execution engine.
+func execFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "exec", "", "execution `engine`: "+machine.ExecJIT+" (guest code translated to host code) or "+machine.ExecInterp+
+		" (the interpreter); both give the same results (default "+machine.DefaultExec()+" here)")
+}
+
 func (f *vmFlags) register(fs *flag.FlagSet) {
+	f.guestFlags.register(fs)
 	fs.StringVar(&f.kernel, "kernel", "", "RISC-V Linux `Image` to boot (default: the built-in default guest)")
 	fs.StringVar(&f.initrd, "initrd", "", "initramfs `file` (default guest: its initramfs)")
 	fs.StringVar(&f.appendArgs, "append", "", "kernel command line (default \""+defaultCmdline+"\")")
-	fs.IntVar(&f.memMiB, "m", 256, "guest memory in `MiB`")
+	fs.IntVar(&f.memMiB, "m", 0, "guest memory in `MiB` (default: the guest's, 256; 512 for postgres)")
 	fs.StringVar(&f.dtb, "dtb", "", "use this device tree `blob` instead of the generated one (checked against the machine)")
 	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
+	execFlag(fs, &f.exec)
 	f.registerSMP(fs)
 }
 
@@ -109,21 +119,21 @@ func (f *vmFlags) check(set map[string]bool, program, restore string) error {
 	case restore != "" && program != "":
 		return errors.New("give either a program or -restore, not both")
 	case restore != "":
-		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC and harts",
-			"kernel", "initrd", "append", "m", "dtb", "mac", "smp", "quantum"); err != nil {
+		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC, clock and harts",
+			"kernel", "initrd", "append", "m", "dtb", "mac", "rtc", "smp", "quantum"); err != nil {
 			return err
 		}
 		return notWith(set, "restoring writes the snapshot's disk contents to the -disk file (without -disk the guest runs on a copy in memory)", "disk-ro")
 	case program != "":
 		return notWith(set, "a bare-metal program is loaded alone, with no kernel, initramfs, command line, device tree or disk",
-			"kernel", "initrd", "append", "dtb", "disk", "disk-ro")
+			"kernel", "initrd", "append", "dtb", "disk", "disk-ro", "guest")
 	}
 	return nil
 }
 
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
-	cfg := machine.Config{MemoryMiB: f.memMiB, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
+	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
 	if f.smp < 1 || f.smp > machine.MaxHarts {
 		return cfg, fmt.Errorf("-smp %d: must be between 1 and %d", f.smp, machine.MaxHarts)
 	}
@@ -137,15 +147,25 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		}
 		return cfg, nil
 	}
+	g, err := f.lookup()
+	if err != nil {
+		return cfg, err
+	}
 	kernel, initrd := f.kernel, f.initrd
 	if kernel == "" {
-		kernel = filepath.Join(host.GuestDir(), "Image")
+		if err := g.Check(); err != nil {
+			return cfg, fmt.Errorf("%w, or give -kernel", err)
+		}
+		kernel = guests.Kernel()
 		if initrd == "" {
-			initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
+			initrd = guests.Initrd()
 		}
-		if _, err := os.Stat(kernel); err != nil {
-			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
+		if cfg.MemoryMiB == 0 {
+			cfg.MemoryMiB = g.MemoryMiB
 		}
+	}
+	if cfg.WallClock, err = f.wallClock(g); err != nil {
+		return cfg, err
 	}
 	if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
@@ -158,6 +178,17 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg.Cmdline = f.appendArgs
 	if cfg.Cmdline == "" && f.dtb == "" {
 		cfg.Cmdline = defaultCmdline
+	}
+	if g.Debian() {
+		if !strings.Contains(cfg.Cmdline, "ftvm.service=") {
+			cfg.Cmdline = g.Cmdline(cfg.Cmdline)
+		}
+		if err := sharedDisk(g, &cfg); err != nil {
+			return cfg, err
+		}
+		if f.disk, err = f.dataDisk(g, f.disk); err != nil {
+			return cfg, err
+		}
 	}
 	if f.dtb != "" {
 		if cfg.DTB, err = host.ReadImage(f.dtb); err != nil {
@@ -187,7 +218,10 @@ func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
 // snapshot's disk contents are written to that file and the guest runs on
 // it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	opts := machine.RestoreOptions{Outputs: out, Parallel: vf.parallel}
+	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, Parallel: vf.parallel}
+	if err := vf.restoreShared(&opts); err != nil {
+		return nil, err
+	}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
 		if err != nil {

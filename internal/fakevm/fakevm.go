@@ -81,8 +81,8 @@ func New(pages int, disk Disk, out vm.Outputs) *Engine {
 }
 
 var (
-	_ vm.Migratable = (*Engine)(nil)
-	_ vm.Pauser     = (*Engine)(nil)
+	_ vm.Syncable = (*Engine)(nil)
+	_ vm.Pauser   = (*Engine)(nil)
 )
 
 func (e *Engine) rnd(k uint64) uint64 {
@@ -224,20 +224,57 @@ func (l *dirtyLog) Stop() {
 	}
 }
 
+// WritePage overwrites RAM page i (vm.Syncable); dirty logs report it.
+func (e *Engine) WritePage(i int, p []byte) error {
+	if i < 0 || i >= e.Pages() || len(p) != PageSize {
+		return fmt.Errorf("fakevm: WritePage(%d) with %d bytes", i, len(p))
+	}
+	copy(e.ram[i*PageSize:], p)
+	for _, l := range e.logs {
+		l.bits[i/64] |= 1 << (i % 64)
+	}
+	return nil
+}
+
+// LoadState replaces the engine's state with one SaveState wrote
+// (vm.Syncable), keeping RAM; it is validated like untrusted input.
+func (e *Engine) LoadState(r io.Reader) error {
+	st, err := decodeState(r)
+	if err != nil {
+		return err
+	}
+	if st.Pages != e.Pages() {
+		return fmt.Errorf("fake state: %d pages, the engine has %d", st.Pages, e.Pages())
+	}
+	e.instret, e.regs, e.clock, e.WritesPer, e.Idle, e.echo = st.Instret, st.Regs, st.Clock, st.WritesPer, st.Idle, st.Echo
+	return nil
+}
+
+func decodeState(r io.Reader) (state, error) {
+	var st state
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return state{}, fmt.Errorf("fake state: %w", err)
+	}
+	if st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 || st.Pages < 0 {
+		return state{}, fmt.Errorf("fake state: %d writes, %d answers", st.WritesPer, len(st.Echo))
+	}
+	return st, nil
+}
+
 // Factory restores an Engine from a state saved by SaveState and RAM
 // received separately, validating the state like untrusted input (it has
 // the signature of migrate.Factory). The engine writes to disk and emits
 // to out.
 func Factory(disk Disk, out vm.Outputs) func(st io.Reader, ram []byte) (vm.Migratable, error) {
 	return func(r io.Reader, ram []byte) (vm.Migratable, error) {
-		var st state
-		dec := json.NewDecoder(r)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&st); err != nil {
-			return nil, fmt.Errorf("fake state: %w", err)
+		st, err := decodeState(r)
+		if err != nil {
+			return nil, err
 		}
-		if st.Pages*PageSize != len(ram) || st.WritesPer < 0 || st.WritesPer > 64 || len(st.Echo) > 1<<16 {
-			return nil, fmt.Errorf("fake state: %d pages, %d writes, %d answers: does not fit %d bytes of RAM", st.Pages, st.WritesPer, len(st.Echo), len(ram))
+		if st.Pages*PageSize != len(ram) {
+			return nil, fmt.Errorf("fake state: %d pages do not fit %d bytes of RAM", st.Pages, len(ram))
 		}
 		return &Engine{ram: ram, instret: st.Instret, regs: st.Regs, clock: st.Clock, WritesPer: st.WritesPer,
 			Idle: st.Idle, echo: st.Echo, disk: disk, out: out}, nil

@@ -87,13 +87,17 @@ var rules = map[string]rule{
 	"migrate":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"statesync": {isaFree: true, imports: []string{"vm"}},
 	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog",
-		"replication/core", "replication/outbuf", "runloop", "vm"}},
+		"replication/core", "replication/outbuf", "replication/plover", "runloop", "statesync", "vm"}},
 	// The pair's protocol without I/O, and the output rule's buffer: as
 	// deterministic as the machine (time enters as ticks).
 	// Its Log actions carry a slog.Level; the driver does the logging.
 	"replication/core": {pure: true, isaFree: true, imports: []string{"arbiter/view", "replay/eventlog"},
 		std: []string{"log/slog"}},
 	"replication/outbuf": {isaFree: true},
+	// PLOVER's protocol without I/O, built on etcd's raft (a pure state
+	// machine too, but another module, whose election timeouts are
+	// random): no clock, network or goroutine of its own.
+	"replication/plover": {isaFree: true, imports: []string{"go.etcd.io/raft/v3", "google.golang.org/protobuf"}},
 	"arbiter/view":       {pure: true, isaFree: true},
 	"arbiter": {isaFree: true, imports: []string{"arbiter/view", "go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3",
 		"go.uber.org/zap", "google.golang.org/grpc"}},
@@ -110,6 +114,8 @@ var rules = map[string]rule{
 	"host/netdev":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
+	// The guests ftvm boots by name, and their files.
+	"host/guests": {isaFree: true, imports: []string{"host"}},
 
 	// The one host-driven run loop, for any engine.
 	"runloop": {isaFree: true, imports: []string{"host", "vm"}},
@@ -124,10 +130,10 @@ var rules = map[string]rule{
 
 	// A witness, a switch and replica processes on one machine; the demo
 	// and the benchmarks built on them.
-	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/vswitch", "monitor", "replication"}},
-	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "monitor", "replication"}},
-	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/netdev", "host/netstack", "machine", "machinelog",
-		"monitor", "replay", "replay/eventlog", "replication", "runloop", "vm"}},
+	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/guests", "host/vswitch", "monitor", "replication"}},
+	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "host/guests", "monitor", "replication"}},
+	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/guests", "host/netdev", "host/netstack", "machine", "machinelog",
+		"monitor", "replay", "replay/eventlog", "replication", "riscv/jit", "runloop", "vm"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
 	// an argument, no goroutines or I/O) that knows frames, not engines.
@@ -135,7 +141,7 @@ var rules = map[string]rule{
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/netdev", "host/vswitch",
+	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/guests", "host/netdev", "host/vswitch",
 		"machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication", "runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use

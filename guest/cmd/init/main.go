@@ -15,7 +15,9 @@
 //	          then a pipe ping-pong between two threads, then power off
 //
 // Other parameters: ftvm.ip=10.0.2.15/24 (eth0 address), ftvm.gw= (default
-// route, none by default), ftvm.n= (cpubench rounds).
+// route, none by default), ftvm.n= (cpubench rounds), ftvm.service=NAME
+// (serve a Debian service, redis, postgres or nginx, from the Debian root
+// and data disks instead of running kvserver; see service.go).
 //
 // Parameters with a dot look like module parameters to the kernel, so it
 // does not pass them to init as arguments or environment; init reads
@@ -92,7 +94,13 @@ func serve(params map[string]string) {
 	if err := setupNetwork(params); err != nil {
 		logf("network: %v", err)
 	}
-	sup.startKV()
+	if name := params["ftvm.service"]; name != "" {
+		if err := startService(sup, name); err != nil {
+			logf("service %s: %v", name, err)
+		}
+	} else {
+		sup.startKV()
+	}
 	consoleLoop(sup)
 	// Console input ended (no console attached): keep reaping forever. PID 1
 	// must never exit, or the kernel panics. Sleeping keeps a timer pending,
