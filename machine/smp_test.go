@@ -9,11 +9,12 @@ import (
 	"ftvm/vm"
 )
 
-// smpRun runs a multi-hart bare-metal program until it exits through HTIF
-// and returns its exit code and the machine.
+// smpRun runs a multi-hart bare-metal program with the interpreter until
+// it exits through HTIF and returns the machine and why it stopped
+// (TestSMPTranslator runs them with the translator).
 func smpRun(t *testing.T, elf []byte, harts int, parallel, supervisor bool, maxInsns uint64) (*Machine, vm.StopReason) {
 	t.Helper()
-	return smpRunExec(t, elf, harts, parallel, supervisor, maxInsns, "")
+	return smpRunExec(t, elf, harts, parallel, supervisor, maxInsns, ExecInterp)
 }
 
 func smpRunExec(t *testing.T, elf []byte, harts int, parallel, supervisor bool, maxInsns uint64, exec string) (*Machine, vm.StopReason) {
@@ -184,7 +185,8 @@ func TestSMPDeterminism(t *testing.T) {
 
 // TestSMPTranslator runs the multi-hart programs with the translator: the
 // pause hint still ends a turn, and in parallel mode FENCE is still a host
-// barrier, because the translator leaves both to the interpreter.
+// barrier, because the translator leaves both to the interpreter; the
+// interleaved runs end with the interpreter's instruction count and digest.
 func TestSMPTranslator(t *testing.T) {
 	if !jit.Available() {
 		t.Skip("the translator needs linux/amd64")
@@ -207,7 +209,7 @@ func TestSMPTranslator(t *testing.T) {
 					t.Fatalf("%s: stopped with %v, exit code %d, after %d instructions", p.src, r, m.ExitCode(), m.Instret())
 				}
 				if !parallel {
-					ref, _ := smpRun(t, crossCompile(t, p.src, p.defs...), 4, false, p.supervisor, 2e8)
+					ref, _ := smpRunExec(t, crossCompile(t, p.src, p.defs...), 4, false, p.supervisor, 2e8, ExecInterp)
 					if ref.Instret() != m.Instret() || ref.Digest().Sum != m.Digest().Sum {
 						t.Errorf("%s: interpreter %d instructions, translator %d", p.src, ref.Instret(), m.Instret())
 					}
