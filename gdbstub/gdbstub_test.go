@@ -20,6 +20,7 @@ type fakeTarget struct {
 	mem     [64]byte
 	instret uint64
 	exitAt  uint64 // the program ends when instret reaches it (0: never)
+	faultAt uint64 // the program locks up when instret reaches it (0: never)
 }
 
 func (f *fakeTarget) TargetXML() string      { return "<target><architecture>test</architecture></target>" }
@@ -58,6 +59,9 @@ func (f *fakeTarget) Run(until uint64, breakAt func(uint64) bool, interrupted fu
 		}
 		if f.exitAt != 0 && f.instret >= f.exitAt {
 			return StopExited
+		}
+		if f.faultAt != 0 && f.instret >= f.faultAt {
+			return StopFault
 		}
 		f.regs[3] += 4
 		f.instret++
@@ -270,6 +274,23 @@ func TestProtocol(t *testing.T) {
 	// fake target runs 1000 instructions, so exit first to test W.
 	ft.exitAt = 20
 	c.expect("c", "W07")
+	if r := <-c.done; r != StopExited {
+		t.Errorf("owner loop got %v, want StopExited", r)
+	}
+}
+
+// TestFault: a target that locks up stops with SIGSEGV, where GDB can
+// look at it (it used to be reported as a normal exit, with no registers
+// left to see); resumed, it is over: terminated by SIGSEGV, and the
+// owner's loop gets StopExited.
+func TestFault(t *testing.T) {
+	ft := &fakeTarget{faultAt: 5}
+	ft.regs[3] = 0x100
+	c, _ := start(t, ft, 1000)
+	c.expect("c", "T0bthread:1;")
+	c.expect("p3", "1401000000000000") // the PC where it is stuck
+	c.expect("?", "T0bthread:1;")
+	c.expect("s", "X0b")
 	if r := <-c.done; r != StopExited {
 		t.Errorf("owner loop got %v, want StopExited", r)
 	}

@@ -45,7 +45,12 @@ const (
 	StopBreak                      // breakAt was true for the PC of the next instruction
 	StopInterrupted                // interrupted returned true
 	StopIdle                       // the target waits for an external event (its owner must deliver one)
-	StopExited                     // the target ended (powered off, rebooted, locked up)
+	StopExited                     // the target ended (powered off, rebooted)
+	// StopFault: the target can make no progress (it locked up). GDB is
+	// told it stopped with SIGSEGV, so that the state it is stuck in can
+	// be looked at; resuming it ends it (terminated by SIGSEGV), and the
+	// owner gets StopExited.
+	StopFault
 	// StopHistoryEnd: a replay reached the end of its recorded history
 	// (or a point past which it cannot go); GDB is told "replaylog:end"
 	// and may go back.
@@ -140,6 +145,7 @@ type Server struct {
 	noAck     bool
 	lastSent  []byte
 	interrupt atomic.Bool
+	faulted   bool // GDB was told of a StopFault
 
 	st       state
 	stepTo   uint64
@@ -207,6 +213,10 @@ func (s *Server) Run(until uint64) RunStop {
 			case StopExited:
 				s.exited()
 				return r
+			case StopFault:
+				if s.fault() {
+					return StopExited
+				}
 			case StopHistoryEnd:
 				s.stop(s.stopReply(5, historyEnd))
 			default:
@@ -219,6 +229,10 @@ func (s *Server) Run(until uint64) RunStop {
 			case r == StopExited:
 				s.exited()
 				return r
+			case r == StopFault:
+				if s.fault() {
+					return StopExited
+				}
 			case r == StopInterrupted:
 				s.stop(s.stopReply(2, ""))
 			case r == StopHistoryEnd:
@@ -314,6 +328,22 @@ func (s *Server) stop(reply string) {
 	s.lastStop = reply
 	s.interrupt.Store(false)
 	s.send([]byte(reply))
+}
+
+// fault reports a target that can make no progress: the first time as a
+// stop with SIGSEGV (GDB can look at it), then, when GDB resumes it
+// anyway, as its end (terminated by SIGSEGV); it reports whether the
+// target has ended.
+func (s *Server) fault() bool {
+	if !s.faulted {
+		s.faulted = true
+		s.stop("T0bthread:1;")
+		return false
+	}
+	s.lastStop = "X0b"
+	s.send([]byte(s.lastStop))
+	s.st = ended
+	return true
 }
 
 func (s *Server) exited() {

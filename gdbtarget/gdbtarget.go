@@ -116,6 +116,8 @@ func (d *engine) Run(until uint64) vm.StopReason {
 	switch d.g.srv.Run(until) {
 	case gdbstub.StopIdle:
 		return vm.StopIdle
+	case gdbstub.StopFault: // GDB has detached
+		return vm.StopLockup
 	case gdbstub.StopExited:
 		if d.g.srv.Err() != nil {
 			return vm.StopPowerOff // killed: end the loop; finish reports why
@@ -365,6 +367,10 @@ func (t *target) Run(until uint64, breakAt func(uint64) bool, interrupted func()
 		case vm.StopLimit:
 		case vm.StopIdle:
 			return gdbstub.StopIdle
+		case vm.StopLockup:
+			t.flush()
+			t.last = r
+			return gdbstub.StopFault
 		default:
 			t.flush()
 			t.last = r
@@ -439,7 +445,7 @@ var _ gdbstub.Reverser = (*replayTarget)(nil)
 // is the end of the history rather than the end of the machine.
 func (t *replayTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) gdbstub.RunStop {
 	r := t.target.Run(until, breakAt, interrupted)
-	if r == gdbstub.StopExited {
+	if r == gdbstub.StopExited || r == gdbstub.StopFault {
 		t.report()
 		return gdbstub.StopHistoryEnd
 	}

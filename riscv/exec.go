@@ -22,22 +22,31 @@ func (h *Hart) fetch() *inst {
 	return d
 }
 
+// fetchTranslate returns the RAM offset of the page holding va for an
+// instruction fetch: from the fetch TLB, or by a page walk that fills it
+// (ok false after raising the fetch fault).
+func (h *Hart) fetchTranslate(va uint64) (off uint64, ok bool) {
+	e := &h.mmu.x[va>>pageShift&(tlbSize-1)]
+	if e.tag == va>>pageShift<<4|h.mmu.xkey {
+		return e.off, true
+	}
+	pa, ok := h.translate(va, accFetch)
+	if !ok {
+		return 0, false
+	}
+	off, ok = h.ramOffset(pa, 2)
+	if !ok {
+		h.trap(causeFetchAccess, va)
+		return 0, false
+	}
+	e.tag, e.off = va>>pageShift<<4|h.mmu.xkey, off&^(pageSize-1)
+	return e.off, true
+}
+
 func (h *Hart) fetchMiss(pc uint64) bool {
-	var off uint64
-	e := &h.mmu.x[pc>>pageShift&(tlbSize-1)]
-	if e.tag == pc>>pageShift<<4|h.mmu.xkey {
-		off = e.off
-	} else {
-		pa, ok := h.translate(pc, accFetch)
-		if !ok {
-			return false
-		}
-		off, ok = h.ramOffset(pa, 2)
-		if !ok {
-			h.trap(causeFetchAccess, pc)
-			return false
-		}
-		e.tag, e.off = pc>>pageShift<<4|h.mmu.xkey, off&^(pageSize-1)
+	off, ok := h.fetchTranslate(pc)
+	if !ok {
+		return false
 	}
 	p := off >> pageShift
 	dp, created := h.decoded.page(p)
@@ -67,17 +76,12 @@ func (h *Hart) decodeSlot(d *inst, pc uint64) {
 }
 
 // fetchCross decodes a 32-bit instruction whose halves lie in two pages,
-// translating each. It is never cached, since the second page may be
-// remapped independently.
+// translating each (the second through the fetch TLB too). It is never
+// cached, since the second page may be remapped independently.
 func (h *Hart) fetchCross(pc uint64, d *inst) bool {
 	lo := uint32(h.readRAM(h.mmu.fetchOff|pc&(pageSize-1), 2))
-	pa, ok := h.translate(pc+2, accFetch)
+	off, ok := h.fetchTranslate(pc + 2) // the start of the next page
 	if !ok {
-		return false
-	}
-	off, ok := h.ramOffset(pa, 2)
-	if !ok {
-		h.trap(causeFetchAccess, pc+2)
 		return false
 	}
 	decode(d, lo|uint32(h.readRAM(off, 2))<<16)

@@ -5,7 +5,7 @@ import "encoding/binary"
 const (
 	pageShift = 12
 	pageSize  = 1 << pageShift
-	tlbSize   = 256
+	tlbSize   = 1024
 )
 
 type access uint8

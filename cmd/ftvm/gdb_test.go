@@ -43,14 +43,18 @@ here:
 	.globl value
 value:	.dword 0x1122334455667788
 
-	.section .tohost, "aw", @progbits
-	.align 6
-	.globl tohost
-tohost:	.dword 0
-	.align 6
-	.globl fromhost
-fromhost: .dword 0
+#include "tohost.h"
 `
+
+// gdbELF assembles gdbProgram with debugging information.
+func gdbELF(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "p.S")
+	if err := os.WriteFile(src, []byte(gdbProgram), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return testsupport.BareMetal(t, src, "-g")
+}
 
 func requireGDB(t *testing.T) string {
 	t.Helper()
@@ -171,15 +175,8 @@ func want(t *testing.T, out string, res ...string) {
 // monitor command, and the exit reported to GDB.
 func TestGDBRunELF(t *testing.T) {
 	gdb := requireGDB(t)
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
-	dir := t.TempDir()
-	src, elf := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf")
-	os.WriteFile(src, []byte(gdbProgram), 0o644)
-	if b, err := exec.Command(gcc, "-g", "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
-		"-T", "../../machine/testdata/link.ld", "-o", elf, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, b)
-	}
+	elf := gdbELF(t)
 	addr := freeAddr(t)
 	gout, fout, status := runGDB(t, gdb, elf, addr, `
 monitor instret
@@ -300,15 +297,8 @@ func stateLines(out string) []string {
 // the recording's final digest.
 func TestGDBReverseELF(t *testing.T) {
 	gdb := requireGDB(t)
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
-	dir := t.TempDir()
-	src, elf, log := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf"), filepath.Join(dir, "p.log")
-	os.WriteFile(src, []byte(gdbProgram), 0o644)
-	if b, err := exec.Command(gcc, "-g", "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
-		"-T", "../../machine/testdata/link.ld", "-o", elf, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, b)
-	}
+	elf, log := gdbELF(t), filepath.Join(t.TempDir(), "p.log")
 	rout, err := exec.Command(ftvm, "record", "-o", log, elf).CombinedOutput()
 	digest := grab(string(rout), "state digest ")
 	if err != nil || digest == "" {
@@ -544,4 +534,30 @@ continue
 	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
 		t.Errorf("replay under GDB (status %d) did not end with the recording's digest %s:\n%s", status, digest, fout)
 	}
+}
+
+// TestGDBLockup: a program whose trap vector faults, under GDB. The
+// lockup stops it with SIGSEGV, where GDB can still read its registers
+// (it used to be reported as a normal exit, leaving nothing to look at);
+// continuing ends it, terminated by SIGSEGV, and ftvm exits non-zero with
+// the lockup's message, as without GDB.
+func TestGDBLockup(t *testing.T) {
+	gdb := requireGDB(t)
+	ftvm, _ := buildBinaries(t)
+	elf := crossCompile(t, "lockup.S")
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, elf, addr, `
+continue
+printf "STUCK pc=%#lx mcause=%ld\n", $pc, $mcause
+continue
+`, ftvm, "run", "-gdb", addr, elf)
+	for _, want := range []string{"received signal SIGSEGV", "STUCK pc=", "terminated with signal SIGSEGV"} {
+		if !strings.Contains(gout, want) {
+			t.Errorf("GDB's output lacks %q:\n%s", want, gout)
+		}
+	}
+	if status == 0 || !strings.Contains(fout, "the guest locked up") {
+		t.Errorf("ftvm exited with %d; output:\n%s", status, fout)
+	}
+	t.Logf("%s", grab(gout, "STUCK "))
 }

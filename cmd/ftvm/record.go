@@ -74,7 +74,7 @@ func cmdRecord(args []string) error {
 		if m, err = restoreMachine(*restore, vf, cfg.Outputs); err != nil {
 			return err
 		}
-		if err := vf.checkRestored(m, *restore); err != nil {
+		if err := vf.checkRestored(m, *restore, map[string]uint64{"max-instructions": *maxInsns}); err != nil {
 			return err
 		}
 		if hdr, err = machinelog.SnapshotHeader(*restore, m); err != nil {

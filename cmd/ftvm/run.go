@@ -6,9 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -206,10 +208,20 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 }
 
 // checkRestored refuses -net for a machine restored (from the snapshot
-// restore, "" for none) without a network device.
-func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
-	if restore != "" && f.net != "" && !m.HasNet() {
+// restore, "" for none) without a network device, and instruction counts
+// (-max-instructions, -snapshot-at: named in counts) it has passed
+// already: they count from the boot, not from the snapshot.
+func (f *vmFlags) checkRestored(m *machine.Machine, restore string, counts map[string]uint64) error {
+	if restore == "" {
+		return nil
+	}
+	if f.net != "" && !m.HasNet() {
 		return fmt.Errorf("-net: the machine in %s has no network device", restore)
+	}
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		if n := counts[name]; n != 0 && n <= m.Instret() {
+			return fmt.Errorf("-%s %d: the machine in %s is at instruction %d already (counts start at the boot, not at the snapshot)", name, n, restore, m.Instret())
+		}
 	}
 	return nil
 }
@@ -400,7 +412,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := vf.checkRestored(m, *restore); err != nil {
+	if err := vf.checkRestored(m, *restore, map[string]uint64{"max-instructions": *maxInsns, "snapshot-at": *snapAt}); err != nil {
 		return err
 	}
 	if *dumpDTB != "" {

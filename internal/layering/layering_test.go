@@ -1,5 +1,7 @@
-// Package layering holds one test: the module's import layering, checked
-// over every package of the module against the allowlist below.
+// Package layering holds the tests of the module's structure: its import
+// layering, checked over every package of the module against the
+// allowlist below, and the README's layout table, which must name every
+// package.
 package layering
 
 import (
@@ -11,6 +13,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -408,4 +411,40 @@ func printer(call *ast.CallExpr, fmtName string) string {
 		}
 	}
 	return ""
+}
+
+// TestReadmeLayout: the README's layout table has one line for every
+// package of the module, and none for a package that does not exist, so
+// that a newcomer reading it finds every package.
+func TestReadmeLayout(t *testing.T) {
+	pkgs := listModule(t)
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "| package | job |\n|---|---|\n")
+	if !ok {
+		t.Fatal("README.md has no layout table (| package | job |)")
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+		if listed[name] {
+			t.Errorf("README.md lists %s twice", name)
+		}
+		listed[name] = true
+	}
+	for path := range pkgs {
+		if name := rel(path); name != "" && !listed[name] {
+			t.Errorf("README.md's layout table has no line for %s", name)
+		}
+	}
+	for name := range listed {
+		if pkgs[module+"/"+name] == nil {
+			t.Errorf("README.md's layout table lists %s, which is not a package of the module", name)
+		}
+	}
 }

@@ -127,7 +127,8 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  map[uint64]*codePage // by RAM page
+	pages  []*codePage // by RAM page; nil for none
+	live   []uint64    // the pages with blocks
 
 	// churn counts, per RAM page, how often its blocks were dropped
 	// because the page was written. Pages that mix code with data being
@@ -175,6 +176,7 @@ type codePage struct {
 	blocks  []*block
 	bytes   []byte
 	suspect bool
+	live    int // index in JIT.live
 }
 
 type block struct {
@@ -211,7 +213,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.c.clearJT()
 	j.c.initFP()
 	j.blocks = make(map[blockKey]*block)
-	j.pages = make(map[uint64]*codePage)
+	j.pages = make([]*codePage, len(v.RAM)>>12)
 	j.churn = make([]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
@@ -351,7 +353,12 @@ func (j *JIT) dropPage(page uint64) {
 			*e = jtEntry{pc: 1}
 		}
 	}
-	delete(j.pages, page)
+	i := j.pages[page].live
+	last := j.live[len(j.live)-1]
+	j.live[i] = last
+	j.pages[last].live = i
+	j.live = j.live[:len(j.live)-1]
+	j.pages[page] = nil
 	j.Stats.Invalidated++
 }
 
@@ -378,11 +385,11 @@ func (j *JIT) blockLimit(page uint64) int {
 // codePage), and the jump table is emptied so that generated code enters
 // no page before Go has checked it.
 func (j *JIT) CodeFlushed() {
-	if len(j.pages) == 0 {
+	if len(j.live) == 0 {
 		return
 	}
-	for _, cp := range j.pages {
-		cp.suspect = true
+	for _, p := range j.live {
+		j.pages[p].suspect = true
 	}
 	j.c.clearJT()
 	j.Stats.Suspended++
@@ -391,7 +398,10 @@ func (j *JIT) CodeFlushed() {
 // dropAll drops every block and reuses the code buffer.
 func (j *JIT) dropAll() {
 	clear(j.blocks)
-	clear(j.pages)
+	for _, p := range j.live {
+		j.pages[p] = nil
+	}
+	j.live = j.live[:0]
 	j.c.clearJT()
 	j.buf.reset()
 	j.Stats.Flushes++
