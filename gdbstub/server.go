@@ -337,7 +337,7 @@ func (s *Server) stop(reply string) {
 func (s *Server) fault() bool {
 	if !s.faulted {
 		s.faulted = true
-		s.stop("T0bthread:1;")
+		s.stop(s.stopReply(0x0b, ""))
 		return false
 	}
 	s.lastStop = "X0b"
