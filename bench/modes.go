@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"ftvm/cluster"
@@ -20,10 +21,11 @@ type ModesOptions struct {
 	Duration time.Duration // length of each key-value load
 	Conns    int           // client connections of the throughput load
 	Runs     int           // rounds over every configuration (interleaved)
-	// Extra are flags for every replica and plain run (the machine's:
-	// "-smp", "2", say); ExtraCkpt for the checkpointing modes only
-	// ("-parallel").
-	Extra, ExtraCkpt []string
+	// Harts is the guests' harts (0: one); with Parallel they run in
+	// parallel unreplicated and in the checkpointing modes (the replay
+	// mode runs them interleaved: it needs a deterministic machine).
+	Harts    int
+	Parallel bool
 	// Guest is the guest's name: kv (the default) or redis, both serving
 	// the Redis protocol on port 6379.
 	Guest string
@@ -86,6 +88,9 @@ func Modes(o ModesOptions, out Output) error {
 	if err != nil {
 		return err
 	}
+	if o.Harts > 1 {
+		c.VM = []string{"-smp", strconv.Itoa(o.Harts)}
+	}
 	defer c.Stop()
 	progress := func(format string, args ...any) { fmt.Fprintf(out.Progress, "bench: "+format+"\n", args...) }
 	res := make([][]modeRun, len(modeConfigs))
@@ -106,9 +111,9 @@ func Modes(o ModesOptions, out Output) error {
 // modeOnce measures one configuration once.
 func modeOnce(c *cluster.Cluster, o ModesOptions, mc modeConfig, id string) (modeRun, error) {
 	var r modeRun
-	extra := append([]string(nil), o.Extra...)
-	if mc.ckpt {
-		extra = append(extra, o.ExtraCkpt...)
+	var extra []string
+	if o.Parallel && (mc.ckpt || mc.args == nil) {
+		extra = []string{"-parallel"}
 	}
 	if mc.args == nil {
 		u, err := c.Replica("run", id, extra...)
@@ -212,7 +217,15 @@ func (s stat) format(prec int) string {
 
 func printModes(out Output, o ModesOptions, res [][]modeRun) {
 	w := out.Table
-	fmt.Fprintf(w, "replication modes, guest %s (SET through the switch, disk-backed, %v per load), median (range) of %d runs\n\n", o.Guest, o.Duration, o.Runs)
+	harts := "1 hart"
+	if o.Harts > 1 {
+		harts = fmt.Sprintf("%d harts", o.Harts)
+		if o.Parallel {
+			harts += " (in parallel but for the replay mode)"
+		}
+	}
+	fmt.Fprintf(w, "replication modes, guest %s with %s (SET through the switch, disk-backed, %v per load), median (range) of %d runs\n\n",
+		o.Guest, harts, o.Duration, o.Runs)
 	header, sep := "| |", "|---|"
 	for _, mc := range modeConfigs {
 		header += " " + mc.name + " |"

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,10 +35,10 @@ type ftLab struct {
 	*lab
 	ftvm, keys, dir string
 	wit             *witness.Process
-	mode            string // the replicas' -mode ("": replay)
 	// guest is the guest the replicas boot (-guest; "" for the default),
 	// each with its own data disk made from the guest's template.
 	guest string
+	mode  string // the replicas' -mode ("": replay)
 }
 
 // ftModes are the replication modes the failure tests run in.
@@ -54,6 +55,11 @@ func eachFTMode(t *testing.T, hosts int, test func(t *testing.T, l *ftLab)) {
 		})
 	}
 }
+
+// parallel reports a checkpointing mode: its guests have two harts that
+// run in parallel (what those modes are for; a replay-based pair's run
+// interleaved).
+func (l *ftLab) parallel() bool { return l.mode == "checkpoint" || l.mode == "colo" }
 
 func newFTLab(t *testing.T, hosts int) *ftLab {
 	t.Helper()
@@ -94,11 +100,17 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	argv := []string{"ip", "netns", "exec", l.host(h), l.ftvm, role, "-id", id, "-keys", l.keys, "-cluster", cluster,
 		"-listen", fmt.Sprintf("172.16.0.%d:7400", h), "-arbiter", witnessIP + ":2379",
 		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "500ms"}
+	if l.guest != "" {
+		argv = append(argv, "-guest", l.guest)
+	}
 	if l.mode != "" {
 		argv = append(argv, "-mode", l.mode)
 	}
-	if l.guest != "" {
-		argv = append(argv, "-guest", l.guest)
+	if l.parallel() {
+		if role == "primary" && !slices.Contains(extra, "-smp") {
+			argv = append(argv, "-smp", "2")
+		}
+		argv = append(argv, "-parallel")
 	}
 	argv = append(argv, extra...)
 	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
@@ -178,10 +190,10 @@ func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what
 }
 
 // pair starts a primary on host 1 and a backup on host 2 and waits until
-// the backup follows.
-func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
+// the backup follows; extra goes to the primary.
+func (l *ftLab) pair(t *testing.T, cluster string, extra ...string) (p, b *console) {
 	t.Helper()
-	p = l.replica(t, 1, "primary", "a", cluster)
+	p = l.replica(t, 1, "primary", "a", cluster, extra...)
 	if l.guest != "" {
 		p.waitFor(t, readyLine[l.guest], 4*time.Minute)
 	} else {
@@ -196,17 +208,28 @@ func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
 // while the client writes, FTVM_TRIALS times (default 3; 50 for the full
 // trial): the backup must take over, the client's connection must
 // survive, and every write it saw acknowledged must be there exactly once.
+// Trials alternate between a guest with one hart and one with two, in the
+// checkpointing modes two harts in parallel (FTVM_TRIAL_SMP=N gives every
+// trial N harts).
 func TestFailoverTrials(t *testing.T) {
 	eachFTMode(t, 2, func(t *testing.T, l *ftLab) {
 		trials := 3
 		if s := os.Getenv("FTVM_TRIALS"); s != "" {
 			trials, _ = strconv.Atoi(s)
 		}
+		fixedSMP, _ := strconv.Atoi(os.Getenv("FTVM_TRIAL_SMP"))
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 		var pauses []time.Duration
 		for i := range trials {
 			cluster := fmt.Sprintf("trial%d", i)
-			p, b := l.pair(t, cluster)
+			smp := 1 + i%2
+			if l.parallel() {
+				smp = 2
+			}
+			if fixedSMP > 0 {
+				smp = fixedSMP
+			}
+			p, b := l.pair(t, cluster, "-smp", strconv.Itoa(smp))
 			w, conn, stop := l.client(t, cluster+":")
 			waitWrites(t, w, 20, 30*time.Second, "before the kill")
 			time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
@@ -223,8 +246,8 @@ func TestFailoverTrials(t *testing.T) {
 			}
 			first := res.FirstServedAfter(killed)
 			pauses = append(pauses, first)
-			t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
-				i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+			t.Logf("trial %d (%d harts): killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
+				i, smp, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 			b.cmd.Process.Kill()
 			<-b.done
 			<-p.done

@@ -70,6 +70,11 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 // isPlover reports PLOVER mode.
 func (f *replicaFlags) isPlover() bool { return f.mode == "plover" }
 
+// copiesState reports the checkpointing modes (checkpoint, colo): they
+// copy the primary's state to the backup instead of replaying its inputs,
+// so its harts may run in parallel (-parallel).
+func (f *replicaFlags) copiesState() bool { return f.mode == "checkpoint" || f.mode == "colo" }
+
 // modeFlags refuses the flags that do not apply to the mode.
 func (f *replicaFlags) modeFlags(set map[string]bool) error {
 	if f.isPlover() {
@@ -214,10 +219,15 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
-	if err := vf.check(given(fs), "", ""); err != nil {
+	if err := rf.modeFlags(given(fs)); err != nil {
 		return err
 	}
-	if err := rf.modeFlags(given(fs)); err != nil {
+	if !rf.copiesState() {
+		if err := vf.deterministic("primary -mode " + rf.mode); err != nil {
+			return err
+		}
+	}
+	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
 	vf.replica = rf.id
@@ -267,6 +277,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
 	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
+	fs.BoolVar(&vf.parallel, "parallel", false, "checkpoint and colo modes: run the guest's harts in parallel once this replica runs it (as the primary's -parallel)")
 	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
@@ -287,6 +298,11 @@ func cmdBackup(args []string) error {
 	}
 	if err := rf.modeFlags(given(fs)); err != nil {
 		return err
+	}
+	if !rf.copiesState() {
+		if err := vf.deterministic("backup -mode " + rf.mode); err != nil {
+			return err
+		}
 	}
 	rc, err := rf.replicaConfig()
 	if err != nil {
@@ -322,7 +338,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID, Parallel: vf.parallel}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}

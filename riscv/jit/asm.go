@@ -414,6 +414,22 @@ func (a *asm) ret() { a.emit(0xc3) }
 
 func (a *asm) mfence() { a.emit(0x0f, 0xae, 0xf0) }
 
+// xchgMR swaps [m] and r (locked, as XCHG with memory always is).
+func (a *asm) xchgMR(w bool, m mem, r reg) { a.opRM(0, w, []byte{0x87}, r, m, false) }
+
+// lockXadd: tmp = [m]; [m] += r; r = tmp, atomically.
+func (a *asm) lockXadd(w bool, m mem, r reg) {
+	a.emit(0xf0)
+	a.opRM(0, w, []byte{0x0f, 0xc1}, r, m, false)
+}
+
+// lockCmpxchg: if [m] == RAX { [m] = r } else { RAX = [m] }, atomically;
+// ZF says which.
+func (a *asm) lockCmpxchg(w bool, m mem, r reg) {
+	a.emit(0xf0)
+	a.opRM(0, w, []byte{0x0f, 0xb1}, r, m, false)
+}
+
 // SSE, scalar: the XMM registers are numbered like the general ones.
 type xreg = reg
 

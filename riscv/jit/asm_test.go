@@ -105,6 +105,10 @@ func TestAsm(t *testing.T) {
 		{func(a *asm) { a.jmpM(atIdx(r13, rAX, 0, 0x40)) }, "jmp QWORD PTR [r13+rax*1+0x40]"},
 		{func(a *asm) { a.ret() }, "ret"},
 		{func(a *asm) { a.mfence() }, "mfence"},
+		{func(a *asm) { a.xchgMR(true, atIdx(rBX, rDX, 0, 0), rCX) }, "xchg QWORD PTR [rbx+rdx*1+0x0],rcx"},
+		{func(a *asm) { a.xchgMR(false, atIdx(rBX, rDX, 0, 0), r9) }, "xchg DWORD PTR [rbx+rdx*1+0x0],r9d"},
+		{func(a *asm) { a.lockXadd(true, atIdx(rBX, rDX, 0, 0), rCX) }, "lock xadd QWORD PTR [rbx+rdx*1+0x0],rcx"},
+		{func(a *asm) { a.lockCmpxchg(false, atIdx(rBX, rDX, 0, 0), rCX) }, "lock cmpxchg DWORD PTR [rbx+rdx*1+0x0],ecx"},
 	}
 	var a asm
 	var want []string

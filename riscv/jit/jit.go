@@ -8,9 +8,9 @@
 //
 // # Design
 //
-// A block is a run of guest instructions in one page, ending at a jump or
-// branch, before an instruction the translator leaves to the interpreter,
-// or at the end of the page. Blocks are keyed by guest virtual address and
+// A block is a run of guest instructions in one page (the last may reach
+// into the next), ending at a jump or branch, before an instruction the
+// translator leaves to the interpreter, or at the end of the page. Blocks are keyed by guest virtual address and
 // RAM offset (the same page may be mapped twice), live in a code buffer
 // mapped twice (writable, and executable), and are entered from Go through
 // an assembly trampoline (enter_amd64.s). Generated code never calls Go:
@@ -26,15 +26,28 @@
 // Go (between Runs or in an interpreted instruction), they are taken at the
 // same instruction as in the interpreter.
 //
-// Guest registers stay in the Hart (riscv.Hart.X), addressed from R15, so
-// the interpreter and the generated code share them without copying.
-// Loads and stores look up the hart's own TLB entries inline (EngineView)
-// and go to the interpreter on a miss, which makes A/D updates, faults,
-// dirty tracking and device accesses the interpreter's by construction.
+// Guest registers live in the Hart (riscv.Hart.X), addressed from R15, so
+// the interpreter and the generated code share them without copying;
+// within a block the ones it uses are cached in host registers
+// (regalloc.go) and written back before it leaves. Loads, stores and AMOs
+// look up the hart's own TLB entries inline (EngineView) and go to the
+// interpreter on a miss, which makes A/D updates, faults, dirty tracking
+// and device accesses the interpreter's by construction. Jumps within a
+// page are patched direct jumps; jumps to other pages and indirect ones
+// check the hart's fetch TLB, as an interpreted fetch would, and find the
+// block in a jump table (ctx.jt).
 //
 // Self-modifying code: pages holding decoded code never enter the write
 // TLB, so every store to them is interpreted, and the decode cache tells the
-// engine (CodeChanged), which drops the page's blocks.
+// engine (CodeChanged), which drops the page's blocks. After FENCE.I
+// (CodeFlushed) a page's blocks are kept if its bytes are unchanged.
+//
+// Safety: generated code addresses guest RAM only through TLB entries Go
+// filled (a page of RAM) plus an offset checked to stay in the page, jumps
+// only to labels of its own block, to blocks Go linked (codeBuf checks the
+// targets) or through the jump table Go fills, and divides only after
+// ruling out the cases x86 faults on. TestJumpsStayInBuffer checks the
+// jumps of the code it emits for random programs.
 package jit
 
 import (

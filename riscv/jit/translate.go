@@ -87,6 +87,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
+		b.size = len(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
@@ -134,7 +135,7 @@ func (t *tr) decode(pc, off uint64) {
 			}
 		}
 		in := riscv.Decode(raw)
-		if !translated(in) {
+		if !translated(in) || t.j.h.Interprets(in) {
 			break
 		}
 		if cross {
@@ -207,7 +208,41 @@ func translated(in riscv.Inst) bool {
 		// another hart.
 		return in.Op != riscv.OpFENCE || in.Imm&0xfff != pauseHint
 	}
-	return fpTranslated(in)
+	return amoTranslated(in) || fpTranslated(in)
+}
+
+// isAMO reports whether o is one of the A extension's read-modify-write
+// operations (not LR or SC).
+func isAMO(o riscv.Op) bool {
+	return o >= riscv.OpAMOSWAPW && o <= riscv.OpAMOMAXUW || o >= riscv.OpAMOSWAPD && o <= riscv.OpAMOMAXUD
+}
+
+// amoTranslated reports whether the translator handles AMO in: all but
+// the compare-and-swap kinds with x0 as the source (rare, and left to the
+// interpreter so that the loop always has the source in a register).
+func amoTranslated(in riscv.Inst) bool {
+	if !isAMO(in.Op) {
+		return false
+	}
+	k := in.Op - riscv.OpAMOSWAPW
+	if in.Op >= riscv.OpAMOSWAPD {
+		k = in.Op - riscv.OpAMOSWAPD
+	}
+	return in.Rs2 != 0 || k <= riscv.OpAMOADDW-riscv.OpAMOSWAPW
+}
+
+// amoCond is the condition under which min, max, minu and maxu (kind:
+// the distance from SWAP) keep the old value: old compared with the source.
+func amoCond(kind riscv.Op) cond {
+	switch kind {
+	case riscv.OpAMOMINW - riscv.OpAMOSWAPW:
+		return ccL
+	case riscv.OpAMOMAXW - riscv.OpAMOSWAPW:
+		return ccG
+	case riscv.OpAMOMINUW - riscv.OpAMOSWAPW:
+		return ccB
+	}
+	return ccA
 }
 
 // pauseHint is the fm/pred/succ field of Zihintpause's pause, fence w,0.
@@ -606,7 +641,77 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.divide(in)
 	default:
+		if isAMO(in.Op) {
+			t.amo(k, in, pc)
+			break
+		}
 		t.fpInsn(k, in, pc)
+	}
+}
+
+// amo emits an AMO: aligned, through the write TLB (the interpreter's
+// translateAMO looks there first too), and atomic on the host, so that
+// harts running in parallel see it whole.
+func (t *tr) amo(k int, in riscv.Inst, pc uint64) {
+	a := &t.a
+	w := in.Op >= riscv.OpAMOSWAPD
+	size, kind := 4, in.Op-riscv.OpAMOSWAPW
+	if w {
+		size, kind = 8, in.Op-riscv.OpAMOSWAPD
+	}
+	src := rCX // x0: zero, set after the lookup
+	if in.Rs2 != 0 {
+		src = t.src(in.Rs2)
+	}
+	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	slow := t.exit(pc, k, exitSlow)
+	a.testRI(false, rDX, int32(size-1))
+	a.jcc(ccNE, slow) // misaligned: the interpreter raises it
+	t.lookup(size, t.j.lay.writeTLB, slow, false)
+	if in.Rs2 == 0 {
+		a.movImm(rCX, 0)
+	}
+	m := atIdx(regRAM, rDX, 0, 0)
+	switch kind {
+	case riscv.OpAMOSWAPW - riscv.OpAMOSWAPW:
+		a.movRR(true, rCX, src)
+		a.xchgMR(w, m, rCX)
+		a.movRR(true, rAX, rCX)
+	case riscv.OpAMOADDW - riscv.OpAMOSWAPW:
+		a.movRR(true, rCX, src)
+		a.lockXadd(w, m, rCX)
+		a.movRR(true, rAX, rCX)
+	default:
+		// Compare and swap until no other hart came in between: RAX the
+		// old value, RCX the new one (src is not RCX: see amoTranslated).
+		loop := a.newLabel()
+		a.load(w, rAX, m)
+		a.bind(loop)
+		switch kind {
+		case riscv.OpAMOXORW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluXOR, rCX, src)
+		case riscv.OpAMOANDW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluAND, rCX, src)
+		case riscv.OpAMOORW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluOR, rCX, src)
+		default: // min, max, minu, maxu: the old value when it wins
+			a.aluRR(w, aluCMP, rAX, src)
+			a.movRR(true, rCX, src)
+			a.cmov(w, amoCond(kind), rCX, rAX)
+		}
+		a.lockCmpxchg(w, m, rCX)
+		a.jcc(ccNE, loop)
+	}
+	if in.Rd == 0 {
+		return
+	}
+	if w {
+		a.movRR(true, t.dst(in.Rd), rAX)
+	} else {
+		a.movsxd(t.dst(in.Rd), rAX)
 	}
 }
 
@@ -653,7 +758,7 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return fpTranslated(in) // with the FPU off, and for what SSE cannot do
+	return isAMO(in.Op) || fpTranslated(in) // AMOs like stores; FP with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
@@ -665,6 +770,10 @@ func regUse(in riscv.Inst) (reads, writes uint32) {
 	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpJAL:
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD,
+		riscv.OpAMOSWAPW, riscv.OpAMOADDW, riscv.OpAMOXORW, riscv.OpAMOANDW, riscv.OpAMOORW,
+		riscv.OpAMOMINW, riscv.OpAMOMAXW, riscv.OpAMOMINUW, riscv.OpAMOMAXUW,
+		riscv.OpAMOSWAPD, riscv.OpAMOADDD, riscv.OpAMOXORD, riscv.OpAMOANDD, riscv.OpAMOORD,
+		riscv.OpAMOMIND, riscv.OpAMOMAXD, riscv.OpAMOMINUD, riscv.OpAMOMAXUD,
 		riscv.OpADD, riscv.OpSUB, riscv.OpSLL, riscv.OpSLT, riscv.OpSLTU, riscv.OpXOR,
 		riscv.OpSRL, riscv.OpSRA, riscv.OpOR, riscv.OpAND,
 		riscv.OpADDW, riscv.OpSUBW, riscv.OpSLLW, riscv.OpSRLW, riscv.OpSRAW,
@@ -867,6 +976,15 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs, kee
 	if in.Imm != 0 {
 		a.aluRI(true, aluADD, rDX, int32(in.Imm))
 	}
+	t.lookup(size, tlb, slow, keep)
+}
+
+// lookup turns the guest address in RDX into its RAM offset through the
+// TLB at displacement tlb (the read or the write one), jumping to slow on a
+// miss or when the size bytes leave the page; keep leaves the page offset
+// in RAX. It clobbers RAX and RCX.
+func (t *tr) lookup(size int, tlb int32, slow label, keep bool) {
+	a := &t.a
 	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
 	// For a wider access the tag is computed from its last byte, as QEMU
 	// does: when the access leaves the page, that is a page whose entry
