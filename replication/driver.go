@@ -36,6 +36,7 @@ type driver struct {
 	joiner    *joiner // the transfer in progress
 	link      *link   // the primary's log channel
 	stream    *stream // the backup's
+	repair    *joiner // a backup's repair request, for the engine's goroutine
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
 	changed   chan struct{} // signalled (coalesced) when engineState changes

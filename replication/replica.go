@@ -152,6 +152,8 @@ type Replica struct {
 
 	d driver
 
+	flips []*flipRequest // memory errors to inject (under d.mu)
+
 	// Warnings anyone on the network can cause, rate-limited.
 	acceptWarn, rejectWarn, refuseWarn rareWarn
 

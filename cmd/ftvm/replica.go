@@ -209,6 +209,7 @@ func cmdPrimary(args []string) error {
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = rep.InjectBitFlip
 	cfg.Outputs = rep.Outputs()
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -288,6 +289,7 @@ func cmdBackup(args []string) error {
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = rep.InjectBitFlip
 	return serveReplica(&rf, rep, func(ctx context.Context, ln net.Listener) (vm.StopReason, error) {
 		return rep.RunBackup(ctx, *join, ln)
 	})
