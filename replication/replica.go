@@ -269,6 +269,7 @@ type Status struct {
 	LogIndex uint64         `json:"log_index,omitempty"`
 	Syncs    int            `json:"syncs,omitempty"`
 	LastSync *SyncReport    `json:"last_sync,omitempty"`
+	Totals   *SyncTotals    `json:"sync_totals,omitempty"`
 	Repairs  []RepairReport `json:"repairs,omitempty"`
 
 	rateT     time.Time

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ func cmdBench(args []string) error {
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
+	compare := fs.Bool("compare", false, "compare the replication modes instead: unreplicated, the replay-based pair, Remus, COLO and PLOVER on the same guest, clients and machine, interleaved (-runs rounds): throughput and latency against unreplicated, bandwidth, sync or checkpoint rate and size, identical pages, failover time")
+	cmpModes := fs.String("modes", strings.Join(bench.CompareModes, ","), "with -compare: the modes, of "+strings.Join(bench.CompareModes, ","))
+	cmpSMP := fs.String("smp", "1,2", "with -compare: the guest's harts (more than one runs -parallel), comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +38,32 @@ func cmdBench(args []string) error {
 	}
 	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
+	if *compare {
+		if err := notWith(set, "the comparison runs the default guest in replica processes", "rr", "ft", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs"); err != nil {
+			return err
+		}
+		var sizes []int
+		for _, f := range strings.Split(*cmpSMP, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("-smp %q: want hart counts", *cmpSMP)
+			}
+			sizes = append(sizes, n)
+		}
+		modes := strings.Split(*cmpModes, ",")
+		for _, m := range modes {
+			if !slices.Contains(bench.CompareModes, m) {
+				return fmt.Errorf("-modes: unknown mode %q (want some of %s)", m, strings.Join(bench.CompareModes, ","))
+			}
+		}
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes}, out)
+	} else if err := notWith(set, "they are the comparison's (-compare)", "modes", "smp"); err != nil {
+		return err
+	}
 	if *ft {
 		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
 			return err
