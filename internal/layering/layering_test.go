@@ -76,7 +76,7 @@ var rules = map[string]rule{
 	"migrate":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"statesync": {isaFree: true, imports: []string{"vm"}},
 	"replication": {isaFree: true, imports: []string{"arbiter", "host", "host/netdev", "migrate", "replay", "replay/eventlog",
-		"replication/core", "replication/outbuf", "runloop", "vm"}},
+		"replication/core", "replication/outbuf", "replication/plover", "runloop", "statesync", "vm"}},
 	// The pair's protocol without I/O, and the output rule's buffer: as
 	// deterministic as the machine (time enters as ticks).
 	// Its Log actions carry a slog.Level; the driver does the logging.

@@ -460,9 +460,17 @@ func (c *Core) tick() {
 		c.sinceSync++
 		c.nextConfChange()
 		c.maybeSync()
+		if c.otherReplica() == 0 && c.joining == nil {
+			// No backup, no syncs: nobody needs the log before what is
+			// applied (a backup that joins starts from a state transfer).
+			c.compact(c.applied)
+		}
 	case WitnessRole:
 		if c.rn.BasicStatus().RaftState == raft.StateLeader {
 			c.handOver()
+		}
+		if c.replicas() < 2 {
+			c.compact(c.applied)
 		}
 	}
 }
@@ -849,6 +857,17 @@ func (d Directory) has(id uint64) bool { _, ok := d[id]; return ok }
 
 func addNode(m Member) *pb.ConfChange {
 	return &pb.ConfChange{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(m.RaftID), Context: m.encode()}
+}
+
+// replicas counts the replica voters.
+func (c *Core) replicas() int {
+	n := 0
+	for _, id := range c.cs.GetVoters() {
+		if m, ok := c.dir[id]; ok && m.Kind == Replica {
+			n++
+		}
+	}
+	return n
 }
 
 // witness is the raft id of the witness voter (0: none).

@@ -553,3 +553,43 @@ func TestFailoverDuringSync(t *testing.T) {
 		t.Fatalf("backup %v, sync points left %v", b.c.Role(), b.syncs)
 	}
 }
+
+// The log does not grow without bound: after a sync (and without a
+// backup, at once) what every replica applied is compacted away.
+func TestLogCompacted(t *testing.T) {
+	cl, a, b, w := group(t)
+	for i := range 50 {
+		a.input(fmt.Sprintf("f%d", i))
+	}
+	a.step(EpochEnded{})
+	for range 3 {
+		a.step(EpochEnded{Idle: true, Quiet: true})
+	}
+	cl.settle()
+	a.input("one more")
+	a.step(EpochEnded{})
+	for range 3 {
+		a.step(EpochEnded{Idle: true, Quiet: true})
+	}
+	cl.tick(2)
+	for _, n := range []*node{a, b, w} {
+		fi, _ := n.c.st.FirstIndex()
+		li, _ := n.c.st.LastIndex()
+		if li+1-fi > 20 {
+			t.Fatalf("%s keeps entries %d to %d after two syncs", n.m.ID, fi, li)
+		}
+	}
+	cl.kill("b")
+	cl.tick(2)
+	for i := range 50 {
+		a.input(fmt.Sprintf("g%d", i))
+	}
+	cl.tick(2)
+	for _, n := range []*node{a, w} {
+		fi, _ := n.c.st.FirstIndex()
+		li, _ := n.c.st.LastIndex()
+		if li+1-fi > 10 {
+			t.Fatalf("without a backup, %s keeps entries %d to %d", n.m.ID, fi, li)
+		}
+	}
+}
