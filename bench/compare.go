@@ -105,6 +105,11 @@ func compareModes() []*compareMode {
 			if _, err := u.WaitLog("console ready", 0, time.Minute); err != nil {
 				return nil, err
 			}
+			conn, err := cluster.DialRetry(c.Forward, 30*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			conn.Close()
 			return &setup{primary: u, procs: []*cluster.Proc{u}, traffic: func(replication.Status) trafficSample { return trafficSample{} }}, nil
 		}},
 		{name: "replay", flag: "replay", start: pair("replay")},
