@@ -9,7 +9,8 @@ package bench
 import (
 	"fmt"
 	"io"
-	"os"
+
+	"ftvm/host"
 )
 
 // Output is where a benchmark prints: its table, and progress lines while
@@ -25,11 +26,11 @@ type Guest struct {
 }
 
 func (g Guest) load() (kernel, initrd []byte, err error) {
-	if kernel, err = os.ReadFile(g.Kernel); err != nil {
+	if kernel, err = host.ReadImage(g.Kernel); err != nil {
 		return nil, nil, fmt.Errorf("kernel: %w", err)
 	}
 	if g.Initrd != "" {
-		if initrd, err = os.ReadFile(g.Initrd); err != nil {
+		if initrd, err = host.ReadImage(g.Initrd); err != nil {
 			return nil, nil, fmt.Errorf("initrd: %w", err)
 		}
 	}

@@ -241,10 +241,10 @@ func Compare(o CompareOptions, out Output) error {
 				vs = fmt.Sprintf("%.2f", median(ops)/base)
 			}
 			fmt.Fprintf(out.Table, "%-13s %-22s %-9s %-20s %-18s %-18s %-16s %-14s %-10s %-10s %-14s\n", m.name,
-				spread(ops, "%.0f"), vs,
-				spread(pick(ok, func(x measurement) float64 { return x.ops1 }), "%.0f"),
-				spread(pick(ok, func(x measurement) float64 { return ms2(x.p50) }), "%.2f"),
-				spread(pick(ok, func(x measurement) float64 { return ms2(x.p99) }), "%.1f"),
+				spreadf(ops, "%.0f"), vs,
+				spreadf(pick(ok, func(x measurement) float64 { return x.ops1 }), "%.0f"),
+				spreadf(pick(ok, func(x measurement) float64 { return ms2(x.p50) }), "%.2f"),
+				spreadf(pick(ok, func(x measurement) float64 { return ms2(x.p99) }), "%.1f"),
 				rateSpread(pick(ok, func(x measurement) float64 { return x.bandwidth })),
 				orDash(pick(ok, func(x measurement) float64 { return x.syncRate }), "%.0f"),
 				orDash(pick(ok, func(x measurement) float64 { return x.syncBytes / 1024 }), "%.0f"),
@@ -348,8 +348,8 @@ func pick(ms []measurement, f func(measurement) float64) []float64 {
 	return out
 }
 
-// spread is "median [min-max]".
-func spread(xs []float64, f string) string {
+// spreadf is "median [min-max]".
+func spreadf(xs []float64, f string) string {
 	if len(xs) == 1 {
 		return fmt.Sprintf(f, xs[0])
 	}
@@ -360,7 +360,7 @@ func orDash(xs []float64, f string) string {
 	if slices.Max(xs) == 0 {
 		return "-"
 	}
-	return spread(xs, f)
+	return spreadf(xs, f)
 }
 
 func rateSpread(xs []float64) string {

@@ -25,61 +25,6 @@ const (
 	markBenchTo   = "cpubench: done"
 )
 
-// VsQEMU prints ftvm against QEMU on the guest g (QEMU's virt board with
-// OpenSBI; qemu "" skips it): the time to boot to init and the speed of a
-// CPU-bound guest, the median of runs runs each.
-func VsQEMU(g Guest, qemu string, runs int, out Output) error {
-	k, rd, err := g.load()
-	if err != nil {
-		return err
-	}
-	const bootArgs = "console=ttyS0 earlycon=sbi ftvm.mode=poweroff"
-	const cpuArgs = "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=50"
-	var fBoot, qBoot, fIPS, qIPS []float64
-	for i := 0; i < runs; i++ {
-		fmt.Fprintf(out.Progress, "bench: run %d/%d\n", i+1, runs)
-		r, err := ftvmMarks(k, rd, bootArgs, markInit)
-		if err != nil {
-			return fmt.Errorf("ftvm boot: %w", err)
-		}
-		fBoot = append(fBoot, r[0].wall.Seconds())
-		r, err = ftvmMarks(k, rd, cpuArgs, markBenchFrom, markBenchTo)
-		if err != nil {
-			return fmt.Errorf("ftvm cpubench: %w", err)
-		}
-		insns := float64(r[1].instret - r[0].instret)
-		fIPS = append(fIPS, insns/(r[1].wall-r[0].wall).Seconds())
-		if qemu != "" {
-			q, err := qemuMarks(qemu, g.Kernel, g.Initrd, bootArgs, markInit)
-			if err != nil {
-				return fmt.Errorf("qemu boot: %w", err)
-			}
-			qBoot = append(qBoot, q[0].Seconds())
-			q, err = qemuMarks(qemu, g.Kernel, g.Initrd, cpuArgs, markBenchFrom, markBenchTo)
-			if err != nil {
-				return fmt.Errorf("qemu cpubench: %w", err)
-			}
-			// QEMU does not count instructions; the guest program is the
-			// same, so use ftvm's exact count for the same interval.
-			qIPS = append(qIPS, insns/(q[1]-q[0]).Seconds())
-		}
-	}
-
-	fmt.Fprintf(out.Table, "%-36s %12s %12s %10s\n", "metric (median of "+fmt.Sprint(runs)+")", "ftvm", "qemu-tcg", "ftvm/qemu")
-	row := func(name string, f, q []float64, unit float64) {
-		fm := median(f) / unit
-		if len(q) == 0 {
-			fmt.Fprintf(out.Table, "%-36s %12.3f %12s %10s\n", name, fm, "-", "-")
-			return
-		}
-		qm := median(q) / unit
-		fmt.Fprintf(out.Table, "%-36s %12.3f %12.3f %10.2f\n", name, fm, qm, fm/qm)
-	}
-	row("boot to init banner (s)", fBoot, qBoot, 1)
-	row("cpu-bound guest (M instructions/s)", fIPS, qIPS, 1e6)
-	return nil
-}
-
 type mark struct {
 	instret uint64
 	wall    time.Duration
@@ -88,12 +33,12 @@ type mark struct {
 // ftvmMarks boots a machine and returns, for each marker in order, the
 // instruction count and wall time (from before the machine is built) at
 // which it appeared on the console.
-func ftvmMarks(kernel, initrd []byte, cmdline string, markers ...string) ([]mark, error) {
+func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) ([]mark, error) {
 	start := time.Now()
 	var line bytes.Buffer
 	var got []mark
 	var m *machine.Machine
-	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline}
+	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Exec: exec}
 	cfg.Outputs.Console = func(instret uint64, b []byte) {
 		for _, c := range b {
 			if c != '\n' {

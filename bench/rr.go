@@ -25,11 +25,12 @@ import (
 	"ftvm/machinelog"
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
+	"ftvm/riscv/jit"
 	"ftvm/runloop"
 	"ftvm/vm"
 )
 
-// The record/replay benchmark (ftvm bench -rr, issue 3): for an idle
+// The record/replay benchmark (ftvm bench -rr): for an idle
 // guest, a CPU-bound guest and a network-heavy key-value workload, the
 // cost of recording against a plain run, the speed of replay, and the
 // log's rate in bytes per wall-clock second; and the same for QEMU's own
@@ -44,6 +45,8 @@ type rrWindow struct {
 	from, to string
 	dur      time.Duration
 	kv       int
+	exec     string // ftvm's execution engine (empty: the default)
+	noIcount bool   // QEMU without -icount: plain TCG
 }
 
 // rrMeasure is one measured window.
@@ -54,6 +57,8 @@ type rrMeasure struct {
 	logBytes int64         // log written in the window
 	ops      int           // key-value operations done in it
 	log      []byte        // the whole log, when recording
+	jit      jit.Stats     // what the translator did in the whole run
+	total    uint64        // instructions in the whole run
 }
 
 const (
@@ -68,7 +73,7 @@ var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 // time, console, network on an in-process link to a host-side TCP stack).
 func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var res rrMeasure
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Exec: w.exec}
 	var guestEnd, hostEnd *netdev.PipeEnd
 	if w.kv > 0 {
 		guestEnd, hostEnd = netdev.NewPipe()
@@ -163,6 +168,7 @@ func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 		lc.Inputs = host.NewInputs(nil, guestEnd)
 	}
 	reason, lerr := runloop.Run(lc)
+	res.jit, res.total = m.TranslatorStats(), m.Instret()
 	if !finished.Load() {
 		if lerr == nil {
 			lerr = fmt.Errorf("%v after %d instructions", reason, m.Instret())
@@ -293,7 +299,10 @@ func qemuRR(qemu, kernel, initrd string, w rrWindow, rrfile string) (rrMeasure, 
 		icount += ",rr=record,rrfile=" + rrfile
 	}
 	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", w.cmdline, "-icount", icount}
+		"-kernel", kernel, "-append", w.cmdline}
+	if !w.noIcount {
+		args = append(args, "-icount", icount)
+	}
 	if initrd != "" {
 		args = append(args, "-initrd", initrd)
 	}

@@ -13,8 +13,14 @@ const (
 	ExecJIT    = "jit"    // guest code translated to host code (linux/amd64), the interpreter for the rest
 )
 
-// DefaultExec is the engine used when Config.Exec is empty.
-func DefaultExec() string { return ExecInterp }
+// DefaultExec is the engine used when Config.Exec is empty: the translator
+// where the host supports it.
+func DefaultExec() string {
+	if jit.Available() {
+		return ExecJIT
+	}
+	return ExecInterp
+}
 
 // checkExec validates an engine name (empty: the default).
 func checkExec(name string) (string, error) {

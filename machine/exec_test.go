@@ -77,6 +77,6 @@ func TestExecLinuxBoot(t *testing.T) {
 	}
 	mi, mj := lockstep(t, mk, 1_000_003, 2e9, 10)
 	st := mj.TranslatorStats()
-	t.Logf("both powered off at %d instructions; translator: %d blocks (%d guest instructions, %d KiB of code), %d entries, %d links, %d pages invalidated, %d flushes",
-		mi.Instret(), st.Blocks, st.GuestInsns, st.CodeBytes>>10, st.Entries, st.Links, st.Invalidated, st.Flushes)
+	t.Logf("both powered off at %d instructions; translator: %d blocks (%d guest instructions, %d KiB of code), %d entries, %d links, %d pages invalidated, %d FENCE.I (%d pages found unchanged), %d flushes",
+		mi.Instret(), st.Blocks, st.GuestInsns, st.CodeBytes>>10, st.Entries, st.Links, st.Invalidated, st.Suspended, st.Verified, st.Flushes)
 }

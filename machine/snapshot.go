@@ -54,11 +54,9 @@ func (m *Machine) Save(w io.Writer) error {
 		return err
 	}
 	if m.blk != nil {
-		disk := make([]byte, m.cfg.Disk.Size())
-		if _, err := m.cfg.Disk.ReadAt(disk, 0); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("snapshot: reading the disk: %w", err)
-		}
-		secs = append(secs, snapshot.Section{Name: "disk", Data: disk})
+		// Copied from the disk as the snapshot is written, not held in
+		// memory: a disk can be much larger than the RAM a host has.
+		secs = append(secs, snapshot.Section{Name: "disk", From: m.cfg.Disk, Size: m.cfg.Disk.Size()})
 	}
 	secs = append(secs, snapshot.Section{Name: "ram", Data: m.sparsePages()})
 	return snapshot.Write(w, secs)

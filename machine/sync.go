@@ -48,7 +48,7 @@ func (m *Machine) LoadState(r io.Reader) error {
 			return fmt.Errorf("load state: the snapshot has a %q section (LoadState takes one written by SaveState)", name)
 		}
 	}
-	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk})
+	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk, Exec: ExecInterp}) // a scratch board: it never runs
 	if err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,26 +50,43 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 		}
 	}
 	if disk != "" {
-		b, err := os.ReadFile(disk)
+		sum, n, err := hashFile(disk)
 		if err != nil {
 			return h, fmt.Errorf("disk: %w", err)
 		}
-		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sha256.Sum256(b), Size: uint64(len(b))})
+		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sum, Size: n})
 	}
 	return h, nil
+}
+
+// hashFile returns the SHA-256 and size of the file at path, read as a
+// stream: a disk image can be larger than the host's memory.
+func hashFile(path string) (sum [32]byte, n uint64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, 0, err
+	}
+	defer f.Close()
+	d := sha256.New()
+	c, err := io.Copy(d, f)
+	if err != nil {
+		return sum, 0, err
+	}
+	d.Sum(sum[:0])
+	return sum, uint64(c), nil
 }
 
 // SnapshotHeader describes a run that starts from the snapshot in path,
 // restored as m: the snapshot file's hash stands for every image (it holds
 // RAM, devices and disk).
 func SnapshotHeader(path string, m *machine.Machine) (eventlog.Header, error) {
-	b, err := os.ReadFile(path)
+	sum, n, err := hashFile(path)
 	if err != nil {
 		return eventlog.Header{}, err
 	}
 	return eventlog.Header{
 		Engine:       Engine,
-		Images:       []eventlog.Image{{Role: "snapshot", SHA256: sha256.Sum256(b), Size: uint64(len(b))}},
+		Images:       []eventlog.Image{{Role: "snapshot", SHA256: sum, Size: n}},
 		StartInstret: m.Instret(),
 	}, nil
 }
@@ -105,6 +123,9 @@ type Images struct {
 	// Snapshot is the snapshot the recording started from, or one it
 	// wrote while it ran.
 	Snapshot string
+	// Exec is the execution engine to replay on (machine.Config.Exec): any
+	// gives the same run.
+	Exec string
 }
 
 // Machine builds the machine a log with header hdr starts from, checked
@@ -126,18 +147,18 @@ func Machine(hdr eventlog.Header, im Images, out machine.Outputs) (m *machine.Ma
 		if len(given) > 0 {
 			return nil, nil, fmt.Errorf("the replay starts from a snapshot, which holds the machine's images and disk: a %s does not apply", strings.Join(given, ", "))
 		}
-		return fromSnapshot(im.Snapshot, hdr, out)
+		return fromSnapshot(im.Snapshot, im.Exec, hdr, out)
 	}
 	m, err = fromImages(hdr, im, out)
 	return m, nil, err
 }
 
-func fromSnapshot(path string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func fromSnapshot(path, exec string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
 	// No disk: the snapshot's own, in memory.
-	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out}); err != nil {
+	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out, Exec: exec}); err != nil {
 		return nil, nil, err
 	}
 	want, err := SnapshotHeader(path, m)
@@ -166,13 +187,14 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		InstructionsPerTick: hdr.InstructionsPerTick,
 		RNGSeed:             hdr.RNGSeed,
 		Outputs:             out,
+		Exec:                im.Exec,
 	}
 	var err error
 	if im.ELF != "" {
 		if im.Kernel != "" || im.Initrd != "" {
 			return nil, errors.New("a bare-metal program and a kernel or initrd do not go together")
 		}
-		if cfg.ELF, err = os.ReadFile(im.ELF); err != nil {
+		if cfg.ELF, err = host.ReadImage(im.ELF); err != nil {
 			return nil, err
 		}
 	} else {
@@ -183,11 +205,11 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 				initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
 			}
 		}
-		if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+		if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
 		if initrd != "" {
-			if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+			if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 				return nil, fmt.Errorf("initrd: %w", err)
 			}
 		}

@@ -14,8 +14,13 @@ import (
 
 // newMachine boots the default guest in serve mode, collecting its console.
 func newMachine(t *testing.T, console *bytes.Buffer) *machine.Machine {
+	return newMachineExec(t, console, "")
+}
+
+// newMachineExec is newMachine on a given execution engine.
+func newMachineExec(t *testing.T, console *bytes.Buffer, exec string) *machine.Machine {
 	k, i := testsupport.DefaultGuest(t)
-	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0",
+	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0", Exec: exec,
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +71,13 @@ func drive(t *testing.T, e vm.Engine) vm.StopReason {
 }
 
 func record(t *testing.T) (log []byte, console string, final vm.Digest) {
+	return recordExec(t, "")
+}
+
+// recordExec records the scripted run on the given execution engine.
+func recordExec(t *testing.T, exec string) (log []byte, console string, final vm.Digest) {
 	var con bytes.Buffer
-	m := newMachine(t, &con)
+	m := newMachineExec(t, &con, exec)
 	var buf bytes.Buffer
 	w, err := eventlog.NewWriter(&buf, eventlog.Header{Engine: "test"})
 	if err != nil {
@@ -106,6 +116,41 @@ func TestRecordReplay(t *testing.T) {
 		t.Errorf("final digest differs")
 	}
 	t.Logf("%d bytes of log for %d instructions: %+v", len(log), res.Instret, res)
+}
+
+// TestRecordReplayAcrossEngines records the scripted run with one execution
+// engine and replays it with the other, both ways: every digest in the log,
+// the console and the final digest must match, since the engines differ in
+// speed only.
+func TestRecordReplayAcrossEngines(t *testing.T) {
+	if machine.DefaultExec() != machine.ExecJIT {
+		t.Skip("the translator needs linux on amd64")
+	}
+	for _, c := range []struct{ rec, rep string }{{machine.ExecInterp, machine.ExecJIT}, {machine.ExecJIT, machine.ExecInterp}} {
+		t.Run(c.rec+"-to-"+c.rep, func(t *testing.T) {
+			log, console, final := recordExec(t, c.rec)
+			var con bytes.Buffer
+			m := newMachineExec(t, &con, c.rep)
+			rd, err := eventlog.NewReader(bytes.NewReader(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Replay(m, rd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Reason != "poweroff" || res.Digests < 3 {
+				t.Errorf("replay result %+v: want poweroff and several digests", res)
+			}
+			if con.String() != console {
+				t.Errorf("replayed console output differs from the recording")
+			}
+			if m.Digest().Sum != final.Sum {
+				t.Errorf("final digest differs")
+			}
+			t.Logf("recorded with %s, replayed with %s: %d instructions, %d digests checked", c.rec, c.rep, res.Instret, res.Digests)
+		})
+	}
 }
 
 // perturbed injects one input the log does not have: the nondeterminism a

@@ -17,6 +17,7 @@ import (
 	"ftvm/replay/eventlog"
 	"ftvm/replication/core"
 	"ftvm/replication/outbuf"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -69,8 +70,10 @@ type stream struct {
 
 	mu      sync.Mutex
 	pending *core.SendAck
+	ending  bool // close once the pending acknowledgement is written
 	kick    chan struct{}
 	once    sync.Once
+	closed  chan struct{} // closed by close, after the connection
 
 	lastRecv atomic.Int64 // unix nanoseconds
 }
@@ -109,7 +112,7 @@ func (r *Replica) join(ctx context.Context, addr string) (*stream, Engine, error
 		return nil, nil, fmt.Errorf("joining the primary at %s: %w", addr, err)
 	}
 	tc := c.(*tls.Conn)
-	s := &stream{d: &r.d, conn: tc, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1), addr: addr}
+	s := &stream{d: &r.d, conn: tc, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1), closed: make(chan struct{}), addr: addr}
 	s.primary, _ = peerID(tc)
 	dr := &deadlineReader{c: tc}
 	dr.timeout.Store(int64(max(cfg.Timeout, handshakeTimeout)))
@@ -178,7 +181,13 @@ func (r *Replica) follow(ctx context.Context, s *stream, e Engine) (vm.StopReaso
 			if stop.Err != nil {
 				return vm.StopLimit, stop.Err
 			}
-			return vm.ParseStopReason(stop.Reason), nil
+			// The run ended with the primary's guest: the acknowledgement
+			// of the End record goes out before the connection closes
+			// (the primary would take a backup that hangs up first for
+			// lost, and declare itself unprotected).
+			<-s.closed
+			reason := vm.ParseStopReason(stop.Reason)
+			return reason, guestEnded(reason, e.Instret())
 		}
 		if d.golive() {
 			return vm.StopLimit, nil
@@ -226,6 +235,20 @@ func apply(p *replay.Player, e Engine, rec eventlog.Record) error {
 	return p.Apply(rec)
 }
 
+// guestEnded is the error of a backup whose primary's guest ended with
+// reason at instret: none when it powered off or rebooted, the run loop's
+// errors when it locked up or waits for an interrupt nothing can raise,
+// as the primary reports them.
+func guestEnded(reason vm.StopReason, instret uint64) error {
+	switch reason {
+	case vm.StopLockup:
+		return fmt.Errorf("the primary's guest ended after %d instructions: %w", instret, runloop.ErrLockup)
+	case vm.StopIdle:
+		return fmt.Errorf("the primary's guest ended after %d instructions: %w", instret, runloop.ErrNoWake)
+	}
+	return nil
+}
+
 func (d *driver) golive() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -265,6 +288,18 @@ func (s *stream) ack(a core.SendAck) {
 	}
 }
 
+// end closes the stream once the acknowledgement pending is written (a
+// clean end: the primary waits for the acknowledgement of its End record).
+func (s *stream) end() {
+	s.mu.Lock()
+	s.ending = true
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (s *stream) writeAcks() {
 	timeout := s.d.r.cfg.Timeout
 	for {
@@ -274,16 +309,28 @@ func (s *stream) writeAcks() {
 			return
 		}
 		s.mu.Lock()
-		a := s.pending
+		a, ending := s.pending, s.ending
 		s.pending = nil
 		s.mu.Unlock()
 		if a == nil {
+			if ending {
+				s.close()
+				return
+			}
 			continue
 		}
 		m := ack{Frames: uint64(a.Frames), Bytes: uint64(a.Bytes), Replayed: a.Replayed}
 		s.conn.SetWriteDeadline(time.Now().Add(timeout))
 		if err := writeMessage(s.conn, msgAck, m.encode()); err != nil {
 			s.d.stepLink(s, core.LinkFailed{Err: fmt.Errorf("acknowledging: %w", err)})
+			s.close()
+			return
+		}
+		s.mu.Lock()
+		ending = s.ending && s.pending == nil
+		s.mu.Unlock()
+		if ending {
+			s.close()
 			return
 		}
 	}
@@ -293,6 +340,7 @@ func (s *stream) close() {
 	s.once.Do(func() {
 		close(s.done)
 		s.conn.Close()
+		close(s.closed)
 	})
 }
 

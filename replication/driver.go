@@ -212,6 +212,12 @@ func (d *driver) carryOut(acts []core.Action) []func() {
 		case core.Stop:
 			s := a
 			d.stop = &s
+			if st := d.stream; st != nil && a.Err == nil {
+				// The primary's guest ended: the backup's last
+				// acknowledgement (of the End record) goes out first.
+				d.stream = nil
+				later = append(later, st.end)
+			}
 			if d.link != nil || d.stream != nil || d.joiner != nil || d.welcomed != nil {
 				later = append(later, d.unlink(errors.New("stopping"))...)
 			}

@@ -11,6 +11,7 @@ import (
 	"ftvm/host/netdev"
 	"ftvm/internal/fakevm"
 	"ftvm/migrate"
+	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -117,5 +118,67 @@ func TestLongEpochKeepsPairProtected(t *testing.T) {
 	a.con.waitFor(t, "after", 30*time.Second)
 	if b.con.String() != "" {
 		t.Fatalf("the backup emitted output: %q", b.con.String())
+	}
+}
+
+// lockingEngine is an engine whose guest can be made to lock up (a trap
+// loop): Run returns StopLockup from then on.
+type lockingEngine struct {
+	*fakevm.Engine
+	locked atomic.Bool
+}
+
+func (l *lockingEngine) Run(until uint64) vm.StopReason {
+	if l.locked.Load() {
+		return vm.StopLockup
+	}
+	return l.Engine.Run(until)
+}
+
+// TestGuestCannotGoOn: the primary's guest can go no further: it locks up,
+// or it waits for an interrupt that nothing can raise any more (no timer,
+// no NIC, its console closed). The run ends as it does when the guest
+// powers off: the backup gets the End record and ends too, without taking
+// over (a guest that cannot run is no reason for a failover), and both
+// say why with the run loop's error (ftvm exits non-zero). A primary
+// whose guest nothing could wake used to end without an End record, so
+// its backup took it for dead and went live with the same guest.
+func TestGuestCannotGoOn(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want error
+	}{{"lockup", runloop.ErrLockup}, {"nothing can wake it", runloop.ErrNoWake}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := keys(t, "a", "b")
+			arb := arbiter.NewMemory()
+			a := newTestReplica(t, dir, "a", arb, withFakeEngine)
+			b := newTestReplica(t, dir, "b", arb, withFakeEngine)
+			e := &lockingEngine{Engine: fakevm.New(16, nil, a.r.Outputs())}
+			e.Idle = true
+			a.startEngine(e)
+			b.startBackup(a.ln.Addr().String())
+			b.waitRole(t, "backup", 30*time.Second)
+			before := view(t, arb)
+
+			if c.want == runloop.ErrLockup {
+				e.locked.Store(true)
+				a.in <- []byte("run\n") // the guest runs, and locks up
+			} else {
+				close(a.in) // the console ends: nothing can reach the idle guest
+			}
+			a.wait(t, 30*time.Second)
+			b.wait(t, 30*time.Second)
+			for _, r := range []*testReplica{a, b} {
+				if !errors.Is(r.err, c.want) {
+					t.Errorf("%s ended with %v, %v; want %v", r.r.cfg.ID, r.reason, r.err, c.want)
+				}
+			}
+			if st := b.r.Status(); st.Failovers != 0 {
+				t.Errorf("the backup took over: %+v", st)
+			}
+			if v := view(t, arb); v != before {
+				t.Errorf("the view changed from %v to %v", before, v)
+			}
+		})
 	}
 }

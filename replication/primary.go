@@ -144,10 +144,16 @@ func (p *primary) run(ctx context.Context) (vm.StopReason, error) {
 			Tick: func() error { return p.ready(ctx) },
 		},
 	})
-	switch reason {
-	case vm.StopPowerOff, vm.StopReboot, vm.StopLockup:
-		if ferr := p.finish(ctx, reason); ferr != nil {
-			return reason, ferr
+	// A guest that stopped, locked up or can never be woken ends the run
+	// on both replicas: the backup gets the End record (with the reason)
+	// and ends too. Without it the backup would take the primary for dead
+	// and go live with a guest that cannot run either.
+	if err == nil || errors.Is(err, runloop.ErrLockup) || errors.Is(err, runloop.ErrNoWake) {
+		switch reason {
+		case vm.StopPowerOff, vm.StopReboot, vm.StopLockup, vm.StopIdle:
+			if ferr := p.finish(ctx, reason); ferr != nil {
+				return reason, ferr
+			}
 		}
 	}
 	return reason, err

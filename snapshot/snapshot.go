@@ -44,6 +44,11 @@ var ErrCorrupt = errors.New("corrupt snapshot")
 type Section struct {
 	Name string
 	Data []byte
+	// From, when set, is where Write reads the payload, Size bytes,
+	// instead of Data: a disk image goes into a snapshot without being
+	// held in memory.
+	From io.ReaderAt
+	Size int64
 }
 
 // Write writes sections as a snapshot.
@@ -51,17 +56,38 @@ func Write(w io.Writer, sections []Section) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(magic)
 	binary.Write(bw, binary.LittleEndian, uint32(Version))
+	var chunk []byte
 	for _, s := range append(sections, Section{Name: "end"}) {
-		if s.Name == "" || len(s.Name) > maxName || uint64(len(s.Data)) > MaxPayload {
-			return fmt.Errorf("snapshot: bad section %q (%d bytes)", s.Name, len(s.Data))
+		size := int64(len(s.Data))
+		if s.From != nil {
+			size = s.Size
+		}
+		if s.Name == "" || len(s.Name) > maxName || size < 0 || uint64(size) > MaxPayload {
+			return fmt.Errorf("snapshot: bad section %q (%d bytes)", s.Name, size)
 		}
 		var hdr []byte
 		hdr = binary.AppendUvarint(hdr, uint64(len(s.Name)))
 		bw.Write(hdr)
 		bw.WriteString(s.Name)
-		bw.Write(binary.AppendUvarint(nil, uint64(len(s.Data))))
-		bw.Write(s.Data)
-		crc := crc32.Update(crc32.Checksum([]byte(s.Name), castagnoli), castagnoli, s.Data)
+		bw.Write(binary.AppendUvarint(nil, uint64(size)))
+		crc := crc32.Checksum([]byte(s.Name), castagnoli)
+		if s.From == nil {
+			bw.Write(s.Data)
+			crc = crc32.Update(crc, castagnoli, s.Data)
+		} else {
+			if chunk == nil {
+				chunk = make([]byte, 1<<20)
+			}
+			for off := int64(0); off < size; {
+				p := chunk[:min(int64(len(chunk)), size-off)]
+				if n, err := s.From.ReadAt(p, off); n < len(p) {
+					return fmt.Errorf("snapshot: section %s: reading %d bytes at %d: %v", s.Name, len(p), off, err)
+				}
+				bw.Write(p)
+				crc = crc32.Update(crc, castagnoli, p)
+				off += int64(len(p))
+			}
+		}
 		binary.Write(bw, binary.LittleEndian, crc)
 	}
 	return bw.Flush()

@@ -144,6 +144,7 @@ func cmdReplay(args []string) error {
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
 	ckEvery := fs.Uint64("checkpoint-every", gdbtarget.CheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
 	gdbAddr := gdbFlag(fs)
+	execFlag(fs, &im.Exec)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm replay [flags] LOG\n\nRe-executes a recorded run from its log alone (no network, console or host\ntime involved) and checks every logged state digest. A log cut short (its\nrecorder killed) is replayed up to its last complete record.")
 		fs.PrintDefaults()

@@ -21,7 +21,6 @@ import (
 	"ftvm/migrate"
 	"ftvm/monitor"
 	"ftvm/replication"
-	"ftvm/runloop"
 	"ftvm/vm"
 )
 
@@ -157,9 +156,6 @@ func serveReplica(rf *replicaFlags, rep *replication.Replica, run func(ctx conte
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
-	if err == nil && reason == vm.StopLockup {
-		return fmt.Errorf("after %d instructions: %w", st.Instret, runloop.ErrLockup)
-	}
 	return err
 }
 
@@ -228,6 +224,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
+	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ftvm backup -id ID -keys DIR -join ADDR [flags]\n\nJoins a primary, receives its state and follows its log; if the primary dies\nand the arbiter agrees, goes live and continues as the primary.")
@@ -265,7 +262,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}

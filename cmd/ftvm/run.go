@@ -28,8 +28,15 @@ const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
+	exec                                            string
 	memMiB                                          int
 	diskRO                                          bool
+}
+
+// execFlag registers -exec, the execution engine.
+func execFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "exec", "", "execution `engine`: "+machine.ExecJIT+" (guest code translated to host code) or "+machine.ExecInterp+
+		" (the interpreter); both give the same results (default "+machine.DefaultExec()+" here)")
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
@@ -42,6 +49,7 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
+	execFlag(fs, &f.exec)
 }
 
 // given is the set of flags given on the command line.
@@ -104,10 +112,10 @@ func (f *vmFlags) check(set map[string]bool, program, restore string) error {
 
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
-	cfg := machine.Config{MemoryMiB: f.memMiB}
+	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec}
 	var err error
 	if program != "" {
-		if cfg.ELF, err = os.ReadFile(program); err != nil {
+		if cfg.ELF, err = host.ReadImage(program); err != nil {
 			return cfg, fmt.Errorf("program: %w", err)
 		}
 		return cfg, nil
@@ -122,11 +130,11 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
 		}
 	}
-	if cfg.Kernel, err = os.ReadFile(kernel); err != nil {
+	if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
 	}
 	if initrd != "" {
-		if cfg.Initrd, err = os.ReadFile(initrd); err != nil {
+		if cfg.Initrd, err = host.ReadImage(initrd); err != nil {
 			return cfg, fmt.Errorf("initrd: %w", err)
 		}
 	}
@@ -135,7 +143,7 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		cfg.Cmdline = defaultCmdline
 	}
 	if f.dtb != "" {
-		if cfg.DTB, err = os.ReadFile(f.dtb); err != nil {
+		if cfg.DTB, err = host.ReadImage(f.dtb); err != nil {
 			return cfg, fmt.Errorf("dtb: %w", err)
 		}
 	}
@@ -162,7 +170,7 @@ func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
 // snapshot's disk contents are written to that file and the guest runs on
 // it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	opts := machine.RestoreOptions{Outputs: out}
+	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
 		if err != nil {

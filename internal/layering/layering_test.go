@@ -120,7 +120,7 @@ var rules = map[string]rule{
 	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/vswitch", "monitor", "replication"}},
 	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "monitor", "replication"}},
 	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/netdev", "host/netstack", "machine", "machinelog",
-		"monitor", "replay", "replay/eventlog", "replication", "runloop", "vm"}},
+		"monitor", "replay", "replay/eventlog", "replication", "riscv/jit", "runloop", "vm"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
 	// an argument, no goroutines or I/O) that knows frames, not engines.

@@ -47,6 +47,8 @@ const (
 	ccA  cond = 0x7
 	ccS  cond = 0x8
 	ccNS cond = 0x9
+	ccP  cond = 0xa // parity: an unordered (NaN) comparison
+	ccNP cond = 0xb
 	ccL  cond = 0xc // signed <
 	ccGE cond = 0xd
 	ccLE cond = 0xe
@@ -226,6 +228,21 @@ func (a *asm) store(size int, m mem, src reg) {
 	}
 }
 
+// storeZero: [m] = 0, size 1, 2, 4 or 8 bytes.
+func (a *asm) storeZero(size int, m mem) {
+	switch size {
+	case 1:
+		a.opRM(0, false, []byte{0xc6}, 0, m, false)
+		a.emit(0)
+	case 2:
+		a.opRM(0x66, false, []byte{0xc7}, 0, m, false)
+		a.emit(0, 0)
+	default:
+		a.opRM(0, size == 8, []byte{0xc7}, 0, m, false)
+		a.imm32(0)
+	}
+}
+
 // loadExt: dst = [m] of size bytes, sign- or zero-extended to 64 bits.
 func (a *asm) loadExt(size int, signed bool, dst reg, m mem) {
 	switch {
@@ -317,6 +334,12 @@ func (a *asm) aluMI(w bool, op aluOp, m mem, imm int32) {
 // testRR sets flags from a & b.
 func (a *asm) testRR(w bool, x, y reg) { a.opRR(0, w, []byte{0x85}, y, x, false) }
 
+// testRI sets flags from r & imm.
+func (a *asm) testRI(w bool, r reg, imm int32) {
+	a.opRR(0, w, []byte{0xf7}, 0, r, false)
+	a.imm32(imm)
+}
+
 // testMI sets flags from [m] & imm.
 func (a *asm) testMI(w bool, m mem, imm int32) {
 	a.opRM(0, w, []byte{0xf7}, 0, m, false)
@@ -375,10 +398,57 @@ func (a *asm) jmp(l label) {
 	a.imm32(0)
 }
 
+// jmpM jumps to the address stored at m.
+func (a *asm) jmpM(m mem) { a.opRM(0, false, []byte{0xff}, 4, m, false) }
+
 // jmpR jumps to the address in r.
 func (a *asm) jmpR(r reg) { a.opRR(0, false, []byte{0xff}, 4, r, false) }
 
 func (a *asm) ret() { a.emit(0xc3) }
+
+// SSE, scalar: the XMM registers are numbered like the general ones.
+type xreg = reg
+
+const (
+	x0 xreg = 0
+	x1 xreg = 1
+)
+
+// SSE prefixes: which precision an opcode means.
+const (
+	pfxSD = 0xf2 // scalar double
+	pfxSS = 0xf3 // scalar single
+	pfx66 = 0x66
+)
+
+// sseRR: dst op= src (prefix and 0F opcode).
+func (a *asm) sseRR(pfx byte, w bool, op byte, dst, src reg) {
+	a.opRR(pfx, w, []byte{0x0f, op}, dst, src, false)
+}
+
+// sseRM: dst op= [m].
+func (a *asm) sseRM(pfx byte, w bool, op byte, dst reg, m mem) {
+	a.opRM(pfx, w, []byte{0x0f, op}, dst, m, false)
+}
+
+// movqXM: xmm = the 64 bits at m.
+func (a *asm) movqXM(dst xreg, m mem) { a.sseRM(0xf3, false, 0x7e, dst, m) }
+
+// movqMX: the 64 bits at m = xmm.
+func (a *asm) movqMX(m mem, src xreg) { a.sseRM(pfx66, false, 0xd6, src, m) }
+
+// movqXR: xmm = r (64 bits; movd with w false: 32 bits, zero-extended).
+func (a *asm) movqXR(w bool, dst xreg, src reg) { a.sseRR(pfx66, w, 0x6e, dst, src) }
+
+// movqRX: r = xmm (64 bits; 32 with w false).
+func (a *asm) movqRX(w bool, dst reg, src xreg) { a.sseRR(pfx66, w, 0x7e, src, dst) }
+
+// ldmxcsr and stmxcsr load and store the SSE control and status word.
+func (a *asm) ldmxcsr(m mem) { a.opRM(0, false, []byte{0x0f, 0xae}, 2, m, false) }
+func (a *asm) stmxcsr(m mem) { a.opRM(0, false, []byte{0x0f, 0xae}, 3, m, false) }
+
+// movzxbM: dst = the byte at m, zero-extended.
+func (a *asm) movzxbM(dst reg, m mem) { a.opRM(0, false, []byte{0x0f, 0xb6}, dst, m, false) }
 
 func (r reg) String() string {
 	if r == noReg {

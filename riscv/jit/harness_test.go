@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 
 	"ftvm/internal/testsupport"
@@ -131,7 +133,7 @@ func (p *pair) compare(when string) {
 		}
 	}
 	a, b := p.interp.s, p.jit.s
-	if a.passed != b.passed || a.failed != b.failed || a.failVal != b.failVal || fmt.Sprint(a.log) != fmt.Sprint(b.log) {
+	if a.passed != b.passed || a.failed != b.failed || a.failVal != b.failVal || !slices.Equal(a.log, b.log) {
 		p.t.Fatalf("%s: device accesses differ:\ninterpreter %v %v %v %v\ntranslator  %v %v %v %v", when,
 			a.passed, a.failed, a.failVal, a.log, b.passed, b.failed, b.failVal, b.log)
 	}
@@ -139,19 +141,20 @@ func (p *pair) compare(when string) {
 
 func stateDiff(a, b riscv.State) string {
 	var s string
-	for i := range a.X {
-		if a.X[i] != b.X[i] {
-			s += fmt.Sprintf("x%d: %#x / %#x\n", i, a.X[i], b.X[i])
-		}
-		if a.F[i] != b.F[i] {
-			s += fmt.Sprintf("f%d: %#x / %#x\n", i, a.F[i], b.F[i])
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := 0; i < va.NumField(); i++ {
+		fa, fb := va.Field(i), vb.Field(i)
+		if fa.Kind() == reflect.Array {
+			for k := 0; k < fa.Len(); k++ {
+				if fa.Index(k).Interface() != fb.Index(k).Interface() {
+					s += fmt.Sprintf("%s[%d]: %#x / %#x\n", va.Type().Field(i).Name, k, fa.Index(k).Interface(), fb.Index(k).Interface())
+				}
+			}
+		} else if fa.Interface() != fb.Interface() {
+			s += fmt.Sprintf("%s: %#v / %#v\n", va.Type().Field(i).Name, fa.Interface(), fb.Interface())
 		}
 	}
-	a.X, b.X, a.F, b.F = [32]uint64{}, [32]uint64{}, [32]uint64{}, [32]uint64{}
-	if a != b {
-		s += fmt.Sprintf("interpreter %+v\ntranslator  %+v\n", a, b)
-	}
-	return s
+	return s + "(interpreter / translator)"
 }
 
 // The tests assemble programs with the GNU RISC-V cross toolchain (Debian:

@@ -38,6 +38,7 @@
 package jit
 
 import (
+	"bytes"
 	"errors"
 	"runtime"
 	"unsafe"
@@ -74,6 +75,36 @@ type ctx struct {
 	reason uint64  // exit reason
 	site   uint64  // exitChain: address of the jump's rel32, or 0
 	ram    uintptr // address of RAM[0]
+
+	// FP: the MXCSR for each rounding mode, a scratch word for STMXCSR,
+	// and MXCSR's exception flags as fflags (fp.go).
+	mxcsr   [4]uint32
+	scratch uint32
+	_       uint32
+	flags   [64]uint8
+
+	// jt finds the block of a jump target that generated code cannot link
+	// directly (indirect jumps, other pages): after the target's page
+	// passed the fetch TLB, the entry at jtIndex(pc) is the block when its
+	// pc and RAM offset match. Go fills it; an empty entry has an odd pc,
+	// which no target has.
+	jt [jtSize]jtEntry
+}
+
+type jtEntry struct {
+	pc, off uint64
+	code    uintptr
+	_       uint64
+}
+
+const jtSize = 8192
+
+func jtIndex(pc uint64) uint64 { return pc >> 1 & (jtSize - 1) }
+
+func (c *ctx) clearJT() {
+	for i := range c.jt {
+		c.jt[i] = jtEntry{pc: 1}
+	}
 }
 
 // layout is where generated code finds the hart's state, as displacements
@@ -96,7 +127,15 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  map[uint64][]*block // by RAM page, for CodeChanged
+	pages  map[uint64]*codePage // by RAM page
+
+	// churn counts, per RAM page, how often its blocks were dropped
+	// because the page was written. Pages that mix code with data being
+	// written get shorter blocks, so each write throws away less
+	// translation (see blockLimit); the counts halve every churnDecay
+	// drops.
+	churn    []uint8
+	churnAll int
 
 	t tr // translation scratch
 
@@ -109,19 +148,45 @@ type Stats struct {
 	Blocks      uint64 // blocks translated
 	GuestInsns  uint64 // guest instructions in them
 	CodeBytes   uint64 // host code bytes emitted
-	Flushes     uint64 // times every block was dropped
+	Flushes     uint64 // times every block was dropped (the code buffer was full)
+	Suspended   uint64 // times every page became suspect (FENCE.I and the like)
+	Verified    uint64 // suspect pages found unchanged
 	Invalidated uint64 // pages whose blocks were dropped
 	Entries     uint64 // entries into generated code
-	Links       uint64 // direct jumps patched between blocks
+	Native      uint64 // instructions retired by generated code
+	// TranslateNanos is the time spent translating, when Clock is set.
+	TranslateNanos int64
+	// CodePeak is the most code the buffer held at once, in bytes.
+	CodePeak uint64
+	Links    uint64 // direct jumps patched between blocks
 }
 
 type blockKey struct{ pc, off uint64 }
 
+// codePage is a RAM page with translated code: its blocks, and its bytes
+// as they were translated. A FENCE.I (or anything else that empties the
+// decode cache) leaves the page suspect: its decodes are gone, so stores no
+// longer have to go through the interpreter, and generated code may not
+// jump into it until Go has checked that its bytes are unchanged (and so
+// the blocks still right) and the page is code again in the decode cache.
+// A kernel executes FENCE.I often (Linux at every new executable
+// mapping); comparing 4 KiB is much cheaper than translating a page again.
+type codePage struct {
+	blocks  []*block
+	bytes   []byte
+	suspect bool
+}
+
 type block struct {
+	size    int // bytes of host code
 	pc, off uint64
 	n       uint64  // instructions; 0: leave the first to the interpreter
 	entry   uintptr // host address; 0 when n == 0
 }
+
+// Clock, when set, times translation (Stats.TranslateNanos). It is for
+// benchmarks: nothing the translator does depends on it.
+var Clock func() int64
 
 // Available reports whether translation is supported on this host.
 func Available() bool { return true }
@@ -143,8 +208,11 @@ func New(h *riscv.Hart) (*JIT, error) {
 	}
 	j.buf = buf
 	j.c.ram = uintptr(unsafe.Pointer(&v.RAM[0]))
+	j.c.clearJT()
+	j.c.initFP()
 	j.blocks = make(map[blockKey]*block)
-	j.pages = make(map[uint64][]*block)
+	j.pages = make(map[uint64]*codePage)
+	j.churn = make([]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
 	return j, nil
@@ -195,6 +263,9 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		if !ok {
 			return
 		}
+		if cp := j.pages[off>>12]; cp != nil && cp.suspect {
+			j.verify(off>>12, cp)
+		}
 		left := limit - h.Instret
 		b := j.blocks[blockKey{h.PC, off}]
 		if b == nil {
@@ -203,7 +274,12 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			}
 			b = j.translate(h.PC, off)
 		}
-		if b.n == 0 || left < b.n {
+		if b.n == 0 {
+			return
+		}
+		// Jumps from generated code to here may stay in generated code.
+		j.c.jt[jtIndex(h.PC)] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		if left < b.n {
 			return
 		}
 		if left > maxSlice {
@@ -213,7 +289,9 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		j.c.site = 0
 		j.Stats.Entries++
 		enter(b.entry, unsafe.Pointer(uintptr(unsafe.Pointer(h))+j.bias), unsafe.Pointer(j.c))
-		h.Instret += left - uint64(j.c.budget)
+		done := left - uint64(j.c.budget)
+		h.Instret += done
+		j.Stats.Native += done
 		switch j.c.reason {
 		case exitSlow:
 			return
@@ -251,25 +329,70 @@ func (j *JIT) link(h *riscv.Hart, limit uint64) {
 
 // CodeChanged implements riscv.Engine: page's blocks are dropped.
 func (j *JIT) CodeChanged(page uint64) {
-	bs := j.pages[page]
-	if bs == nil {
+	if j.pages[page] == nil {
 		return
 	}
-	for _, b := range bs {
+	j.dropPage(page)
+	if j.churn[page] < 255 {
+		j.churn[page]++
+	}
+	if j.churnAll++; j.churnAll == churnDecay {
+		j.churnAll = 0
+		for i := range j.churn {
+			j.churn[i] >>= 1
+		}
+	}
+}
+
+func (j *JIT) dropPage(page uint64) {
+	for _, b := range j.pages[page].blocks {
 		delete(j.blocks, blockKey{b.pc, b.off})
+		if e := &j.c.jt[jtIndex(b.pc)]; e.pc == b.pc && e.off == b.off {
+			*e = jtEntry{pc: 1}
+		}
 	}
 	delete(j.pages, page)
 	j.Stats.Invalidated++
 }
 
-// CodeFlushed implements riscv.Engine: every block is dropped and the code
-// buffer reused.
-func (j *JIT) CodeFlushed() {
-	if len(j.blocks) == 0 && j.buf.pos == 0 {
+// verify checks a suspect page, which is the current instruction page
+// again (FetchPage put it back in the decode cache): its blocks stay if
+// its bytes are those they were translated from.
+func (j *JIT) verify(page uint64, cp *codePage) {
+	if bytes.Equal(cp.bytes, j.view.RAM[page<<12:(page+1)<<12]) {
+		cp.suspect = false
+		j.Stats.Verified++
 		return
 	}
+	j.dropPage(page)
+}
+
+const churnDecay = 1024
+
+// blockLimit is the most instructions a block in RAM page page may hold.
+func (j *JIT) blockLimit(page uint64) int {
+	return maxBlock >> min(j.churn[page], 5)
+}
+
+// CodeFlushed implements riscv.Engine: every page becomes suspect (see
+// codePage), and the jump table is emptied so that generated code enters
+// no page before Go has checked it.
+func (j *JIT) CodeFlushed() {
+	if len(j.pages) == 0 {
+		return
+	}
+	for _, cp := range j.pages {
+		cp.suspect = true
+	}
+	j.c.clearJT()
+	j.Stats.Suspended++
+}
+
+// dropAll drops every block and reuses the code buffer.
+func (j *JIT) dropAll() {
 	clear(j.blocks)
 	clear(j.pages)
+	j.c.clearJT()
 	j.buf.reset()
 	j.Stats.Flushes++
 }

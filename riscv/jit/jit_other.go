@@ -13,8 +13,13 @@ type JIT struct{ Stats Stats }
 
 // Stats counts what the translator did.
 type Stats struct {
-	Blocks, GuestInsns, CodeBytes, Flushes, Invalidated, Entries, Links uint64
+	Blocks, GuestInsns, CodeBytes, Flushes, Suspended, Verified, Invalidated, Entries, Native, Links uint64
+	TranslateNanos                                                                                   int64
+	CodePeak                                                                                         uint64
 }
+
+// Clock would time translation.
+var Clock func() int64
 
 // Available reports whether translation is supported on this host: it
 // needs linux on amd64.

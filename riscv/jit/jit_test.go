@@ -13,7 +13,9 @@ import (
 
 func TestCtxLayout(t *testing.T) {
 	var c ctx
-	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite {
+	if unsafe.Offsetof(c.budget) != ctxBudget || unsafe.Offsetof(c.reason) != ctxReason || unsafe.Offsetof(c.site) != ctxSite ||
+		unsafe.Offsetof(c.jt) != ctxJT || unsafe.Sizeof(c.jt[0]) != 32 ||
+		unsafe.Offsetof(c.mxcsr) != ctxMXCSR || unsafe.Offsetof(c.scratch) != ctxScratch || unsafe.Offsetof(c.flags) != ctxFlags {
 		t.Fatal("ctx offsets differ from the constants generated code uses")
 	}
 }
@@ -64,4 +66,25 @@ func TestPrograms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkTranslate measures translation alone: blocks of random code
+// (half of them long runs of arithmetic), translated over and over.
+func BenchmarkTranslate(b *testing.B) {
+	r := rand.New(rand.NewSource(1))
+	ram := make([]byte, genRAM)
+	genProgram(r, ram)
+	p := newPair(b, ram, genRAM)
+	j := p.jit.j
+	var insns uint64
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		off := uint64(genCode + 2*r.Intn(genCodePages*2048-64))
+		blk := j.translate(ramBase+off, off)
+		insns += blk.n
+		if n%1024 == 0 {
+			j.dropAll()
+		}
+	}
+	b.ReportMetric(float64(insns)/float64(b.N), "insns/block")
 }

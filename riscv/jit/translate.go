@@ -29,7 +29,20 @@ type tr struct {
 	// base is the executable address the block is assembled for.
 	base  uintptr
 	stubs []stub
+	slow  [maxBlock + 1]label // the slow exit at each instruction, or -1
+	full  bool                // the block stopped at its length limit
+	ra    regAlloc
+	k     int // the instruction being emitted
+
+	// What the allocator knows of the block's future (liveness).
+	next     [maxBlock + 1][32]uint8
+	deadAt   [maxBlock + 1]uint32
+	spillBuf []spill
 }
+
+// stubFar marks the stub of a branch to another page: a jump through the
+// jump table, out of line.
+const stubFar = 100
 
 // stub is an out-of-line exit, emitted after the block's body.
 type stub struct {
@@ -37,12 +50,17 @@ type stub struct {
 	pc     uint64 // guest PC to leave at
 	k      int    // instructions of the block retired before it
 	reason uint64
-	site   int // exitChain: offset of the jump's rel32 in the block, or -1
+	site   int     // exitChain: offset of the jump's rel32 in the block, or -1
+	spills []spill // cached registers to write back first
 }
 
 // translate translates the block at guest address pc, RAM offset off (on
 // the current instruction page), and records it.
 func (j *JIT) translate(pc, off uint64) *block {
+	if Clock != nil {
+		t0 := Clock()
+		defer func() { j.Stats.TranslateNanos += Clock() - t0 }()
+	}
 	t := &j.t
 	t.j = j
 	t.decode(pc, off)
@@ -52,17 +70,23 @@ func (j *JIT) translate(pc, off uint64) *block {
 		if !j.buf.room(len(code)) {
 			// Full: start again with an empty buffer. Nothing else points
 			// into it once the block tables are empty.
-			j.CodeFlushed()
+			j.dropAll()
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
+		j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
 	}
 	j.blocks[blockKey{pc, off}] = b
 	p := off >> 12
-	j.pages[p] = append(j.pages[p], b)
+	cp := j.pages[p]
+	if cp == nil {
+		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...)}
+		j.pages[p] = cp
+	}
+	cp.blocks = append(cp.blocks, b)
 	return b
 }
 
@@ -72,7 +96,8 @@ func (t *tr) decode(pc, off uint64) {
 	t.pc0, t.off0 = pc, off
 	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
 	ram := t.j.view.RAM
-	for len(t.insns) < maxBlock && off>>12 == t.off0>>12 {
+	limit := t.j.blockLimit(off >> 12)
+	for len(t.insns) < limit && off>>12 == t.off0>>12 {
 		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
 		if raw&3 == 3 {
 			if off&4095 == 4094 {
@@ -93,6 +118,7 @@ func (t *tr) decode(pc, off uint64) {
 		}
 	}
 	t.n = len(t.insns)
+	t.full = t.n == limit
 }
 
 // translated reports whether the translator handles in; everything else
@@ -115,7 +141,7 @@ func translated(in riscv.Inst) bool {
 		riscv.OpFENCE:
 		return true
 	}
-	return false
+	return fpTranslated(in)
 }
 
 func endsBlock(o riscv.Op) bool {
@@ -132,18 +158,28 @@ func (t *tr) assemble() []byte {
 	a := &t.a
 	a.reset()
 	t.stubs = t.stubs[:0]
+	for i := range t.slow {
+		t.slow[i] = -1
+	}
 	t.base = t.j.buf.next()
+	t.ra.reset()
+	t.spillBuf = t.spillBuf[:0]
+	t.liveness()
 
 	// Take the block's length from the budget, or leave untouched.
 	a.aluRI(true, aluSUB, regBudget, int32(t.n))
 	a.jcc(ccL, t.exit(t.pc0, 0, exitBudget))
 
 	for k, in := range t.insns {
+		t.k = k
+		t.pinReads(in)
 		t.insn(k, in, t.pcs[k])
+		t.unpin()
 	}
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
+		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if t.n < maxBlock && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && (next-t.pc0)+(t.off0&4095) < 4096 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
@@ -160,13 +196,14 @@ func (t *tr) assemble() []byte {
 // exit returns the label of an exit to the interpreter at pc with k of
 // the block's instructions retired.
 func (t *tr) exit(pc uint64, k int, reason uint64) label {
-	for _, s := range t.stubs {
-		if s.pc == pc && s.k == k && s.reason == reason && s.site < 0 {
-			return s.l
-		}
+	if reason == exitSlow && k < len(t.slow) && t.slow[k] >= 0 {
+		return t.slow[k]
 	}
 	l := t.a.newLabel()
-	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: -1})
+	if reason == exitSlow && k < len(t.slow) {
+		t.slow[k] = l
+	}
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: -1, spills: t.spills()})
 	return l
 }
 
@@ -176,7 +213,8 @@ func (t *tr) exit(pc uint64, k int, reason uint64) label {
 func (t *tr) jumpTo(pc uint64) {
 	a := &t.a
 	if pc>>12 != t.pc0>>12 {
-		a.jmp(t.exit(pc, t.n, exitJump))
+		a.movImm(rDX, pc)
+		t.jumpIndirect()
 		return
 	}
 	l := a.newLabel()
@@ -184,9 +222,69 @@ func (t *tr) jumpTo(pc uint64) {
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
 }
 
+// branchTo jumps to guest address pc if cc (all instructions retired): a
+// patchable conditional jump when pc is in the same page.
+func (t *tr) branchTo(cc cond, pc uint64) {
+	a := &t.a
+	if pc>>12 != t.pc0>>12 {
+		far := a.newLabel()
+		a.jcc(cc, far)
+		t.stubs = append(t.stubs, stub{l: far, pc: pc, k: t.n, reason: stubFar, site: -1})
+		return
+	}
+	l := a.newLabel()
+	a.jcc(cc, l)
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
+}
+
+// jumpIndirect ends the block with a jump to the guest address in RDX
+// (all instructions retired). When the target's page is in the fetch TLB
+// for the current mode (so the interpreter would fetch from it without a
+// page walk) and the jump table has a block for that address and RAM
+// offset, it jumps there; otherwise it leaves for Go to find or make the
+// block.
+func (t *tr) jumpIndirect() {
+	a := &t.a
+	lay := &t.j.lay
+	miss := a.newLabel()
+	a.movRR(true, rAX, rDX)
+	a.shiftRI(true, shSHR, rAX, 8)
+	a.movRR(false, rCX, rAX)
+	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
+	a.aluRI(true, aluAND, rAX, -16)
+	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
+	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, lay.fetch))
+	a.jcc(ccNE, miss)
+	a.load(true, rAX, atIdx(regHart, rCX, 0, lay.fetch+8))
+	a.movRR(false, rCX, rDX)
+	a.aluRI(false, aluAND, rCX, 4095)
+	a.aluRR(true, aluOR, rAX, rCX) // the target's RAM offset
+	a.movRR(false, rCX, rDX)
+	a.aluRI(false, aluAND, rCX, (jtSize-1)<<1)
+	a.shiftRI(false, shSHL, rCX, 4) // jtIndex(pc) * 32
+	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rCX, 0, ctxJT))
+	a.jcc(ccNE, miss)
+	a.aluRM(true, aluCMP, rAX, atIdx(regCtx, rCX, 0, ctxJT+8))
+	a.jcc(ccNE, miss)
+	a.jmpM(atIdx(regCtx, rCX, 0, ctxJT+16))
+	a.bind(miss)
+	a.store(8, at(regHart, lay.pc), rDX)
+	a.storeImm(false, at(regCtx, ctxReason), exitJump)
+	a.store(8, at(regCtx, ctxBudget), regBudget)
+	a.ret()
+}
+
 func (t *tr) emitStub(s stub) {
 	a := &t.a
 	a.bind(s.l)
+	if s.reason == stubFar {
+		a.movImm(rDX, s.pc)
+		t.jumpIndirect()
+		return
+	}
+	for _, sp := range s.spills {
+		a.store(8, t.xr(uint8(sp.guest)), cacheRegs[sp.slot])
+	}
 	if d := t.n - s.k; d != 0 {
 		a.aluRI(true, aluADD, regBudget, int32(d))
 	}
@@ -202,9 +300,13 @@ func (t *tr) emitStub(s stub) {
 
 // Offsets in ctx (checked against the struct in jit_test.go).
 const (
-	ctxBudget = 0
-	ctxReason = 8
-	ctxSite   = 16
+	ctxBudget  = 0
+	ctxReason  = 8
+	ctxSite    = 16
+	ctxMXCSR   = 32
+	ctxScratch = 48
+	ctxFlags   = 56
+	ctxJT      = 120
 )
 
 func (t *tr) setPC(pc uint64) {
@@ -220,36 +322,8 @@ func (t *tr) setPC(pc uint64) {
 // xr is the memory operand of integer register i.
 func (t *tr) xr(i uint8) mem { return at(regHart, t.j.lay.x+int32(i)*8) }
 
-// getX loads integer register i into r.
-func (t *tr) getX(r reg, i uint8) {
-	if i == 0 {
-		t.a.movImm(r, 0)
-		return
-	}
-	t.a.load(true, r, t.xr(i))
-}
-
-// setX stores r into integer register i (writes to x0 vanish).
-func (t *tr) setX(i uint8, r reg) {
-	if i != 0 {
-		t.a.store(8, t.xr(i), r)
-	}
-}
-
-// setXImm sets integer register i to the constant v.
-func (t *tr) setXImm(i uint8, v uint64) {
-	if i == 0 {
-		return
-	}
-	if fitsInt32(int64(v)) {
-		t.a.storeImm(true, t.xr(i), int32(v))
-		return
-	}
-	t.a.movImm(rAX, v)
-	t.a.store(8, t.xr(i), rAX)
-}
-
-// insn emits instruction k of the block, at guest address pc.
+// insn emits instruction k of the block, at guest address pc. Every
+// instruction that jumps writes the cached registers back first.
 func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	a := &t.a
 	next := pc + uint64(in.Size)
@@ -262,59 +336,74 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		t.setXImm(in.Rd, pc+uint64(in.Imm))
 	case riscv.OpJAL:
 		t.setXImm(in.Rd, next)
+		t.writeBack()
 		t.jumpTo(pc + uint64(in.Imm))
 	case riscv.OpJALR:
-		t.getX(rSI, in.Rs1)
+		a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
 		if imm != 0 {
-			a.aluRI(true, aluADD, rSI, imm)
+			a.aluRI(true, aluADD, rDX, imm)
 		}
-		a.aluRI(true, aluAND, rSI, -2)
+		a.aluRI(true, aluAND, rDX, -2)
 		t.setXImm(in.Rd, next) // after reading rs1, which may be rd
-		a.store(8, at(regHart, t.j.lay.pc), rSI)
-		a.storeImm(false, at(regCtx, ctxReason), exitJump)
-		a.store(8, at(regCtx, ctxBudget), regBudget)
-		a.ret()
+		t.writeBack()
+		t.jumpIndirect()
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
-		cc := map[riscv.Op]cond{riscv.OpBEQ: ccE, riscv.OpBNE: ccNE, riscv.OpBLT: ccL,
-			riscv.OpBGE: ccGE, riscv.OpBLTU: ccB, riscv.OpBGEU: ccAE}[in.Op]
-		t.getX(rAX, in.Rs1)
+		x := t.srcOr(in.Rs1, rAX)
 		if in.Rs2 == 0 {
-			a.testRR(true, rAX, rAX)
+			a.testRR(true, x, x)
 		} else {
-			a.aluRM(true, aluCMP, rAX, t.xr(in.Rs2))
+			a.aluRR(true, aluCMP, x, t.src(in.Rs2))
 		}
-		taken := a.newLabel()
-		a.jcc(cc, taken)
+		t.writeBack()
+		t.branchTo(branchCond(in.Op), pc+uint64(in.Imm))
 		t.jumpTo(next)
-		a.bind(taken)
-		t.jumpTo(pc + uint64(in.Imm))
 
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
 		size, signed := loadSize(in.Op)
 		t.address(k, in, pc, size, false)
-		a.loadExt(size, signed, rDX, atIdx(regRAM, rAX, 0, 0))
-		t.setX(in.Rd, rDX)
+		d := rDX
+		if in.Rd != 0 {
+			d = t.dst(in.Rd)
+		}
+		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, 0))
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
-		size := map[riscv.Op]int{riscv.OpSB: 1, riscv.OpSH: 2, riscv.OpSW: 4, riscv.OpSD: 8}[in.Op]
+		size := storeSize(in.Op)
+		if in.Rs2 == 0 {
+			t.address(k, in, pc, size, true)
+			a.storeZero(size, atIdx(regRAM, rDX, 0, 0))
+			break
+		}
+		v := t.src(in.Rs2)
 		t.address(k, in, pc, size, true)
-		t.getX(rDX, in.Rs2)
-		a.store(size, atIdx(regRAM, rAX, 0, 0), rDX)
+		a.store(size, atIdx(regRAM, rDX, 0, 0), v)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
-		op := map[riscv.Op]aluOp{riscv.OpADDI: aluADD, riscv.OpXORI: aluXOR, riscv.OpORI: aluOR, riscv.OpANDI: aluAND}[in.Op]
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rAX, in.Rs1)
-		a.aluRI(true, op, rAX, imm)
-		t.setX(in.Rd, rAX)
+		if in.Rs1 == 0 {
+			v := uint64(in.Imm) // x0 + imm, x0 ^ imm, x0 | imm
+			if in.Op == riscv.OpANDI {
+				v = 0
+			}
+			t.setXImm(in.Rd, v)
+			break
+		}
+		t.aluImm(true, aluOf(in.Op), in.Rd, in.Rs1, imm)
+	case riscv.OpADDIW:
+		if in.Rd == 0 {
+			break
+		}
+		a.movRR(false, rAX, t.srcOr(in.Rs1, rAX))
+		a.aluRI(false, aluADD, rAX, imm)
+		a.movsxd(t.dst(in.Rd), rAX)
 	case riscv.OpSLTI, riscv.OpSLTIU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rCX, in.Rs1)
+		x := t.srcOr(in.Rs1, rCX)
 		a.movImm(rAX, 0)
-		a.aluRI(true, aluCMP, rCX, imm)
+		a.aluRI(true, aluCMP, x, imm)
 		if in.Op == riscv.OpSLTI {
 			a.setcc(ccL, rAX)
 		} else {
@@ -325,49 +414,50 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]shiftOp{riscv.OpSLLI: shSHL, riscv.OpSRLI: shSHR, riscv.OpSRAI: shSAR,
-			riscv.OpSLLIW: shSHL, riscv.OpSRLIW: shSHR, riscv.OpSRAIW: shSAR}[in.Op]
 		w := in.Op == riscv.OpSLLI || in.Op == riscv.OpSRLI || in.Op == riscv.OpSRAI
-		t.getX(rAX, in.Rs1)
+		x := t.srcOr(in.Rs1, rAX)
+		if w && in.Rd == in.Rs1 {
+			if in.Imm != 0 {
+				a.shiftRI(true, shiftOf(in.Op), t.dst(in.Rd), uint8(in.Imm))
+			}
+			break
+		}
+		if w {
+			d := t.dst(in.Rd)
+			a.movRR(true, d, x)
+			if in.Imm != 0 {
+				a.shiftRI(true, shiftOf(in.Op), d, uint8(in.Imm))
+			}
+			break
+		}
+		a.movRR(false, rAX, x)
 		if in.Imm != 0 {
-			a.shiftRI(w, op, rAX, uint8(in.Imm))
+			a.shiftRI(false, shiftOf(in.Op), rAX, uint8(in.Imm))
 		}
-		if !w {
-			a.movsxd(rAX, rAX)
-		}
-		t.setX(in.Rd, rAX)
-	case riscv.OpADDIW:
-		if in.Rd == 0 {
-			break
-		}
-		t.getX(rAX, in.Rs1)
-		a.aluRI(false, aluADD, rAX, imm)
-		a.movsxd(rAX, rAX)
-		t.setX(in.Rd, rAX)
+		a.movsxd(t.dst(in.Rd), rAX)
 
-	case riscv.OpADD, riscv.OpSUB, riscv.OpXOR, riscv.OpOR, riscv.OpAND, riscv.OpADDW, riscv.OpSUBW:
+	case riscv.OpADD, riscv.OpSUB, riscv.OpXOR, riscv.OpOR, riscv.OpAND:
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]aluOp{riscv.OpADD: aluADD, riscv.OpSUB: aluSUB, riscv.OpXOR: aluXOR,
-			riscv.OpOR: aluOR, riscv.OpAND: aluAND, riscv.OpADDW: aluADD, riscv.OpSUBW: aluSUB}[in.Op]
-		w := in.Op != riscv.OpADDW && in.Op != riscv.OpSUBW
-		t.getX(rAX, in.Rs1)
+		t.aluReg(true, aluOf(in.Op), in.Rd, in.Rs1, in.Rs2)
+	case riscv.OpADDW, riscv.OpSUBW:
+		if in.Rd == 0 {
+			break
+		}
+		a.movRR(false, rAX, t.srcOr(in.Rs1, rAX))
 		if in.Rs2 != 0 {
-			a.aluRM(w, op, rAX, t.xr(in.Rs2))
+			a.aluRR(false, aluOf(in.Op), rAX, t.src(in.Rs2))
 		}
-		if !w {
-			a.movsxd(rAX, rAX)
-		}
-		t.setX(in.Rd, rAX)
+		a.movsxd(t.dst(in.Rd), rAX)
 	case riscv.OpSLT, riscv.OpSLTU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rCX, in.Rs1)
-		t.getX(rDX, in.Rs2)
+		x := t.srcOr(in.Rs1, rCX)
+		y := t.srcOr(in.Rs2, rDX)
 		a.movImm(rAX, 0)
-		a.aluRR(true, aluCMP, rCX, rDX)
+		a.aluRR(true, aluCMP, x, y)
 		if in.Op == riscv.OpSLT {
 			a.setcc(ccL, rAX)
 		} else {
@@ -378,35 +468,41 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		if in.Rd == 0 {
 			break
 		}
-		op := map[riscv.Op]shiftOp{riscv.OpSLL: shSHL, riscv.OpSRL: shSHR, riscv.OpSRA: shSAR,
-			riscv.OpSLLW: shSHL, riscv.OpSRLW: shSHR, riscv.OpSRAW: shSAR}[in.Op]
 		w := in.Op == riscv.OpSLL || in.Op == riscv.OpSRL || in.Op == riscv.OpSRA
-		t.getX(rCX, in.Rs2)
-		t.getX(rAX, in.Rs1)
-		a.shiftRCL(w, op, rAX) // x86 masks the count as RISC-V does
-		if !w {
-			a.movsxd(rAX, rAX)
+		a.movRR(false, rCX, t.srcOr(in.Rs2, rCX))
+		a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+		a.shiftRCL(w, shiftOf(in.Op), rAX) // x86 masks the count as RISC-V does
+		d := t.dst(in.Rd)
+		if w {
+			a.movRR(true, d, rAX)
+		} else {
+			a.movsxd(d, rAX)
 		}
-		t.setX(in.Rd, rAX)
 
 	case riscv.OpMUL, riscv.OpMULW:
 		if in.Rd == 0 {
 			break
 		}
 		w := in.Op == riscv.OpMUL
-		t.getX(rAX, in.Rs1)
-		t.getX(rCX, in.Rs2)
-		a.imulRR(w, rAX, rCX)
-		if !w {
-			a.movsxd(rAX, rAX)
+		a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+		a.imulRR(w, rAX, t.srcOr(in.Rs2, rCX))
+		d := t.dst(in.Rd)
+		if w {
+			a.movRR(true, d, rAX)
+		} else {
+			a.movsxd(d, rAX)
 		}
-		t.setX(in.Rd, rAX)
 	case riscv.OpMULH, riscv.OpMULHU, riscv.OpMULHSU:
 		if in.Rd == 0 {
 			break
 		}
-		t.getX(rAX, in.Rs1)
-		t.getX(rCX, in.Rs2)
+		if in.Rs1 == 0 || in.Rs2 == 0 {
+			t.setXImm(in.Rd, 0)
+			break
+		}
+		x := t.src(in.Rs1)
+		a.movRR(true, rAX, x)
+		a.movRR(true, rCX, t.src(in.Rs2))
 		switch in.Op {
 		case riscv.OpMULH:
 			a.unaryR(true, unIMUL, rCX)
@@ -414,11 +510,11 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			a.unaryR(true, unMUL, rCX)
 		default:
 			// Unsigned product, less rs2 when rs1 is negative.
-			a.movRR(true, rSI, rAX)
 			a.unaryR(true, unMUL, rCX)
-			a.shiftRI(true, shSAR, rSI, 63)
-			a.aluRR(true, aluAND, rSI, rCX)
-			a.aluRR(true, aluSUB, rDX, rSI)
+			a.movRR(true, rAX, x)
+			a.shiftRI(true, shSAR, rAX, 63)
+			a.aluRR(true, aluAND, rAX, rCX)
+			a.aluRR(true, aluSUB, rDX, rAX)
 		}
 		t.setX(in.Rd, rDX)
 	case riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
@@ -428,8 +524,134 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.divide(in)
 	default:
-		panic("jit: translating an untranslated op " + in.Op.String())
+		t.fpInsn(k, in, pc)
 	}
+}
+
+// aluImm emits rd = rs1 op imm (64-bit; rs1 != 0, rd != 0).
+func (t *tr) aluImm(w bool, op aluOp, rd, rs1 uint8, imm int32) {
+	a := &t.a
+	x := t.src(rs1)
+	if rd == rs1 {
+		a.aluRI(w, op, t.dst(rd), imm)
+		return
+	}
+	d := t.dst(rd)
+	a.movRR(true, d, x)
+	a.aluRI(w, op, d, imm)
+}
+
+// aluReg emits rd = rs1 op rs2 (64-bit; rd != 0).
+func (t *tr) aluReg(w bool, op aluOp, rd, rs1, rs2 uint8) {
+	a := &t.a
+	x := t.srcOr(rs1, rAX)
+	y := t.srcOr(rs2, rCX)
+	switch {
+	case rd == rs1 && rs1 != 0:
+		a.aluRR(w, op, t.dst(rd), y)
+	case rd == rs2 && rs2 != 0 && op != aluSUB:
+		a.aluRR(w, op, t.dst(rd), x)
+	case rd == rs2 && rs2 != 0:
+		a.movRR(true, rAX, x)
+		a.aluRR(w, op, rAX, y)
+		a.movRR(true, t.dst(rd), rAX)
+	default:
+		d := t.dst(rd)
+		a.movRR(true, d, x)
+		a.aluRR(w, op, d, y)
+	}
+}
+
+// mayExit reports whether an instruction can leave the block before it
+// retires (the loads and stores: on a TLB miss). Jumps and branches end
+// blocks and write everything back anyway.
+func mayExit(in riscv.Inst) bool {
+	switch in.Op {
+	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
+		return true
+	}
+	return fpTranslated(in) // with the FPU off, and for what SSE cannot do
+}
+
+// regUse returns the guest registers an instruction reads and writes.
+func regUse(in riscv.Inst) (reads, writes uint32) {
+	if r, w, ok := fpRegUse(in); ok {
+		return r &^ 1, w &^ 1
+	}
+	switch in.Op {
+	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpJAL:
+	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD,
+		riscv.OpADD, riscv.OpSUB, riscv.OpSLL, riscv.OpSLT, riscv.OpSLTU, riscv.OpXOR,
+		riscv.OpSRL, riscv.OpSRA, riscv.OpOR, riscv.OpAND,
+		riscv.OpADDW, riscv.OpSUBW, riscv.OpSLLW, riscv.OpSRLW, riscv.OpSRAW,
+		riscv.OpMUL, riscv.OpMULH, riscv.OpMULHSU, riscv.OpMULHU,
+		riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
+		riscv.OpMULW, riscv.OpDIVW, riscv.OpDIVUW, riscv.OpREMW, riscv.OpREMUW:
+		reads = 1<<in.Rs1 | 1<<in.Rs2
+	default:
+		reads = 1 << in.Rs1
+	}
+	switch in.Op {
+	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
+		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD, riscv.OpFENCE:
+	default:
+		writes = 1 << in.Rd
+	}
+	return reads &^ 1, writes &^ 1
+}
+
+func branchCond(o riscv.Op) cond {
+	switch o {
+	case riscv.OpBEQ:
+		return ccE
+	case riscv.OpBNE:
+		return ccNE
+	case riscv.OpBLT:
+		return ccL
+	case riscv.OpBGE:
+		return ccGE
+	case riscv.OpBLTU:
+		return ccB
+	}
+	return ccAE
+}
+
+func storeSize(o riscv.Op) int {
+	switch o {
+	case riscv.OpSB:
+		return 1
+	case riscv.OpSH:
+		return 2
+	case riscv.OpSW:
+		return 4
+	}
+	return 8
+}
+
+func aluOf(o riscv.Op) aluOp {
+	switch o {
+	case riscv.OpSUB, riscv.OpSUBW:
+		return aluSUB
+	case riscv.OpXOR, riscv.OpXORI:
+		return aluXOR
+	case riscv.OpOR, riscv.OpORI:
+		return aluOR
+	case riscv.OpAND, riscv.OpANDI:
+		return aluAND
+	}
+	return aluADD
+}
+
+func shiftOf(o riscv.Op) shiftOp {
+	switch o {
+	case riscv.OpSRL, riscv.OpSRLI, riscv.OpSRLW, riscv.OpSRLIW:
+		return shSHR
+	case riscv.OpSRA, riscv.OpSRAI, riscv.OpSRAW, riscv.OpSRAIW:
+		return shSAR
+	}
+	return shSHL
 }
 
 func loadSize(o riscv.Op) (size int, signed bool) {
@@ -451,38 +673,46 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 }
 
 // address computes the RAM offset of a load or store of instruction k into
-// RAX through the hart's read or write TLB, exiting to the interpreter on a
+// RDX through the hart's read or write TLB, exiting to the interpreter on a
 // miss or when the access leaves the page (the interpreter's fast path
-// makes the same two tests). RSI, RCX and RDX are clobbered.
+// makes the same two tests). RAX and RCX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
+	t.addressFS(k, in, pc, size, write, false)
+}
+
+// addressFS is address, with the check that the FPU is on (an FP load or
+// store) when fs is set.
+func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool) {
 	a := &t.a
-	slow := t.exit(pc, k, exitSlow)
 	tlb := t.j.lay.readTLB
 	if write {
 		tlb = t.j.lay.writeTLB
 	}
-	t.getX(rSI, in.Rs1)
-	if in.Imm != 0 {
-		a.aluRI(true, aluADD, rSI, int32(in.Imm))
+	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	// The exit writes back what is dirty now: no allocation may come
+	// between here and the last jump to it.
+	slow := t.exit(pc, k, exitSlow)
+	if fs {
+		t.fsOff(slow)
 	}
-	a.movRR(true, rAX, rSI)
-	a.shiftRI(true, shSHR, rAX, 12)
+	if in.Imm != 0 {
+		a.aluRI(true, aluADD, rDX, int32(in.Imm))
+	}
+	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
+	a.movRR(true, rAX, rDX)
+	a.shiftRI(true, shSHR, rAX, 8)
 	a.movRR(false, rCX, rAX)
-	a.aluRI(false, aluAND, rCX, riscv.TLBSize-1)
-	a.shiftRI(false, shSHL, rCX, 4)
-	a.shiftRI(true, shSHL, rAX, 4)
+	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
+	a.aluRI(true, aluAND, rAX, -16)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
+	a.aluRI(false, aluAND, rDX, 4095)
 	if size > 1 {
-		a.lea(true, rDX, at(rSI, int32(size-1)))
-		a.aluRR(true, aluXOR, rDX, rSI)
-		a.shiftRI(true, shSHR, rDX, 12)
-		a.jcc(ccNE, slow)
+		a.aluRI(false, aluCMP, rDX, int32(4096-size))
+		a.jcc(ccA, slow)
 	}
-	a.load(true, rAX, atIdx(regHart, rCX, 0, tlb+8))
-	a.aluRI(false, aluAND, rSI, 4095)
-	a.aluRR(true, aluOR, rAX, rSI)
+	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
 
 // divide emits the M extension's divisions, with the results the spec gives
@@ -493,8 +723,8 @@ func (t *tr) divide(in riscv.Inst) {
 	w := in.Op == riscv.OpDIV || in.Op == riscv.OpDIVU || in.Op == riscv.OpREM || in.Op == riscv.OpREMU
 	signed := in.Op == riscv.OpDIV || in.Op == riscv.OpREM || in.Op == riscv.OpDIVW || in.Op == riscv.OpREMW
 	rem := in.Op == riscv.OpREM || in.Op == riscv.OpREMU || in.Op == riscv.OpREMW || in.Op == riscv.OpREMUW
-	t.getX(rAX, in.Rs1)
-	t.getX(rCX, in.Rs2)
+	a.movRR(true, rAX, t.srcOr(in.Rs1, rAX))
+	a.movRR(true, rCX, t.srcOr(in.Rs2, rCX))
 	zero, minus1, done := a.newLabel(), a.newLabel(), a.newLabel()
 	a.testRR(w, rCX, rCX)
 	a.jcc(ccE, zero)
@@ -540,5 +770,5 @@ func (t *tr) divide(in riscv.Inst) {
 	if !w {
 		a.movsxd(rAX, rAX)
 	}
-	t.setX(in.Rd, rAX)
+	t.setX(in.Rd, rAX) // the allocation comes after the branches: no store inside them
 }
