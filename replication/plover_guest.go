@@ -214,6 +214,9 @@ func (g *ploverGuest) ready(ctx context.Context, running bool) error {
 				return ploverStopErr(s)
 			}
 		}
+		if len(work) > 0 {
+			p.step(plover.Delivered{Index: g.applied})
+		}
 		g.deliverConsole()
 		g.doFlips()
 		for _, j := range welcomed {
