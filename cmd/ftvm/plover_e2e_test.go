@@ -282,7 +282,12 @@ func TestRepairTrials(t *testing.T) {
 	})
 	t.Run("replay", func(t *testing.T) {
 		ft := newFTLab(t, 2)
-		_, b := ft.pair(t, "rr")
+		a, b := ft.pair(t, "rr")
+		defer func() {
+			if t.Failed() {
+				t.Logf("primary:\n%s\nbackup:\n%s", tail(a.output(), 20), tail(b.output(), 20))
+			}
+		}()
 		wr, conn, stop := ft.client(t, "rr:")
 		waitWrites(t, wr, 20, 60*time.Second, "before the flips")
 		for i, h := range []int{2, 1} {
@@ -307,4 +312,10 @@ func TestRepairTrials(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
