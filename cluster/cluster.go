@@ -22,6 +22,7 @@ import (
 
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/host/vswitch"
 	"ftvm/monitor"
 	"ftvm/replication"
@@ -34,7 +35,11 @@ type Cluster struct {
 	Keys    string // the cluster's TLS keys (Dir/keys)
 	Arbiter string // the witness's client address
 	Switch  string // the switch's UDP address (-net switch:ADDR)
-	Forward string // the switch's forward to the guest's port 6379
+	Forward string // the switch's forward to the guest's server port (6379 for kv and redis)
+	Guest   guests.Guest
+	// VM are machine flags for primaries and plain runs (-smp N); a
+	// backup gets the primary's machine with its state.
+	VM      []string
 	ftvm    string
 	timeout time.Duration
 	procs   []*exec.Cmd
@@ -44,9 +49,18 @@ type Cluster struct {
 
 // Start creates keys for ids in dir, then starts the witness and the
 // switch. Replicas are the ftvm binary at ftvm, with the heartbeat timeout
-// timeout; the witness is ftvm-witness next to it (witness.Find).
+// timeout; the witness is ftvm-witness next to it (witness.Find). They
+// boot the default guest.
 func Start(dir, ftvm string, timeout time.Duration, ids ...string) (*Cluster, error) {
-	c := &Cluster{Dir: dir, ftvm: ftvm, timeout: timeout}
+	g, _ := guests.Lookup(guests.Default)
+	return StartGuest(dir, ftvm, timeout, g, ids...)
+}
+
+// StartGuest is Start for guest g: the switch forwards to its server's
+// port, and each process boots it (-guest) on a data disk of its own (a
+// Debian guest's made from its template).
+func StartGuest(dir, ftvm string, timeout time.Duration, g guests.Guest, ids ...string) (*Cluster, error) {
+	c := &Cluster{Dir: dir, ftvm: ftvm, timeout: timeout, Guest: g}
 	var err error
 	c.Keys = filepath.Join(dir, "keys")
 	if err := replication.GenerateKeys(c.Keys, "ftvm", ids...); err != nil {
@@ -62,7 +76,7 @@ func Start(dir, ftvm string, timeout time.Duration, ids ...string) (*Cluster, er
 	}
 	c.Arbiter = strings.TrimPrefix(c.wit.ClientURL, "http://")
 	sw, err := vswitch.New(vswitch.Config{Listen: "127.0.0.1:0", Forwards: []vswitch.Forward{
-		{Host: "127.0.0.1:0", Guest: netip.MustParseAddrPort("10.0.2.15:6379")}}})
+		{Host: "127.0.0.1:0", Guest: netip.AddrPortFrom(netip.MustParseAddr("10.0.2.15"), uint16(g.Port))}}})
 	if err != nil {
 		c.Stop()
 		return nil, err
@@ -125,7 +139,12 @@ func (c *Cluster) Replica(role, id string, extra ...string) (*Proc, error) {
 		return nil, err
 	}
 	disk := filepath.Join(c.Dir, id+".img")
-	if err := os.WriteFile(disk, make([]byte, 16<<20), 0o644); err != nil {
+	if c.Guest.Debian() {
+		err = guests.NewDataDisk(disk)
+	} else {
+		err = os.WriteFile(disk, make([]byte, 16<<20), 0o644)
+	}
+	if err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(r.Log)
@@ -133,7 +152,10 @@ func (c *Cluster) Replica(role, id string, extra ...string) (*Proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	argv := []string{role, "-net", "switch:" + c.Switch, "-disk", disk}
+	argv := []string{role, "-net", "switch:" + c.Switch, "-disk", disk, "-guest", c.Guest.Name}
+	if role != "backup" && role != "witness" { // a backup gets the primary's machine with its state
+		argv = append(argv, c.VM...)
+	}
 	switch role {
 	case "run":
 	case "witness": // a PLOVER group's: no guest, no arbiter

@@ -1,7 +1,7 @@
 // Package demo is ftvm demo: the fault tolerance shown on one machine
 // without root. A witness, a virtual switch with a port forward, a
-// primary and a backup running the default guest, a client writing to its
-// key-value server over one TCP connection, the primary killed (or
+// primary and a backup running Debian's Redis (or the default guest's
+// key-value server), a client writing to it over one TCP connection, the primary killed (or
 // frozen), the backup taking over, a new backup joining it; then what the
 // client saw, measured.
 package demo
@@ -15,6 +15,7 @@ import (
 
 	"ftvm/cluster"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/monitor"
 	"ftvm/replication"
 )
@@ -28,6 +29,9 @@ type Options struct {
 	Fault   string        // "kill" (SIGKILL) or "freeze" (SIGSTOP: a hung host)
 	Timeout time.Duration // the replicas' heartbeat timeout
 	Out     io.Writer     // the report
+	// Guest is the guest the replicas run: one that serves the Redis
+	// protocol on port 6379 (kv, or Debian's Redis); "" for the default.
+	Guest string
 }
 
 // Run runs the demo and reports on o.Out; it fails if the client's
@@ -40,29 +44,40 @@ func Run(o Options) error {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(o.Out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-	c, err := cluster.Start(o.Dir, o.Ftvm, o.Timeout, "a", "b", "c")
+	g, err := guests.Lookup(o.Guest)
+	if err != nil {
+		return err
+	}
+	if g.Port != 6379 {
+		return fmt.Errorf("guest %s: the demo's client speaks the Redis protocol (guests kv and redis)", g.Name)
+	}
+	server := "key-value server"
+	if g.Debian() {
+		server = "Redis (Debian's redis-server)"
+	}
+	c, err := cluster.StartGuest(o.Dir, o.Ftvm, o.Timeout, g, "a", "b", "c")
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
-	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's key-value server 10.0.2.15:6379",
-		c.Arbiter, c.Switch, c.Forward)
+	say("witness (embedded etcd) at %s; virtual switch at %s, forwarding %s to the guest's %s 10.0.2.15:6379",
+		c.Arbiter, c.Switch, c.Forward, server)
 
 	a, err := c.Replica("primary", "a")
 	if err != nil {
 		return err
 	}
-	say("primary a: booting the default guest (console and log: %s)", a.Log)
+	say("primary a: booting the %s guest (console and log: %s)", g.Name, a.Log)
 	// The client's connections, counted: one for the whole run, failover
 	// included.
 	dials := 0
-	conn, err := cluster.DialRetry(c.Forward, 60*time.Second)
+	conn, err := cluster.DialRetry(c.Forward, 3*time.Minute)
 	dials++
 	if err != nil {
-		return fmt.Errorf("the guest's key-value server never answered: %w\n%s", err, a.LogTail(20))
+		return fmt.Errorf("the guest's %s never answered: %w\n%s", server, err, a.LogTail(20))
 	}
 	defer conn.Close()
-	say("guest's key-value server up")
+	say("guest's %s up", server)
 
 	b, err := c.Replica("backup", "b", "-join", a.Listen)
 	if err != nil {

@@ -15,10 +15,11 @@ func FuzzDevices(f *testing.F) {
 	f.Add([]byte("\x01\x01\x02\x00\x00\x00\x02\x00\x00\x01\x05\x03\x00\x00\x20"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		var now uint64
-		clint := NewCLINT(func() uint64 { return now }, nil, nil)
+		clint := NewCLINT(func() uint64 { return now })
 		plic := NewPLIC(nil, nil)
 		uart := NewUART(plic.Source(UARTIRQ), nil)
 		sys := NewSyscon(nil)
+		rtc := NewRTC(func() uint64 { return now * 100 })
 		regs := []uint64{0, 1, 2, 3, 4, 5, 6, 7, 0x4000, 0x4004, 0xBFF8, 0xBFFC,
 			0x28, 0x1000, 0x2000, 0x2080, 0x200000, 0x200004, 0x201000, 0x201004}
 		sizes := []int{1, 2, 4, 8}
@@ -28,7 +29,7 @@ func FuzzDevices(f *testing.F) {
 			off := regs[int(a)%len(regs)]
 			size := sizes[int(b)%len(sizes)]
 			v := uint64(c) * 0x0101010101010101 >> (b % 64)
-			switch op % 12 {
+			switch op % 14 {
 			case 0:
 				clint.Write(off, size, v)
 			case 1:
@@ -49,7 +50,7 @@ func FuzzDevices(f *testing.F) {
 				now += uint64(c) << (b % 64)
 				clint.Update()
 			case 9:
-				clint.SetTimecmp(v)
+				clint.SetTimecmp(0, v)
 				clint.Deadline()
 			case 10:
 				sys.Write(off, size, v)
@@ -57,10 +58,14 @@ func FuzzDevices(f *testing.F) {
 				var buf [8]byte
 				binary.LittleEndian.PutUint64(buf[:], v)
 				uart.Input(buf[:c%9])
+			case 12:
+				rtc.Write(off%0x20, size, v)
+			case 13:
+				rtc.Read(off%0x20, size)
 			}
 		}
 
-		c2 := NewCLINT(func() uint64 { return now }, nil, nil)
+		c2 := NewCLINT(func() uint64 { return now })
 		if err := c2.SetState(clint.State()); err != nil {
 			t.Fatalf("CLINT state rejected: %v %+v", err, clint.State())
 		}
@@ -71,6 +76,15 @@ func FuzzDevices(f *testing.F) {
 		u2 := NewUART(p2.Source(UARTIRQ), nil)
 		if err := u2.SetState(uart.State()); err != nil {
 			t.Fatalf("UART state rejected: %v %+v", err, uart.State())
+		}
+		r2 := NewRTC(func() uint64 { return now * 100 })
+		if err := r2.SetState(rtc.State()); err != nil {
+			t.Fatalf("RTC state rejected: %v %+v", err, rtc.State())
+		}
+		for off := uint64(0); off < 0x20; off += 4 {
+			if a, b := rtc.Read(off, 4), r2.Read(off, 4); a != b {
+				t.Fatalf("RTC %#x: %#x vs %#x", off, a, b)
+			}
 		}
 		for _, off := range regs {
 			if a, b := clint.Read(off, 8), c2.Read(off, 8); a != b {
@@ -83,7 +97,7 @@ func FuzzDevices(f *testing.F) {
 				t.Fatalf("UART %#x: %#x vs %#x", off, a, b)
 			}
 		}
-		if !reflect.DeepEqual(uart.State(), u2.State()) || plic.State() != p2.State() {
+		if !reflect.DeepEqual(uart.State(), u2.State()) || !reflect.DeepEqual(plic.State(), p2.State()) {
 			t.Fatal("states diverged after identical reads")
 		}
 	})

@@ -33,7 +33,8 @@ type pageTable [64]*page
 // Checkpoint is a copy of a machine's state at an instruction count.
 type Checkpoint struct {
 	instret  uint64
-	hart     riscv.State
+	harts    []riscv.State
+	sched    SchedState
 	clint    devices.CLINTState
 	plic     devices.PLICState
 	uart     devices.UARTState
@@ -42,6 +43,9 @@ type Checkpoint struct {
 	blk      virtio.BlockState
 	netTr    virtio.MMIOState
 	net      virtio.NetState
+	sharedTr virtio.MMIOState
+	shared   virtio.BlockState
+	rtc      devices.RTCState
 	clock    clock
 	stopped  bool
 	stop     vm.StopReason
@@ -158,9 +162,12 @@ func copyPage(old *page, src []byte) *page {
 // Checkpoint (without RAM or disk).
 func (m *Machine) captureStates() *Checkpoint {
 	c := &Checkpoint{
-		instret: m.hart.Instret, hart: m.hart.State(),
-		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(),
+		instret: m.count(), sched: m.schedState(),
+		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(), rtc: m.rtc.State(),
 		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	for _, h := range m.harts {
+		c.harts = append(c.harts, h.State())
 	}
 	if m.htif != nil {
 		h := *m.htif
@@ -171,6 +178,9 @@ func (m *Machine) captureStates() *Checkpoint {
 	}
 	if m.net != nil {
 		c.netTr, c.net = m.netTr.State(), m.net.State()
+	}
+	if m.shared != nil {
+		c.sharedTr, c.shared = m.sharedTr.State(), m.shared.State()
 	}
 	return c
 }
@@ -195,7 +205,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			clear(dst)
 		}
 		// Marks the page for the digest and drops decoded instructions.
-		m.hart.NoteWrite(RAMBase+uint64(p)*pageSize, pageSize)
+		m.noteWrite(RAMBase+uint64(p)*pageSize, pageSize)
 	}
 	npages := m.Pages()
 	forEachBit(m.dirtySinceBase(), npages, restore)
@@ -229,7 +239,15 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 // captureStates on a machine of the same configuration) into m and drives
 // the interrupt lines from them.
 func (m *Machine) setStates(c *Checkpoint) error {
-	if err := m.hart.SetState(c.hart); err != nil {
+	if len(c.harts) != len(m.harts) {
+		return errors.New("the state has another number of harts")
+	}
+	for i, h := range m.harts {
+		if err := h.SetState(c.harts[i]); err != nil {
+			return err
+		}
+	}
+	if err := m.setSchedState(c.sched); err != nil {
 		return err
 	}
 	m.clock = c.clock
@@ -239,12 +257,15 @@ func (m *Machine) setStates(c *Checkpoint) error {
 		h := *c.htif
 		m.htif = &h
 	}
-	errs := []error{m.plic.SetState(c.plic), m.uart.SetState(c.uart), m.clint.SetState(c.clint), m.syscon.SetState(c.syscon)}
+	errs := []error{m.plic.SetState(c.plic), m.uart.SetState(c.uart), m.clint.SetState(c.clint), m.syscon.SetState(c.syscon), m.rtc.SetState(c.rtc)}
 	if m.blk != nil {
 		errs = append(errs, m.blkTr.SetState(c.blkTr), m.blk.SetState(c.blk))
 	}
 	if m.net != nil {
 		errs = append(errs, m.netTr.SetState(c.netTr), m.net.SetState(c.net))
+	}
+	if m.shared != nil {
+		errs = append(errs, m.sharedTr.SetState(c.sharedTr), m.shared.SetState(c.shared))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -254,7 +275,7 @@ func (m *Machine) setStates(c *Checkpoint) error {
 	// calls, where nothing was left unprocessed, and a rescan could
 	// complete a request earlier than the original run did.
 	m.clint.Update()
-	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,17 +17,11 @@ import (
 // testdata with Debian's cross toolchain.
 func crossCompile(t *testing.T, src string, defs ...string) []byte {
 	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	out := filepath.Join(t.TempDir(), "prog.elf")
-	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
-		"-T", "testdata/link.ld", "-o", out, filepath.Join("testdata", src)}
+	var flags []string
 	for _, d := range defs {
-		args = append(args, "-D"+d)
+		flags = append(flags, "-D"+d)
 	}
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("assembling %s: %v\n%s", src, err, b)
-	}
-	elf, err := os.ReadFile(out)
+	elf, err := os.ReadFile(testsupport.BareMetal(t, filepath.Join("testdata", src), flags...))
 	if err != nil {
 		t.Fatal(err)
 	}

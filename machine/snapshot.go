@@ -35,6 +35,19 @@ type boardState struct {
 	// DiskSize is the disk's size in bytes, so that a restore without the
 	// disk contents (RestoreState) can check the backend it is given.
 	DiskSize int64 `json:",omitempty"`
+
+	// Harts and Quantum are the machine's (omitted for one hart, whose
+	// snapshot has the form it had before machines had several); Sched
+	// is whose turn it is and each hart's HSM state. The states of harts
+	// 1 and up are sections "hart1", "hart2", ...
+	Harts   int         `json:",omitempty"`
+	Quantum uint64      `json:",omitempty"`
+	Sched   *SchedState `json:",omitempty"`
+	// The shared disk is never saved: its size and identity are, and a
+	// restore must be given the same image.
+	SharedDiskSize int64    `json:",omitempty"`
+	SharedDiskID   [32]byte `json:",omitzero"`
+	WallClock      uint64   `json:",omitempty"`
 }
 
 type clockState struct{ Base, At, IPT uint64 }
@@ -86,13 +99,26 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	if m.blk != nil {
 		b.DiskSize = m.cfg.Disk.Size()
 	}
+	if m.shared != nil {
+		b.SharedDiskSize, b.SharedDiskID = m.cfg.SharedDisk.Size(), m.cfg.SharedDiskID
+	}
+	b.WallClock = m.cfg.WallClock
 	if m.htif != nil {
 		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
 	}
-	comps := []struct {
+	if len(m.harts) > 1 {
+		st := m.schedState()
+		b.Harts, b.Quantum, b.Sched = len(m.harts), m.cfg.Quantum, &st
+	}
+	type comp struct {
 		name string
 		v    any
-	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}}
+	}
+	comps := []comp{{"machine", b}, {"hart", m.harts[0].State()}}
+	for i, h := range m.harts[1:] {
+		comps = append(comps, comp{hartSection(i + 1), h.State()})
+	}
+	comps = append(comps, comp{"clint", m.clint.State()}, comp{"plic", m.plic.State()}, comp{"uart", m.uart.State()}, comp{"rtc", m.rtc.State()})
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -104,6 +130,12 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 			name string
 			v    any
 		}{"virtio-net", virtioState[virtio.NetState]{m.netTr.State(), m.net.State()}})
+	}
+	if m.shared != nil {
+		comps = append(comps, struct {
+			name string
+			v    any
+		}{"virtio-shared-blk", virtioState[virtio.BlockState]{m.sharedTr.State(), m.shared.State()}})
 	}
 	var secs []snapshot.Section
 	for _, c := range comps {
@@ -149,6 +181,12 @@ type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
 	Exec    string // the execution engine (Config.Exec)
+	// Parallel runs the restored machine's harts in parallel.
+	Parallel bool
+	// SharedDisk is required when the machine had one (Config.SharedDisk):
+	// the same image, named by the same SharedDiskID.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 }
 
 // Restore builds a machine from a snapshot written by Save. The snapshot is
@@ -167,6 +205,9 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 		return nil, err
 	}
 	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
 	return m, nil
 }
 
@@ -194,6 +235,9 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	}
 	m.noteNonzeroPages()
 	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
 	return m, nil
 }
 
@@ -227,8 +271,26 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
 	}
+	if b.Harts < 0 || b.Harts == 1 || b.Harts > MaxHarts || (b.Harts > 1) != (b.Sched != nil && b.Quantum != 0) {
+		return nil, fmt.Errorf("snapshot: machine: invalid hart count %d", b.Harts)
+	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, WallClock: b.WallClock,
+		Harts: b.Harts, Quantum: b.Quantum}
+	if b.SharedDiskSize < 0 || b.SharedDiskSize%512 != 0 {
+		return nil, fmt.Errorf("snapshot: machine: invalid shared disk size %d", b.SharedDiskSize)
+	}
+	if b.SharedDiskSize != 0 {
+		switch {
+		case opts.SharedDisk == nil:
+			return nil, errors.New("snapshot: the machine has a shared read-only disk but none was given")
+		case opts.SharedDiskID != b.SharedDiskID:
+			return nil, fmt.Errorf("snapshot: the given shared disk is %x, the machine's %x", opts.SharedDiskID[:8], b.SharedDiskID[:8])
+		case opts.SharedDisk.Size() != b.SharedDiskSize:
+			return nil, fmt.Errorf("snapshot: the given shared disk has %d bytes, the machine's %d", opts.SharedDisk.Size(), b.SharedDiskSize)
+		}
+		cfg.SharedDisk, cfg.SharedDiskID = opts.SharedDisk, opts.SharedDiskID
+	}
 	var err error
 	if cfg.Exec, err = checkExec(opts.Exec); err != nil {
 		return nil, err
@@ -279,12 +341,21 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, err
 		}
 	}
-	var hs riscv.State
-	if err := get("hart", &hs); err != nil {
-		return nil, err
+	for i, h := range m.harts {
+		var hs riscv.State
+		if err := get(hartSection(i), &hs); err != nil {
+			return nil, err
+		}
+		if err := h.SetState(hs); err != nil {
+			return nil, fmt.Errorf("snapshot: %s: %w", hartSection(i), err)
+		}
 	}
-	if err := m.hart.SetState(hs); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+	if b.Sched != nil {
+		if err := m.setSchedState(*b.Sched); err != nil {
+			return nil, fmt.Errorf("snapshot: machine: %w", err)
+		}
+	} else {
+		m.resetCount()
 	}
 	var cs devices.CLINTState
 	var ps devices.PLICState
@@ -329,6 +400,29 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, fmt.Errorf("snapshot: virtio-net: %w", err)
 		}
 	}
+	if m.shared != nil {
+		var v virtioState[virtio.BlockState]
+		if err := get("virtio-shared-blk", &v); err != nil {
+			return nil, err
+		}
+		if err := m.sharedTr.SetState(v.Transport); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+		if err := m.shared.SetState(v.Device); err != nil {
+			return nil, fmt.Errorf("snapshot: virtio-shared-blk: %w", err)
+		}
+	}
+	// Snapshots older than the real-time clock have no "rtc" section: the
+	// clock then starts from the board's time.
+	if _, ok := snapshot.Find(secs, "rtc"); ok {
+		var rs devices.RTCState
+		if err := get("rtc", &rs); err != nil {
+			return nil, err
+		}
+		if err := m.rtc.SetState(rs); err != nil {
+			return nil, fmt.Errorf("snapshot: rtc: %w", err)
+		}
+	}
 	return m, nil
 }
 
@@ -340,7 +434,7 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 // disk, must not.
 func (m *Machine) rescan() {
 	m.clint.Update()
-	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr} {
+	for _, tr := range []*virtio.MMIO{m.blkTr, m.netTr, m.sharedTr} {
 		if tr != nil {
 			tr.SyncIRQ()
 			tr.Kick()
@@ -367,4 +461,12 @@ func (m *Machine) loadSparsePages(enc []byte) error {
 		enc = enc[pageSize:]
 	}
 	return nil
+}
+
+// hartSection names the snapshot section of hart i.
+func hartSection(i int) string {
+	if i == 0 {
+		return "hart"
+	}
+	return fmt.Sprintf("hart%d", i)
 }

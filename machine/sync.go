@@ -24,7 +24,7 @@ func (m *Machine) WritePage(i int, p []byte) error {
 		return fmt.Errorf("machine: WritePage(%d) with %d bytes: the machine has %d pages of %d bytes", i, len(p), m.Pages(), pageSize)
 	}
 	copy(m.ram[i*pageSize:], p)
-	m.hart.NoteWrite(RAMBase+uint64(i)*pageSize, pageSize)
+	m.noteWrite(RAMBase+uint64(i)*pageSize, pageSize)
 	return nil
 }
 
@@ -48,7 +48,8 @@ func (m *Machine) LoadState(r io.Reader) error {
 			return fmt.Errorf("load state: the snapshot has a %q section (LoadState takes one written by SaveState)", name)
 		}
 	}
-	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk, Exec: ExecInterp}) // a scratch board: it never runs
+	s, err := restoreSections(secs, m.ram, RestoreOptions{Disk: m.cfg.Disk, SharedDisk: m.cfg.SharedDisk, SharedDiskID: m.cfg.SharedDiskID,
+		Exec: ExecInterp}) // a scratch board: it never runs
 	if err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
@@ -74,7 +75,9 @@ func (m *Machine) sameBoard(s *Machine) error {
 	switch {
 	case s.sbiActive != m.sbiActive:
 		return errors.New("built-in SBI differs")
-	case (s.blk == nil) != (m.blk == nil) || (s.net == nil) != (m.net == nil):
+	case len(s.harts) != len(m.harts) || s.sched.quantum != m.sched.quantum:
+		return errors.New("harts differ")
+	case (s.blk == nil) != (m.blk == nil) || (s.net == nil) != (m.net == nil) || (s.shared == nil) != (m.shared == nil):
 		return errors.New("devices differ")
 	case s.cfg.DiskReadOnly != m.cfg.DiskReadOnly || s.cfg.MAC != m.cfg.MAC:
 		return errors.New("device configuration differs")
@@ -99,15 +102,17 @@ func (m *Machine) InjectBitFlip(i, off, bit int) error {
 	// bitmap holds the flipped page alone (and its write TLB is empty).
 	m.foldDirty()
 	m.ram[i*pageSize+off] ^= 1 << bit
-	m.hart.NoteWrite(RAMBase+uint64(i)*pageSize+uint64(off), 1)
+	m.noteWrite(RAMBase+uint64(i)*pageSize+uint64(off), 1)
 	// The set of pages that may be non-zero (ram.go), the digest's page
 	// hashes and in-memory checkpoints describe RAM and must see it; dirty
 	// logs record guest writes and must not.
-	orInto(m.written, m.hart.Dirty())
-	orInto(m.digestDirty, m.hart.Dirty())
-	if m.ck.log != nil {
-		orInto(m.ck.log.bits, m.hart.Dirty())
+	for _, h := range m.harts {
+		orInto(m.written, h.Dirty())
+		orInto(m.digestDirty, h.Dirty())
+		if m.ck.log != nil {
+			orInto(m.ck.log.bits, h.Dirty())
+		}
+		h.ClearDirty()
 	}
-	m.hart.ClearDirty()
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"ftvm/host"
@@ -20,6 +21,7 @@ import (
 	"ftvm/replay"
 	"ftvm/replay/eventlog"
 	"ftvm/snapfile"
+	"ftvm/vm"
 )
 
 // Engine names this machine in a log's header: a log recorded on another
@@ -41,6 +43,16 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 	if cfg.Net {
 		h.MAC = cfg.MAC
 	}
+	if cfg.Harts > 1 {
+		// A machine with one hart has the header it had before machines
+		// could have more.
+		q := cfg.Quantum
+		if q == 0 {
+			q = machine.DefaultQuantum
+		}
+		h.Params = append(h.Params, eventlog.Param{Key: "harts", Value: strconv.Itoa(cfg.Harts)},
+			eventlog.Param{Key: "quantum", Value: strconv.FormatUint(q, 10)})
+	}
 	for _, im := range []struct {
 		role string
 		b    []byte
@@ -55,6 +67,12 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 			return h, fmt.Errorf("disk: %w", err)
 		}
 		h.Images = append(h.Images, eventlog.Image{Role: "disk", SHA256: sum, Size: n})
+	}
+	if cfg.SharedDisk != nil {
+		h.Images = append(h.Images, eventlog.Image{Role: "shared-disk", SHA256: cfg.SharedDiskID, Size: uint64(cfg.SharedDisk.Size())})
+	}
+	if cfg.WallClock != 0 {
+		h.Params = append(h.Params, eventlog.Param{Key: WallClockParam, Value: strconv.FormatUint(cfg.WallClock, 10)})
 	}
 	return h, nil
 }
@@ -75,6 +93,10 @@ func hashFile(path string) (sum [32]byte, n uint64, err error) {
 	d.Sum(sum[:0])
 	return sum, uint64(c), nil
 }
+
+// WallClockParam is the header parameter that records the real-time
+// clock's origin (machine.Config.WallClock), when it is not 0.
+const WallClockParam = "wall_clock"
 
 // SnapshotHeader describes a run that starts from the snapshot in path,
 // restored as m: the snapshot file's hash stands for every image (it holds
@@ -126,6 +148,10 @@ type Images struct {
 	// Exec is the execution engine to replay on (machine.Config.Exec): any
 	// gives the same run.
 	Exec string
+	// SharedDisk is the read-only shared disk (a Debian guest's root) and
+	// SharedDiskID its SHA-256, needed when the recording had one.
+	SharedDisk   vm.Disk
+	SharedDiskID [32]byte
 }
 
 // Machine builds the machine a log with header hdr starts from, checked
@@ -147,18 +173,20 @@ func Machine(hdr eventlog.Header, im Images, out machine.Outputs) (m *machine.Ma
 		if len(given) > 0 {
 			return nil, nil, fmt.Errorf("the replay starts from a snapshot, which holds the machine's images and disk: a %s does not apply", strings.Join(given, ", "))
 		}
-		return fromSnapshot(im.Snapshot, im.Exec, hdr, out)
+		return fromSnapshot(im, hdr, out)
 	}
 	m, err = fromImages(hdr, im, out)
 	return m, nil, err
 }
 
-func fromSnapshot(path, exec string, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+func fromSnapshot(im Images, hdr eventlog.Header, out machine.Outputs) (m *machine.Machine, mid *eventlog.Hash, err error) {
+	path := im.Snapshot
 	if path == "" {
 		return nil, nil, errors.New("the recording started from a snapshot: give it with -restore")
 	}
 	// No disk: the snapshot's own, in memory.
-	if m, err = snapfile.Restore(path, machine.RestoreOptions{Outputs: out, Exec: exec}); err != nil {
+	opts := machine.RestoreOptions{Outputs: out, Exec: im.Exec, SharedDisk: im.SharedDisk, SharedDiskID: im.SharedDiskID}
+	if m, err = snapfile.Restore(path, opts); err != nil {
 		return nil, nil, err
 	}
 	want, err := SnapshotHeader(path, m)
@@ -189,7 +217,25 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		Outputs:             out,
 		Exec:                im.Exec,
 	}
+	for _, p := range hdr.Params {
+		if p.Key == WallClockParam {
+			v, err := strconv.ParseUint(p.Value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("header parameter %s=%q: %w", p.Key, p.Value, err)
+			}
+			cfg.WallClock = v
+		}
+	}
+	if HasImage(hdr, "shared-disk") {
+		if im.SharedDisk == nil {
+			return nil, errors.New("the recording had a shared root disk: name its guest with -guest")
+		}
+		cfg.SharedDisk, cfg.SharedDiskID = im.SharedDisk, im.SharedDiskID
+	}
 	var err error
+	if cfg.Harts, cfg.Quantum, err = hartParams(hdr); err != nil {
+		return nil, err
+	}
 	if im.ELF != "" {
 		if im.Kernel != "" || im.Initrd != "" {
 			return nil, errors.New("a bare-metal program and a kernel or initrd do not go together")
@@ -235,6 +281,25 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		return nil, fmt.Errorf("does not start from this machine:\n  %s", strings.Join(diff, "\n  "))
 	}
 	return machine.New(cfg)
+}
+
+// hartParams reads the hart count and quantum a recording ran with (none:
+// one hart).
+func hartParams(h eventlog.Header) (harts int, quantum uint64, err error) {
+	harts = 1
+	for _, p := range h.Params {
+		switch p.Key {
+		case "harts":
+			if harts, err = strconv.Atoi(p.Value); err != nil || harts < 1 || harts > machine.MaxHarts {
+				return 0, 0, fmt.Errorf("header: bad hart count %q", p.Value)
+			}
+		case "quantum":
+			if quantum, err = strconv.ParseUint(p.Value, 10, 64); err != nil || quantum == 0 {
+				return 0, 0, fmt.Errorf("header: bad quantum %q", p.Value)
+			}
+		}
+	}
+	return harts, quantum, nil
 }
 
 // HasImage reports whether h names an image with this role.

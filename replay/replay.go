@@ -269,6 +269,14 @@ func (p *Player) Apply(rec eventlog.Record) error {
 		res.Digests++
 	case eventlog.KindEnd:
 		res.Instret, res.Reason = rec.Instret, rec.Reason
+		if vm.ParseStopReason(rec.Reason) == vm.StopLockup {
+			// A guest locks up after its last instruction: its trap
+			// loop changes the hart without retiring anything. Let it
+			// get there too (it must not retire anything either).
+			if r := e.Run(rec.Instret + 1); r != vm.StopLockup || e.Instret() != rec.Instret {
+				return &Divergence{Instret: e.Instret(), What: fmt.Sprintf("the guest did not lock up at instruction %d (%v)", rec.Instret, r)}
+			}
+		}
 		if parts := rec.Digest.Mismatch(logDigest(e.Digest())); parts != nil {
 			return &Divergence{Instret: rec.Instret, What: "final state digest mismatch", Parts: parts}
 		}

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,18 +122,43 @@ func TestLongEpochKeepsPairProtected(t *testing.T) {
 	}
 }
 
-// lockingEngine is an engine whose guest can be made to lock up (a trap
-// loop): Run returns StopLockup from then on.
+// lockingEngine is an engine whose guest locks up (a trap loop) once it
+// is given the console input "lock": Run returns StopLockup from then on.
+// The lockup follows from the input, so a backup replaying the log locks
+// up at the same instruction.
 type lockingEngine struct {
 	*fakevm.Engine
-	locked atomic.Bool
+	locked bool
+}
+
+func (l *lockingEngine) Deliver(ev vm.Event) (int, error) {
+	if c, ok := ev.(vm.ConsoleInput); ok && string(c.Data) == "lock" {
+		l.locked = true
+	}
+	return l.Engine.Deliver(ev)
 }
 
 func (l *lockingEngine) Run(until uint64) vm.StopReason {
-	if l.locked.Load() {
+	if l.locked {
 		return vm.StopLockup
 	}
 	return l.Engine.Run(until)
+}
+
+// withLockingEngine makes a replica build its backup engine as a
+// lockingEngine.
+func withLockingEngine(c *Config) {
+	c.Engine = "fakevm"
+	c.Factory = func(out vm.Outputs) migrate.Factory {
+		f := fakevm.Factory(nil, out)
+		return func(st io.Reader, ram []byte) (vm.Migratable, error) {
+			e, err := f(st, ram)
+			if err != nil {
+				return nil, err
+			}
+			return &lockingEngine{Engine: e.(*fakevm.Engine)}, nil
+		}
+	}
 }
 
 // TestGuestCannotGoOn: the primary's guest can go no further: it locks up,
@@ -151,8 +177,8 @@ func TestGuestCannotGoOn(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := keys(t, "a", "b")
 			arb := arbiter.NewMemory()
-			a := newTestReplica(t, dir, "a", arb, withFakeEngine)
-			b := newTestReplica(t, dir, "b", arb, withFakeEngine)
+			a := newTestReplica(t, dir, "a", arb, withLockingEngine)
+			b := newTestReplica(t, dir, "b", arb, withLockingEngine)
 			e := &lockingEngine{Engine: fakevm.New(16, nil, a.r.Outputs())}
 			e.Idle = true
 			a.startEngine(e)
@@ -161,8 +187,7 @@ func TestGuestCannotGoOn(t *testing.T) {
 			before := view(t, arb)
 
 			if c.want == runloop.ErrLockup {
-				e.locked.Store(true)
-				a.in <- []byte("run\n") // the guest runs, and locks up
+				a.in <- []byte("lock") // the guest locks up
 			} else {
 				close(a.in) // the console ends: nothing can reach the idle guest
 			}

@@ -2,8 +2,6 @@ package replication
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -15,17 +13,10 @@ import (
 	"ftvm/vm"
 )
 
-// notifyStorm builds testdata/notifystorm.S with Debian's cross toolchain.
+// notifyStorm builds testdata/notifystorm.S.
 func notifyStorm(t *testing.T, rounds int) []byte {
 	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	out := filepath.Join(t.TempDir(), "storm.elf")
-	cmd := exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
-		"-T", "../machine/testdata/link.ld", "-DROUNDS="+strconv.Itoa(rounds), "-o", out, "testdata/notifystorm.S")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("assembling notifystorm.S: %v\n%s", err, b)
-	}
-	elf, err := os.ReadFile(out)
+	elf, err := os.ReadFile(testsupport.BareMetal(t, "testdata/notifystorm.S", "-DROUNDS="+strconv.Itoa(rounds)))
 	if err != nil {
 		t.Fatal(err)
 	}

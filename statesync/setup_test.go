@@ -3,8 +3,6 @@ package statesync
 import (
 	"bytes"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -14,33 +12,21 @@ import (
 )
 
 var scribble struct {
-	once sync.Once
-	elf  []byte
-	err  error
-	out  []byte
+	sync.Mutex
+	elf []byte
 }
 
-// scribbleELF builds testdata/scribble.S with Debian's cross toolchain
-// and the machine's bare-metal link script.
+// scribbleELF builds testdata/scribble.S (once per test binary).
 func scribbleELF(t testing.TB) []byte {
 	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	scribble.once.Do(func() {
-		dir, err := os.MkdirTemp("", "statesync")
+	scribble.Lock()
+	defer scribble.Unlock()
+	if scribble.elf == nil {
+		elf, err := os.ReadFile(testsupport.BareMetal(t, "testdata/scribble.S"))
 		if err != nil {
-			scribble.err = err
-			return
+			t.Fatal(err)
 		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "scribble.elf")
-		scribble.out, scribble.err = exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static",
-			"-T", "../machine/testdata/link.ld", "-o", out, "testdata/scribble.S").CombinedOutput()
-		if scribble.err == nil {
-			scribble.elf, scribble.err = os.ReadFile(out)
-		}
-	})
-	if scribble.err != nil {
-		t.Fatalf("assembling scribble.S: %v\n%s", scribble.err, scribble.out)
+		scribble.elf = elf
 	}
 	return scribble.elf
 }

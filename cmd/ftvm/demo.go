@@ -4,11 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"ftvm/demo"
-	"ftvm/host"
+	"ftvm/host/guests"
 )
 
 // cmdDemo runs package demo: the fault tolerance shown on one machine
@@ -20,8 +19,9 @@ func cmdDemo(args []string) error {
 	after := fs.Duration("after", 3*time.Second, "how long the client writes after the failover")
 	fault := fs.String("fault", "kill", "how the primary dies: kill (SIGKILL: the process dies and its kernel closes its connections) or freeze (SIGSTOP: a hung host, detected by the heartbeat timeout)")
 	timeout := fs.Duration("timeout", 300*time.Millisecond, "the replicas' heartbeat timeout")
+	guest := fs.String("guest", "redis", "the guest: redis (Debian's Redis, with appendonly and appendfsync always) or kv (our key-value server, faster to boot)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ftvm demo [flags]\n\nRuns a replicated default guest on this machine, kills its primary while a\nclient writes, and reports what the client saw.")
+		fmt.Fprintln(fs.Output(), "usage: ftvm demo [flags]\n\nRuns a replicated guest (Debian's Redis by default) on this machine, kills its\nprimary while a client writes, and reports what the client saw.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -33,8 +33,12 @@ func cmdDemo(args []string) error {
 	if *fault != "kill" && *fault != "freeze" {
 		return fmt.Errorf("-fault %q: want kill or freeze", *fault)
 	}
-	if _, err := os.Stat(filepath.Join(host.GuestDir(), "Image")); err != nil {
-		return fmt.Errorf("the default guest is not built (%s): run scripts/setup.sh, or make demo", host.GuestDir())
+	g, err := guests.Lookup(*guest)
+	if err != nil {
+		return err
+	}
+	if err := g.Check(); err != nil {
+		return fmt.Errorf("%w (or make demo)", err)
 	}
 	if *dir == "" {
 		tmp, err := os.MkdirTemp("", "ftvm-demo-")
@@ -50,5 +54,5 @@ func cmdDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	return demo.Run(demo.Options{Dir: *dir, Ftvm: ftvm, Before: *before, After: *after, Fault: *fault, Timeout: *timeout, Out: os.Stdout})
+	return demo.Run(demo.Options{Dir: *dir, Ftvm: ftvm, Before: *before, After: *after, Fault: *fault, Timeout: *timeout, Out: os.Stdout, Guest: g.Name})
 }

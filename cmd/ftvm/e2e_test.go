@@ -167,15 +167,9 @@ func TestServeOverTAP(t *testing.T) {
 // TestRunELF runs a bare-metal program through the command line: the exit
 // status follows the program's HTIF report.
 func TestRunELF(t *testing.T) {
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
 	ftvm, _ := buildBinaries(t)
 	for _, code := range []int{0, 3} {
-		elf := filepath.Join(t.TempDir(), "p.elf")
-		src := "../../machine/testdata/"
-		if b, err := exec.Command(gcc, "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
-			"-T", src+"link.ld", fmt.Sprintf("-DEXIT_CODE=%d", code), "-o", elf, src+"htif.S").CombinedOutput(); err != nil {
-			t.Fatalf("%v\n%s", err, b)
-		}
+		elf := crossCompile(t, "htif.S", fmt.Sprintf("EXIT_CODE=%d", code))
 		out, err := exec.Command(ftvm, "run", elf).CombinedOutput()
 		got := 0
 		if e, ok := err.(*exec.ExitError); ok {

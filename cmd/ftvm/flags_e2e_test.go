@@ -110,3 +110,32 @@ func TestRestoreDiskReadOnly(t *testing.T) {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
 }
+
+// TestRestoredCountsRefused: instruction counts count from the boot, so a
+// -max-instructions or -snapshot-at that a restored machine has passed
+// already is refused (run stopped at once, or complained that the guest
+// stopped "before" a count it had passed long ago).
+func TestRestoredCountsRefused(t *testing.T) {
+	testsupport.GuestFiles(t)
+	ftvm, _ := buildBinaries(t)
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "s.snap")
+	if out, err := exec.Command(ftvm, "run", "-snapshot-at", "1000000", "-snapshot", snap, "-max-instructions", "1000000").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"run", "-restore", snap, "-max-instructions", "1000"},
+		{"run", "-restore", snap, "-max-instructions", "1000000"},
+		{"run", "-restore", snap, "-snapshot-at", "500", "-snapshot", filepath.Join(dir, "t.snap")},
+		{"record", "-restore", snap, "-max-instructions", "1000", "-o", filepath.Join(dir, "r.log")},
+	} {
+		out, err := exec.Command(ftvm, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "at instruction 1000000 already") {
+			t.Errorf("ftvm %s: %v, want a refusal; output:\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	out, err := exec.Command(ftvm, "run", "-restore", snap, "-max-instructions", "1000001").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "limit after 1000001 instructions") {
+		t.Errorf("ftvm run -restore -max-instructions 1000001: %v\n%s", err, out)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"ftvm/arbiter/witness"
 	"ftvm/guest/workload"
+	"ftvm/host/guests"
 	"ftvm/internal/testsupport"
 	"ftvm/replication"
 )
@@ -33,6 +34,9 @@ type ftLab struct {
 	*lab
 	ftvm, keys, dir string
 	wit             *witness.Process
+	// guest is the guest the replicas boot (-guest; "" for the default),
+	// each with its own data disk made from the guest's template.
+	guest string
 }
 
 func newFTLab(t *testing.T, hosts int) *ftLab {
@@ -62,13 +66,21 @@ func (l *ftLab) replica(t *testing.T, h int, role, id, cluster string, extra ...
 	t.Helper()
 	disk := filepath.Join(l.dir, cluster+"-"+id+".img")
 	if _, err := os.Stat(disk); err != nil {
-		if err := os.WriteFile(disk, make([]byte, 16<<20), 0o644); err != nil {
+		if l.guest != "" {
+			err = guests.NewDataDisk(disk)
+		} else {
+			err = os.WriteFile(disk, make([]byte, 16<<20), 0o644)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	argv := []string{"ip", "netns", "exec", l.host(h), l.ftvm, role, "-id", id, "-keys", l.keys, "-cluster", cluster,
 		"-listen", fmt.Sprintf("172.16.0.%d:7400", h), "-arbiter", witnessIP + ":2379",
 		"-net", "tap:tap0", "-disk", disk, "-http", "127.0.0.1:7401", "-timeout", "500ms"}
+	if l.guest != "" {
+		argv = append(argv, "-guest", l.guest)
+	}
 	argv = append(argv, extra...)
 	if os.Getenv("FTVM_DEBUG_REPLICA") != "" {
 		argv = append([]string{"sh", "-c", `exec "$@" 2>>/tmp/replica-` + id + `.log`, "sh"}, argv...)
@@ -147,11 +159,15 @@ func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what
 }
 
 // pair starts a primary on host 1 and a backup on host 2 and waits until
-// the backup follows.
-func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
+// the backup follows; extra goes to the primary.
+func (l *ftLab) pair(t *testing.T, cluster string, extra ...string) (p, b *console) {
 	t.Helper()
-	p = l.replica(t, 1, "primary", "a", cluster)
-	p.waitFor(t, "listening on", 60*time.Second)
+	p = l.replica(t, 1, "primary", "a", cluster, extra...)
+	if l.guest != "" {
+		p.waitFor(t, readyLine[l.guest], 4*time.Minute)
+	} else {
+		p.waitFor(t, "listening on", 60*time.Second)
+	}
 	b = l.replica(t, 2, "backup", "b", cluster, "-join", "172.16.0.1:7400")
 	b.waitFor(t, "following the primary", 60*time.Second)
 	return p, b
@@ -161,17 +177,24 @@ func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
 // while the client writes, FTVM_TRIALS times (default 3; 50 for the full
 // trial): the backup must take over, the client's connection must
 // survive, and every write it saw acknowledged must be there exactly once.
+// Trials alternate between a guest with one hart and one with two
+// (FTVM_TRIAL_SMP=N gives every trial N harts).
 func TestFailoverTrials(t *testing.T) {
 	trials := 3
 	if s := os.Getenv("FTVM_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
+	fixedSMP, _ := strconv.Atoi(os.Getenv("FTVM_TRIAL_SMP"))
 	l := newFTLab(t, 2)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var pauses []time.Duration
 	for i := range trials {
 		cluster := fmt.Sprintf("trial%d", i)
-		p, b := l.pair(t, cluster)
+		smp := 1 + i%2
+		if fixedSMP > 0 {
+			smp = fixedSMP
+		}
+		p, b := l.pair(t, cluster, "-smp", strconv.Itoa(smp))
 		w, conn, stop := l.client(t, cluster+":")
 		waitWrites(t, w, 20, 30*time.Second, "before the kill")
 		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
@@ -188,8 +211,8 @@ func TestFailoverTrials(t *testing.T) {
 		}
 		first := res.FirstServedAfter(killed)
 		pauses = append(pauses, first)
-		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
-			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		t.Logf("trial %d (%d harts): killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
+			i, smp, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 		b.cmd.Process.Kill()
 		<-b.done
 		<-p.done
@@ -351,8 +374,18 @@ func TestReprotect(t *testing.T) {
 // connection, none lost, none applied twice, and the new backup joined.
 func TestDemo(t *testing.T) {
 	testsupport.GuestFiles(t)
+	testDemo(t, "kv")
+}
+
+// TestDemoRedis is TestDemo with Debian's Redis as the guest.
+func TestDemoRedis(t *testing.T) {
+	requireDebian(t)
+	testDemo(t, "redis")
+}
+
+func testDemo(t *testing.T, guest string) {
 	ftvm, _ := buildBinaries(t)
-	out, err := exec.Command(ftvm, "demo", "-before", "1s", "-after", "1s").CombinedOutput()
+	out, err := exec.Command(ftvm, "demo", "-guest", guest, "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ftvm demo: %v\n%s", err, out)
 	}
@@ -373,7 +406,7 @@ func TestDemoFreeze(t *testing.T) {
 	testsupport.GuestFiles(t)
 	ftvm, _ := buildBinaries(t)
 	const timeout = 500 * time.Millisecond
-	out, err := exec.Command(ftvm, "demo", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
+	out, err := exec.Command(ftvm, "demo", "-guest", "kv", "-fault", "freeze", "-timeout", timeout.String(), "-before", "1s", "-after", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ftvm demo -fault freeze: %v\n%s", err, out)
 	}

@@ -15,17 +15,11 @@ import (
 // crossCompile assembles a bare-metal program from machine/testdata.
 func crossCompile(t *testing.T, src string, defs ...string) string {
 	t.Helper()
-	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
-	dir := "../../machine/testdata/"
-	elf := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".S")+".elf")
-	args := []string{"-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static", "-T", dir + "link.ld", "-o", elf, dir + src}
+	var flags []string
 	for _, d := range defs {
-		args = append(args, "-D"+d)
+		flags = append(flags, "-D"+d)
 	}
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("assembling %s: %v\n%s", src, err, b)
-	}
-	return elf
+	return testsupport.BareMetal(t, "../../machine/testdata/"+src, flags...)
 }
 
 // runEnds runs ftvm with argv and waits for it to exit on its own within
@@ -63,6 +57,7 @@ func TestRunEndsLoudly(t *testing.T) {
 		{"trap loop", []string{crossCompile(t, "lockup.S")}, lockup},
 		{"wfi, interrupts disabled", []string{crossCompile(t, "wfi.S")}, lockup},
 		{"wfi, nothing to raise the interrupt", []string{crossCompile(t, "wfi.S", "MIE=0x800")}, "nothing can raise"},
+		{"wfi, the timer due but masked", []string{crossCompile(t, "wfi_masked.S")}, "nothing can raise"},
 	}
 	kernel, _ := testsupport.GuestFiles(t)
 	k, err := os.ReadFile(kernel)
@@ -87,5 +82,24 @@ func TestRunEndsLoudly(t *testing.T) {
 				}
 			})
 		}
+		// ftvm record runs the same loop, and its log replays to the
+		// same end.
+		t.Run(c.name+"/record", func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "run.log")
+			code, out := runEnds(t, 30*time.Second, true, append([]string{ftvm, "record", "-o", log}, c.args...)...)
+			if code == 0 || !strings.Contains(out, c.want) {
+				t.Fatalf("record: exit status %d, want non-zero with %q; output:\n%s", code, c.want, out)
+			}
+			args := []string{"replay", log}
+			if c.args[0] == "-kernel" {
+				args = []string{"replay", "-kernel", c.args[1], log}
+			} else {
+				args = []string{"replay", "-elf", c.args[0], log}
+			}
+			rep, err := exec.Command(ftvm, args...).CombinedOutput()
+			if err != nil || !strings.Contains(string(rep), "matches the recording") || grab(string(rep), "state digest ") != grab(out, "state digest ") {
+				t.Fatalf("replay of the recording: %v\n%s\nrecording:\n%s", err, rep, out)
+			}
+		})
 	}
 }

@@ -314,8 +314,3 @@ func TestRepairTrials(t *testing.T) {
 	})
 }
 
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
-}

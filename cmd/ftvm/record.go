@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"ftvm/gdbtarget"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/replay"
@@ -38,6 +40,9 @@ func cmdRecord(args []string) error {
 	}
 	if (*snapEvery == 0) != (*snapDir == "") {
 		return errors.New("-snapshot-every and -snapshot-dir go together")
+	}
+	if err := vf.deterministic("record"); err != nil {
+		return err
 	}
 	if fs.NArg() > 1 {
 		return errors.New("record takes at most one program")
@@ -69,7 +74,7 @@ func cmdRecord(args []string) error {
 		if m, err = restoreMachine(*restore, vf, cfg.Outputs); err != nil {
 			return err
 		}
-		if err := vf.checkRestored(m, *restore); err != nil {
+		if err := vf.checkRestored(m, *restore, map[string]uint64{"max-instructions": *maxInsns}); err != nil {
 			return err
 		}
 		if hdr, err = machinelog.SnapshotHeader(*restore, m); err != nil {
@@ -140,6 +145,8 @@ func cmdReplay(args []string) error {
 	fs.StringVar(&im.Disk, "disk", "", "a copy of the disk image as it was when the recording started (it is not modified)")
 	fs.StringVar(&im.ELF, "elf", "", "bare-metal program the run started from")
 	fs.StringVar(&im.Snapshot, "restore", "", "the snapshot `file` the recording started from")
+	var gf guestFlags
+	fs.StringVar(&gf.guest, "guest", guests.Default, "the guest the run started from ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk")
 	quiet := fs.Bool("q", false, "do not print the guest's console output")
 	diskOut := fs.String("disk-out", "", "write the disk as the replay leaves it to `file`")
 	ckEvery := fs.Uint64("checkpoint-every", gdbtarget.CheckpointEvery, "with -gdb: instructions between the in-memory checkpoints kept for reverse execution (the interval doubles as the run grows)")
@@ -178,6 +185,11 @@ func cmdReplay(args []string) error {
 	outs := replay.NewOutputs()
 	var tl *replay.Timeline
 	machinelog.HashOutputs(&out, outs, func() bool { return tl == nil || !tl.Replaying() })
+	var shared machine.RestoreOptions
+	if err := gf.restoreShared(&shared); err != nil {
+		return err
+	}
+	im.SharedDisk, im.SharedDiskID = shared.SharedDisk, shared.SharedDiskID
 	m, mid, err := machinelog.Machine(rd.Header(), im, out)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)

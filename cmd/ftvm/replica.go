@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/machine"
 	"ftvm/machinelog"
 	"ftvm/migrate"
@@ -175,9 +177,13 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
+	if err := vf.deterministic("primary"); err != nil {
+		return err
+	}
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}
+	vf.replica = rf.id
 	cfg, err := vf.config("")
 	if err != nil {
 		return err
@@ -223,6 +229,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.disk, "disk", "", "this replica's own copy of the disk image `file` (same size as the primary's; its contents are brought up to date)")
 	fs.StringVar(&vf.net, "net", "", "network backend for when this replica goes live: tap:NAME or switch:HOST:PORT")
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
+	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
 	execFlag(fs, &vf.exec)
 	rf.register(fs)
@@ -252,6 +259,20 @@ func cmdBackup(args []string) error {
 		return err
 	}
 	defer release()
+	vf.replica = rf.id
+	g, err := vf.lookup()
+	if err != nil {
+		return err
+	}
+	if g.Debian() {
+		if vf.disk, err = vf.dataDisk(g, vf.disk); err != nil {
+			return err
+		}
+	}
+	var shared machine.RestoreOptions
+	if err := vf.restoreShared(&shared); err != nil {
+		return err
+	}
 	if vf.disk != "" {
 		disk, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -262,7 +283,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}

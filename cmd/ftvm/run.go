@@ -6,16 +6,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"ftvm/gdbtarget"
 	"ftvm/host"
+	"ftvm/host/guests"
 	"ftvm/host/netdev"
 	"ftvm/machine"
 	"ftvm/runloop"
@@ -27,10 +29,14 @@ import (
 const defaultCmdline = "console=ttyS0 earlycon=sbi"
 
 type vmFlags struct {
+	guestFlags
 	kernel, initrd, appendArgs, disk, net, mac, dtb string
 	exec                                            string
 	memMiB                                          int
 	diskRO                                          bool
+	smp                                             int
+	quantum                                         uint64
+	parallel                                        bool
 }
 
 // execFlag registers -exec, the execution engine.
@@ -40,16 +46,33 @@ func execFlag(fs *flag.FlagSet, p *string) {
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
+	f.guestFlags.register(fs)
 	fs.StringVar(&f.kernel, "kernel", "", "RISC-V Linux `Image` to boot (default: the built-in default guest)")
 	fs.StringVar(&f.initrd, "initrd", "", "initramfs `file` (default guest: its initramfs)")
 	fs.StringVar(&f.appendArgs, "append", "", "kernel command line (default \""+defaultCmdline+"\")")
-	fs.IntVar(&f.memMiB, "m", 256, "guest memory in `MiB`")
+	fs.IntVar(&f.memMiB, "m", 0, "guest memory in `MiB` (default: the guest's, 256; 512 for postgres)")
 	fs.StringVar(&f.dtb, "dtb", "", "use this device tree `blob` instead of the generated one (checked against the machine)")
 	fs.StringVar(&f.disk, "disk", "", "raw disk image `file` for virtio-blk")
 	fs.BoolVar(&f.diskRO, "disk-ro", false, "attach the disk read-only")
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
 	execFlag(fs, &f.exec)
+	f.registerSMP(fs)
+}
+
+// registerSMP registers the flags that choose the harts.
+func (f *vmFlags) registerSMP(fs *flag.FlagSet) {
+	fs.IntVar(&f.smp, "smp", 1, fmt.Sprintf("number of harts (virtual CPUs), 1 to %d", machine.MaxHarts))
+	fs.Uint64Var(&f.quantum, "quantum", machine.DefaultQuantum, "with several harts, instructions a hart runs before the next takes its turn (part of the machine: a replay uses the recording's)")
+	fs.BoolVar(&f.parallel, "parallel", false, "run the harts in parallel, one host thread each: faster, but the run is NOT deterministic and cannot be recorded, replayed or replicated")
+}
+
+// deterministic refuses -parallel for a command that records or replicates.
+func (f *vmFlags) deterministic(cmd string) error {
+	if f.parallel {
+		return fmt.Errorf("%s: -parallel runs are not deterministic, so they cannot be recorded, replayed or replicated; leave it out (the harts are then interleaved, deterministically)", cmd)
+	}
+	return nil
 }
 
 // given is the set of flags given on the command line.
@@ -98,21 +121,27 @@ func (f *vmFlags) check(set map[string]bool, program, restore string) error {
 	case restore != "" && program != "":
 		return errors.New("give either a program or -restore, not both")
 	case restore != "":
-		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree and MAC",
-			"kernel", "initrd", "append", "m", "dtb", "mac"); err != nil {
+		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC, clock and harts",
+			"kernel", "initrd", "append", "m", "dtb", "mac", "rtc", "smp", "quantum"); err != nil {
 			return err
 		}
 		return notWith(set, "restoring writes the snapshot's disk contents to the -disk file (without -disk the guest runs on a copy in memory)", "disk-ro")
 	case program != "":
 		return notWith(set, "a bare-metal program is loaded alone, with no kernel, initramfs, command line, device tree or disk",
-			"kernel", "initrd", "append", "dtb", "disk", "disk-ro")
+			"kernel", "initrd", "append", "dtb", "disk", "disk-ro", "guest")
 	}
 	return nil
 }
 
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
-	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec}
+	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
+	if f.smp < 1 || f.smp > machine.MaxHarts {
+		return cfg, fmt.Errorf("-smp %d: must be between 1 and %d", f.smp, machine.MaxHarts)
+	}
+	if f.quantum == 0 {
+		return cfg, errors.New("-quantum must be at least 1")
+	}
 	var err error
 	if program != "" {
 		if cfg.ELF, err = host.ReadImage(program); err != nil {
@@ -120,15 +149,25 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 		}
 		return cfg, nil
 	}
+	g, err := f.lookup()
+	if err != nil {
+		return cfg, err
+	}
 	kernel, initrd := f.kernel, f.initrd
 	if kernel == "" {
-		kernel = filepath.Join(host.GuestDir(), "Image")
+		if err := g.Check(); err != nil {
+			return cfg, fmt.Errorf("%w, or give -kernel", err)
+		}
+		kernel = guests.Kernel()
 		if initrd == "" {
-			initrd = filepath.Join(host.GuestDir(), "initramfs.cpio")
+			initrd = guests.Initrd()
 		}
-		if _, err := os.Stat(kernel); err != nil {
-			return cfg, fmt.Errorf("the default guest is not built (%s missing): run scripts/build-guest.sh, or give -kernel", kernel)
+		if cfg.MemoryMiB == 0 {
+			cfg.MemoryMiB = g.MemoryMiB
 		}
+	}
+	if cfg.WallClock, err = f.wallClock(g); err != nil {
+		return cfg, err
 	}
 	if cfg.Kernel, err = host.ReadImage(kernel); err != nil {
 		return cfg, fmt.Errorf("kernel: %w", err)
@@ -141,6 +180,17 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 	cfg.Cmdline = f.appendArgs
 	if cfg.Cmdline == "" && f.dtb == "" {
 		cfg.Cmdline = defaultCmdline
+	}
+	if g.Debian() {
+		if !strings.Contains(cfg.Cmdline, "ftvm.service=") {
+			cfg.Cmdline = g.Cmdline(cfg.Cmdline)
+		}
+		if err := sharedDisk(g, &cfg); err != nil {
+			return cfg, err
+		}
+		if f.disk, err = f.dataDisk(g, f.disk); err != nil {
+			return cfg, err
+		}
 	}
 	if f.dtb != "" {
 		if cfg.DTB, err = host.ReadImage(f.dtb); err != nil {
@@ -158,10 +208,20 @@ func (f *vmFlags) config(program string) (machine.Config, error) {
 }
 
 // checkRestored refuses -net for a machine restored (from the snapshot
-// restore, "" for none) without a network device.
-func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
-	if restore != "" && f.net != "" && !m.HasNet() {
+// restore, "" for none) without a network device, and instruction counts
+// (-max-instructions, -snapshot-at: named in counts) it has passed
+// already: they count from the boot, not from the snapshot.
+func (f *vmFlags) checkRestored(m *machine.Machine, restore string, counts map[string]uint64) error {
+	if restore == "" {
+		return nil
+	}
+	if f.net != "" && !m.HasNet() {
 		return fmt.Errorf("-net: the machine in %s has no network device", restore)
+	}
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		if n := counts[name]; n != 0 && n <= m.Instret() {
+			return fmt.Errorf("-%s %d: the machine in %s is at instruction %d already (counts start at the boot, not at the snapshot)", name, n, restore, m.Instret())
+		}
 	}
 	return nil
 }
@@ -170,7 +230,10 @@ func (f *vmFlags) checkRestored(m *machine.Machine, restore string) error {
 // snapshot's disk contents are written to that file and the guest runs on
 // it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec}
+	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, Parallel: vf.parallel}
+	if err := vf.restoreShared(&opts); err != nil {
+		return nil, err
+	}
 	if vf.disk != "" {
 		d, err := host.OpenDisk(vf.disk, false)
 		if err != nil {
@@ -304,6 +367,9 @@ func cmdRun(args []string) error {
 	if fs.NArg() > 1 {
 		return errors.New("run takes at most one program")
 	}
+	if vf.parallel && *gdbAddr != "" {
+		return errors.New("-gdb needs the harts interleaved (a debugger's step is one instruction of one hart): leave out -parallel")
+	}
 	if *snapAt != 0 && *snapOut == "" {
 		return errors.New("-snapshot-at needs -snapshot FILE")
 	}
@@ -346,7 +412,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := vf.checkRestored(m, *restore); err != nil {
+	if err := vf.checkRestored(m, *restore, map[string]uint64{"max-instructions": *maxInsns, "snapshot-at": *snapAt}); err != nil {
 		return err
 	}
 	if *dumpDTB != "" {
@@ -409,8 +475,12 @@ func cmdRun(args []string) error {
 	}
 	elapsed := time.Since(start)
 	n := m.Instret()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
-		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum)
+	note := ""
+	if m.Parallel() {
+		note = " (harts in parallel: not reproducible)"
+	}
+	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x%s\r\n",
+		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum, note)
 	if interrupted(err) {
 		fmt.Fprintf(os.Stderr, "ftvm: stopped by a signal\r\n")
 		err = nil

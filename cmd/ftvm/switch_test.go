@@ -26,7 +26,13 @@ import (
 // switch's UDP address and the forward's host address.
 func startSwitch(t *testing.T, ftvm string, extra ...string) (sw *console, listen, forward string) {
 	t.Helper()
-	sw = startVM(t, append([]string{ftvm, "switch", "-listen", "127.0.0.1:0", "-forward", "127.0.0.1:0=10.0.2.15:6379"}, extra...)...)
+	return startSwitchTo(t, ftvm, 6379, extra...)
+}
+
+// startSwitchTo is startSwitch with the forward to the guest's port.
+func startSwitchTo(t *testing.T, ftvm string, port int, extra ...string) (sw *console, listen, forward string) {
+	t.Helper()
+	sw = startVM(t, append([]string{ftvm, "switch", "-listen", "127.0.0.1:0", "-forward", fmt.Sprintf("127.0.0.1:0=10.0.2.15:%d", port)}, extra...)...)
 	sw.waitFor(t, "switch ready", 30*time.Second)
 	out := sw.output()
 	listen, forward = grab(out, "listen="), grab(out, "host=")

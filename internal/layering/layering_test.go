@@ -1,5 +1,7 @@
-// Package layering holds one test: the module's import layering, checked
-// over every package of the module against the allowlist below.
+// Package layering holds the tests of the module's structure: its import
+// layering, checked over every package of the module against the
+// allowlist below, and the README's layout table, which must name every
+// package.
 package layering
 
 import (
@@ -11,6 +13,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -47,7 +50,17 @@ type rule struct {
 	// that it may import for their types alone (the rule's comment says
 	// why).
 	std []string
+	// threads, for a pure package only, names its one file that may run
+	// its work on host threads: that file (and no other) may import
+	// threadStd and start goroutines. It is the machine's parallel mode,
+	// which is not deterministic and never runs in the default mode.
+	threads string
 }
+
+// threadStd is what a pure package's threads file may import besides
+// pureStd: locks, host atomics, unsafe to apply them to guest memory, and
+// runtime to yield a host thread.
+var threadStd = []string{"runtime", "sync", "sync/atomic", "unsafe"}
 
 // rules is the allowlist: every package of the module has an entry. A new
 // package gets one here, saying what it may import and which constraints
@@ -61,7 +74,8 @@ var rules = map[string]rule{
 	"virtio":    {pure: true, imports: []string{"devices", "vm"}},
 	"fdt":       {pure: true},
 	"snapshot":  {pure: true, isaFree: true},
-	"machine":   {pure: true, imports: []string{"devices", "fdt", "riscv", "riscv/jit", "snapshot", "virtio", "vm"}},
+	"machine": {pure: true, imports: []string{"devices", "fdt", "riscv", "riscv/jit", "snapshot", "virtio", "vm"},
+		threads: "parallel.go"},
 	// The translator is deterministic like the interpreter; it maps host
 	// memory for the code it generates, and nothing more of the host.
 	"riscv/jit": {pure: true, imports: []string{"riscv", "golang.org/x/sys/unix"},
@@ -103,6 +117,8 @@ var rules = map[string]rule{
 	"host/netdev":   {isaFree: true, imports: []string{"vm", "golang.org/x/sys"}},
 	"host/netstack": {isaFree: true, imports: []string{"host/netdev", "gvisor.dev/gvisor"}},
 	"host/vswitch":  {isaFree: true, imports: []string{"host/netdev", "host/netstack", "golang.org/x/sys"}},
+	// The guests ftvm boots by name, and their files.
+	"host/guests": {isaFree: true, imports: []string{"host"}},
 
 	// The one host-driven run loop, for any engine.
 	"runloop": {isaFree: true, imports: []string{"host", "vm"}},
@@ -117,9 +133,9 @@ var rules = map[string]rule{
 
 	// A witness, a switch and replica processes on one machine; the demo
 	// and the benchmarks built on them.
-	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/vswitch", "monitor", "replication"}},
-	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "monitor", "replication"}},
-	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/netdev", "host/netstack", "machine", "machinelog",
+	"cluster": {isaFree: true, imports: []string{"arbiter/witness", "guest/workload", "host/guests", "host/vswitch", "monitor", "replication"}},
+	"demo":    {isaFree: true, imports: []string{"cluster", "guest/workload", "host/guests", "monitor", "replication"}},
+	"bench": {imports: []string{"cluster", "guest/workload", "host", "host/guests", "host/netdev", "host/netstack", "machine", "machinelog",
 		"monitor", "replay", "replay/eventlog", "replication", "riscv/jit", "runloop", "vm"}},
 
 	// COLO's network comparison and rewriting: a state machine (time is
@@ -128,7 +144,7 @@ var rules = map[string]rule{
 	"netcompare": {isaFree: true},
 
 	// The command: flags and wiring.
-	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/netdev", "host/vswitch",
+	"cmd/ftvm": {imports: []string{"arbiter", "bench", "demo", "gdbtarget", "host", "host/guests", "host/netdev", "host/vswitch",
 		"machine", "machinelog", "migrate", "monitor", "replay", "replay/eventlog", "replication", "runloop", "snapfile", "vm"}},
 
 	// The guest's programs (and the host-side tools that build them) use
@@ -136,7 +152,7 @@ var rules = map[string]rule{
 	"guest":                 {},
 	"guest/cpio":            {},
 	"guest/kv":              {},
-	"guest/workload":        {},
+	"guest/workload":        {imports: []string{"golang.org/x/sys"}},
 	"guest/cmd/init":        {imports: []string{"guest/workload", "golang.org/x/sys"}},
 	"guest/cmd/kvserver":    {imports: []string{"guest/kv"}},
 	"guest/cmd/mkinitramfs": {imports: []string{"guest/cpio"}},
@@ -323,7 +339,11 @@ func checkPure(t *testing.T, pkgs map[string]*pkg, p *pkg, name string) {
 			codeMem = append(codeMem, rules[m].codeMemory...)
 		}
 	}
+	threads := rules[name].threads
 	for _, imp := range p.Imports {
+		if threads != "" && slices.Contains(threadStd, imp) {
+			continue // checked file by file below
+		}
 		if isStd(imp) && !slices.Contains(pureStd, imp) && !slices.Contains(rules[name].codeMemory, imp) &&
 			!slices.Contains(rules[name].std, imp) {
 			t.Errorf("%s imports %s: the deterministic core must not touch the host (no clock, files, network, randomness, locks "+
@@ -346,7 +366,11 @@ func checkPure(t *testing.T, pkgs map[string]*pkg, p *pkg, name string) {
 		}
 		fmtName := ""
 		for _, imp := range f.Imports {
-			if path, _ := strconv.Unquote(imp.Path.Value); path == "fmt" {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if threads != "" && file != threads && slices.Contains(threadStd, path) && !slices.Contains(rules[name].codeMemory, path) {
+				t.Errorf("%s imports %s: in %s only %s may (host threads for the parallel mode)", filepath.Join(name, file), path, name, threads)
+			}
+			if path == "fmt" {
 				fmtName = "fmt"
 				if imp.Name != nil {
 					fmtName = imp.Name.Name
@@ -356,7 +380,9 @@ func checkPure(t *testing.T, pkgs map[string]*pkg, p *pkg, name string) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.GoStmt:
-				t.Errorf("%s: the deterministic core starts no goroutine", fset.Position(n.Pos()))
+				if file != threads {
+					t.Errorf("%s: the deterministic core starts no goroutine", fset.Position(n.Pos()))
+				}
 			case *ast.CallExpr:
 				if what := printer(n, fmtName); what != "" {
 					t.Errorf("%s: %s writes to the host's standard output; the core's output goes through its callbacks",
@@ -385,4 +411,40 @@ func printer(call *ast.CallExpr, fmtName string) string {
 		}
 	}
 	return ""
+}
+
+// TestReadmeLayout: the README's layout table has one line for every
+// package of the module, and none for a package that does not exist, so
+// that a newcomer reading it finds every package.
+func TestReadmeLayout(t *testing.T) {
+	pkgs := listModule(t)
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "| package | job |\n|---|---|\n")
+	if !ok {
+		t.Fatal("README.md has no layout table (| package | job |)")
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+		if listed[name] {
+			t.Errorf("README.md lists %s twice", name)
+		}
+		listed[name] = true
+	}
+	for path := range pkgs {
+		if name := rel(path); name != "" && !listed[name] {
+			t.Errorf("README.md's layout table has no line for %s", name)
+		}
+	}
+	for name := range listed {
+		if pkgs[module+"/"+name] == nil {
+			t.Errorf("README.md's layout table lists %s, which is not a package of the module", name)
+		}
+	}
 }

@@ -8,13 +8,15 @@
 //
 //	         events                                actions
 //	driver ─────────────► ┌────────────────┐ ─────────────────► driver
-//	Append, EpochEnded,   │      Core      │ Send, SendAck, Hold, Release,
-//	Acked, Written, Tick, │ role, view,    │ ReleaseAll, DropAll, Settle,
-//	JoinRequest,          │ log writer,    │ Reissue, Arbitrate, Welcome,
-//	Transferred, Finish,  │ output rule,   │ Refuse, Link, Unlink, GoLive,
-//	Following, Received,  │ failure        │ Stop, Note
-//	Applied, LinkFailed,  │ detector,      │
-//	ApplyFailed,          │ arbitration    │ queries: MayRun, Status
+//	Append, Flush,        │      Core      │ Send, SendAck, Hold, Release,
+//	EpochEnded, Acked,    │ role, view,    │ ReleaseAll, DropAll, Settle,
+//	Written, Tick,        │ log writer,    │ Reissue, Arbitrate, Welcome,
+//	JoinRequest,          │ output rule,   │ Refuse, Link, Unlink, GoLive,
+//	Transferred,          │ failure        │ Stop, Note
+//	JoinFailed, Finish,   │ detector,      │
+//	Following, Received,  │ flow control,  │ queries: MayRun, Status
+//	Applied, ApplyFailed, │ arbitration    │
+//	LinkFailed,           │                │
 //	ArbiterAnswer         └────────────────┘
 //
 // The driver (package replication) owns the engine's goroutine, the TLS

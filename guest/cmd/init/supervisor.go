@@ -11,12 +11,17 @@ import (
 )
 
 // supervisor reaps every child (PID 1 inherits all orphans) and restarts
-// the key-value server when it exits. It is the only caller of wait4, so
-// exec.Cmd.Wait is never used: it would race with the reaper.
+// the guest's service (the key-value server, or a Debian service) when it
+// exits. It is the only caller of wait4, so exec.Cmd.Wait is never used:
+// it would race with the reaper.
 type supervisor struct {
 	mu       sync.Mutex
-	kvPid    int
+	name     string           // what the service is called in messages
+	command  func() *exec.Cmd // a new command for each start
+	grace    time.Duration    // how long stop waits after SIGTERM (0: no SIGTERM)
+	pid      int
 	stopping bool
+	exited   chan struct{} // closed when the service exits (replaced at each start)
 }
 
 func startSupervisor() *supervisor {
@@ -40,14 +45,19 @@ func (s *supervisor) reap() {
 			return
 		}
 		s.mu.Lock()
-		restart := pid == s.kvPid && !s.stopping
-		if pid == s.kvPid {
-			s.kvPid = 0
+		ours := pid == s.pid && pid != 0
+		restart := ours && !s.stopping
+		if ours {
+			s.pid = 0
+			close(s.exited)
 		}
+		name := s.name
 		s.mu.Unlock()
 		if restart {
-			logf("kvserver (pid %d) exited: %s; restarting in 1s", pid, describe(ws))
-			time.AfterFunc(time.Second, s.startKV)
+			logf("%s (pid %d) exited: %s; restarting in 1s", name, pid, describe(ws))
+			time.AfterFunc(time.Second, s.start)
+		} else if ours {
+			logf("%s (pid %d) exited: %s", name, pid, describe(ws))
 		}
 	}
 }
@@ -59,26 +69,61 @@ func describe(ws unix.WaitStatus) string {
 	return "exit status " + itoa(ws.ExitStatus())
 }
 
-// startKV runs /bin/kvserver with its output on the console.
-func (s *supervisor) startKV() {
+// run sets the service and starts it. grace is how long a power-off
+// waits for it to stop after SIGTERM (0: it is not asked to stop).
+func (s *supervisor) run(name string, grace time.Duration, command func() *exec.Cmd) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping || s.kvPid != 0 {
-		return
-	}
-	cmd := exec.Command("/bin/kvserver")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		logf("start kvserver: %v", err)
-		return
-	}
-	s.kvPid = cmd.Process.Pid
-	logf("kvserver started (pid %d)", s.kvPid)
+	s.name, s.grace, s.command = name, grace, command
+	s.mu.Unlock()
+	s.start()
 }
 
-// stop prevents restarts (before power-off or reboot).
+// startKV runs /bin/kvserver with its output on the console. Its log is
+// flushed before every reply, so a power-off need not stop it.
+func (s *supervisor) startKV() {
+	s.run("kvserver", 0, func() *exec.Cmd { return exec.Command("/bin/kvserver") })
+}
+
+// start runs the service with its output on the console (unless its
+// command says otherwise).
+func (s *supervisor) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || s.pid != 0 || s.command == nil {
+		return
+	}
+	cmd := s.command()
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		logf("start %s: %v", s.name, err)
+		return
+	}
+	s.pid = cmd.Process.Pid
+	s.exited = make(chan struct{})
+	logf("%s started (pid %d)", s.name, s.pid)
+}
+
+// stop prevents restarts (before power-off or reboot) and, for a service
+// run with a grace period, asks it to stop with SIGTERM and waits up to
+// that long for it to exit, so that a database shuts down cleanly rather
+// than recovering at the next boot.
 func (s *supervisor) stop() {
 	s.mu.Lock()
 	s.stopping = true
+	pid, exited, timeout := s.pid, s.exited, s.grace
 	s.mu.Unlock()
+	if pid == 0 || timeout == 0 {
+		return
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		logf("%s did not stop within %s", s.name, timeout)
+	}
 }
