@@ -313,4 +313,3 @@ func TestRepairTrials(t *testing.T) {
 		}
 	})
 }
-
