@@ -278,13 +278,17 @@ func (c *Checkpoint) DiskBytes() int64 {
 
 // Apply puts the checkpoint into dst and disk: the state first (a state
 // dst refuses leaves dst and disk unchanged, and nothing else is
-// applied), then the pages, then the disk writes in order. disk may be nil
-// when the checkpoint has no disk writes. An error after the state was
-// loaded (a failing disk) leaves the replica partly updated.
+// applied), then the pages, then the disk writes in order, then the state
+// once more: writing a page is a write to memory, which clears the
+// LR/SC reservations a hart holds on it, and the reservations must be
+// the checkpoint's. disk may be nil when the checkpoint has no disk
+// writes. An error after the state was loaded (a failing disk) leaves the
+// replica partly updated.
 func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
+	var sl interface{ LoadState(io.Reader) error }
 	if c.State != nil {
-		sl, ok := dst.(interface{ LoadState(io.Reader) error })
-		if !ok {
+		var ok bool
+		if sl, ok = dst.(interface{ LoadState(io.Reader) error }); !ok {
 			return errors.New("statesync: the checkpoint carries a state and the replica cannot load one")
 		}
 		if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
@@ -309,6 +313,11 @@ func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
 	for _, w := range c.Writes {
 		if _, err := disk.WriteAt(w.Data, w.Off); err != nil {
 			return fmt.Errorf("statesync: checkpoint %d: disk write at %d: %w", c.Seq, w.Off, err)
+		}
+	}
+	if sl != nil && len(c.Pages) > 0 {
+		if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
+			return fmt.Errorf("statesync: checkpoint %d: its state, again: %v", c.Seq, err)
 		}
 	}
 	return nil

@@ -177,8 +177,13 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
-	if err := vf.deterministic("primary"); err != nil {
-		return err
+	if !rf.plover.on() {
+		// PLOVER's replicas both execute and are synchronised by state,
+		// so their harts may run in parallel; the replay-based pair's
+		// cannot.
+		if err := vf.deterministic("primary"); err != nil {
+			return err
+		}
 	}
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
@@ -231,6 +236,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
 	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
+	fs.BoolVar(&vf.parallel, "parallel", false, "plover: run the harts of the primary's machine in parallel here too (the replay-based pair's backup must replay them interleaved)")
 	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
@@ -252,6 +258,11 @@ func cmdBackup(args []string) error {
 	rc, err := rf.replicaConfig()
 	if err != nil {
 		return err
+	}
+	if !rf.plover.on() {
+		if err := vf.deterministic("backup"); err != nil {
+			return err
+		}
 	}
 	var cfg machine.Config
 	h, release, err := vf.replicaHost(&cfg)
@@ -283,7 +294,7 @@ func cmdBackup(args []string) error {
 	}
 	rc.Host = h
 	rc.Factory = func(out vm.Outputs) migrate.Factory {
-		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID}
+		opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, SharedDisk: shared.SharedDisk, SharedDiskID: shared.SharedDiskID, Parallel: vf.parallel}
 		if rc.Disk != nil {
 			opts.Disk = rc.Disk
 		}
