@@ -32,7 +32,7 @@ type CompareOptions struct {
 	Duration time.Duration // each load
 	Conns    int           // connections of the throughput load
 	Runs     int           // interleaved rounds (median and range)
-	SMP      []int         // harts of the guest (1 runs the deterministic machine; more, -parallel)
+	SMP      []int         // harts of the guest (more than one run -parallel, but in the replay-based pair)
 	Modes    []string      // from CompareModes (default all)
 }
 
@@ -67,6 +67,9 @@ type compareMode struct {
 	name   string
 	paper  string // what the papers measured, for the table's notes
 	flag   string // the -mode value ('' for a plain run)
+	// parallel: the mode runs several harts in parallel (the replay-based
+	// pair interleaves them: it must be deterministic).
+	parallel bool
 	start  func(c *cluster.Cluster, id string, extra []string) (*setup, error)
 	failed bool
 }
@@ -97,7 +100,7 @@ func compareModes() []*compareMode {
 		}
 	}
 	return []*compareMode{
-		{name: "unreplicated", start: func(c *cluster.Cluster, id string, extra []string) (*setup, error) {
+		{name: "unreplicated", parallel: true, start: func(c *cluster.Cluster, id string, extra []string) (*setup, error) {
 			u, err := c.Replica("run", id, extra...)
 			if err != nil {
 				return nil, err
@@ -113,11 +116,11 @@ func compareModes() []*compareMode {
 			return &setup{primary: u, procs: []*cluster.Proc{u}, traffic: func(replication.Status) trafficSample { return trafficSample{} }}, nil
 		}},
 		{name: "replay", flag: "replay", start: pair("replay")},
-		{name: "remus", flag: "checkpoint", start: pair("checkpoint"),
+		{name: "remus", flag: "checkpoint", parallel: true, start: pair("checkpoint"),
 			paper: "Remus (NSDI'08, as measured by PLOVER at 4 vCPUs): PLOVER's throughput 1.9x Remus's (0.9x higher)"},
-		{name: "colo", flag: "colo", start: pair("colo"),
+		{name: "colo", flag: "colo", parallel: true, start: pair("colo"),
 			paper: "COLO (SoCC'13, as measured by PLOVER): PLOVER's throughput 2.0x COLO's (1.0x higher); COLO faster on pgSQL"},
-		{name: "plover", flag: "plover", start: func(c *cluster.Cluster, id string, extra []string) (*setup, error) {
+		{name: "plover", flag: "plover", parallel: true, start: func(c *cluster.Cluster, id string, extra []string) (*setup, error) {
 			p, b, w, err := c.StartGroup(id+"p", id+"b", id+"w", extra...)
 			if err != nil {
 				return nil, err
@@ -202,9 +205,18 @@ func Compare(o CompareOptions, out Output) error {
 			for _, m := range modes {
 				id++
 				progress("round %d/%d: %s, %d hart(s)", run+1, o.Runs, m.name, n)
+				// The machine's flags go to the primary (a backup gets the
+				// primary's machine with its state); -parallel to both.
 				var extra []string
+				c.VM = nil
 				if n > 1 {
-					extra = []string{"-smp", fmt.Sprint(n), "-parallel"}
+					c.VM = []string{"-smp", fmt.Sprint(n)}
+					if m.parallel {
+						c.VM = append(c.VM, "-parallel")
+						if m.flag == "plover" {
+							extra = []string{"-parallel"}
+						}
+					}
 				}
 				r := measure(c, m, fmt.Sprintf("c%d", id), extra, o)
 				if r.err != nil {

@@ -66,12 +66,22 @@ func (l *ploverLab) member(t *testing.T, h int, role, id, cluster string, extra 
 // group starts the primary a on host 1, the witness w on host 3 and the
 // backup b on host 2, and waits until the backup follows.
 func (l *ploverLab) group(t *testing.T, cluster string) (a, b, w *console) {
+	return l.groupHarts(t, cluster, 1)
+}
+
+// groupHarts is group with a guest of harts harts (more than one run in
+// parallel on both replicas).
+func (l *ploverLab) groupHarts(t *testing.T, cluster string, harts int) (a, b, w *console) {
 	t.Helper()
-	a = l.member(t, 1, "primary", "a", cluster)
+	var pflags, bflags []string
+	if harts > 1 {
+		pflags, bflags = []string{"-smp", strconv.Itoa(harts), "-parallel"}, []string{"-parallel"}
+	}
+	a = l.member(t, 1, "primary", "a", cluster, pflags...)
 	a.waitFor(t, "listening on", 60*time.Second)
 	w = l.member(t, 3, "witness", "w", cluster, "-join", l.addr(1))
 	w.waitFor(t, "plover witness: following", 30*time.Second)
-	b = l.member(t, 2, "backup", "b", cluster, "-join", l.addr(1))
+	b = l.member(t, 2, "backup", "b", cluster, append([]string{"-join", l.addr(1)}, bflags...)...)
 	b.waitFor(t, "plover backup: following", 60*time.Second)
 	return a, b, w
 }
@@ -84,23 +94,30 @@ func (l *ploverLab) status(h int) (replication.Status, error) { return l.ft().st
 // TestPloverFailureTrials kills a member of a PLOVER group with SIGKILL at
 // a random moment while the client writes, FTVM_TRIALS times (default 3:
 // the primary, the backup, the witness; the full trial with
-// FTVM_TRIALS=30, about 5 minutes as root). Whatever dies, the client's
-// connection survives and every write it saw acknowledged is there
-// exactly once; when the primary dies the backup goes live, and the
+// FTVM_TRIALS=30, about 5 minutes as root). Trials alternate between a
+// guest of two harts running in parallel and one of one
+// (FTVM_TRIAL_SMP=N gives every trial N harts). Whatever dies, the
+// client's connection survives and every write it saw acknowledged is
+// there exactly once; when the primary dies the backup goes live, and the
 // witness never does.
 func TestPloverFailureTrials(t *testing.T) {
 	trials := 3
 	if s := os.Getenv("FTVM_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
+	fixed, _ := strconv.Atoi(os.Getenv("FTVM_TRIAL_SMP"))
 	l := newPloverLab(t, 3)
 	ft := l.ft()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	var pauses []time.Duration
 	for i := range trials {
 		victim := []string{"primary", "backup", "witness"}[i%3]
+		harts := 2 - i%2
+		if fixed > 0 {
+			harts = fixed
+		}
 		cluster := fmt.Sprintf("pl%d", i)
-		a, b, w := l.group(t, cluster)
+		a, b, w := l.groupHarts(t, cluster, harts)
 		wr, conn, stop := ft.client(t, cluster+":")
 		waitWrites(t, wr, 20, 60*time.Second, "before the kill")
 		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
@@ -131,8 +148,8 @@ func TestPloverFailureTrials(t *testing.T) {
 		if victim == "primary" {
 			pauses = append(pauses, first)
 		}
-		t.Logf("trial %d: %s killed after %d writes; %d acknowledged in all; first request served %v after the kill; longest write %v",
-			i, victim, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		t.Logf("trial %d (%d harts): %s killed after %d writes; %d acknowledged in all; first request served %v after the kill; longest write %v",
+			i, harts, victim, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 		for _, c := range []*console{a, b, w} {
 			c.cmd.Process.Kill()
 			<-c.done
