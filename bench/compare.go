@@ -64,14 +64,14 @@ func (s *setup) kill() {
 }
 
 type compareMode struct {
-	name   string
-	paper  string // what the papers measured, for the table's notes
-	flag   string // the -mode value ('' for a plain run)
+	name  string
+	paper string // what the papers measured, for the table's notes
+	flag  string // the -mode value ('' for a plain run)
 	// parallel: the mode runs several harts in parallel (the replay-based
 	// pair interleaves them: it must be deterministic).
 	parallel bool
-	start  func(c *cluster.Cluster, id string, extra []string) (*setup, error)
-	failed bool
+	start    func(c *cluster.Cluster, id string, extra []string) (*setup, error)
+	failed   bool
 }
 
 func pairTraffic(st replication.Status) trafficSample {
