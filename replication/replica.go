@@ -21,6 +21,15 @@
 // guest does), the arbiter client, status and metrics; it steps the core
 // with what happens and carries out the actions the core returns.
 //
+// A backup whose replay finds a state digest that differs in RAM alone (a
+// memory error) asks its primary for a repair instead of stopping
+// (repair.go).
+//
+// PLOVER mode (Plover, plover*.go) is another protocol on the same pieces
+// (TLS keys and framing, the output buffer, the live state transfer, the
+// run loop, status): a consensus group of primary, backup and witness,
+// whose core is package replication/plover.
+//
 // The package knows nothing about RISC-V: it drives a vm.Engine, and builds
 // one on a backup through a Factory the caller supplies.
 package replication
