@@ -153,10 +153,14 @@ func (c *Cluster) Replica(role, id string, extra ...string) (*Proc, error) {
 	}
 	defer logf.Close()
 	argv := []string{role, "-net", "switch:" + c.Switch, "-disk", disk, "-guest", c.Guest.Name}
-	if role != "backup" { // a backup gets the primary's machine with its state
+	if role != "backup" && role != "witness" { // a backup gets the primary's machine with its state
 		argv = append(argv, c.VM...)
 	}
-	if role != "run" {
+	switch role {
+	case "run":
+	case "witness": // a PLOVER group's: no guest, no arbiter
+		argv = []string{role, "-id", id, "-keys", c.Keys, "-cluster", "ftvm", "-listen", r.Listen, "-http", r.HTTP}
+	default:
 		argv = append(argv, "-id", id, "-keys", c.Keys, "-cluster", "ftvm", "-listen", r.Listen,
 			"-arbiter", c.Arbiter, "-http", r.HTTP, "-timeout", c.timeout.String())
 	}
@@ -275,6 +279,40 @@ func (c *Cluster) StartPair(pid, bid string, extra ...string) (p, b *Proc, err e
 	}
 	conn.Close()
 	return p, b, nil
+}
+
+// StartGroup starts a PLOVER group: a primary pid, its guest's key-value
+// server answering, a witness wid and a backup bid, under a cluster name
+// of their own (pid); extra flags go to the replicas.
+func (c *Cluster) StartGroup(pid, bid, wid string, extra ...string) (p, b, w *Proc, err error) {
+	if err := replication.GenerateKeys(c.Keys, "ftvm", MissingKeys(c.Keys, pid, bid, wid)...); err != nil {
+		return nil, nil, nil, err
+	}
+	extra = append([]string{"-cluster", pid, "-mode", "plover"}, extra...)
+	if p, err = c.Replica("primary", pid, extra...); err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := p.WaitLog("console ready", 0, time.Minute); err != nil {
+		return nil, nil, nil, err
+	}
+	if w, err = c.Replica("witness", wid, "-cluster", pid, "-join", p.Listen); err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := w.WaitStatus("a witness", time.Minute, func(s replication.Status) bool { return s.Role == "witness" }); err != nil {
+		return nil, nil, nil, err
+	}
+	if b, err = c.Replica("backup", bid, append([]string{"-join", p.Listen}, extra...)...); err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := b.WaitStatus("following the primary", time.Minute, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := DialRetry(c.Forward, 30*time.Second)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn.Close()
+	return p, b, w, nil
 }
 
 // MissingKeys are the ids that have no certificate in dir yet.

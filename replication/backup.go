@@ -68,6 +68,8 @@ type stream struct {
 	primary string
 	q       chan queued
 	done    chan struct{} // closed by close
+	addr    string        // the primary's, for a repair
+	repair  *backupRepair // a repair in progress
 
 	mu      sync.Mutex
 	pending *core.SendAck
@@ -181,7 +183,7 @@ func (r *Replica) join(ctx context.Context, addr string) (*stream, Engine, error
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &stream{d: &r.d, conn: j.conn, br: j.br, primary: j.primary, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1), closed: make(chan struct{})}
+	s := &stream{d: &r.d, conn: j.conn, br: j.br, primary: j.primary, q: make(chan queued, 4096), done: make(chan struct{}), kick: make(chan struct{}, 1), closed: make(chan struct{}), addr: addr}
 	fail := func(err error) (*stream, Engine, error) {
 		j.conn.Close()
 		return nil, nil, err
@@ -231,12 +233,33 @@ func (r *Replica) follow(ctx context.Context, s *stream, e Engine) (vm.StopReaso
 		}
 		select {
 		case q := <-s.q:
-			if err := apply(p, e, q.rec); err != nil {
+			var err error
+			if s.repair != nil && q.rec.Kind == eventlog.KindDigest {
+				err = skipDigest(e, q.rec)
+			} else {
+				err = apply(p, e, q.rec)
+			}
+			if div, ok := repairable(err); ok && s.repair == nil {
+				// A memory error: repaired from the primary, rather than
+				// refused as a divergence.
+				if s.repair, err = r.startRepair(ctx, s, div); err != nil {
+					err = fmt.Errorf("%v; the repair could not start: %w", div, err)
+				}
+			}
+			if err != nil {
 				d.step(core.ApplyFailed{Err: err})
 				continue
 			}
 			d.step(core.Applied{Record: q.rec, Frame: q.frame, Offset: q.end, Instret: e.Instret()})
+			if s.repair != nil && q.frame >= s.repair.at.Frames {
+				err := r.finishRepair(ctx, s.repair, e)
+				s.repair = nil
+				if err != nil {
+					d.step(core.ApplyFailed{Err: fmt.Errorf("repair: %w", err)})
+				}
+			}
 		case <-d.changed:
+			r.doFlips(e)
 		case <-ctx.Done():
 			return vm.StopLimit, ctx.Err()
 		}

@@ -43,6 +43,7 @@ type driver struct {
 	joiner    *joiner // the transfer in progress
 	link      channel // the primary's channel to its backup
 	stream    channel // the backup's from its primary
+	repair    *joiner // a backup's repair request, for the engine's goroutine
 	live      bool    // GoLive: the engine's goroutine must run as primary
 	stop      *core.Stop
 	changed   chan struct{} // signalled (coalesced) when engineState changes

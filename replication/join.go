@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -61,7 +62,23 @@ func (d *driver) handshake(ctx context.Context, c net.Conn) {
 	j := &joiner{conn: tc, br: bufio.NewReaderSize(tc, 64<<10)}
 	id, _ := peerID(tc)
 	var h hello
-	if err := readJSON(j.br, msgHello, &h); err != nil {
+	t, p, err := readMessage(j.br)
+	if err == nil && t == msgRepairHello {
+		var rh repairHello
+		if err = readJSONPayload(p, &rh); err == nil {
+			j.id = rh.ID
+			tc.SetDeadline(time.Time{})
+			d.repairRequest(j, rh, id)
+			return
+		}
+	}
+	if err == nil && t != msgHello {
+		err = fmt.Errorf("%w: got %v, want %v", errProtocol, t, msgHello)
+	}
+	if err == nil {
+		err = readJSONPayload(p, &h)
+	}
+	if err != nil {
 		d.r.warnRare(&d.r.rejectWarn, "rejected a connection", "from", c.RemoteAddr().String(), "id", id, "err", err.Error())
 		tc.Close()
 		return

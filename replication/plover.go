@@ -576,6 +576,11 @@ func (p *Plover) refreshStatus() {
 			last := ps.last
 			st.LastSync = &last
 		}
+		totals := ps.totals
+		if p.net != nil {
+			totals.MemberBytes = p.net.sent.Load()
+		}
+		st.Totals = &totals
 		st.Repairs = ps.repairs
 	})
 }
@@ -584,7 +589,21 @@ func (p *Plover) refreshStatus() {
 type ploverStats struct {
 	syncs   int
 	last    SyncReport
+	totals  SyncTotals
 	repairs []RepairReport
+}
+
+// SyncTotals add up a PLOVER replica's syncs since it started, and what
+// it sent to the other members.
+type SyncTotals struct {
+	DirtyPages int64         `json:"dirty_pages"`
+	SamePages  int64         `json:"same_pages"`
+	SentPages  int64         `json:"sent_pages"`
+	SyncBytes  int64         `json:"sync_bytes"` // sync messages, both ways
+	Pause      time.Duration `json:"pause_ns"`
+	// MemberBytes is every byte this member sent to the others:
+	// consensus, syncs, page hashes.
+	MemberBytes int64 `json:"member_bytes"`
 }
 
 // SyncReport describes one PLOVER sync.

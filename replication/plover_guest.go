@@ -214,6 +214,9 @@ func (g *ploverGuest) ready(ctx context.Context, running bool) error {
 				return ploverStopErr(s)
 			}
 		}
+		if len(work) > 0 {
+			p.step(plover.Delivered{Index: g.applied})
+		}
 		g.deliverConsole()
 		g.doFlips()
 		for _, j := range welcomed {
@@ -347,17 +350,19 @@ func (g *ploverGuest) sync(ctx context.Context, sp plover.SyncPoint) {
 	st := s.Stats()
 	rep := SyncReport{Seq: sp.Seq, DirtyPages: st.Pages, SamePages: st.SamePages, SentPages: len(st.SentPages),
 		DiskChunks: st.Chunks, SentDiskChunks: len(st.SentChunks), Bytes: st.BytesIn + st.BytesOut, Pause: pause}
-	if sp.Primary {
-		rep.SamePages = st.Pages - len(st.SentPages)
-	} else {
-		rep.SamePages = st.Pages - len(st.SentPages)
-	}
+	rep.SamePages = st.Pages - len(st.SentPages)
 	if rep.DirtyPages > 0 {
 		rep.SameFraction = float64(rep.SamePages) / float64(rep.DirtyPages)
 	}
 	p.stMu.Lock()
 	p.stats.syncs++
 	p.stats.last = rep
+	t := &p.stats.totals
+	t.DirtyPages += int64(rep.DirtyPages)
+	t.SamePages += int64(rep.SamePages)
+	t.SentPages += int64(rep.SentPages)
+	t.SyncBytes += rep.Bytes
+	t.Pause += rep.Pause
 	if repair != nil {
 		p.stats.repairs = append(p.stats.repairs, *repair)
 	}

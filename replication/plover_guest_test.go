@@ -37,7 +37,7 @@ func newGuestMember(t *testing.T, dir, id string) *guestMember {
 		Host:    Host{Console: gm.con, ConsoleIn: gm.in},
 		Timeout: time.Second, // generous: the test machine is shared
 		Factory: func(out vm.Outputs) migrate.Factory {
-			build := machine.MigrationFactory(machine.RestoreOptions{Outputs: out})
+			build := machine.MigrationFactory(machine.RestoreOptions{Outputs: out, Parallel: testHarts > 1})
 			return func(st io.Reader, ram []byte) (vm.Migratable, error) {
 				e, err := build(st, ram)
 				if err == nil {
@@ -62,7 +62,8 @@ func newGuestMember(t *testing.T, dir, id string) *guestMember {
 }
 
 func (gm *guestMember) boot(t *testing.T, kernel, initrd []byte) {
-	m, err := machine.New(machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0", Outputs: gm.p.Outputs()})
+	m, err := machine.New(machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0", Outputs: gm.p.Outputs(),
+		Harts: testHarts, Parallel: testHarts > 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,4 +155,19 @@ func TestPloverRepair(t *testing.T) {
 			t.Fatalf("the backup's report: %+v", br)
 		}
 	}
+}
+
+// testHarts is the harts of the guests the PLOVER tests boot (more than
+// one run in parallel).
+var testHarts = 1
+
+// TestPloverParallel runs the PLOVER guest tests with two harts running
+// in parallel on both replicas: their executions are not deterministic,
+// the syncs bring the backup to the primary's state all the same, and
+// failover and repair work as with one.
+func TestPloverParallel(t *testing.T) {
+	testHarts = 2
+	defer func() { testHarts = 1 }()
+	t.Run("guest", TestPloverGuest)
+	t.Run("repair", TestPloverRepair)
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ftvm/replication/plover"
@@ -86,6 +87,8 @@ type memberNet struct {
 	// join takes a join request's connection (nil: refused).
 	join func(c *tls.Conn, br *bufio.Reader, h joinHello)
 	warn func(msg string, args ...any)
+
+	sent atomic.Int64 // bytes written to other members
 
 	mu    sync.Mutex
 	peers map[string]*peerLink // by member id
@@ -189,7 +192,9 @@ func (l *peerLink) run() {
 			}
 		}
 		c.SetWriteDeadline(time.Now().Add(l.n.timeout))
-		if _, err := c.Write(b); err != nil {
+		n, err := c.Write(b)
+		l.n.sent.Add(int64(n))
+		if err != nil {
 			c.Close()
 			c = nil
 			l.fail(err)

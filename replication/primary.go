@@ -213,11 +213,15 @@ func (p *primary) ready(ctx context.Context) error {
 	d := &p.r.d
 	for {
 		d.mu.Lock()
-		stop, l, welcomed, joiner, may := d.stop, d.link, d.welcomed, d.joiner, d.core.MayRun()
-		d.welcomed = nil
+		stop, l, welcomed, joiner, may, repair := d.stop, d.link, d.welcomed, d.joiner, d.core.MayRun(), d.repair
+		d.welcomed, d.repair = nil, nil
 		d.mu.Unlock()
 		if stop != nil {
 			return stopErr(stop)
+		}
+		p.r.doFlips(p.e)
+		if repair != nil {
+			p.serveRepair(ctx, repair)
 		}
 		if l != p.cur {
 			p.cur = l

@@ -34,6 +34,15 @@
 // ckptMode in ckptmode.go). A new protocol brings a core stepped with
 // core's shared events and its own, and a mode.
 //
+// A backup whose replay finds a state digest that differs in RAM alone (a
+// memory error) asks its primary for a repair instead of stopping
+// (repair.go).
+//
+// PLOVER mode (Plover, plover*.go) is another protocol on the same pieces
+// (TLS keys and framing, the output buffer, the live state transfer, the
+// run loop, status): a consensus group of primary, backup and witness,
+// whose core is package replication/plover.
+//
 // The package knows nothing about RISC-V: it drives a vm.Engine, and builds
 // one on a backup through a Factory the caller supplies.
 package replication
@@ -199,6 +208,8 @@ type Replica struct {
 	nic   *coloNIC
 
 	d driver
+
+	flips []*flipRequest // memory errors to inject (under d.mu)
 
 	// Warnings anyone on the network can cause, rate-limited.
 	acceptWarn, rejectWarn, refuseWarn rareWarn
@@ -412,6 +423,7 @@ type Status struct {
 	LogIndex uint64         `json:"log_index,omitempty"`
 	Syncs    int            `json:"syncs,omitempty"`
 	LastSync *SyncReport    `json:"last_sync,omitempty"`
+	Totals   *SyncTotals    `json:"sync_totals,omitempty"`
 	Repairs  []RepairReport `json:"repairs,omitempty"`
 
 	rateT     time.Time

@@ -48,6 +48,11 @@ var ErrProtocol = errors.New("bad sync message")
 //	bitmap   page count uint32, disk chunk count uint32, chunk size
 //	         uint32, the dirty bitmap of the pages (count/64 words, uint64
 //	         each), that of the disk chunks
+//	list     the same sets as lists, when they are sparse (the usual
+//	         case: a bitmap of 256 MiB of pages is 8 KiB): page count,
+//	         disk chunk count and chunk size uint32, how many pages and
+//	         chunks are set uint32 each, then their indices uint32,
+//	         ascending
 //	hashes   first position uint32, then SHA-256 sums (at most 1 MiB) of
 //	         the union's pages and chunks from that position on (positions:
 //	         the union's pages ascending, then its chunks ascending)
@@ -62,6 +67,7 @@ const (
 	msgCkpt
 	msgDone
 	msgError
+	msgList
 
 	msgHeader  = 9
 	maxMessage = 1 << 20
@@ -258,15 +264,19 @@ func (s *Sync) receive(msg []byte) ([][]byte, error) {
 	if s.done && t != msgError {
 		return nil, s.bad("a message after the sync completed")
 	}
-	if len(p) > maxMessage+64 && t != msgBitmap {
+	if len(p) > maxMessage+64 && t != msgBitmap && t != msgList {
 		return nil, s.bad("a message of %d bytes", len(msg))
 	}
 	switch t {
-	case msgBitmap:
+	case msgBitmap, msgList:
 		if s.havePeer {
 			return nil, s.bad("a second bitmap")
 		}
-		if err := s.peerBitmap(p); err != nil {
+		decode := s.peerBitmap
+		if t == msgList {
+			decode = s.peerList
+		}
+		if err := decode(p); err != nil {
 			return nil, err
 		}
 		s.havePeer = true
@@ -345,6 +355,17 @@ func (s *Sync) bitmapMsg() []byte {
 	p := binary.LittleEndian.AppendUint32(nil, uint32(np))
 	p = binary.LittleEndian.AppendUint32(p, uint32(s.nchunks))
 	p = binary.LittleEndian.AppendUint32(p, uint32(s.cfg.ChunkSize))
+	nr, nd := s.ram.Count(), s.dsk.Count()
+	if 4*(nr+nd+2) < 8*(len(s.ram)+len(s.dsk)) {
+		p = binary.LittleEndian.AppendUint32(p, uint32(nr))
+		p = binary.LittleEndian.AppendUint32(p, uint32(nd))
+		for _, set := range []Bitmap{s.ram, s.dsk} {
+			for _, i := range set.Indices(nil) {
+				p = binary.LittleEndian.AppendUint32(p, uint32(i))
+			}
+		}
+		return s.msg(msgList, p)
+	}
 	for _, w := range s.ram {
 		p = binary.LittleEndian.AppendUint64(p, w)
 	}
@@ -352,6 +373,42 @@ func (s *Sync) bitmapMsg() []byte {
 		p = binary.LittleEndian.AppendUint64(p, w)
 	}
 	return s.msg(msgBitmap, p)
+}
+
+// peerList reads the peer's sets sent as lists.
+func (s *Sync) peerList(p []byte) error {
+	np, nc := s.cfg.Engine.Pages(), s.nchunks
+	if len(p) < 20 {
+		return s.bad("list of %d bytes", len(p))
+	}
+	pn, pc, cs := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:]), binary.LittleEndian.Uint32(p[8:])
+	if int64(pn) != int64(np) || int64(pc) != int64(nc) || (nc > 0 && int64(cs) != int64(s.cfg.ChunkSize)) {
+		return s.bad("the %v has %d pages and %d disk chunks of %d bytes, this replica %d and %d of %d",
+			s.other(), pn, pc, cs, np, nc, s.cfg.ChunkSize)
+	}
+	nr, nd := int64(binary.LittleEndian.Uint32(p[12:])), int64(binary.LittleEndian.Uint32(p[16:]))
+	if nr > int64(np) || nd > int64(nc) || int64(len(p)) != 20+4*(nr+nd) {
+		return s.bad("list of %d pages and %d chunks in %d bytes", nr, nd, len(p))
+	}
+	s.peerRAM, s.peerDsk = NewBitmap(np), NewBitmap(nc)
+	q := p[20:]
+	for k, set := range []Bitmap{s.peerRAM, s.peerDsk} {
+		n, limit := nr, np
+		if k == 1 {
+			n, limit = nd, nc
+		}
+		prev := -1
+		for range n {
+			i := int(binary.LittleEndian.Uint32(q))
+			q = q[4:]
+			if i >= limit || i <= prev {
+				return s.bad("list with index %d (after %d, of %d)", i, prev, limit)
+			}
+			set.Set(i)
+			prev = i
+		}
+	}
+	return nil
 }
 
 func (s *Sync) peerBitmap(p []byte) error {

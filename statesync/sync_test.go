@@ -310,3 +310,40 @@ func TestSyncRefusals(t *testing.T) {
 		t.Fatal("the refused checkpoint changed the backup")
 	}
 }
+
+// TestSyncSetsDenseAndSparse: the dirty sets travel as lists when they
+// are sparse and as bitmaps when they are dense; either way the sync
+// compares the same union and leaves the replicas identical.
+func TestSyncSetsDenseAndSparse(t *testing.T) {
+	for _, dense := range []bool{false, true} {
+		p, b, lp, lb := identical(t, 1e5, true)
+		run(t, p.m, 1.0002e5)
+		run(t, b.m, 1.0001e5)
+		p.dirty, b.dirty = lp.Collect(nil), lb.Collect(nil)
+		if dense {
+			for i := range p.m.Pages() / 2 {
+				p.dirty.Set(i)
+			}
+		}
+		sp, err := NewSync(SyncConfig{Role: Primary, ID: 3, Engine: p.m, Key: testKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sp.Start(p.dirty, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("dense %v: %d pages dirty of %d", dense, p.dirty.Count(), p.m.Pages())
+		if want := map[bool]byte{false: msgList, true: msgBitmap}[dense]; out[0][0] != want {
+			t.Fatalf("dense %v: the sets went as message type %d", dense, out[0][0])
+		}
+		ps, _, perr, berr := syncPair(t, p, b, 4, 1)
+		if perr != nil || berr != nil {
+			t.Fatalf("dense %v: %v, %v", dense, perr, berr)
+		}
+		if want := Union(nil, p.dirty, b.dirty).Count(); ps.Pages != want {
+			t.Fatalf("dense %v: %d pages compared, the union has %d", dense, ps.Pages, want)
+		}
+		afterSync(t, p, b)
+	}
+}

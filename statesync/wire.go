@@ -278,13 +278,12 @@ func (c *Checkpoint) DiskBytes() int64 {
 
 // Apply puts the checkpoint into dst and disk: the state first (a state
 // dst refuses leaves dst and disk unchanged, and nothing else is
-// applied), then the pages, then the state again, then the disk writes in
-// order. The state goes in twice because writing a page counts as a write
-// to it (vm.Syncable), which cancels what the state may hold about it: an
-// LR reservation on one of its words, which the sender's hart held at the
-// pause and which its memory, the pages sent, does not contradict. disk
-// may be nil when the checkpoint has no disk writes. An error after the
-// state was loaded (a failing disk) leaves the replica partly updated.
+// applied), then the pages, then the disk writes in order, then the state
+// once more: writing a page is a write to memory, which clears the
+// LR/SC reservations a hart holds on it, and the reservations must be
+// the checkpoint's. disk may be nil when the checkpoint has no disk
+// writes. An error after the state was loaded (a failing disk) leaves the
+// replica partly updated.
 func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
 	var sl interface{ LoadState(io.Reader) error }
 	if c.State != nil {
@@ -307,11 +306,6 @@ func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
 				return fmt.Errorf("statesync: checkpoint %d: %w", c.Seq, err)
 			}
 		}
-		if sl != nil {
-			if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
-				return fmt.Errorf("statesync: checkpoint %d: its state, loaded again: %w", c.Seq, err)
-			}
-		}
 	}
 	if len(c.Writes) > 0 && disk == nil {
 		return fmt.Errorf("statesync: checkpoint %d has disk writes and the replica no disk", c.Seq)
@@ -319,6 +313,11 @@ func (c *Checkpoint) Apply(dst PageWriter, disk vm.Disk) error {
 	for _, w := range c.Writes {
 		if _, err := disk.WriteAt(w.Data, w.Off); err != nil {
 			return fmt.Errorf("statesync: checkpoint %d: disk write at %d: %w", c.Seq, w.Off, err)
+		}
+	}
+	if sl != nil && len(c.Pages) > 0 {
+		if err := sl.LoadState(bytes.NewReader(c.State)); err != nil {
+			return fmt.Errorf("statesync: checkpoint %d: its state, again: %v", c.Seq, err)
 		}
 	}
 	return nil

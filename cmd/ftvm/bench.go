@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,9 @@ func cmdBench(args []string) error {
 	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
 	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
 	svcReqs := fs.Int("services-requests", 5000, "with -services: redis-benchmark requests per test")
+	compare := fs.Bool("compare", false, "compare the replication modes instead: unreplicated, the replay-based pair, Remus, COLO and PLOVER on the same guest, clients and machine, interleaved (-runs rounds): throughput and latency against unreplicated, bandwidth, sync or checkpoint rate and size, identical pages, failover time")
+	cmpModes := fs.String("compare-modes", strings.Join(bench.CompareModes, ","), "with -compare: the modes, of "+strings.Join(bench.CompareModes, ","))
+	cmpHarts := fs.String("compare-harts", "1,2", "with -compare: the guest's harts (more than one runs -parallel), comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +52,32 @@ func cmdBench(args []string) error {
 	}
 	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
+	if *compare {
+		if err := notWith(set, "the comparison runs the default guest in replica processes", "rr", "ft", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs", "smp", "harts", "parallel", "services", "modes", "modes-guest"); err != nil {
+			return err
+		}
+		var sizes []int
+		for _, f := range strings.Split(*cmpHarts, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("-compare-harts %q: want hart counts", *cmpHarts)
+			}
+			sizes = append(sizes, n)
+		}
+		modes := strings.Split(*cmpModes, ",")
+		for _, m := range modes {
+			if !slices.Contains(bench.CompareModes, m) {
+				return fmt.Errorf("-compare-modes: unknown mode %q (want some of %s)", m, strings.Join(bench.CompareModes, ","))
+			}
+		}
+		ftvm, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes}, out)
+	} else if err := notWith(set, "they are the comparison's (-compare)", "compare-modes", "compare-harts"); err != nil {
+		return err
+	}
 	if *modes {
 		if err := notWith(set, "the benchmark of the replication modes runs the guest in replica processes", "rr", "ft", "services", "smp", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs"); err != nil {
 			return err

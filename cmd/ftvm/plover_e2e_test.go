@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,12 +66,22 @@ func (l *ploverLab) member(t *testing.T, h int, role, id, cluster string, extra 
 // group starts the primary a on host 1, the witness w on host 3 and the
 // backup b on host 2, and waits until the backup follows.
 func (l *ploverLab) group(t *testing.T, cluster string) (a, b, w *console) {
+	return l.groupHarts(t, cluster, 1)
+}
+
+// groupHarts is group with a guest of harts harts (more than one run in
+// parallel on both replicas).
+func (l *ploverLab) groupHarts(t *testing.T, cluster string, harts int) (a, b, w *console) {
 	t.Helper()
-	a = l.member(t, 1, "primary", "a", cluster)
+	var pflags, bflags []string
+	if harts > 1 {
+		pflags, bflags = []string{"-smp", strconv.Itoa(harts), "-parallel"}, []string{"-parallel"}
+	}
+	a = l.member(t, 1, "primary", "a", cluster, pflags...)
 	a.waitFor(t, "listening on", 60*time.Second)
 	w = l.member(t, 3, "witness", "w", cluster, "-join", l.addr(1))
 	w.waitFor(t, "plover witness: following", 30*time.Second)
-	b = l.member(t, 2, "backup", "b", cluster, "-join", l.addr(1))
+	b = l.member(t, 2, "backup", "b", cluster, append([]string{"-join", l.addr(1)}, bflags...)...)
 	b.waitFor(t, "plover backup: following", 60*time.Second)
 	return a, b, w
 }
@@ -82,23 +94,30 @@ func (l *ploverLab) status(h int) (replication.Status, error) { return l.ft().st
 // TestPloverFailureTrials kills a member of a PLOVER group with SIGKILL at
 // a random moment while the client writes, FTVM_TRIALS times (default 3:
 // the primary, the backup, the witness; the full trial with
-// FTVM_TRIALS=30, about 5 minutes as root). Whatever dies, the client's
-// connection survives and every write it saw acknowledged is there
-// exactly once; when the primary dies the backup goes live, and the
+// FTVM_TRIALS=30, about 5 minutes as root). Trials alternate between a
+// guest of two harts running in parallel and one of one
+// (FTVM_TRIAL_SMP=N gives every trial N harts). Whatever dies, the
+// client's connection survives and every write it saw acknowledged is
+// there exactly once; when the primary dies the backup goes live, and the
 // witness never does.
 func TestPloverFailureTrials(t *testing.T) {
 	trials := 3
 	if s := os.Getenv("FTVM_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
+	fixed, _ := strconv.Atoi(os.Getenv("FTVM_TRIAL_SMP"))
 	l := newPloverLab(t, 3)
 	ft := l.ft()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	var pauses []time.Duration
 	for i := range trials {
 		victim := []string{"primary", "backup", "witness"}[i%3]
+		harts := 2 - i%2
+		if fixed > 0 {
+			harts = fixed
+		}
 		cluster := fmt.Sprintf("pl%d", i)
-		a, b, w := l.group(t, cluster)
+		a, b, w := l.groupHarts(t, cluster, harts)
 		wr, conn, stop := ft.client(t, cluster+":")
 		waitWrites(t, wr, 20, 60*time.Second, "before the kill")
 		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
@@ -129,8 +148,8 @@ func TestPloverFailureTrials(t *testing.T) {
 		if victim == "primary" {
 			pauses = append(pauses, first)
 		}
-		t.Logf("trial %d: %s killed after %d writes; %d acknowledged in all; first request served %v after the kill; longest write %v",
-			i, victim, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		t.Logf("trial %d (%d harts): %s killed after %d writes; %d acknowledged in all; first request served %v after the kill; longest write %v",
+			i, harts, victim, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 		for _, c := range []*console{a, b, w} {
 			c.cmd.Process.Kill()
 			<-c.done
@@ -208,4 +227,106 @@ func TestPloverForgedMembers(t *testing.T) {
 	if strings.Contains(b.output(), "live") || strings.Contains(a.output(), "deposed") {
 		t.Fatal("a forged member moved the group")
 	}
+}
+
+// inject flips a bit of the guest memory of the replica on host h through
+// its status port.
+func inject(t *testing.T, ft *ftLab, h int, page int) {
+	t.Helper()
+	resp, err := ft.httpIn(h).Post(fmt.Sprintf("http://127.0.0.1:7401/inject-bitflip?page=%d", page), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("inject-bitflip on host %d: %s: %s", h, resp.Status, b)
+	}
+	t.Logf("host %d: flipped %s", h, strings.TrimSpace(string(b)))
+}
+
+// waitRepairs waits until the replica on host h reports n repairs.
+func waitRepairs(t *testing.T, ft *ftLab, h, n int) replication.RepairReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := ft.status(h)
+		if err == nil && len(st.Repairs) >= n {
+			return st.Repairs[n-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host %d: %d repairs after 60s (%+v, %v)", h, len(st.Repairs), st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRepairTrials flips a bit in the guest memory of each replica in
+// turn (the last page of RAM, which the guest does not use), in both
+// modes, while the client writes: each is found and repaired, in PLOVER
+// mode by the witness's majority, in the replay-based pair with the
+// primary assumed right; the client sees no error and nothing lost or
+// duplicated, and the replicas go on (PLOVER's syncs and the pair's later
+// digests compare them).
+func TestRepairTrials(t *testing.T) {
+	const last = 256<<20/4096 - 1
+	t.Run("plover", func(t *testing.T) {
+		l := newPloverLab(t, 3)
+		ft := l.ft()
+		a, b, _ := l.group(t, "rp")
+		wr, conn, stop := ft.client(t, "rp:")
+		waitWrites(t, wr, 20, 60*time.Second, "before the flips")
+		for i, h := range []int{2, 1} {
+			inject(t, ft, h, last)
+			r := waitRepairs(t, ft, 1, i+1)
+			t.Logf("primary's report: %+v", r)
+			want := []string{"backup", "primary"}[i]
+			if r.Faulty != want || !r.Majority || len(r.Pages) != 1 || r.Pages[0] != last {
+				t.Fatalf("repair %+v, want page %d of the %s by majority", r, last, want)
+			}
+			waitWrites(t, wr, wr.Progress.Load()+20, 60*time.Second, "after the repair")
+		}
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(a.output()+b.output(), "sync failed") {
+			t.Fatal("a sync failed")
+		}
+	})
+	t.Run("replay", func(t *testing.T) {
+		ft := newFTLab(t, 2)
+		a, b := ft.pair(t, "rr")
+		defer func() {
+			if t.Failed() {
+				t.Logf("primary:\n%s\nbackup:\n%s", tail(a.output(), 20), tail(b.output(), 20))
+			}
+		}()
+		wr, conn, stop := ft.client(t, "rr:")
+		waitWrites(t, wr, 20, 60*time.Second, "before the flips")
+		for i, h := range []int{2, 1} {
+			inject(t, ft, h, last)
+			r := waitRepairs(t, ft, 2, i+1)
+			t.Logf("backup's report: %+v", r)
+			if len(r.Pages) != 1 || r.Pages[0] != last || !strings.Contains(r.Detail, "the primary is assumed right") {
+				t.Fatalf("repair %+v", r)
+			}
+			waitWrites(t, wr, wr.Progress.Load()+20, 60*time.Second, "after the repair")
+		}
+		// Later digests agree: the backup still follows.
+		waitWrites(t, wr, wr.Progress.Load()+200, 60*time.Second, "after the repairs")
+		if st, err := ft.status(2); err != nil || st.Role != "backup" {
+			t.Fatalf("the backup after the repairs: %+v, %v\n%s", st, err, b.output())
+		}
+		res := stop()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if err := res.Verify(conn); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

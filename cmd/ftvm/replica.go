@@ -70,10 +70,12 @@ func (f *replicaFlags) register(fs *flag.FlagSet) {
 // isPlover reports PLOVER mode.
 func (f *replicaFlags) isPlover() bool { return f.mode == "plover" }
 
-// copiesState reports the checkpointing modes (checkpoint, colo): they
-// copy the primary's state to the backup instead of replaying its inputs,
-// so its harts may run in parallel (-parallel).
-func (f *replicaFlags) copiesState() bool { return f.mode == "checkpoint" || f.mode == "colo" }
+// copiesState reports the modes that copy the primary's state to the
+// backup instead of replaying its inputs (checkpoint, colo, and plover,
+// whose syncs do): their harts may run in parallel (-parallel).
+func (f *replicaFlags) copiesState() bool {
+	return f.mode == "checkpoint" || f.mode == "colo" || f.isPlover()
+}
 
 // modeFlags refuses the flags that do not apply to the mode.
 func (f *replicaFlags) modeFlags(set map[string]bool) error {
@@ -258,6 +260,7 @@ func cmdPrimary(args []string) error {
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = rep.InjectBitFlip
 	cfg.Outputs = rep.Outputs()
 	m, err := machine.New(cfg)
 	if err != nil {
@@ -277,7 +280,7 @@ func cmdBackup(args []string) error {
 	fs.StringVar(&vf.mac, "mac", "52:54:00:12:34:56", "the guest's MAC address (must match the primary's)")
 	fs.StringVar(&vf.guest, "guest", guests.Default, "the primary's guest ("+strings.Join(guests.Names(), ", ")+"): a Debian guest's shared root disk, and this replica's data disk in the cache unless -disk names one")
 	join := fs.String("join", "", "`addr`ess of the primary to protect (its -listen); required")
-	fs.BoolVar(&vf.parallel, "parallel", false, "checkpoint and colo modes: run the guest's harts in parallel once this replica runs it (as the primary's -parallel)")
+	fs.BoolVar(&vf.parallel, "parallel", false, "checkpoint, colo and plover modes: run the guest's harts in parallel once this replica runs it (the replay-based pair's backup must replay them interleaved)")
 	execFlag(fs, &vf.exec)
 	rf.register(fs)
 	fs.Usage = func() {
@@ -362,6 +365,7 @@ func cmdBackup(args []string) error {
 	if err != nil {
 		return err
 	}
+	rf.flips.inject = rep.InjectBitFlip
 	return serveReplica(&rf, rep, func(ctx context.Context, ln net.Listener) (vm.StopReason, error) {
 		return rep.RunBackup(ctx, *join, ln)
 	})

@@ -117,11 +117,13 @@ type Core struct {
 	acts []Action
 	log  *noteLogger
 
-	role    Role
-	lead    uint64
-	term    uint64
-	reason  string
-	applied uint64 // the last entry handed to the driver
+	role      Role
+	lead      uint64
+	term      uint64
+	reason    string
+	applied   uint64 // the last entry handed to the driver
+	confIndex uint64 // the last membership change applied
+	delivered uint64 // the last entry the guest was given
 
 	// A primary's.
 	batch     []byte
@@ -264,6 +266,8 @@ func (c *Core) Step(ev Event) error {
 		c.syncFailed(ev)
 	case Finish:
 		c.finish(ev.Reason)
+	case Delivered:
+		c.delivered = max(c.delivered, ev.Index)
 	default:
 		return fmt.Errorf("plover: unknown event %T", ev)
 	}
@@ -460,9 +464,18 @@ func (c *Core) tick() {
 		c.sinceSync++
 		c.nextConfChange()
 		c.maybeSync()
+		if c.otherReplica() == 0 && c.joining == nil {
+			// No backup, no syncs: nobody needs the log before what the
+			// guest was given (a backup that joins starts from a state
+			// transfer there).
+			c.compact(c.delivered)
+		}
 	case WitnessRole:
 		if c.rn.BasicStatus().RaftState == raft.StateLeader {
 			c.handOver()
+		}
+		if c.replicas() < 2 {
+			c.compact(c.applied)
 		}
 	}
 }
@@ -582,7 +595,7 @@ func (c *Core) apply(e *pb.Entry) {
 			c.stop(fmt.Errorf("plover: a malformed membership change at %d: %w", idx, err))
 			return
 		}
-		c.confChange(&cc)
+		c.confChange(idx, &cc)
 	case pb.EntryNormal:
 		if len(e.Data) == 0 {
 			if c.role == Primary && e.GetTerm() == c.term {
@@ -618,7 +631,7 @@ func (c *Core) apply(e *pb.Entry) {
 	}
 }
 
-func (c *Core) confChange(cc *pb.ConfChange) {
+func (c *Core) confChange(idx uint64, cc *pb.ConfChange) {
 	id := cc.GetNodeId()
 	var m Member
 	if cc.GetType() == pb.ConfChangeAddNode {
@@ -640,10 +653,17 @@ func (c *Core) confChange(cc *pb.ConfChange) {
 		c.dir[id] = m
 		c.silent[id] = 0
 		c.note(slog.LevelInfo, "member added", "member", m.String())
+		// A snapshot raft sends the new member must name it: the one
+		// stored is brought to this entry (the log is kept).
+		c.confIndex = idx
+		if snap, _ := c.st.Snapshot(); snap.GetMetadata().GetIndex() < idx {
+			c.st.CreateSnapshot(idx, c.cs, EncodeDirectory(c.dir.List()))
+		}
 		if c.joining != nil && c.joining.RaftID == id {
 			c.joining = nil
 		}
 	case pb.ConfChangeRemoveNode:
+		c.confIndex = idx
 		gone := c.dir[id]
 		c.note(slog.LevelInfo, "member removed", "member", gone.String())
 		if id == c.cfg.Self.RaftID {
@@ -790,11 +810,15 @@ func (c *Core) compact(i uint64) {
 		i = min(i, c.hold)
 	}
 	fi, _ := c.st.FirstIndex()
-	if i < fi || i > c.applied {
+	if i < fi || i > c.applied || i < c.confIndex {
+		// Not before the last membership change: the snapshot's
+		// configuration is the current one.
 		return
 	}
-	if _, err := c.st.CreateSnapshot(i, c.cs, EncodeDirectory(c.dir.List())); err != nil {
-		return
+	if snap, _ := c.st.Snapshot(); snap.GetMetadata().GetIndex() < i {
+		if _, err := c.st.CreateSnapshot(i, c.cs, EncodeDirectory(c.dir.List())); err != nil {
+			return
+		}
 	}
 	c.st.Compact(i)
 }
@@ -849,6 +873,17 @@ func (d Directory) has(id uint64) bool { _, ok := d[id]; return ok }
 
 func addNode(m Member) *pb.ConfChange {
 	return &pb.ConfChange{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(m.RaftID), Context: m.encode()}
+}
+
+// replicas counts the replica voters.
+func (c *Core) replicas() int {
+	n := 0
+	for _, id := range c.cs.GetVoters() {
+		if m, ok := c.dir[id]; ok && m.Kind == Replica {
+			n++
+		}
+	}
+	return n
 }
 
 // witness is the raft id of the witness voter (0: none).

@@ -144,6 +144,7 @@ func (cl *cluster) collect(n *node) bool {
 				n.applied = append(n.applied, string(in.Data))
 			}
 			n.indexes = append(n.indexes, a.Index)
+			defer n.step(Delivered{Index: a.Index})
 		case SyncPoint:
 			n.syncs = append(n.syncs, a)
 		case GoLive:
@@ -551,5 +552,72 @@ func TestFailoverDuringSync(t *testing.T) {
 	cl.tick(40)
 	if b.c.Role() != Primary || len(b.syncs) != 0 {
 		t.Fatalf("backup %v, sync points left %v", b.c.Role(), b.syncs)
+	}
+}
+
+// The log does not grow without bound: after a sync (and without a
+// backup, at once) what every replica applied is compacted away.
+func TestLogCompacted(t *testing.T) {
+	cl, a, b, w := group(t)
+	for i := range 50 {
+		a.input(fmt.Sprintf("f%d", i))
+	}
+	a.step(EpochEnded{})
+	for range 3 {
+		a.step(EpochEnded{Idle: true, Quiet: true})
+	}
+	cl.settle()
+	a.input("one more")
+	a.step(EpochEnded{})
+	for range 3 {
+		a.step(EpochEnded{Idle: true, Quiet: true})
+	}
+	cl.tick(2)
+	for _, n := range []*node{a, b, w} {
+		fi, _ := n.c.st.FirstIndex()
+		li, _ := n.c.st.LastIndex()
+		if li+1-fi > 20 {
+			t.Fatalf("%s keeps entries %d to %d after two syncs", n.m.ID, fi, li)
+		}
+	}
+	cl.kill("b")
+	cl.tick(2)
+	for i := range 50 {
+		a.input(fmt.Sprintf("g%d", i))
+	}
+	cl.tick(2)
+	for _, n := range []*node{a, w} {
+		fi, _ := n.c.st.FirstIndex()
+		li, _ := n.c.st.LastIndex()
+		if li+1-fi > 10 {
+			t.Fatalf("without a backup, %s keeps entries %d to %d", n.m.ID, fi, li)
+		}
+	}
+}
+
+// Members join a primary that has run alone for a while, its log
+// compacted: the witness gets raft's snapshot (naming it), the backup
+// its state transfer, and inputs flow to both.
+func TestJoinAfterCompaction(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.primary("a")
+	for i := range 100 {
+		a.input(fmt.Sprintf("solo%d", i))
+	}
+	cl.tick(3)
+	if fi, _ := a.c.st.FirstIndex(); fi < 50 {
+		t.Fatalf("the solo primary's log starts at %d", fi)
+	}
+	w := cl.join(a, "w", Witness)
+	cl.tick(3)
+	b := cl.join(a, "b", Replica)
+	cl.tick(3)
+	if len(a.c.Status().Members) != 3 || w.c.Role() != WitnessRole || b.c.Role() != Backup {
+		t.Fatalf("members %v, w %v, b %v\n%s", a.c.Status().Members, w.c.Role(), b.c.Role(), strings.Join(w.notes, "\n"))
+	}
+	a.input("after")
+	cl.settle()
+	if b.applied[len(b.applied)-1] != "after" {
+		t.Fatalf("the backup applied %v", b.applied[len(b.applied)-3:])
 	}
 }

@@ -85,6 +85,10 @@ type SyncFailed struct {
 // Finish says the guest stopped for good (power-off, reboot, lockup).
 type Finish struct{ Reason string }
 
+// Delivered says the guest has been given the entries up to log index
+// Index: the log before it may be compacted when no backup needs it.
+type Delivered struct{ Index uint64 }
+
 func (Tick) isEvent()        {}
 func (Message) isEvent()     {}
 func (LinkDown) isEvent()    {}
@@ -99,6 +103,7 @@ func (Start) isEvent()       {}
 func (SyncDone) isEvent()    {}
 func (SyncFailed) isEvent()  {}
 func (Finish) isEvent()      {}
+func (Delivered) isEvent()   {}
 
 // SyncStats describe one sync, for the report.
 type SyncStats struct {
