@@ -334,6 +334,12 @@ func (a *asm) aluMI(w bool, op aluOp, m mem, imm int32) {
 // testRR sets flags from a & b.
 func (a *asm) testRR(w bool, x, y reg) { a.opRR(0, w, []byte{0x85}, y, x, false) }
 
+// cmpMI16 compares the 16 bits at m with imm.
+func (a *asm) cmpMI16(m mem, imm uint16) {
+	a.opRM(0x66, false, []byte{0x81}, 7, m, false)
+	a.emit(byte(imm), byte(imm>>8))
+}
+
 // testRI sets flags from r & imm.
 func (a *asm) testRI(w bool, r reg, imm int32) {
 	a.opRR(0, w, []byte{0xf7}, 0, r, false)
@@ -405,6 +411,24 @@ func (a *asm) jmpM(m mem) { a.opRM(0, false, []byte{0xff}, 4, m, false) }
 func (a *asm) jmpR(r reg) { a.opRR(0, false, []byte{0xff}, 4, r, false) }
 
 func (a *asm) ret() { a.emit(0xc3) }
+
+func (a *asm) mfence() { a.emit(0x0f, 0xae, 0xf0) }
+
+// xchgMR swaps [m] and r (locked, as XCHG with memory always is).
+func (a *asm) xchgMR(w bool, m mem, r reg) { a.opRM(0, w, []byte{0x87}, r, m, false) }
+
+// lockXadd: tmp = [m]; [m] += r; r = tmp, atomically.
+func (a *asm) lockXadd(w bool, m mem, r reg) {
+	a.emit(0xf0)
+	a.opRM(0, w, []byte{0x0f, 0xc1}, r, m, false)
+}
+
+// lockCmpxchg: if [m] == RAX { [m] = r } else { RAX = [m] }, atomically;
+// ZF says which.
+func (a *asm) lockCmpxchg(w bool, m mem, r reg) {
+	a.emit(0xf0)
+	a.opRM(0, w, []byte{0x0f, 0xb1}, r, m, false)
+}
 
 // SSE, scalar: the XMM registers are numbered like the general ones.
 type xreg = reg

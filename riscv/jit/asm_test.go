@@ -64,6 +64,7 @@ func TestAsm(t *testing.T) {
 		{func(a *asm) { a.testRR(true, rCX, rCX) }, "test rcx,rcx"},
 		{func(a *asm) { a.testMI(true, at(r15, 0x40), 0x6000) }, "test QWORD PTR [r15+0x40],0x6000"},
 		{func(a *asm) { a.testRI(false, rCX, 0x10) }, "test ecx,0x10"},
+		{func(a *asm) { a.cmpMI16(atIdx(rBX, rAX, 0, 0), 0x1234) }, "cmp WORD PTR [rbx+rax*1+0x0],0x1234"},
 		{func(a *asm) { a.shiftRI(true, shSHL, rAX, 12) }, "shl rax,0xc"},
 		{func(a *asm) { a.shiftRI(false, shSAR, r11, 3) }, "sar r11d,0x3"},
 		{func(a *asm) { a.shiftRCL(true, shSHR, rAX) }, "shr rax,cl"},
@@ -103,6 +104,11 @@ func TestAsm(t *testing.T) {
 		{func(a *asm) { a.movzxbM(rAX, atIdx(r13, rAX, 0, 0x50)) }, "movzx eax,BYTE PTR [r13+rax*1+0x50]"},
 		{func(a *asm) { a.jmpM(atIdx(r13, rAX, 0, 0x40)) }, "jmp QWORD PTR [r13+rax*1+0x40]"},
 		{func(a *asm) { a.ret() }, "ret"},
+		{func(a *asm) { a.mfence() }, "mfence"},
+		{func(a *asm) { a.xchgMR(true, atIdx(rBX, rDX, 0, 0), rCX) }, "xchg QWORD PTR [rbx+rdx*1+0x0],rcx"},
+		{func(a *asm) { a.xchgMR(false, atIdx(rBX, rDX, 0, 0), r9) }, "xchg DWORD PTR [rbx+rdx*1+0x0],r9d"},
+		{func(a *asm) { a.lockXadd(true, atIdx(rBX, rDX, 0, 0), rCX) }, "lock xadd QWORD PTR [rbx+rdx*1+0x0],rcx"},
+		{func(a *asm) { a.lockCmpxchg(false, atIdx(rBX, rDX, 0, 0), rCX) }, "lock cmpxchg DWORD PTR [rbx+rdx*1+0x0],ecx"},
 	}
 	var a asm
 	var want []string

@@ -193,7 +193,7 @@ func (t *tr) fpInsn(k int, in riscv.Inst, pc uint64) {
 		if in.Op == riscv.OpFLD {
 			size = 8
 		}
-		t.addressFS(k, in, pc, size, false, true)
+		t.addressFS(k, in, pc, size, false, true, false)
 		a.loadExt(size, false, rDX, atIdx(regRAM, rDX, 0, 0))
 		if size == 4 {
 			t.box(rDX)
@@ -206,7 +206,7 @@ func (t *tr) fpInsn(k int, in riscv.Inst, pc uint64) {
 		if in.Op == riscv.OpFSD {
 			size = 8
 		}
-		t.addressFS(k, in, pc, size, true, true)
+		t.addressFS(k, in, pc, size, true, true, false)
 		a.load(true, rCX, t.fr(in.Rs2))
 		a.store(size, atIdx(regRAM, rDX, 0, 0), rCX)
 		return

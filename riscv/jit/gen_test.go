@@ -305,6 +305,23 @@ func genProgram(r *rand.Rand, ram []byte) (x [32]uint64) {
 		if r.Intn(100) < fpRate {
 			v, n = g.fp(), 4
 		}
+		if r.Intn(40) == 0 && off+4*8 < genCode+genCodePages*4096-4 {
+			// A burst of loads or stores from one base, some across a
+			// page boundary.
+			base, imm, store := g.ptr(), g.imm12(), r.Intn(2) == 0
+			for i := r.Intn(6); i > 0; i-- {
+				imm += int32(r.Intn(17)) - 4
+				if imm > 2047 {
+					imm = 2047
+				}
+				if store {
+					binary.LittleEndian.PutUint32(ram[off:], encS(0x23, uint32(r.Intn(4)), base, g.reg(), imm))
+				} else {
+					binary.LittleEndian.PutUint32(ram[off:], encI(0x03, uint32(r.Intn(7)), g.dst(), base, imm))
+				}
+				off += 4
+			}
+		}
 		if n == 2 {
 			binary.LittleEndian.PutUint16(ram[off:], uint16(v))
 		} else {

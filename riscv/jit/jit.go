@@ -8,9 +8,9 @@
 //
 // # Design
 //
-// A block is a run of guest instructions in one page, ending at a jump or
-// branch, before an instruction the translator leaves to the interpreter,
-// or at the end of the page. Blocks are keyed by guest virtual address and
+// A block is a run of guest instructions in one page (the last may reach
+// into the next), ending at a jump or branch, before an instruction the
+// translator leaves to the interpreter, or at the end of the page. Blocks are keyed by guest virtual address and
 // RAM offset (the same page may be mapped twice), live in a code buffer
 // mapped twice (writable, and executable), and are entered from Go through
 // an assembly trampoline (enter_amd64.s). Generated code never calls Go:
@@ -26,15 +26,28 @@
 // Go (between Runs or in an interpreted instruction), they are taken at the
 // same instruction as in the interpreter.
 //
-// Guest registers stay in the Hart (riscv.Hart.X), addressed from R15, so
-// the interpreter and the generated code share them without copying.
-// Loads and stores look up the hart's own TLB entries inline (EngineView)
-// and go to the interpreter on a miss, which makes A/D updates, faults,
-// dirty tracking and device accesses the interpreter's by construction.
+// Guest registers live in the Hart (riscv.Hart.X), addressed from R15, so
+// the interpreter and the generated code share them without copying;
+// within a block the ones it uses are cached in host registers
+// (regalloc.go) and written back before it leaves. Loads, stores and AMOs
+// look up the hart's own TLB entries inline (EngineView) and go to the
+// interpreter on a miss, which makes A/D updates, faults, dirty tracking
+// and device accesses the interpreter's by construction. Jumps within a
+// page are patched direct jumps; jumps to other pages and indirect ones
+// check the hart's fetch TLB, as an interpreted fetch would, and find the
+// block in a jump table (ctx.jt).
 //
 // Self-modifying code: pages holding decoded code never enter the write
 // TLB, so every store to them is interpreted, and the decode cache tells the
-// engine (CodeChanged), which drops the page's blocks.
+// engine (CodeChanged), which drops the page's blocks. After FENCE.I
+// (CodeFlushed) a page's blocks are kept if its bytes are unchanged.
+//
+// Safety: generated code addresses guest RAM only through TLB entries Go
+// filled (a page of RAM) plus an offset checked to stay in the page, jumps
+// only to labels of its own block, to blocks Go linked (codeBuf checks the
+// targets) or through the jump table Go fills, and divides only after
+// ruling out the cases x86 faults on. TestJumpsStayInBuffer checks the
+// jumps of the code it emits for random programs.
 package jit
 
 import (
@@ -127,7 +140,8 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  map[uint64]*codePage // by RAM page
+	pages  []*codePage // by RAM page; nil for none
+	live   []uint64    // the pages with blocks
 
 	// churn counts, per RAM page, how often its blocks were dropped
 	// because the page was written. Pages that mix code with data being
@@ -175,6 +189,7 @@ type codePage struct {
 	blocks  []*block
 	bytes   []byte
 	suspect bool
+	live    int // index in JIT.live
 }
 
 type block struct {
@@ -211,7 +226,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.c.clearJT()
 	j.c.initFP()
 	j.blocks = make(map[blockKey]*block)
-	j.pages = make(map[uint64]*codePage)
+	j.pages = make([]*codePage, len(v.RAM)>>12)
 	j.churn = make([]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
@@ -351,7 +366,12 @@ func (j *JIT) dropPage(page uint64) {
 			*e = jtEntry{pc: 1}
 		}
 	}
-	delete(j.pages, page)
+	i := j.pages[page].live
+	last := j.live[len(j.live)-1]
+	j.live[i] = last
+	j.pages[last].live = i
+	j.live = j.live[:len(j.live)-1]
+	j.pages[page] = nil
 	j.Stats.Invalidated++
 }
 
@@ -378,11 +398,11 @@ func (j *JIT) blockLimit(page uint64) int {
 // codePage), and the jump table is emptied so that generated code enters
 // no page before Go has checked it.
 func (j *JIT) CodeFlushed() {
-	if len(j.pages) == 0 {
+	if len(j.live) == 0 {
 		return
 	}
-	for _, cp := range j.pages {
-		cp.suspect = true
+	for _, p := range j.live {
+		j.pages[p].suspect = true
 	}
 	j.c.clearJT()
 	j.Stats.Suspended++
@@ -391,7 +411,10 @@ func (j *JIT) CodeFlushed() {
 // dropAll drops every block and reuses the code buffer.
 func (j *JIT) dropAll() {
 	clear(j.blocks)
-	clear(j.pages)
+	for _, p := range j.live {
+		j.pages[p] = nil
+	}
+	j.live = j.live[:0]
 	j.c.clearJT()
 	j.buf.reset()
 	j.Stats.Flushes++

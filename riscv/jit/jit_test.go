@@ -3,8 +3,13 @@
 package jit
 
 import (
+	"fmt"
 	"math/rand"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -87,4 +92,76 @@ func BenchmarkTranslate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(insns)/float64(b.N), "insns/block")
+}
+
+// TestJumpsStayInBuffer disassembles all the code random programs made
+// the translator emit (objdump) and checks that every direct jump lands
+// in the code buffer, that there are no calls, and that indirect jumps are
+// only through the jump table (R13): generated code leaves only by
+// returning to the trampoline.
+func TestJumpsStayInBuffer(t *testing.T) {
+	objdump, err := exec.LookPath("objdump")
+	if err != nil {
+		if os.Getenv("FTVM_REQUIRE_ALL") != "" {
+			t.Fatal("objdump not found (Debian: binutils)")
+		}
+		t.Skip("objdump not found (Debian: binutils)")
+	}
+	var checked int
+	for seed := int64(1); seed <= 4; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		ram := make([]byte, genRAM)
+		x := genProgram(r, ram)
+		p := runGenerated(t, ram, x, r, 20_000, seed%2 == 0, []uint8{riscv.PrivM, riscv.PrivS, riscv.PrivU}[seed%3])
+		buf := p.jit.j.buf
+		lo, hi := buf.base(), buf.base()+uintptr(buf.pos)
+		f := filepath.Join(t.TempDir(), "code.bin")
+		if err := os.WriteFile(f, buf.rx[:buf.pos], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// One disassembly per block, so that the padding between blocks
+		// cannot throw the decoding out of step.
+		args := []string{"-D", "-b", "binary", "-m", "i386:x86-64", "-M", "intel", fmt.Sprintf("--adjust-vma=%#x", lo)}
+		var all strings.Builder
+		for _, b := range p.jit.j.blocks {
+			if b.n == 0 {
+				continue
+			}
+			out, err := exec.Command(objdump, append(args, fmt.Sprintf("--start-address=%#x", b.entry),
+				fmt.Sprintf("--stop-address=%#x", b.entry+uintptr(b.size)), f)...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Write(out)
+		}
+		for _, line := range strings.Split(all.String(), "\n") {
+			p := strings.SplitN(line, "\t", 3)
+			if len(p) < 3 {
+				continue
+			}
+			ins := strings.Fields(p[2])
+			if len(ins) == 0 {
+				continue
+			}
+			switch op := ins[0]; {
+			case strings.HasPrefix(op, "call"):
+				t.Fatalf("a call in generated code: %s", line)
+			case op == "jmp" || strings.HasPrefix(op, "j"):
+				if len(ins) < 2 {
+					continue
+				}
+				arg := ins[1]
+				if strings.HasPrefix(arg, "0x") {
+					target, err := strconv.ParseUint(arg[2:], 16, 64)
+					if err != nil || uintptr(target) < lo || uintptr(target) >= hi {
+						t.Fatalf("a jump out of the code buffer [%#x, %#x): %s", lo, hi, line)
+					}
+					checked++
+				} else if !strings.Contains(p[2], "[r13+rcx*1+") {
+					t.Fatalf("an indirect jump not through the jump table: %s", line)
+				}
+			}
+		}
+	}
+	t.Logf("%d direct jumps checked", checked)
 }

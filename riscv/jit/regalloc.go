@@ -106,7 +106,7 @@ func (t *tr) liveness() {
 			next[bits.TrailingZeros32(m)] = uint8(k)
 		}
 		t.next[k] = next
-		if mayExit(t.insns[k]) {
+		if mayExit(t.insns[k]) || k == t.cross {
 			t.deadAt[k] = 0
 		} else {
 			t.deadAt[k] = (t.deadAt[k+1] | writes) &^ reads
@@ -124,7 +124,7 @@ func (t *tr) nextRead(g uint8) int { return int(t.next[t.k+1][g]) }
 // before anything reads it, and nothing that may leave the block comes
 // first (this instruction included).
 func (t *tr) dead(g uint8) bool {
-	return !mayExit(t.insns[t.k]) && t.deadAt[t.k+1]&(1<<g) != 0
+	return !mayExit(t.insns[t.k]) && t.k != t.cross && t.deadAt[t.k+1]&(1<<g) != 0
 }
 
 func (t *tr) touch(s int8) { t.ra.pinned |= 1 << s }

@@ -4,6 +4,7 @@ package jit
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"ftvm/riscv"
 )
@@ -31,8 +32,20 @@ type tr struct {
 	stubs []stub
 	slow  [maxBlock + 1]label // the slow exit at each instruction, or -1
 	full  bool                // the block stopped at its length limit
-	ra    regAlloc
-	k     int // the instruction being emitted
+	// cross is the index of an instruction whose second half lies at
+	// RAM offset crossOff in the next page and reads crossHi, or -1.
+	cross    int
+	crossOff uint64
+	crossHi  uint16
+	// crossLater: the block stops before such an instruction because the
+	// next page is not in the fetch TLB yet. Once the interpreter has
+	// executed it, it is, and a block starting there can be translated.
+	crossLater bool
+	ra         regAlloc
+	k          int // the instruction being emitted
+
+	// page is what the last load or store left for the next one (access).
+	page pageOf
 
 	// What the allocator knows of the block's future (liveness).
 	next     [maxBlock + 1][32]uint8
@@ -74,17 +87,22 @@ func (j *JIT) translate(pc, off uint64) *block {
 			code = t.assemble()
 		}
 		b.entry = j.buf.add(code)
+		b.size = len(code)
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
 		j.Stats.CodeBytes += uint64(len(code))
 		j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
 	}
+	if t.n == 0 && t.crossLater {
+		return b // not kept: translated again when the next page is in the fetch TLB
+	}
 	j.blocks[blockKey{pc, off}] = b
 	p := off >> 12
 	cp := j.pages[p]
 	if cp == nil {
-		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...)}
+		cp = &codePage{bytes: append([]byte(nil), j.view.RAM[p<<12:(p+1)<<12]...), live: len(j.live)}
 		j.pages[p] = cp
+		j.live = append(j.live, p)
 	}
 	cp.blocks = append(cp.blocks, b)
 	return b
@@ -97,17 +115,31 @@ func (t *tr) decode(pc, off uint64) {
 	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
 	ram := t.j.view.RAM
 	limit := t.j.blockLimit(off >> 12)
+	t.cross, t.crossLater = -1, false
 	for len(t.insns) < limit && off>>12 == t.off0>>12 {
 		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
+		cross := false
 		if raw&3 == 3 {
 			if off&4095 == 4094 {
-				break // straddles a page: the interpreter's
+				// Its second half is in the next page: translated when
+				// that page is in the fetch TLB now (crossCheck).
+				hi, off2, ok := t.nextHalf(pc + 2)
+				if !ok {
+					t.crossLater = true
+					break
+				}
+				raw |= hi << 16
+				t.crossOff, t.crossHi, cross = off2, uint16(hi), true
+			} else {
+				raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
 			}
-			raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
 		}
 		in := riscv.Decode(raw)
-		if !translated(in) {
+		if !translated(in) || t.j.h.Interprets(in) {
 			break
+		}
+		if cross {
+			t.cross = len(t.insns)
 		}
 		t.insns = append(t.insns, in)
 		t.pcs = append(t.pcs, pc)
@@ -119,6 +151,39 @@ func (t *tr) decode(pc, off uint64) {
 	}
 	t.n = len(t.insns)
 	t.full = t.n == limit
+}
+
+// nextHalf returns the 16 bits at guest address va (a page start) and
+// their RAM offset, when va's page is in the fetch TLB.
+func (t *tr) nextHalf(va uint64) (hi uint32, off uint64, ok bool) {
+	e := (*[2]uint64)(unsafe.Pointer(&t.j.view.FetchTLB[va>>12&(riscv.TLBSize-1)]))
+	if e[0] != va>>12<<4|*t.j.view.FetchKey {
+		return 0, 0, false
+	}
+	return uint32(binary.LittleEndian.Uint16(t.j.view.RAM[e[1]:])), e[1], true
+}
+
+// crossCheck leaves for the interpreter unless the instruction straddling
+// into the next page reads what it was translated from: that page's fetch
+// TLB entry still maps it to the same RAM page, which still holds the same
+// 16 bits. The interpreter fetches the second half through the same entry
+// (or a page walk when there is none).
+func (t *tr) crossCheck(k int, pc uint64) {
+	a := &t.a
+	lay := &t.j.lay
+	l := a.newLabel() // not the instruction's other exit: that comes after allocations
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: exitSlow, site: -1, spills: t.spills()})
+	vpn := (pc + 2) >> 12
+	entry := lay.fetch + int32(vpn&(riscv.TLBSize-1))*16
+	a.movImm(rAX, vpn<<4)
+	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
+	a.aluRM(true, aluCMP, rAX, at(regHart, entry))
+	a.jcc(ccNE, l)
+	a.movImm(rAX, t.crossOff)
+	a.aluRM(true, aluCMP, rAX, at(regHart, entry+8))
+	a.jcc(ccNE, l)
+	a.cmpMI16(atIdx(regRAM, rAX, 0, 0), t.crossHi)
+	a.jcc(ccNE, l)
 }
 
 // translated reports whether the translator handles in; everything else
@@ -139,10 +204,49 @@ func translated(in riscv.Inst) bool {
 		riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
 		riscv.OpMULW, riscv.OpDIVW, riscv.OpDIVUW, riscv.OpREMW, riscv.OpREMUW,
 		riscv.OpFENCE:
-		return true
+		// The pause hint (fence w,0) may make the interpreter yield to
+		// another hart.
+		return in.Op != riscv.OpFENCE || in.Imm&0xfff != pauseHint
 	}
-	return fpTranslated(in)
+	return amoTranslated(in) || fpTranslated(in)
 }
+
+// isAMO reports whether o is one of the A extension's read-modify-write
+// operations (not LR or SC).
+func isAMO(o riscv.Op) bool {
+	return o >= riscv.OpAMOSWAPW && o <= riscv.OpAMOMAXUW || o >= riscv.OpAMOSWAPD && o <= riscv.OpAMOMAXUD
+}
+
+// amoTranslated reports whether the translator handles AMO in: all but
+// the compare-and-swap kinds with x0 as the source (rare, and left to the
+// interpreter so that the loop always has the source in a register).
+func amoTranslated(in riscv.Inst) bool {
+	if !isAMO(in.Op) {
+		return false
+	}
+	k := in.Op - riscv.OpAMOSWAPW
+	if in.Op >= riscv.OpAMOSWAPD {
+		k = in.Op - riscv.OpAMOSWAPD
+	}
+	return in.Rs2 != 0 || k <= riscv.OpAMOADDW-riscv.OpAMOSWAPW
+}
+
+// amoCond is the condition under which min, max, minu and maxu (kind:
+// the distance from SWAP) keep the old value: old compared with the source.
+func amoCond(kind riscv.Op) cond {
+	switch kind {
+	case riscv.OpAMOMINW - riscv.OpAMOSWAPW:
+		return ccL
+	case riscv.OpAMOMAXW - riscv.OpAMOSWAPW:
+		return ccG
+	case riscv.OpAMOMINUW - riscv.OpAMOSWAPW:
+		return ccB
+	}
+	return ccA
+}
+
+// pauseHint is the fm/pred/succ field of Zihintpause's pause, fence w,0.
+const pauseHint = 0x010
 
 func endsBlock(o riscv.Op) bool {
 	switch o {
@@ -170,8 +274,12 @@ func (t *tr) assemble() []byte {
 	a.aluRI(true, aluSUB, regBudget, int32(t.n))
 	a.jcc(ccL, t.exit(t.pc0, 0, exitBudget))
 
+	t.page = pageOf{}
 	for k, in := range t.insns {
 		t.k = k
+		if k == t.cross {
+			t.crossCheck(k, t.pcs[k])
+		}
 		t.pinReads(in)
 		t.insn(k, in, t.pcs[k])
 		t.unpin()
@@ -179,7 +287,7 @@ func (t *tr) assemble() []byte {
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
 		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if !t.full && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && !t.crossLater && (next-t.pc0)+(t.off0&4095) < 4096 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
@@ -328,8 +436,17 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	a := &t.a
 	next := pc + uint64(in.Size)
 	imm := int32(in.Imm) // fits for every immediate of the ops translated
+	if !isLoad(in.Op) && !isStore(in.Op) && !keepsPage(in, t.page.rs1) {
+		t.page.ok = false // it uses RAX or RDX, or changes the base
+	}
 	switch in.Op {
 	case riscv.OpFENCE:
+		// x86 keeps every order RISC-V's fences ask for but a store's
+		// before a later load; harts running in parallel need MFENCE for
+		// that one (pred W, succ R).
+		if in.Imm>>4&1 != 0 && in.Imm&2 != 0 {
+			a.mfence()
+		}
 	case riscv.OpLUI:
 		t.setXImm(in.Rd, uint64(in.Imm))
 	case riscv.OpAUIPC:
@@ -360,22 +477,22 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
 		size, signed := loadSize(in.Op)
-		t.address(k, in, pc, size, false)
+		disp := t.access(k, in, pc, size, false)
 		d := rDX
 		if in.Rd != 0 {
 			d = t.dst(in.Rd)
 		}
-		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, 0))
+		a.loadExt(size, signed, d, atIdx(regRAM, rDX, 0, disp))
 	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		size := storeSize(in.Op)
 		if in.Rs2 == 0 {
-			t.address(k, in, pc, size, true)
-			a.storeZero(size, atIdx(regRAM, rDX, 0, 0))
+			disp := t.access(k, in, pc, size, true)
+			a.storeZero(size, atIdx(regRAM, rDX, 0, disp))
 			break
 		}
 		v := t.src(in.Rs2)
-		t.address(k, in, pc, size, true)
-		a.store(size, atIdx(regRAM, rDX, 0, 0), v)
+		disp := t.access(k, in, pc, size, true)
+		a.store(size, atIdx(regRAM, rDX, 0, disp), v)
 
 	case riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
 		if in.Rd == 0 {
@@ -524,7 +641,77 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.divide(in)
 	default:
+		if isAMO(in.Op) {
+			t.amo(k, in, pc)
+			break
+		}
 		t.fpInsn(k, in, pc)
+	}
+}
+
+// amo emits an AMO: aligned, through the write TLB (the interpreter's
+// translateAMO looks there first too), and atomic on the host, so that
+// harts running in parallel see it whole.
+func (t *tr) amo(k int, in riscv.Inst, pc uint64) {
+	a := &t.a
+	w := in.Op >= riscv.OpAMOSWAPD
+	size, kind := 4, in.Op-riscv.OpAMOSWAPW
+	if w {
+		size, kind = 8, in.Op-riscv.OpAMOSWAPD
+	}
+	src := rCX // x0: zero, set after the lookup
+	if in.Rs2 != 0 {
+		src = t.src(in.Rs2)
+	}
+	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	slow := t.exit(pc, k, exitSlow)
+	a.testRI(false, rDX, int32(size-1))
+	a.jcc(ccNE, slow) // misaligned: the interpreter raises it
+	t.lookup(size, t.j.lay.writeTLB, slow, false)
+	if in.Rs2 == 0 {
+		a.movImm(rCX, 0)
+	}
+	m := atIdx(regRAM, rDX, 0, 0)
+	switch kind {
+	case riscv.OpAMOSWAPW - riscv.OpAMOSWAPW:
+		a.movRR(true, rCX, src)
+		a.xchgMR(w, m, rCX)
+		a.movRR(true, rAX, rCX)
+	case riscv.OpAMOADDW - riscv.OpAMOSWAPW:
+		a.movRR(true, rCX, src)
+		a.lockXadd(w, m, rCX)
+		a.movRR(true, rAX, rCX)
+	default:
+		// Compare and swap until no other hart came in between: RAX the
+		// old value, RCX the new one (src is not RCX: see amoTranslated).
+		loop := a.newLabel()
+		a.load(w, rAX, m)
+		a.bind(loop)
+		switch kind {
+		case riscv.OpAMOXORW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluXOR, rCX, src)
+		case riscv.OpAMOANDW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluAND, rCX, src)
+		case riscv.OpAMOORW - riscv.OpAMOSWAPW:
+			a.movRR(true, rCX, rAX)
+			a.aluRR(w, aluOR, rCX, src)
+		default: // min, max, minu, maxu: the old value when it wins
+			a.aluRR(w, aluCMP, rAX, src)
+			a.movRR(true, rCX, src)
+			a.cmov(w, amoCond(kind), rCX, rAX)
+		}
+		a.lockCmpxchg(w, m, rCX)
+		a.jcc(ccNE, loop)
+	}
+	if in.Rd == 0 {
+		return
+	}
+	if w {
+		a.movRR(true, t.dst(in.Rd), rAX)
+	} else {
+		a.movsxd(t.dst(in.Rd), rAX)
 	}
 }
 
@@ -571,7 +758,7 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return fpTranslated(in) // with the FPU off, and for what SSE cannot do
+	return isAMO(in.Op) || fpTranslated(in) // AMOs like stores; FP with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
@@ -583,6 +770,10 @@ func regUse(in riscv.Inst) (reads, writes uint32) {
 	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpJAL:
 	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU,
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD,
+		riscv.OpAMOSWAPW, riscv.OpAMOADDW, riscv.OpAMOXORW, riscv.OpAMOANDW, riscv.OpAMOORW,
+		riscv.OpAMOMINW, riscv.OpAMOMAXW, riscv.OpAMOMINUW, riscv.OpAMOMAXUW,
+		riscv.OpAMOSWAPD, riscv.OpAMOADDD, riscv.OpAMOXORD, riscv.OpAMOANDD, riscv.OpAMOORD,
+		riscv.OpAMOMIND, riscv.OpAMOMAXD, riscv.OpAMOMINUD, riscv.OpAMOMAXUD,
 		riscv.OpADD, riscv.OpSUB, riscv.OpSLL, riscv.OpSLT, riscv.OpSLTU, riscv.OpXOR,
 		riscv.OpSRL, riscv.OpSRA, riscv.OpOR, riscv.OpAND,
 		riscv.OpADDW, riscv.OpSUBW, riscv.OpSLLW, riscv.OpSRLW, riscv.OpSRAW,
@@ -672,17 +863,104 @@ func loadSize(o riscv.Op) (size int, signed bool) {
 	return 8, false
 }
 
+// pageOf describes the page a load or store found, for the next one: when
+// ok, RDX holds the RAM offset of the address base(rs1)+imm and RAX its
+// offset in the page, both through the read or write TLB (write).
+type pageOf struct {
+	ok    bool
+	write bool
+	rs1   uint8
+	imm   int64
+}
+
+// access emits the address computation of a load or store (instruction
+// k) and returns the displacement to add to RBX+RDX. Consecutive accesses
+// of one kind from the same base register (a stack frame, a structure,
+// bytes of a word) share one TLB lookup: the later ones only check that
+// they stay in the page the first one found, which is what the
+// interpreter's TLB, unchanged in between, would tell them.
+func (t *tr) access(k int, in riscv.Inst, pc uint64, size int, write bool) int32 {
+	a := &t.a
+	prev := t.page
+	t.page = pageOf{}
+	// keep: a later access may use what this one finds (nothing in between
+	// touches RAX, RDX or the base register).
+	keep := false
+	if !(isLoad(in.Op) && (in.Rd == 0 || in.Rd == in.Rs1)) { // RDX or the base overwritten
+		for j := k + 1; j < t.n; j++ {
+			next := t.insns[j]
+			if next.Rs1 == in.Rs1 && (isLoad(next.Op) && !write || isStore(next.Op) && write) {
+				keep = true
+				break
+			}
+			if !keepsPage(next, in.Rs1) {
+				break
+			}
+		}
+	}
+	if prev.ok && prev.write == write && prev.rs1 == in.Rs1 {
+		d := int32(in.Imm - prev.imm)
+		slow := t.exit(pc, k, exitSlow)
+		a.lea(false, rCX, at(rAX, d))
+		a.aluRI(false, aluCMP, rCX, int32(4096-size))
+		a.jcc(ccA, slow)
+		if keep {
+			t.page = prev
+		}
+		return d
+	}
+	t.addressFS(k, in, pc, size, write, false, keep)
+	if keep {
+		t.page = pageOf{ok: true, write: write, rs1: in.Rs1, imm: in.Imm}
+	}
+	return 0
+}
+
+// keepsPage reports whether the translation of in leaves RAX and RDX alone
+// and does not write guest register base: simple arithmetic that comes
+// between the loads and stores of a stack frame or a structure.
+func keepsPage(in riscv.Inst, base uint8) bool {
+	if in.Rd == base && in.Rd != 0 {
+		return false
+	}
+	switch in.Op {
+	case riscv.OpLUI, riscv.OpAUIPC, riscv.OpFENCE, riscv.OpADDI, riscv.OpXORI, riscv.OpORI, riscv.OpANDI:
+		return true // their only temporary is the destination
+	case riscv.OpSLLI, riscv.OpSRLI, riscv.OpSRAI:
+		return in.Rs1 != 0 || in.Rd == 0
+	case riscv.OpADD, riscv.OpXOR, riscv.OpOR, riscv.OpAND, riscv.OpSUB:
+		return in.Rd == 0 || in.Rs1 != 0 && !(in.Op == riscv.OpSUB && in.Rd == in.Rs2)
+	}
+	return false
+}
+
+func isLoad(o riscv.Op) bool {
+	switch o {
+	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU:
+		return true
+	}
+	return false
+}
+
+func isStore(o riscv.Op) bool {
+	switch o {
+	case riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
+		return true
+	}
+	return false
+}
+
 // address computes the RAM offset of a load or store of instruction k into
 // RDX through the hart's read or write TLB, exiting to the interpreter on a
 // miss or when the access leaves the page (the interpreter's fast path
 // makes the same two tests). RAX and RCX are clobbered.
 func (t *tr) address(k int, in riscv.Inst, pc uint64, size int, write bool) {
-	t.addressFS(k, in, pc, size, write, false)
+	t.addressFS(k, in, pc, size, write, false, false)
 }
 
 // addressFS is address, with the check that the FPU is on (an FP load or
-// store) when fs is set.
-func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool) {
+// store) when fs is set, leaving the page offset in RAX when keep is.
+func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs, keep bool) {
 	a := &t.a
 	tlb := t.j.lay.readTLB
 	if write {
@@ -698,19 +976,38 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs bool
 	if in.Imm != 0 {
 		a.aluRI(true, aluADD, rDX, int32(in.Imm))
 	}
+	t.lookup(size, tlb, slow, keep)
+}
+
+// lookup turns the guest address in RDX into its RAM offset through the
+// TLB at displacement tlb (the read or the write one), jumping to slow on a
+// miss or when the size bytes leave the page; keep leaves the page offset
+// in RAX. It clobbers RAX and RCX.
+func (t *tr) lookup(size int, tlb int32, slow label, keep bool) {
+	a := &t.a
 	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
-	a.movRR(true, rAX, rDX)
-	a.shiftRI(true, shSHR, rAX, 8)
-	a.movRR(false, rCX, rAX)
+	// For a wider access the tag is computed from its last byte, as QEMU
+	// does: when the access leaves the page, that is a page whose entry
+	// cannot be at this index, so the one comparison also stands for the
+	// interpreter's page-crossing test.
+	if size == 1 {
+		a.movRR(true, rAX, rDX)
+		a.shiftRI(true, shSHR, rAX, 8)
+		a.movRR(false, rCX, rAX)
+	} else {
+		a.movRR(false, rCX, rDX)
+		a.shiftRI(false, shSHR, rCX, 8)
+		a.lea(true, rAX, at(rDX, int32(size-1)))
+		a.shiftRI(true, shSHR, rAX, 8)
+	}
 	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
 	a.aluRI(true, aluAND, rAX, -16)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
 	a.aluRI(false, aluAND, rDX, 4095)
-	if size > 1 {
-		a.aluRI(false, aluCMP, rDX, int32(4096-size))
-		a.jcc(ccA, slow)
+	if keep {
+		a.movRR(false, rAX, rDX)
 	}
 	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
