@@ -118,8 +118,12 @@ func rewriteSection(t *testing.T, m *Machine, name string, edit func(map[string]
 		if secs[i].Name != name {
 			continue
 		}
+		// Numbers stay exact (json.Number): a register holding a value
+		// above 2^53 must not be rounded into one that no longer fits.
 		var v map[string]any
-		if err := json.Unmarshal(secs[i].Data, &v); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(secs[i].Data))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
 			t.Fatal(err)
 		}
 		edit(v)
