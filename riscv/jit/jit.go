@@ -140,8 +140,9 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  []*codePage // by RAM page; nil for none
-	live   []uint64    // the pages with blocks
+	jtb    [jtSize]*block // the block of each jump table entry
+	pages  []*codePage    // by RAM page; nil for none
+	live   []uint64       // the pages with blocks
 
 	// churn counts, per RAM page, how often its blocks were dropped
 	// because the page was written. Pages that mix code with data being
@@ -282,7 +283,13 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			j.verify(off>>12, cp)
 		}
 		left := limit - h.Instret
-		b := j.blocks[blockKey{h.PC, off}]
+		idx := jtIndex(h.PC)
+		var b *block
+		if e := &j.c.jt[idx]; e.pc == h.PC && e.off == off {
+			b = j.jtb[idx] // the jump table doubles as a cache of the map
+		} else {
+			b = j.blocks[blockKey{h.PC, off}]
+		}
 		if b == nil {
 			if left < minTranslate {
 				return
@@ -293,7 +300,8 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			return
 		}
 		// Jumps from generated code to here may stay in generated code.
-		j.c.jt[jtIndex(h.PC)] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		j.c.jt[idx] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		j.jtb[idx] = b
 		if left < b.n {
 			return
 		}

@@ -4,6 +4,7 @@ package jit
 
 import (
 	"encoding/binary"
+	"slices"
 	"unsafe"
 
 	"ftvm/riscv"
@@ -26,7 +27,9 @@ type tr struct {
 	off0  uint64 // its RAM offset
 	insns []riscv.Inst
 	pcs   []uint64
-	n     int // instructions in the block
+	// followed marks the JALs whose target the block goes on with.
+	followed []bool
+	n        int // instructions in the block
 	// base is the executable address the block is assembled for.
 	base  uintptr
 	stubs []stub
@@ -112,7 +115,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 // page, stopping after a jump or branch and before anything not translated.
 func (t *tr) decode(pc, off uint64) {
 	t.pc0, t.off0 = pc, off
-	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
+	t.insns, t.pcs, t.followed = t.insns[:0], t.pcs[:0], t.followed[:0]
 	ram := t.j.view.RAM
 	limit := t.j.blockLimit(off >> 12)
 	t.cross, t.crossLater = -1, false
@@ -143,14 +146,29 @@ func (t *tr) decode(pc, off uint64) {
 		}
 		t.insns = append(t.insns, in)
 		t.pcs = append(t.pcs, pc)
+		t.followed = append(t.followed, false)
 		pc += uint64(in.Size)
 		off += uint64(in.Size)
+		if in.Op == riscv.OpJAL {
+			// A direct jump within the page the block has not been to
+			// yet: the block goes on at its target.
+			target := t.pcs[len(t.pcs)-1] + uint64(in.Imm)
+			if target>>12 == t.pc0>>12 && !slices.Contains(t.pcs, target) && !cross {
+				t.followed[len(t.followed)-1] = true
+				off = off - uint64(in.Size) - (t.pcs[len(t.pcs)-1] & 4095) + (target & 4095)
+				pc = target
+				continue
+			}
+		}
 		if endsBlock(in.Op) {
 			break
 		}
 	}
 	t.n = len(t.insns)
 	t.full = t.n == limit
+	if t.n > 0 {
+		t.followed[t.n-1] = false // the block ends there: it jumps
+	}
 }
 
 // nextHalf returns the 16 bits at guest address va (a page start) and
@@ -287,7 +305,7 @@ func (t *tr) assemble() []byte {
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
 		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if !t.full && !t.crossLater && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && !t.crossLater && next>>12 == t.pc0>>12 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
@@ -453,6 +471,9 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		t.setXImm(in.Rd, pc+uint64(in.Imm))
 	case riscv.OpJAL:
 		t.setXImm(in.Rd, next)
+		if t.followed[k] {
+			break
+		}
 		t.writeBack()
 		t.jumpTo(pc + uint64(in.Imm))
 	case riscv.OpJALR:
