@@ -23,9 +23,12 @@ run: guest build
 
 # FTVM_REQUIRE_ALL turns "tool or guest missing" skips into failures, so a
 # broken install step cannot hide behind a green run.
+# The multi-hart programs run again under the race detector: in parallel
+# mode the harts are goroutines sharing the machine.
 test: guest
 	$(GO) vet ./...
 	FTVM_REQUIRE_ALL=1 $(GO) test -timeout 20m ./...
+	FTVM_REQUIRE_ALL=1 $(GO) test -race -timeout 10m -run '^TestSMP' ./machine
 
 bench: guest build
 	./bin/ftvm bench $(ARGS)

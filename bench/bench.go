@@ -20,9 +20,13 @@ type Output struct {
 }
 
 // Guest is the kernel and initramfs a benchmark boots (files, which QEMU
-// is given too).
+// is given too), and the harts of the machines it builds (0: one; with
+// Parallel they run in parallel, which the record and replay benchmark
+// refuses).
 type Guest struct {
 	Kernel, Initrd string
+	Harts          int
+	Parallel       bool
 }
 
 func (g Guest) load() (kernel, initrd []byte, err error) {

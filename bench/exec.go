@@ -54,11 +54,11 @@ func VsQEMU(g Guest, qemu string, runs int, out Output) error {
 		for _, e := range engines {
 			fmt.Fprintf(out.Progress, "bench: run %d/%d: %s\n", i+1, runs, e)
 			t0, c0 := time.Now(), cpuTime()
-			if _, err := ftvmMarks(k, rd, e, bootArgs, markInit); err != nil {
+			if _, err := ftvmMarks(g.config(k, rd, e, bootArgs), markInit); err != nil {
 				return fmt.Errorf("%s boot: %w", e, err)
 			}
 			boot.cells[e] = append(boot.cells[e], benchCell{time.Since(t0).Seconds(), (cpuTime() - c0).Seconds()})
-			m, err := ftvmRR(k, rd, rrWindow{cmdline: cpuArgs, from: markBenchFrom, to: markBenchTo, exec: e}, false)
+			m, err := ftvmRR(k, rd, rrWindow{cmdline: cpuArgs, from: markBenchFrom, to: markBenchTo, exec: e, harts: g.Harts, parallel: g.Parallel}, false)
 			if err != nil {
 				return fmt.Errorf("%s cpu-bound guest: %w", e, err)
 			}
@@ -67,7 +67,7 @@ func VsQEMU(g Guest, qemu string, runs int, out Output) error {
 			if e == machine.ExecJIT {
 				stats, statsInsns = m.jit, m.total
 			}
-			m, err = ftvmRR(k, rd, rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000, exec: e}, false)
+			m, err = ftvmRR(k, rd, rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000, exec: e, harts: g.Harts, parallel: g.Parallel}, false)
 			if err != nil {
 				return fmt.Errorf("%s key-value: %w", e, err)
 			}

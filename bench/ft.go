@@ -23,6 +23,7 @@ type FTOptions struct {
 	Conns    int           // client connections of the throughput load
 	Rounds   int           // cpubench rounds of the epoch experiment
 	Epochs   []uint64      // epoch lengths (instructions) of the epoch experiment
+	Harts    int           // harts of the guests (0: one)
 }
 
 // FaultTolerance measures the fault-tolerance figures side by side in one
@@ -43,6 +44,9 @@ func FaultTolerance(o FTOptions, out Output) error {
 		return err
 	}
 	defer c.Stop()
+	if o.Harts > 1 {
+		c.VM = []string{"-smp", strconv.Itoa(o.Harts)}
+	}
 	progress := func(format string, args ...any) { fmt.Fprintf(out.Progress, "bench: "+format+"\n", args...) }
 
 	// Unreplicated.

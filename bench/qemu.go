@@ -28,17 +28,29 @@ const (
 type mark struct {
 	instret uint64
 	wall    time.Duration
+	cpu     time.Duration // the process's CPU time (all threads) so far
 }
 
-// ftvmMarks boots a machine and returns, for each marker in order, the
-// instruction count and wall time (from before the machine is built) at
-// which it appeared on the console.
-func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) ([]mark, error) {
+// config is the machine a benchmark boots on g with engine exec and this
+// command line.
+func (g Guest) config(kernel, initrd []byte, exec, cmdline string) machine.Config {
+	return machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Exec: exec, Harts: g.Harts, Parallel: g.Parallel}
+}
+
+// ftvmMarks boots the machine cfg and returns, for each marker in order,
+// the instruction count and wall time (from before the machine is built)
+// at which it appeared on the console.
+func ftvmMarks(cfg machine.Config, markers ...string) ([]mark, error) {
+	got, _, err := ftvmMarksMachine(cfg, markers...)
+	return got, err
+}
+
+// ftvmMarksMachine is ftvmMarks, also returning the machine.
+func ftvmMarksMachine(cfg machine.Config, markers ...string) ([]mark, *machine.Machine, error) {
 	start := time.Now()
 	var line bytes.Buffer
 	var got []mark
 	var m *machine.Machine
-	cfg := machine.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Exec: exec}
 	cfg.Outputs.Console = func(instret uint64, b []byte) {
 		for _, c := range b {
 			if c != '\n' {
@@ -46,7 +58,7 @@ func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) (
 				continue
 			}
 			if len(got) < len(markers) && strings.Contains(line.String(), markers[len(got)]) {
-				got = append(got, mark{instret, time.Since(start)})
+				got = append(got, mark{instret, time.Since(start), cpuTime()})
 				if len(got) == len(markers) {
 					m.Pause()
 				}
@@ -56,7 +68,7 @@ func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) (
 	}
 	m, err := machine.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r, err := runloop.Run(runloop.Config{Engine: m, Limit: 50e9, Hooks: runloop.Hooks{
 		Stop: func(vm.StopReason) bool { return len(got) == len(markers) }}})
@@ -64,18 +76,24 @@ func ftvmMarks(kernel, initrd []byte, exec, cmdline string, markers ...string) (
 		if err == nil {
 			err = fmt.Errorf("%v after %d instructions", r, m.Instret())
 		}
-		return nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
+		return nil, nil, fmt.Errorf("guest stopped before printing %q: %w", markers[len(got)], err)
 	}
-	return got, nil
+	return got, m, nil
 }
 
 // qemuMarks boots QEMU's virt board (OpenSBI firmware, one hart) and returns
 // the wall time at which each marker appeared on its console.
 func qemuMarks(qemu, kernel, initrd, cmdline string, markers ...string) ([]time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return qemuMarksArgs(qemu, kernel, initrd, cmdline, []string{"-smp", "1"}, 5*time.Minute, markers...)
+}
+
+// qemuMarksArgs is qemuMarks with extra QEMU arguments (which must say
+// -smp) and a time limit.
+func qemuMarksArgs(qemu, kernel, initrd, cmdline string, extra []string, limit time.Duration, markers ...string) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	args := []string{"-M", "virt", "-smp", "1", "-m", "256M", "-nographic", "-bios", "default",
-		"-kernel", kernel, "-append", cmdline}
+	args := append([]string{"-M", "virt", "-m", "256M", "-nographic", "-bios", "default",
+		"-kernel", kernel, "-append", cmdline}, extra...)
 	if initrd != "" {
 		args = append(args, "-initrd", initrd)
 	}

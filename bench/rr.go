@@ -46,6 +46,8 @@ type rrWindow struct {
 	dur      time.Duration
 	kv       int
 	exec     string // ftvm's execution engine (empty: the default)
+	harts    int    // ftvm's harts (0: one); QEMU's are always one
+	parallel bool   // ftvm's harts in parallel (not when recording)
 	noIcount bool   // QEMU without -icount: plain TCG
 }
 
@@ -73,7 +75,7 @@ var benchHostIP = netip.MustParsePrefix("10.0.2.2/24")
 // time, console, network on an in-process link to a host-side TCP stack).
 func ftvmRR(k, rd []byte, w rrWindow, record bool) (rrMeasure, error) {
 	var res rrMeasure
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Exec: w.exec}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: w.cmdline, InstructionsPerTick: 10, Exec: w.exec, Harts: w.harts, Parallel: w.parallel && !record}
 	var guestEnd, hostEnd *netdev.PipeEnd
 	if w.kv > 0 {
 		guestEnd, hostEnd = netdev.NewPipe()
@@ -249,14 +251,14 @@ func kvPairs(c io.ReadWriter, n, size int) (int, error) {
 
 // replayWindow replays a recorded log and returns the wall time it took
 // to replay the window [from, to].
-func replayWindow(k, rd []byte, log []byte, from, to uint64) (rrMeasure, error) {
+func replayWindow(k, rd []byte, harts int, log []byte, from, to uint64) (rrMeasure, error) {
 	var res rrMeasure
 	rdr, err := eventlog.NewReader(bytes.NewReader(log))
 	if err != nil {
 		return res, err
 	}
 	hdr := rdr.Header()
-	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick}
+	cfg := machine.Config{Kernel: k, Initrd: rd, Cmdline: hdr.Cmdline, InstructionsPerTick: hdr.InstructionsPerTick, Harts: harts}
 	if hdr.MAC != (eventlog.MAC{}) {
 		cfg.Net, cfg.MAC = true, hdr.MAC
 		if cfg.Disk, err = benchDisk(); err != nil {
@@ -411,9 +413,9 @@ func RecordReplay(g Guest, qemu string, runs int, out Output) error {
 		return err
 	}
 	kernel, initrd := g.Kernel, g.Initrd
-	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second}
-	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo}
-	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000}
+	idle := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "console ready", dur: 5 * time.Second, harts: g.Harts}
+	cpu := rrWindow{cmdline: "console=ttyS0 earlycon=sbi ftvm.mode=cpubench ftvm.n=30", from: markBenchFrom, to: markBenchTo, harts: g.Harts}
+	kv := rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000, harts: g.Harts}
 	type row struct {
 		name                             string
 		w                                rrWindow
@@ -440,7 +442,7 @@ func RecordReplay(g Guest, qemu string, runs int, out Output) error {
 				return fmt.Errorf("%s, recording: %w", r.name, err)
 			}
 			r.rec = append(r.rec, m)
-			rp, err := replayWindow(k, rd, m.log, m.from, m.to)
+			rp, err := replayWindow(k, rd, r.w.harts, m.log, m.from, m.to)
 			if err != nil {
 				return fmt.Errorf("%s, replay: %w", r.name, err)
 			}

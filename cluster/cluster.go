@@ -37,6 +37,9 @@ type Cluster struct {
 	Switch  string // the switch's UDP address (-net switch:ADDR)
 	Forward string // the switch's forward to the guest's server port (6379 for kv and redis)
 	Guest   guests.Guest
+	// VM are machine flags for primaries and plain runs (-smp N); a
+	// backup gets the primary's machine with its state.
+	VM      []string
 	ftvm    string
 	timeout time.Duration
 	procs   []*exec.Cmd
@@ -150,6 +153,9 @@ func (c *Cluster) Replica(role, id string, extra ...string) (*Proc, error) {
 	}
 	defer logf.Close()
 	argv := []string{role, "-net", "switch:" + c.Switch, "-disk", disk, "-guest", c.Guest.Name}
+	if role != "backup" { // a backup gets the primary's machine with its state
+		argv = append(argv, c.VM...)
+	}
 	if role != "run" {
 		argv = append(argv, "-id", id, "-keys", c.Keys, "-cluster", "ftvm", "-listen", r.Listen,
 			"-arbiter", c.Arbiter, "-http", r.HTTP, "-timeout", c.timeout.String())

@@ -1,11 +1,14 @@
 package devices
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func newTestCLINT() (*CLINT, *uint64, *line, *line) {
 	now := new(uint64)
 	msip, mtip := &line{}, &line{}
-	return NewCLINT(func() uint64 { return *now }, msip, mtip), now, msip, mtip
+	return NewCLINT(func() uint64 { return *now }, HartLines{msip, mtip}), now, msip, mtip
 }
 
 func TestCLINTReset(t *testing.T) {
@@ -69,8 +72,11 @@ func TestCLINTMtimecmpAndMTIP(t *testing.T) {
 	*now = 1500
 	c.Update()
 	expectLevel(t, "MTIP", mtip, true)
-	if d := c.Deadline(); d != 1500 {
-		t.Fatalf("Deadline when due = %d", d)
+	if d := c.Deadline(); d != ^uint64(0) {
+		t.Fatalf("Deadline once fired = %d, want none", d)
+	}
+	if d := c.HartDeadline(0); d != 1500 {
+		t.Fatalf("HartDeadline when due = %d", d)
 	}
 
 	// 32-bit sequence: high = -1 (timer off), low, high.
@@ -78,7 +84,7 @@ func TestCLINTMtimecmpAndMTIP(t *testing.T) {
 	expectLevel(t, "MTIP", mtip, false)
 	c.Write(0x4000, 4, 0x00000010)
 	c.Write(0x4004, 4, 0x00000001)
-	if v := c.Timecmp(); v != 0x1_00000010 {
+	if v := c.Timecmp(0); v != 0x1_00000010 {
 		t.Fatalf("mtimecmp after 32-bit stores = %#x", v)
 	}
 	expectLevel(t, "MTIP", mtip, false)
@@ -92,13 +98,13 @@ func TestCLINTMtimecmpAndMTIP(t *testing.T) {
 	c2.Write(0x4000, 4, 0xDEADBEEF)
 	c2.Write(0x4004, 4, 0x12345678)
 	c.Write(0x4000, 8, 0x12345678DEADBEEF)
-	if c.State() != c2.State() {
+	if !reflect.DeepEqual(c.State(), c2.State()) {
 		t.Fatalf("64-bit store %+v != two 32-bit stores %+v", c.State(), c2.State())
 	}
 
-	c.SetTimecmp(0)
+	c.SetTimecmp(0, 0)
 	expectLevel(t, "MTIP", mtip, true)
-	c.SetTimecmp(^uint64(0))
+	c.SetTimecmp(0, ^uint64(0))
 	expectLevel(t, "MTIP", mtip, false)
 }
 
@@ -113,7 +119,7 @@ func TestCLINTMtimeWrite(t *testing.T) {
 	if v := c.Read(0xBFF8, 8); v != 5050 {
 		t.Fatalf("mtime keeps counting: %d, want 5050", v)
 	}
-	c.SetTimecmp(5100)
+	c.SetTimecmp(0, 5100)
 	if d := c.Deadline(); d != 200 {
 		t.Fatalf("Deadline in board clock = %d, want 200", d)
 	}
@@ -138,7 +144,7 @@ func TestCLINTMtimeWrite(t *testing.T) {
 	// A deadline that needs the board clock to wrap is "never".
 	*now = ^uint64(0) - 10
 	c.Write(0xBFF8, 8, 0)
-	c.SetTimecmp(100)
+	c.SetTimecmp(0, 100)
 	if d := c.Deadline(); d != ^uint64(0) {
 		t.Fatalf("wrapping Deadline = %#x", d)
 	}
@@ -157,15 +163,18 @@ func TestCLINTState(t *testing.T) {
 	if err := d.SetState(s); err != nil {
 		t.Fatal(err)
 	}
-	if d.State() != s || d.Mtime() != 30 {
+	if !reflect.DeepEqual(d.State(), s) || d.Mtime() != 30 {
 		t.Fatalf("restored %+v mtime %d", d.State(), d.Mtime())
 	}
 	expectLevel(t, "restored MSIP", msip2, msip.high)
 	expectLevel(t, "restored MTIP", mtip2, mtip.high)
-	if err := d.SetState(CLINTState{MSIP: 2}); err == nil {
+	if err := d.SetState(CLINTState{MSIP: []uint32{2}, Mtimecmp: []uint64{0}}); err == nil {
 		t.Fatal("SetState accepted MSIP=2")
 	}
-	if d.State() != s {
+	if err := d.SetState(CLINTState{MSIP: []uint32{0, 0}, Mtimecmp: []uint64{0, 0}}); err == nil {
+		t.Fatal("SetState accepted a state for two harts")
+	}
+	if !reflect.DeepEqual(d.State(), s) {
 		t.Fatal("failed SetState changed the state")
 	}
 }
@@ -173,4 +182,38 @@ func TestCLINTState(t *testing.T) {
 func TestCLINTNoPanic(t *testing.T) {
 	c, _, _, _ := newTestCLINT()
 	fuzzMMIO(t, c, CLINTSize)
+}
+
+// TestCLINTHarts: each hart has its own msip word and mtimecmp, and its
+// own lines; Deadline is the earliest of them.
+func TestCLINTHarts(t *testing.T) {
+	now := new(uint64)
+	l := []*line{{}, {}, {}, {}, {}, {}}
+	c := NewCLINT(func() uint64 { return *now }, HartLines{l[0], l[1]}, HartLines{l[2], l[3]}, HartLines{l[4], l[5]})
+	c.Write(8, 4, 1) // hart 2's msip
+	expectLevel(t, "hart 2 MSIP", l[4], true)
+	expectLevel(t, "hart 0 MSIP", l[0], false)
+	if v := c.Read(12, 4); v != 0 {
+		t.Fatalf("a fourth hart's msip reads %#x", v)
+	}
+	c.Write(0x4008, 8, 300) // hart 1
+	c.Write(0x4010, 8, 200) // hart 2
+	if d := c.Deadline(); d != 200 {
+		t.Fatalf("Deadline %d, want 200", d)
+	}
+	if d := c.HartDeadline(1); d != 300 {
+		t.Fatalf("hart 1 deadline %d", d)
+	}
+	*now = 250
+	c.Update()
+	expectLevel(t, "hart 2 MTIP", l[5], true)
+	expectLevel(t, "hart 1 MTIP", l[3], false)
+	expectLevel(t, "hart 0 MTIP", l[1], false)
+	if v := c.Read(0x4018, 8); v != 0 {
+		t.Fatalf("a fourth hart's mtimecmp reads %#x", v)
+	}
+	s := c.State()
+	if len(s.MSIP) != 3 || s.Mtimecmp[2] != 200 {
+		t.Fatalf("state %+v", s)
+	}
 }

@@ -1,10 +1,15 @@
 package devices
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
 
 // PLIC layout (riscv-plic-spec, "Memory Map"; SiFive "riscv,plic0"), with
-// two contexts for hart 0: context 0 is M-mode (MEIP), context 1 is S-mode
-// (SEIP), matching the interrupts-extended order <&intc 11>, <&intc 9>.
+// two contexts per hart: context 2i is hart i's M-mode (MEIP), context 2i+1
+// its S-mode (SEIP), matching the interrupts-extended order <&intc 11>,
+// <&intc 9> of each hart, as on QEMU's virt board.
 const (
 	PLICBase = 0x0c000000
 	PLICSize = 0x4000000
@@ -15,8 +20,9 @@ const (
 	// PLICMaxPriority is the largest priority; priority and threshold
 	// registers are WARL and keep only these bits (3, as QEMU's virt).
 	PLICMaxPriority = 7
-	// PLICContexts is the number of contexts.
-	PLICContexts = 2
+	// PLICMaxContexts is how many contexts the register layout has room
+	// for.
+	PLICMaxContexts = (PLICSize - plicContext) / plicCtxSize
 
 	plicPriority   = 0x000000 // 4 bytes per source
 	plicPending    = 0x001000 // bit array
@@ -35,8 +41,8 @@ type PLICState struct {
 	Level     uint32                  // current input levels
 	Pending   uint32                  // interrupt pending bits
 	Claimed   uint32                  // claimed and not yet completed
-	Enable    [PLICContexts]uint32
-	Threshold [PLICContexts]uint32
+	Enable    []uint32                // per context
+	Threshold []uint32                // per context
 }
 
 // PLIC is the platform-level interrupt controller.
@@ -49,22 +55,30 @@ type PLICState struct {
 // before the claim: the claim may then find a source with nothing to do,
 // which Linux tolerates.
 type PLIC struct {
-	s   PLICState
-	out [PLICContexts]IRQLine
+	s     PLICState
+	out   []IRQLine
+	level []bool // the level last driven on each context's line
 }
 
-// NewPLIC returns a PLIC whose context 0 drives meip and context 1 drives
-// seip (nil means not connected).
-func NewPLIC(meip, seip IRQLine) *PLIC {
-	p := &PLIC{out: [PLICContexts]IRQLine{meip, seip}}
-	for i, l := range p.out {
+// NewPLIC returns a PLIC with one context per line in contexts, each
+// driving its line (nil means not connected): for hart i, contexts 2i and
+// 2i+1 drive its MEIP and SEIP. At most PLICMaxContexts.
+func NewPLIC(contexts ...IRQLine) *PLIC {
+	n := min(len(contexts), PLICMaxContexts)
+	p := &PLIC{out: make([]IRQLine, n), level: make([]bool, n)}
+	p.s.Enable, p.s.Threshold = make([]uint32, n), make([]uint32, n)
+	for i, l := range contexts[:n] {
 		if l == nil {
-			p.out[i] = IRQFunc(func(bool) {})
+			l = IRQFunc(func(bool) {})
 		}
+		p.out[i] = l
 	}
-	p.update()
+	p.drive()
 	return p
 }
+
+// Contexts is the number of contexts.
+func (p *PLIC) Contexts() int { return len(p.out) }
 
 // SetLevel sets the input level of source id (1..PLICSources); other ids
 // are ignored.
@@ -103,10 +117,22 @@ func (p *PLIC) best(ctx int) int {
 }
 
 // update drives each context's output: its EIP bit is set when a claim
-// would return a source (spec, "Interrupt Notifications").
+// would return a source (spec, "Interrupt Notifications"). Only lines that
+// change are driven.
 func (p *PLIC) update() {
 	for ctx, l := range p.out {
-		l.SetLevel(p.best(ctx) != 0)
+		if v := p.best(ctx) != 0; v != p.level[ctx] {
+			p.level[ctx] = v
+			l.SetLevel(v)
+		}
+	}
+}
+
+// drive drives every context's output, changed or not.
+func (p *PLIC) drive() {
+	for ctx, l := range p.out {
+		p.level[ctx] = p.best(ctx) != 0
+		l.SetLevel(p.level[ctx])
 	}
 }
 
@@ -173,12 +199,12 @@ func (p *PLIC) read32(off uint64) uint32 {
 		}
 	case off == plicPending:
 		return p.s.Pending
-	case off >= plicEnable && off < plicEnable+PLICContexts*plicEnableSize:
+	case off >= plicEnable && off < plicEnable+uint64(len(p.out))*plicEnableSize:
 		ctx, r := (off-plicEnable)/plicEnableSize, (off-plicEnable)%plicEnableSize
 		if r == 0 {
 			return p.s.Enable[ctx]
 		}
-	case off >= plicContext && off < plicContext+PLICContexts*plicCtxSize:
+	case off >= plicContext && off < plicContext+uint64(len(p.out))*plicCtxSize:
 		ctx, r := (off-plicContext)/plicCtxSize, (off-plicContext)%plicCtxSize
 		switch r {
 		case 0:
@@ -198,13 +224,13 @@ func (p *PLIC) write32(off uint64, v uint32) {
 			p.update()
 		}
 	// The pending array is read-only (spec, "Interrupt Pending Bits").
-	case off >= plicEnable && off < plicEnable+PLICContexts*plicEnableSize:
+	case off >= plicEnable && off < plicEnable+uint64(len(p.out))*plicEnableSize:
 		ctx, r := (off-plicEnable)/plicEnableSize, (off-plicEnable)%plicEnableSize
 		if r == 0 {
 			p.s.Enable[ctx] = v & plicValidMask
 			p.update()
 		}
-	case off >= plicContext && off < plicContext+PLICContexts*plicCtxSize:
+	case off >= plicContext && off < plicContext+uint64(len(p.out))*plicCtxSize:
 		ctx, r := (off-plicContext)/plicCtxSize, (off-plicContext)%plicCtxSize
 		switch r {
 		case 0:
@@ -217,12 +243,19 @@ func (p *PLIC) write32(off uint64, v uint32) {
 }
 
 // State returns a copy of the PLIC's state.
-func (p *PLIC) State() PLICState { return p.s }
+func (p *PLIC) State() PLICState {
+	s := p.s
+	s.Enable, s.Threshold = slices.Clone(s.Enable), slices.Clone(s.Threshold)
+	return s
+}
 
 // SetState restores a state returned by State and re-drives the context
 // outputs. The input levels in the state are the PLIC's view; devices
 // restored afterwards re-drive their lines, which is harmless.
 func (p *PLIC) SetState(s PLICState) error {
+	if len(s.Enable) != len(p.out) || len(s.Threshold) != len(p.out) {
+		return fmt.Errorf("plic: state for %d and %d contexts, the PLIC has %d", len(s.Enable), len(s.Threshold), len(p.out))
+	}
 	if s.Priority[0] != 0 {
 		return errors.New("plic: source 0 has a priority")
 	}
@@ -249,6 +282,7 @@ func (p *PLIC) SetState(s PLICState) error {
 		return errors.New("plic: high unclaimed source not pending")
 	}
 	p.s = s
-	p.update()
+	p.s.Enable, p.s.Threshold = slices.Clone(s.Enable), slices.Clone(s.Threshold)
+	p.drive()
 	return nil
 }

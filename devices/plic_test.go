@@ -1,6 +1,11 @@
 package devices
 
-import "testing"
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+)
 
 const (
 	ctx1Enable = 0x2080
@@ -151,6 +156,35 @@ func TestPLICContexts(t *testing.T) {
 	expectLevel(t, "MEIP", meip, true)
 }
 
+// TestPLICHarts: with two harts there are four contexts, each driving its
+// own line; hart 1's S-mode context (3) claims what is enabled for it only.
+func TestPLICHarts(t *testing.T) {
+	lines := []*line{{}, {}, {}, {}}
+	p := NewPLIC(lines[0], lines[1], lines[2], lines[3])
+	if p.Contexts() != 4 {
+		t.Fatalf("%d contexts", p.Contexts())
+	}
+	const ctx3Enable, ctx3Claim = 0x2000 + 3*0x80, 0x200000 + 3*0x1000 + 4
+	p.Write(5*4, 4, 1)
+	p.Write(ctx3Enable, 4, 1<<5)
+	p.SetLevel(5, true)
+	for i, want := range []bool{false, false, false, true} {
+		expectLevel(t, fmt.Sprintf("context %d", i), lines[i], want)
+	}
+	if id := p.Read(ctx1Claim, 4); id != 0 {
+		t.Fatalf("context 1 claimed %d", id)
+	}
+	if id := p.Read(ctx3Claim, 4); id != 5 {
+		t.Fatalf("context 3 claimed %d", id)
+	}
+	expectLevel(t, "context 3 after claim", lines[3], false)
+	// Registers of a fifth context do not exist.
+	p.Write(0x2000+4*0x80, 4, 1<<5)
+	if v := p.Read(0x2000+4*0x80, 4); v != 0 {
+		t.Fatalf("context 4 enable reads %#x", v)
+	}
+}
+
 func TestPLICAccessSizes(t *testing.T) {
 	p, _, _ := newTestPLIC()
 	// 64-bit store to priorities 2 and 3.
@@ -180,7 +214,7 @@ func TestPLICState(t *testing.T) {
 	if err := q.SetState(s); err != nil {
 		t.Fatal(err)
 	}
-	if q.State() != s {
+	if !reflect.DeepEqual(q.State(), s) {
 		t.Fatal("state did not round-trip")
 	}
 	expectLevel(t, "restored SEIP", seip, true)
@@ -197,9 +231,12 @@ func TestPLICState(t *testing.T) {
 		func(s *PLICState) { s.Level |= 1 },
 		func(s *PLICState) { s.Pending |= 1 << 1 }, // 1 is claimed
 		func(s *PLICState) { s.Level |= 1 << 5 },   // high but not pending
+		func(s *PLICState) { s.Enable = append(s.Enable, 0) },
+		func(s *PLICState) { s.Threshold = s.Threshold[:1] },
 	}
 	for i, f := range bad {
 		st := s
+		st.Enable, st.Threshold = slices.Clone(s.Enable), slices.Clone(s.Threshold)
 		f(&st)
 		if err := q.SetState(st); err == nil {
 			t.Errorf("bad state %d accepted", i)

@@ -210,7 +210,7 @@ func TestProtocol(t *testing.T) {
 	copy(ft.mem[:], "hello, world")
 	c, _ := start(t, ft, 1000)
 
-	c.expect("?", "S05")
+	c.expect("?", "T05thread:1;")
 	if got := c.cmd("qSupported:multiprocess+;swbreak+"); !strings.Contains(got, "PacketSize=4000") || !strings.Contains(got, "qXfer:features:read+") {
 		t.Errorf("qSupported = %q", got)
 	}
@@ -559,4 +559,67 @@ func TestNoReverse(t *testing.T) {
 	}
 	c.expect("bs", "")
 	c.expect("bc", "")
+}
+
+// threadedTarget is a fakeTarget with two threads that take turns, one
+// instruction each: thread i's PC is regs[3] of its own register file.
+type threadedTarget struct {
+	fakeTarget
+	files [2][4]uint64
+	sel   int
+}
+
+func (f *threadedTarget) NumThreads() int    { return 2 }
+func (f *threadedTarget) CurrentThread() int { return int(f.instret % 2) }
+func (f *threadedTarget) SelectThread(i int) {
+	f.files[f.sel] = f.regs
+	f.sel = i
+	f.regs = f.files[i]
+}
+func (f *threadedTarget) Run(until uint64, breakAt func(uint64) bool, interrupted func() bool) RunStop {
+	for f.instret < until {
+		cur := f.CurrentThread()
+		f.SelectThread(cur)
+		if breakAt != nil && breakAt(f.regs[3]) {
+			return StopBreak
+		}
+		f.regs[3] += 4
+		f.instret++
+	}
+	return StopLimit
+}
+
+// TestThreads: GDB sees one thread per hart, reads the selected one's
+// registers, and every stop names the thread that runs next.
+func TestThreads(t *testing.T) {
+	ft := &threadedTarget{}
+	ft.files[1][3] = 0x2000
+	a, b := net.Pipe()
+	srv := NewServer(a, ft)
+	c := &client{t: t, conn: b, r: bufio.NewReader(b), done: make(chan RunStop, 1)}
+	go func() {
+		for ft.instret < 100 {
+			srv.Run(100)
+		}
+		c.done <- StopLimit
+	}()
+	t.Cleanup(func() { b.Close() })
+	c.expect("?", "T05thread:1;")
+	c.expect("qfThreadInfo", "m1,2")
+	c.expect("qsThreadInfo", "l")
+	c.expect("qC", "QC1")
+	c.expect("T2", "OK")
+	c.expect("T3", "E01")
+	c.expect("Hg2", "OK")
+	c.expect("p3", hexs("\x00\x20\x00\x00\x00\x00\x00\x00"))
+	c.expect("Hg1", "OK")
+	c.expect("p3", hexs("\x00\x00\x00\x00\x00\x00\x00\x00"))
+	c.expect("qThreadExtraInfo,2", hexs("hart 1"))
+	c.expect("s", "T05thread:2;") // thread 1 ran; thread 2 is next
+	c.expect("p3", hexs("\x00\x20\x00\x00\x00\x00\x00\x00"))
+	c.expect("Z0,2008,4", "OK")
+	c.expect("c", "T05thread:2;")
+	if ft.files[1][3] != 0x2008 && ft.regs[3] != 0x2008 {
+		t.Errorf("stopped with thread 2 at %#x", ft.regs[3])
+	}
 }

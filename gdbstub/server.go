@@ -1,5 +1,6 @@
-// Package gdbstub serves the GDB remote serial protocol for one target
-// with one thread, in all-stop mode: GDB (gdb-multiarch) can read and write
+// Package gdbstub serves the GDB remote serial protocol for one target,
+// with one thread or several (Threads: a machine's harts), in all-stop
+// mode: GDB (gdb-multiarch) can read and write
 // registers and memory, set breakpoints, single-step, continue and
 // interrupt with Ctrl-C.
 //
@@ -106,6 +107,22 @@ type Target interface {
 	ExitCode() int
 }
 
+// Threads is a Target with several threads, such as the harts of a
+// machine. GDB numbers them from 1. The Target's register, PC and memory
+// methods act on the selected thread (GDB's Hg); running is all-stop: the
+// whole target runs, and a stop names the thread that executes the
+// target's next instruction, which becomes the selected one. A step is one
+// instruction of the target, whichever thread executes it.
+type Threads interface {
+	NumThreads() int
+	// SelectThread makes thread i (0-based) the one the Target's methods
+	// act on.
+	SelectThread(i int)
+	// CurrentThread is the thread (0-based) that executes the target's
+	// next instruction.
+	CurrentThread() int
+}
+
 type state int
 
 const (
@@ -144,7 +161,7 @@ var ErrKilled = errors.New("killed by the debugger")
 // resumes it: the owner's first Run call waits for GDB's commands.
 func NewServer(conn io.ReadWriteCloser, t Target) *Server {
 	s := &Server{t: t, w: conn, closer: conn, events: make(chan event, 16),
-		bps: map[uint64]bool{}, lastStop: "S05"}
+		bps: map[uint64]bool{}}
 	rd := &reader{r: bufio.NewReader(conn), interrupt: func() { s.interrupt.Store(true) }}
 	go func() {
 		defer close(s.events)
@@ -190,9 +207,9 @@ func (s *Server) Run(until uint64) RunStop {
 			r := s.t.Run(until, breakAt, s.interrupted)
 			switch r {
 			case StopBreak:
-				s.stop("T05thread:1;")
+				s.stop(s.stopReply(5, ""))
 			case StopInterrupted:
-				s.stop("T02thread:1;")
+				s.stop(s.stopReply(2, ""))
 			case StopExited:
 				s.exited()
 				return r
@@ -201,7 +218,7 @@ func (s *Server) Run(until uint64) RunStop {
 					return StopExited
 				}
 			case StopHistoryEnd:
-				s.stop(stopHistoryEnd)
+				s.stop(s.stopReply(5, historyEnd))
 			default:
 				return r
 			}
@@ -217,11 +234,11 @@ func (s *Server) Run(until uint64) RunStop {
 					return StopExited
 				}
 			case r == StopInterrupted:
-				s.stop("T02thread:1;")
+				s.stop(s.stopReply(2, ""))
 			case r == StopHistoryEnd:
-				s.stop(stopHistoryEnd)
+				s.stop(s.stopReply(5, historyEnd))
 			case s.t.Instret() >= s.stepTo:
-				s.stop("T05thread:1;")
+				s.stop(s.stopReply(5, ""))
 			default:
 				return r // the owner's limit, or idle: come back later
 			}
@@ -236,7 +253,7 @@ func (s *Server) Run(until uint64) RunStop {
 // gets an exit reply, as there is nothing more to run.
 func (s *Server) Finish() {
 	if s.st == running || s.st == stepping {
-		s.stop("T05thread:1;")
+		s.stop(s.stopReply(5, ""))
 	}
 	for s.st == stopped {
 		s.serve()
@@ -256,6 +273,52 @@ func (s *Server) Close() error {
 
 func (s *Server) breakAt(pc uint64) bool { return s.bps[pc] }
 
+// stopReply is the T packet for a stop with signal sig, naming the thread
+// that executes next, which becomes the selected one; extra is appended.
+func (s *Server) stopReply(sig int, extra string) string {
+	th := 1
+	if ts, ok := s.t.(Threads); ok {
+		cur := ts.CurrentThread()
+		ts.SelectThread(cur)
+		th = cur + 1
+	}
+	return fmt.Sprintf("T%02xthread:%x;%s", sig, th, extra)
+}
+
+// threads is the number of threads GDB sees.
+func (s *Server) threads() int {
+	if ts, ok := s.t.(Threads); ok {
+		return ts.NumThreads()
+	}
+	return 1
+}
+
+// thread serves H and T: select thread id for register and memory
+// accesses (Hg; Hc is moot in all-stop mode), or say whether it exists.
+func (s *Server) thread(p []byte) []byte {
+	if len(p) < 2 {
+		return errReply(1)
+	}
+	op, arg := p[1], p[2:]
+	if p[0] == 'H' && op != 'g' {
+		return replyOK
+	}
+	if p[0] == 'T' {
+		arg = p[1:]
+	}
+	if string(arg) == "0" || string(arg) == "-1" {
+		return replyOK // any thread: keep the selected one
+	}
+	id, ok := parseHex(arg)
+	if !ok || id < 1 || id > uint64(s.threads()) {
+		return errReply(1)
+	}
+	if ts, ok := s.t.(Threads); ok && p[0] == 'H' {
+		ts.SelectThread(int(id - 1))
+	}
+	return replyOK
+}
+
 func (s *Server) interrupted() bool { return s.interrupt.Load() }
 
 // stop reports a stop to GDB and waits for its commands. A Ctrl-C that
@@ -274,7 +337,7 @@ func (s *Server) stop(reply string) {
 func (s *Server) fault() bool {
 	if !s.faulted {
 		s.faulted = true
-		s.stop("T0bthread:1;")
+		s.stop(s.stopReply(0x0b, ""))
 		return false
 	}
 	s.lastStop = "X0b"
@@ -349,6 +412,9 @@ func (s *Server) handle(p []byte) (reply []byte, ok bool) {
 	arg := p[1:]
 	switch p[0] {
 	case '?':
+		if s.lastStop == "" { // stopped at the start, before any run
+			s.lastStop = s.stopReply(5, "")
+		}
 		return []byte(s.lastStop), true
 	case 'g':
 		return s.readAllRegisters(), true
@@ -431,7 +497,7 @@ func (s *Server) handle(p []byte) (reply []byte, ok bool) {
 		s.st = detached
 		return replyOK, true
 	case 'H', 'T':
-		return replyOK, true // one thread: selecting it or asking if it lives
+		return s.thread(p), true
 	case 'v':
 		return s.handleV(p)
 	case 'q', 'Q':
@@ -442,11 +508,11 @@ func (s *Server) handle(p []byte) (reply []byte, ok bool) {
 	return replyEmpty, true
 }
 
-// Stop replies for the ends of a replay's history: GDB reports "No more
-// reverse-execution history" and stays stopped there.
+// Stop reply suffixes for the ends of a replay's history: GDB reports "No
+// more reverse-execution history" and stays stopped there.
 const (
-	stopHistoryEnd   = "T05thread:1;replaylog:end;"
-	stopHistoryBegin = "T05thread:1;replaylog:begin;"
+	historyEnd   = "replaylog:end;"
+	historyBegin = "replaylog:begin;"
 )
 
 // reverse serves bs (one instruction back) and bc (back to the previous
@@ -468,11 +534,11 @@ func (s *Server) reverse(arg []byte) []byte {
 	}
 	switch r {
 	case StopHistoryBegin:
-		s.lastStop = stopHistoryBegin
+		s.lastStop = s.stopReply(5, historyBegin)
 	case StopInterrupted:
-		s.lastStop = "T02thread:1;"
+		s.lastStop = s.stopReply(2, "")
 	default:
-		s.lastStop = "T05thread:1;"
+		s.lastStop = s.stopReply(5, "")
 	}
 	s.interrupt.Store(false)
 	return []byte(s.lastStop)
@@ -491,8 +557,9 @@ func (s *Server) handleV(p []byte) ([]byte, bool) {
 	case bytes.Equal(p, []byte("vCont?")):
 		return []byte("vCont;c;C;s;S"), true
 	case bytes.HasPrefix(p, []byte("vCont;")):
-		// One thread: the first action applies to it (GDB lists the
-		// action for the selected thread first, then a default).
+		// All-stop: the first action applies to the whole target (GDB
+		// lists the action for the selected thread first, then a
+		// default); a step is one instruction of the target.
 		act, _, _ := bytes.Cut(p[len("vCont;"):], []byte(";"))
 		act, _, _ = bytes.Cut(act, []byte(":"))
 		if len(act) == 0 {
@@ -518,6 +585,13 @@ func (s *Server) handleQuery(p []byte) []byte {
 	if rest, ok := bytes.CutPrefix(p, []byte("qRcmd,")); ok {
 		return s.monitor(rest)
 	}
+	if rest, ok := bytes.CutPrefix(p, []byte("qThreadExtraInfo,")); ok {
+		id, ok := parseHex(rest)
+		if !ok || id < 1 || id > uint64(s.threads()) {
+			return errReply(1)
+		}
+		return appendHex(nil, fmt.Appendf(nil, "hart %d", id-1))
+	}
 	name, _, _ := bytes.Cut(p, []byte(":"))
 	switch string(name) {
 	case "qSupported":
@@ -537,9 +611,19 @@ func (s *Server) handleQuery(p []byte) []byte {
 	case "qAttached":
 		return []byte("1") // the machine existed before GDB: detach, not kill, on quit
 	case "qC":
+		if ts, ok := s.t.(Threads); ok {
+			return fmt.Appendf(nil, "QC%x", ts.CurrentThread()+1)
+		}
 		return []byte("QC1")
 	case "qfThreadInfo":
-		return []byte("m1")
+		out := []byte("m")
+		for i := range s.threads() {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = fmt.Appendf(out, "%x", i+1)
+		}
+		return out
 	case "qsThreadInfo":
 		return []byte("l")
 	case "qSymbol":

@@ -72,7 +72,7 @@ func (g *Session) attach(m *machine.Machine, e vm.Engine) (vm.Engine, error) {
 	if g == nil {
 		return e, nil
 	}
-	t := &target{m: m, h: m.Hart(), e: e, flush: g.flush}
+	t := &target{m: m, e: e, flush: g.flush}
 	if g.srv == nil {
 		fmt.Fprintf(g.log, "ftvm: waiting for GDB on %s (target remote %s)\r\n", g.ln.Addr(), g.ln.Addr())
 		conn, err := g.ln.Accept()
@@ -127,16 +127,30 @@ func (d *engine) Run(until uint64) vm.StopReason {
 	return vm.StopLimit
 }
 
-// target is the RISC-V machine as gdbstub sees it. Register numbers
-// follow the target description below (GDB's own riscv numbering for x,
-// pc and f; fflags, frm, fcsr, priv and a few CSRs after them).
+// target is the RISC-V machine as gdbstub sees it: one thread per hart.
+// Register numbers follow the target description below (GDB's own riscv
+// numbering for x, pc and f; fflags, frm, fcsr, priv and a few CSRs after
+// them).
 type target struct {
 	m     *machine.Machine
-	h     *riscv.Hart
+	sel   int // the hart GDB looks at (its selected thread)
 	e     vm.Engine
 	flush func()
 	last  vm.StopReason // why the machine stopped, after StopExited
 }
+
+var _ gdbstub.Threads = (*target)(nil)
+
+// h is the selected hart.
+func (t *target) h() *riscv.Hart { return t.m.Hart(t.sel) }
+
+func (t *target) NumThreads() int    { return t.m.NumHarts() }
+func (t *target) SelectThread(i int) { t.sel = i }
+func (t *target) CurrentThread() int { return t.m.CurrentHart() }
+
+// nextPC is the PC of the machine's next instruction, on the hart that
+// executes it: what a breakpoint is checked against.
+func (t *target) nextPC() uint64 { return t.m.Hart(t.m.CurrentHart()).PC }
 
 const (
 	regPC     = 32
@@ -222,7 +236,7 @@ func (t *target) RegisterSize(n int) int {
 // register returns a pointer-free view of register n: its value, whether
 // it exists.
 func (t *target) register(n int) (uint64, bool) {
-	h := t.h
+	h := t.h()
 	switch {
 	case n >= 0 && n < 32:
 		return h.X[n], true
@@ -267,7 +281,7 @@ func (t *target) WriteRegister(n int, p []byte) bool {
 	} else {
 		v = binary.LittleEndian.Uint64(p)
 	}
-	h := t.h
+	h := t.h()
 	switch {
 	case n == 0:
 		return true // x0 stays zero, as GDB expects of a hard-wired register
@@ -300,14 +314,14 @@ func (t *target) memory(addr uint64, p []byte, write bool) int {
 	for done < len(p) {
 		va := addr + uint64(done)
 		n := min(len(p)-done, int(4096-va&4095))
-		pa, ok := t.h.DebugTranslate(va)
+		pa, ok := t.h().DebugTranslate(va)
 		if !ok {
 			break
 		}
 		if write {
-			ok = t.h.DebugWritePhys(pa, p[done:done+n])
+			ok = t.m.DebugWritePhys(pa, p[done:done+n])
 		} else {
-			ok = t.h.DebugReadPhys(pa, p[done:done+n])
+			ok = t.h().DebugReadPhys(pa, p[done:done+n])
 		}
 		if !ok {
 			break
@@ -319,8 +333,8 @@ func (t *target) memory(addr uint64, p []byte, write bool) int {
 
 func (t *target) ReadMemory(addr uint64, p []byte) int  { return t.memory(addr, p, false) }
 func (t *target) WriteMemory(addr uint64, p []byte) int { return t.memory(addr, p, true) }
-func (t *target) PC() uint64                            { return t.h.PC }
-func (t *target) SetPC(pc uint64)                       { t.h.PC = pc }
+func (t *target) PC() uint64                            { return t.h().PC }
+func (t *target) SetPC(pc uint64)                       { t.h().PC = pc }
 func (t *target) Instret() uint64                       { return t.e.Instret() }
 func (t *target) ExitCode() int                         { return int(t.m.ExitCode()) }
 
@@ -337,7 +351,7 @@ func (t *target) Run(until uint64, breakAt func(uint64) bool, interrupted func()
 		if t.e.Instret() >= until {
 			return gdbstub.StopLimit
 		}
-		if breakAt != nil && breakAt(t.h.PC) {
+		if breakAt != nil && breakAt(t.nextPC()) {
 			t.flush()
 			return gdbstub.StopBreak
 		}
@@ -396,7 +410,7 @@ func Replay(addr string, m *machine.Machine, tl *replay.Timeline, flush func() e
 	if err != nil {
 		return err
 	}
-	t := &replayTarget{target: &target{m: m, h: m.Hart(), e: tl, flush: g.flush}, tl: tl, log: g.log}
+	t := &replayTarget{target: &target{m: m, e: tl, flush: g.flush}, tl: tl, log: g.log}
 	fmt.Fprintf(g.log, "ftvm: waiting for GDB on %s (target remote %s)\n", g.ln.Addr(), g.ln.Addr())
 	conn, err := g.ln.Accept()
 	g.ln.Close()
@@ -464,7 +478,7 @@ func (t *replayTarget) RunBack(breakAt func(uint64) bool, interrupted func() boo
 		fired = fired || interrupted != nil && interrupted()
 		return fired
 	}
-	found, err := t.tl.RunBack(func() bool { return breakAt(t.h.PC) }, intr)
+	found, err := t.tl.RunBack(func() bool { return breakAt(t.nextPC()) }, intr)
 	t.flush()
 	if err != nil {
 		t.report()

@@ -89,26 +89,44 @@ func (m *Machine) bootLinux() error {
 	}
 	m.loadRAM(firmwareBase-RAMBase, firmware)
 
-	// What firmware does before entering the kernel: delegate the traps
-	// S-mode handles, let S and U read the counters, and enter S-mode at
-	// the kernel with a0 = hart id, a1 = device tree (Linux boot protocol,
-	// Documentation/riscv/boot.rst).
-	h := m.hart
-	h.SetMachineCSR(riscv.CSRMtvec, firmwareBase)
+	// Enter S-mode at the kernel on hart 0 with a0 = hart id, a1 = device
+	// tree (Linux boot protocol, Documentation/riscv/boot.rst); the other
+	// harts wait for the kernel to start them (SBI HSM).
+	m.startSupervisor(KernelBase, dtbAddr, firmwareBase)
+	m.attachTimer(true)
+	return nil
+}
+
+// startSupervisor starts hart 0 in S-mode at pc with a1 = arg, as firmware
+// does, with M-mode traps going to mtvec, and stops the other harts.
+func (m *Machine) startSupervisor(pc, arg, mtvec uint64) {
+	for i, h := range m.harts {
+		h.SetMachineCSR(riscv.CSRMtvec, mtvec)
+		m.firmware(h)
+		if i > 0 {
+			m.hsm[i].status = hsmStopped
+		}
+	}
+	m.harts[0].X[10] = 0
+	m.harts[0].X[11] = arg
+	m.harts[0].EnterMode(riscv.PrivS, pc)
+}
+
+// firmware does what M-mode firmware does to a hart before it enters
+// S-mode: point M-mode traps where hart 0's go, delegate the traps S-mode
+// handles and let S and U read the counters.
+func (m *Machine) firmware(h *riscv.Hart) {
+	mtvec, _ := m.harts[0].DebugReadCSR(riscv.CSRMtvec)
+	h.SetMachineCSR(riscv.CSRMtvec, mtvec)
 	h.SetMachineCSR(riscv.CSRMedeleg, 0xb1ff) // all but ecall from S/M
 	h.SetMachineCSR(riscv.CSRMideleg, 1<<riscv.IntSSI|1<<riscv.IntSTI|1<<riscv.IntSEI)
 	h.SetMachineCSR(riscv.CSRMcounteren, 7)
 	// OpenSBI also opens the counters to U-mode; Linux 6.1 never writes
 	// scounteren, and its vDSO and the Go runtime read time from U-mode.
 	h.SetMachineCSR(riscv.CSRScounteren, 7)
-	h.X[10] = 0
-	h.X[11] = dtbAddr
-	h.EnterMode(riscv.PrivS, KernelBase)
-	m.attachTimer(true)
-	return nil
 }
 
-func (m *Machine) mtime() uint64 { return m.clock.now(m.hart.Instret) }
+func (m *Machine) mtime() uint64 { return m.clock.now(m.count()) }
 
 func (m *Machine) bootELF(image []byte) error {
 	f, err := elf.NewFile(bytes.NewReader(image))
@@ -130,10 +148,19 @@ func (m *Machine) bootELF(image []byte) error {
 		if uint64(n) != p.Filesz {
 			return fmt.Errorf("ELF: segment at %#x: %v", p.Paddr, err)
 		}
-		m.hart.NoteWrite(p.Paddr, p.Filesz)
+		m.noteWrite(p.Paddr, p.Filesz)
 	}
-	m.hart.PC = f.Entry
-	m.attachTimer(false)
+	if m.cfg.ELFSupervisor {
+		// No firmware page here (the program may start at RAMBase): a trap
+		// to M-mode faults on mtvec 0 and the machine stops (lockup).
+		m.startSupervisor(f.Entry, 0, 0)
+		m.attachTimer(true)
+	} else {
+		for _, h := range m.harts {
+			h.PC = f.Entry
+		}
+		m.attachTimer(false)
+	}
 	syms, _ := f.Symbols()
 	for _, s := range syms {
 		switch s.Name {

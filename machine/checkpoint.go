@@ -33,7 +33,8 @@ type pageTable [64]*page
 // Checkpoint is a copy of a machine's state at an instruction count.
 type Checkpoint struct {
 	instret  uint64
-	hart     riscv.State
+	harts    []riscv.State
+	sched    SchedState
 	clint    devices.CLINTState
 	plic     devices.PLICState
 	uart     devices.UARTState
@@ -161,9 +162,12 @@ func copyPage(old *page, src []byte) *page {
 // Checkpoint (without RAM or disk).
 func (m *Machine) captureStates() *Checkpoint {
 	c := &Checkpoint{
-		instret: m.hart.Instret, hart: m.hart.State(),
+		instret: m.count(), sched: m.schedState(),
 		clint: m.clint.State(), plic: m.plic.State(), uart: m.uart.State(), syscon: m.syscon.State(), rtc: m.rtc.State(),
 		clock: m.clock, stopped: m.stopped, stop: m.stop, exitCode: m.exitCode, m: m,
+	}
+	for _, h := range m.harts {
+		c.harts = append(c.harts, h.State())
 	}
 	if m.htif != nil {
 		h := *m.htif
@@ -201,7 +205,7 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 			clear(dst)
 		}
 		// Marks the page for the digest and drops decoded instructions.
-		m.hart.NoteWrite(RAMBase+uint64(p)*pageSize, pageSize)
+		m.noteWrite(RAMBase+uint64(p)*pageSize, pageSize)
 	}
 	npages := m.Pages()
 	forEachBit(m.dirtySinceBase(), npages, restore)
@@ -235,7 +239,15 @@ func (m *Machine) Rewind(vc vm.Checkpoint) error {
 // captureStates on a machine of the same configuration) into m and drives
 // the interrupt lines from them.
 func (m *Machine) setStates(c *Checkpoint) error {
-	if err := m.hart.SetState(c.hart); err != nil {
+	if len(c.harts) != len(m.harts) {
+		return errors.New("the state has another number of harts")
+	}
+	for i, h := range m.harts {
+		if err := h.SetState(c.harts[i]); err != nil {
+			return err
+		}
+	}
+	if err := m.setSchedState(c.sched); err != nil {
 		return err
 	}
 	m.clock = c.clock

@@ -10,7 +10,8 @@ import (
 )
 
 // Digest returns SHA-256 digests of the machine state by component: "cpu"
-// (the hart), "ram", "devices" and "clock"; Sum covers them all. Two runs of
+// (the harts, and with several of them whose turn it is), "ram",
+// "devices" and "clock"; Sum covers them all. Two runs of
 // the same machine with the same inputs must give the same digest at the
 // same instruction count.
 //
@@ -24,7 +25,13 @@ func (m *Machine) Digest() vm.Digest {
 	add := func(name string, sum [32]byte) { parts = append(parts, vm.Component{Name: name, Sum: sum}) }
 
 	d := sha256.New()
-	binary.Write(d, binary.LittleEndian, m.hart.State())
+	for _, h := range m.harts {
+		binary.Write(d, binary.LittleEndian, h.State())
+	}
+	if len(m.harts) > 1 {
+		b, _ := json.Marshal(m.schedState())
+		d.Write(b)
+	}
 	add("cpu", sum(d))
 
 	add("ram", m.ramDigest())

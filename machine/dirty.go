@@ -8,15 +8,17 @@ import (
 	"ftvm/vm"
 )
 
-// The hart keeps one dirty bitmap, and a page enters its write TLB only
+// Each hart keeps one dirty bitmap, and a page enters its write TLB only
 // after being marked there, so the store fast path never marks anything
 // (riscv/mmu.go, noteStore). Clearing that bitmap is therefore the only way
 // to learn about later writes again, and it can be done for one consumer
 // only. Several consumers (the digest's page hashes, a state transfer to a
 // new backup) each keep a bitmap of their own here: whenever one of them
-// collects, the hart's bitmap is first ORed into every consumer's bitmap
+// collects, the harts' bitmaps are first ORed into every consumer's bitmap
 // and then cleared. No consumer ever loses a write another one collected,
-// and the instruction hot path is unchanged.
+// and the instruction hot path is unchanged. Harts running in parallel
+// each write only their own bitmap, and collecting happens between Run
+// calls, when none runs.
 
 var _ vm.Migratable = (*Machine)(nil)
 
@@ -31,9 +33,15 @@ type dirtyLog struct {
 // clears the hart's, which also empties its write TLB so the next store to
 // each page marks it again.
 func (m *Machine) foldDirty() {
-	hd := m.hart.Dirty()
+	for _, h := range m.harts {
+		m.fold(h.Dirty(), h.ClearDirty)
+	}
+}
+
+// fold ORs one source bitmap into every consumer's and clears it.
+func (m *Machine) fold(src []uint64, clearSrc func()) {
 	var marked uint64
-	for _, w := range hd {
+	for _, w := range src {
 		marked |= w
 	}
 	if marked == 0 {
@@ -42,12 +50,12 @@ func (m *Machine) foldDirty() {
 		// the last clear emptied both), so there is nothing to clear.
 		return
 	}
-	orInto(m.written, hd)
-	orInto(m.digestDirty, hd)
+	orInto(m.written, src)
+	orInto(m.digestDirty, src)
 	for _, l := range m.dirtyLogs {
-		orInto(l.bits, hd)
+		orInto(l.bits, src)
 	}
-	m.hart.ClearDirty()
+	clearSrc()
 }
 
 func orInto(dst, src []uint64) {
@@ -62,7 +70,7 @@ func orInto(dst, src []uint64) {
 func (m *Machine) TrackDirty() vm.DirtyLog {
 	// Pages written before now belong to the consumers that exist already.
 	m.foldDirty()
-	l := &dirtyLog{m: m, bits: make([]uint64, len(m.hart.Dirty()))}
+	l := &dirtyLog{m: m, bits: make([]uint64, len(m.digestDirty))}
 	m.dirtyLogs = append(m.dirtyLogs, l)
 	return l
 }

@@ -10,12 +10,25 @@ import (
 )
 
 const (
-	phandleCPUIntc = 1
+	phandleCPUIntc = 1 // hart 0's; hart i's is phandleSyscon+i
 	phandlePLIC    = 2
 	phandleSyscon  = 3
 )
 
-// deviceTree describes exactly the machine that was built: one hart, RAM,
+// intcPhandle is the phandle of hart i's local interrupt controller.
+func intcPhandle(i int) uint32 {
+	if i == 0 {
+		return phandleCPUIntc
+	}
+	return uint32(phandleSyscon + i)
+}
+
+// isaString is what the harts implement. Zihintpause is there for Linux:
+// its cpu_relax then emits the pause hint in every spin-wait loop, where
+// the interleaved harts switch (sched.go).
+const isaString = "rv64imafdc_zicsr_zifencei_zihintpause"
+
+// deviceTree describes exactly the machine that was built: its harts, RAM,
 // CLINT, PLIC, UART, the syscon power controls and the virtio-mmio slots in
 // use. The layout is the one of QEMU's virt board, which Linux knows.
 func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
@@ -44,21 +57,23 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropU32("#address-cells", 1)
 	b.PropU32("#size-cells", 0)
 	b.PropU32("timebase-frequency", TimebaseHz)
-	b.BeginNode("cpu@0")
-	b.PropString("device_type", "cpu")
-	b.PropU32("reg", 0)
-	b.PropString("status", "okay")
-	b.PropString("compatible", "riscv")
-	b.PropString("riscv,isa", "rv64imafdc_zicsr_zifencei")
-	b.PropString("mmu-type", "riscv,sv39")
-	b.BeginNode("interrupt-controller")
-	b.PropU32("#interrupt-cells", 1)
-	b.PropU32("#address-cells", 0)
-	b.PropEmpty("interrupt-controller")
-	b.PropString("compatible", "riscv,cpu-intc")
-	b.PropU32("phandle", phandleCPUIntc)
-	b.EndNode()
-	b.EndNode()
+	for i := range m.harts {
+		b.BeginNode(fmt.Sprintf("cpu@%d", i))
+		b.PropString("device_type", "cpu")
+		b.PropU32("reg", uint32(i))
+		b.PropString("status", "okay")
+		b.PropString("compatible", "riscv")
+		b.PropString("riscv,isa", isaString)
+		b.PropString("mmu-type", "riscv,sv39")
+		b.BeginNode("interrupt-controller")
+		b.PropU32("#interrupt-cells", 1)
+		b.PropU32("#address-cells", 0)
+		b.PropEmpty("interrupt-controller")
+		b.PropString("compatible", "riscv,cpu-intc")
+		b.PropU32("phandle", intcPhandle(i))
+		b.EndNode()
+		b.EndNode()
+	}
 	b.EndNode()
 
 	b.BeginNode(fmt.Sprintf("memory@%x", RAMBase))
@@ -75,7 +90,12 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.BeginNode(fmt.Sprintf("clint@%x", CLINTBase))
 	b.PropStrings("compatible", "sifive,clint0", "riscv,clint0")
 	b.PropU64s("reg", CLINTBase, 0x10000)
-	b.PropU32s("interrupts-extended", phandleCPUIntc, 3, phandleCPUIntc, 7)
+	var clintIRQs, plicIRQs []uint32
+	for i := range m.harts {
+		clintIRQs = append(clintIRQs, intcPhandle(i), 3, intcPhandle(i), 7)
+		plicIRQs = append(plicIRQs, intcPhandle(i), 11, intcPhandle(i), 9)
+	}
+	b.PropU32s("interrupts-extended", clintIRQs...)
 	b.EndNode()
 
 	b.BeginNode(fmt.Sprintf("plic@%x", PLICBase))
@@ -84,7 +104,7 @@ func (m *Machine) deviceTree(initrdStart, initrdEnd uint64) ([]byte, error) {
 	b.PropU32("#interrupt-cells", 1)
 	b.PropU32("#address-cells", 0)
 	b.PropEmpty("interrupt-controller")
-	b.PropU32s("interrupts-extended", phandleCPUIntc, 11, phandleCPUIntc, 9)
+	b.PropU32s("interrupts-extended", plicIRQs...)
 	b.PropU32("riscv,ndev", 31)
 	b.PropU32("phandle", phandlePLIC)
 	b.EndNode()
@@ -198,14 +218,17 @@ func (m *Machine) userDeviceTree(blob []byte, initrdStart, initrdEnd uint64) ([]
 		return nil, fmt.Errorf("/cpus timebase-frequency must be %d (the machine's timer)", TimebaseHz)
 	}
 	var harts int
+	seen := make([]bool, len(m.harts))
 	for _, c := range cpus.Children {
 		if s, _ := stringProp(c, "device_type"); s != "cpu" {
 			continue
 		}
 		harts++
-		if r, err := u32Prop(c, "reg"); err != nil || r != 0 {
-			return nil, fmt.Errorf("/cpus/%s: this machine has one hart, with id 0", c.Name)
+		r, err := u32Prop(c, "reg")
+		if err != nil || int(r) >= len(m.harts) || seen[r] {
+			return nil, fmt.Errorf("/cpus/%s: this machine's harts have ids 0 to %d, each once", c.Name, len(m.harts)-1)
 		}
+		seen[r] = true
 		if isa, _ := stringProp(c, "riscv,isa"); !strings.HasPrefix(isa, "rv64") {
 			return nil, fmt.Errorf("/cpus/%s: riscv,isa %q is not an rv64 ISA string", c.Name, isa)
 		}
@@ -213,8 +236,8 @@ func (m *Machine) userDeviceTree(blob []byte, initrdStart, initrdEnd uint64) ([]
 			return nil, fmt.Errorf("/cpus/%s: mmu-type %q: this machine implements riscv,sv39", c.Name, mmu)
 		}
 	}
-	if harts != 1 {
-		return nil, fmt.Errorf("/cpus describes %d harts; this machine has one", harts)
+	if harts != len(m.harts) {
+		return nil, fmt.Errorf("/cpus describes %d harts; this machine has %d", harts, len(m.harts))
 	}
 
 	b := fdt.New()

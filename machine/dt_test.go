@@ -2,6 +2,8 @@ package machine
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,7 +49,7 @@ func TestDeviceTreeDescribesMachine(t *testing.T) {
 		if len(start) != 1 || len(end) != 1 || end[0]-start[0] != 5000 || !bytes.Equal(m.ram[start[0]-RAMBase:end[0]-RAMBase], cfg.Initrd) {
 			t.Errorf("initrd range %#x-%#x does not hold the initrd", start, end)
 		}
-		if isa, _ := root.Find("/cpus/cpu@0").Prop("riscv,isa").StringValue(); isa != "rv64imafdc_zicsr_zifencei" {
+		if isa, _ := root.Find("/cpus/cpu@0").Prop("riscv,isa").StringValue(); isa != "rv64imafdc_zicsr_zifencei_zihintpause" {
 			t.Errorf("riscv,isa = %q", isa)
 		}
 		var virtio []string
@@ -73,6 +75,44 @@ func TestDeviceTreeDescribesMachine(t *testing.T) {
 	}
 }
 
+// TestDeviceTreeHarts: a machine with several harts describes each, with
+// its own interrupt controller, and the CLINT and PLIC reach all of them.
+func TestDeviceTreeHarts(t *testing.T) {
+	m, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel(), Harts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := fdt.Parse(m.dtb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phandles []uint32
+	for i := range 3 {
+		cpu := root.Find(fmt.Sprintf("/cpus/cpu@%d", i))
+		if cpu == nil {
+			t.Fatalf("no cpu@%d", i)
+		}
+		if r, _ := cpu.Prop("reg").U32(); r != uint32(i) {
+			t.Errorf("cpu@%d reg %d", i, r)
+		}
+		ph, _ := cpu.Child("interrupt-controller").Prop("phandle").U32()
+		phandles = append(phandles, ph)
+	}
+	if root.Find("/cpus/cpu@3") != nil {
+		t.Error("a fourth cpu")
+	}
+	clint, _ := root.Find("/soc/clint@2000000").Prop("interrupts-extended").U32s()
+	plic, _ := root.Find("/soc/plic@c000000").Prop("interrupts-extended").U32s()
+	var wantClint, wantPlic []uint32
+	for _, ph := range phandles {
+		wantClint = append(wantClint, ph, 3, ph, 7)
+		wantPlic = append(wantPlic, ph, 11, ph, 9)
+	}
+	if !slices.Equal(clint, wantClint) || !slices.Equal(plic, wantPlic) {
+		t.Errorf("clint %v plic %v, want %v %v", clint, plic, wantClint, wantPlic)
+	}
+}
+
 // TestUserDeviceTree: a tree supplied with Config.DTB is checked against the
 // machine; the machine's own tree passes, and each inconsistency is named.
 func TestUserDeviceTree(t *testing.T) {
@@ -81,6 +121,14 @@ func TestUserDeviceTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := base.dtb
+	m4, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel(), Harts: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four := m4.dtb
+	if _, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel(), Harts: 4, DTB: four}); err != nil {
+		t.Fatalf("the four-hart machine's own tree was rejected: %v", err)
+	}
 	m, err := New(Config{MemoryMiB: 64, Kernel: fakeKernel(), DTB: good, Cmdline: "new args"})
 	if err != nil {
 		t.Fatalf("the machine's own tree was rejected: %v", err)
@@ -97,6 +145,9 @@ func TestUserDeviceTree(t *testing.T) {
 		{"not a DTB", Config{DTB: []byte("garbage")}, "device tree"},
 		{"less memory than the tree", Config{MemoryMiB: 32, DTB: good}, "outside the machine's RAM"},
 		{"bad initrd", Config{MemoryMiB: 64, Initrd: []byte("PK\x03\x04zip")}, "not an initramfs"},
+		{"more harts than the tree", Config{MemoryMiB: 64, DTB: good, Harts: 2}, "describes 1 harts; this machine has 2"},
+		{"fewer harts than the tree", Config{MemoryMiB: 64, DTB: four}, "harts have ids 0 to 0"},
+		{"too many harts", Config{MemoryMiB: 64, Harts: MaxHarts + 1}, "harts: must be between"},
 	}
 	for _, c := range cases {
 		c.cfg.Kernel = fakeKernel()

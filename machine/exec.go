@@ -38,27 +38,43 @@ func checkExec(name string) (string, error) {
 	return "", fmt.Errorf("execution engine %q: want %q or %q", name, ExecInterp, ExecJIT)
 }
 
-// attachEngine puts the configured engine on the hart.
+// attachEngine puts the configured engine on every hart (a translator
+// each).
 func (m *Machine) attachEngine() error {
 	if m.cfg.Exec != ExecJIT {
 		return nil
 	}
-	j, err := jit.New(m.hart)
-	if err != nil {
-		return err
+	for _, h := range m.harts {
+		j, err := jit.New(h)
+		if err != nil {
+			return err
+		}
+		m.jits = append(m.jits, j)
 	}
-	m.jit = j
 	return nil
 }
 
 // Exec returns the name of the machine's execution engine.
 func (m *Machine) Exec() string { return m.cfg.Exec }
 
-// TranslatorStats returns what the translator did (zero with the
-// interpreter).
+// TranslatorStats returns what the translators did, all harts together
+// (zero with the interpreter).
 func (m *Machine) TranslatorStats() jit.Stats {
-	if m.jit == nil {
-		return jit.Stats{}
+	var s jit.Stats
+	for _, j := range m.jits {
+		t := j.Stats
+		s.Blocks += t.Blocks
+		s.GuestInsns += t.GuestInsns
+		s.CodeBytes += t.CodeBytes
+		s.Flushes += t.Flushes
+		s.Suspended += t.Suspended
+		s.Verified += t.Verified
+		s.Invalidated += t.Invalidated
+		s.Entries += t.Entries
+		s.Native += t.Native
+		s.TranslateNanos += t.TranslateNanos
+		s.CodePeak += t.CodePeak // the harts' buffers together
+		s.Links += t.Links
 	}
-	return m.jit.Stats
+	return s
 }

@@ -31,7 +31,7 @@ func lockstep(t *testing.T, mk func(exec string, console *bytes.Buffer) *Machine
 		if ri != rj || mi.Instret() != mj.Instret() {
 			t.Fatalf("interpreter stopped (%v) at %d, translator (%v) at %d", ri, mi.Instret(), rj, mj.Instret())
 		}
-		if si, sj := mi.Hart().State(), mj.Hart().State(); si != sj {
+		if si, sj := mi.Hart(0).State(), mj.Hart(0).State(); si != sj {
 			t.Fatalf("at %d instructions the hart states differ:\ninterpreter %+v\ntranslator  %+v", mi.Instret(), si, sj)
 		}
 		stopped := ri != StopLimit || mi.Instret() >= maxInsns

@@ -3,8 +3,9 @@ package machine
 import "encoding/binary"
 
 // htifPoll is how often (in instructions) a bare-metal program's tohost
-// word is checked. Programs that report through HTIF spin after writing
-// it, so polling at fixed instruction counts keeps runs deterministic.
+// word is checked: whenever the count is a multiple of it. Programs that
+// report through HTIF spin after writing it, so polling at fixed
+// instruction counts keeps runs deterministic.
 const htifPoll = 4096
 
 // htif implements the tohost/fromhost convention of the RISC-V test
@@ -14,6 +15,9 @@ const htifPoll = 4096
 // syscall block whose write(64) and exit(93) calls are served.
 type htif struct {
 	tohost, fromhost uint64
+	// idlePolled: tohost was looked at since the last instruction, when
+	// every hart was waiting (a program may write it and sleep).
+	idlePolled bool
 }
 
 func (t *htif) poll(m *Machine) {
@@ -21,12 +25,12 @@ func (t *htif) poll(m *Machine) {
 	if !ok {
 		return
 	}
-	v := binary.LittleEndian.Uint64(m.ram[off:])
+	v := m.load64(off)
 	if v == 0 {
 		return
 	}
-	binary.LittleEndian.PutUint64(m.ram[off:], 0) // the host clears tohost after reading it
-	m.hart.NoteWrite(t.tohost, 8)
+	m.store64(off, 0) // the host clears tohost after reading it
+	m.noteWrite(t.tohost, 8)
 	dev, cmd, payload := v>>56, v>>48&0xff, v&(1<<48-1)
 	switch {
 	case dev == 0 && cmd == 0 && payload&1 == 1:
@@ -47,7 +51,7 @@ func (t *htif) syscall(m *Machine, addr uint64) {
 	}
 	var a [8]uint64
 	for i := range a {
-		a[i] = binary.LittleEndian.Uint64(m.ram[off+uint64(8*i):])
+		a[i] = m.load64(off + uint64(8*i))
 	}
 	ret := ^uint64(0) // -1: unsupported
 	switch a[0] {
@@ -60,14 +64,31 @@ func (t *htif) syscall(m *Machine, addr uint64) {
 		m.halt(StopPowerOff, uint32(a[1]))
 		return
 	}
-	binary.LittleEndian.PutUint64(m.ram[off:], ret)
-	m.hart.NoteWrite(addr, 8)
+	m.store64(off, ret)
+	m.noteWrite(addr, 8)
 	t.respond(m, 1)
 }
 
 func (t *htif) respond(m *Machine, v uint64) {
 	if off, ok := m.ramRange(t.fromhost, 8); ok && t.fromhost != 0 {
-		binary.LittleEndian.PutUint64(m.ram[off:], v)
-		m.hart.NoteWrite(t.fromhost, 8)
+		m.store64(off, v)
+		m.noteWrite(t.fromhost, 8)
 	}
+}
+
+// load64 and store64 access the doubleword at RAM offset off (8-aligned)
+// for the HTIF, atomically when harts run in parallel.
+func (m *Machine) load64(off uint64) uint64 {
+	if m.par != nil && off%8 == 0 {
+		return m.par.ram.Load(off, 8)
+	}
+	return binary.LittleEndian.Uint64(m.ram[off:])
+}
+
+func (m *Machine) store64(off, v uint64) {
+	if m.par != nil && off%8 == 0 {
+		m.par.ram.Store(off, 8, v)
+		return
+	}
+	binary.LittleEndian.PutUint64(m.ram[off:], v)
 }

@@ -82,8 +82,28 @@ type Config struct {
 	WallClock uint64
 
 	// InstructionsPerTick sets the guest's nominal speed (default 10, that
-	// is 100 M instructions per guest second at the 10 MHz timebase).
+	// is 100 M instructions per guest second at the 10 MHz timebase). With
+	// several harts it is the speed of the machine as a whole: time follows
+	// the instructions of all harts together.
 	InstructionsPerTick uint64
+
+	// Harts is the number of harts, 1 to MaxHarts (0 means 1). A Linux
+	// guest starts on hart 0 and the others wait for the SBI's hart_start;
+	// a bare-metal ELF starts on every hart at once, in M-mode.
+	Harts int
+	// Quantum is how many instructions a hart runs before the next one
+	// takes over when the harts are interleaved on one thread (default
+	// DefaultQuantum). It is part of the machine's definition: a replay
+	// must use the same.
+	Quantum uint64
+	// Parallel runs the harts at the same time, one host thread each
+	// (parallel.go). The run is then not deterministic: it cannot be
+	// recorded, replayed or replicated by replay.
+	Parallel bool
+	// ELFSupervisor starts a bare-metal ELF in S-mode on hart 0, with the
+	// machine's SBI as for a Linux kernel (the other harts wait for an
+	// SBI hart_start), instead of in M-mode on every hart.
+	ELFSupervisor bool
 
 	// Exec is the execution engine, ExecInterp or ExecJIT (empty:
 	// DefaultExec). It changes speed, never results.
@@ -114,11 +134,17 @@ var (
 	_ vm.Pauser = (*Machine)(nil)
 )
 
+// MaxHarts is the largest number of harts a machine may have.
+const MaxHarts = 8
+
 // Machine is one ftvm virtual machine.
 type Machine struct {
-	cfg  Config
-	ram  []byte
-	hart *riscv.Hart
+	cfg   Config
+	ram   []byte
+	harts []*riscv.Hart
+	hsm   []hsmState // each hart's SBI HSM state (smp.go)
+	sched sched      // how the harts take turns (sched.go)
+	par   *parallel  // non-nil in parallel mode (parallel.go)
 
 	clock    clock
 	clint    *devices.CLINT
@@ -151,13 +177,13 @@ type Machine struct {
 	idleSkip   bool
 
 	// Dirty pages not yet seen by the digest, and by each other consumer
-	// (dirty.go): the hart's bitmap is folded into all of them.
+	// (dirty.go): the harts' bitmaps are folded into all of them.
 	digestDirty []uint64
 	dirtyLogs   []*dirtyLog
 	// written: the pages ever written, up to the last fold (ram.go).
 	written []uint64
 
-	jit  *jit.JIT     // the translator, when cfg.Exec is ExecJIT
+	jits []*jit.JIT   // the translators (one per hart), when cfg.Exec is ExecJIT
 	disk *trackedDisk // the disk as the block device sees it (nil: none)
 	ck   ckState      // in-memory checkpoints (checkpoint.go)
 }
@@ -204,6 +230,9 @@ func validate(cfg *Config) error {
 	if (cfg.Kernel == nil) == (cfg.ELF == nil) {
 		return errors.New("exactly one of a kernel image or a bare-metal ELF is required")
 	}
+	if cfg.Harts < 0 || cfg.Harts > MaxHarts {
+		return fmt.Errorf("%d harts: must be between 1 and %d", cfg.Harts, MaxHarts)
+	}
 	var err error
 	cfg.Exec, err = checkExec(cfg.Exec)
 	return err
@@ -224,6 +253,9 @@ func build(cfg Config, ram []byte) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Parallel {
+		m.startParallel()
+	}
 	return m, nil
 }
 
@@ -234,18 +266,35 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.InstructionsPerTick == 0 {
 		cfg.InstructionsPerTick = 10
 	}
+	if cfg.Harts == 0 {
+		cfg.Harts = 1
+	}
+	if cfg.Quantum == 0 {
+		cfg.Quantum = DefaultQuantum
+	}
 	if ram == nil {
 		ram = make([]byte, cfg.MemoryMiB<<20)
 	}
 	m := &Machine{cfg: cfg, ram: ram, idleSkip: true}
 	m.clock.ipt = cfg.InstructionsPerTick
-	m.hart = riscv.New(m, m.ram, RAMBase, RAMBase)
-	m.digestDirty = make([]uint64, len(m.hart.Dirty()))
-	m.written = make([]uint64, len(m.hart.Dirty()))
+	m.harts = make([]*riscv.Hart, cfg.Harts)
+	m.hsm = make([]hsmState, cfg.Harts)
+	var plicLines []devices.IRQLine
+	for i := range m.harts {
+		h := riscv.New(m.bus(i), m.ram, RAMBase, RAMBase)
+		h.SetHartID(uint64(i))
+		if cfg.Harts > 1 {
+			h.SetYieldHints(true)
+			h.SetPeers(m.harts)
+		}
+		m.harts[i] = h
+		plicLines = append(plicLines, m.line(i, riscv.IntMEI), m.line(i, riscv.IntSEI))
+	}
+	m.sched.init(cfg.Harts, cfg.Quantum)
+	m.digestDirty = make([]uint64, len(m.harts[0].Dirty()))
+	m.written = make([]uint64, len(m.harts[0].Dirty()))
 
-	m.plic = devices.NewPLIC(
-		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntMEI, l) }),
-		devices.IRQFunc(func(l bool) { m.hart.SetInterrupt(riscv.IntSEI, l) }))
+	m.plic = devices.NewPLIC(plicLines...)
 	m.uart = devices.NewUART(m.plic.Source(uartIRQ), func(b byte) { m.emitConsole([]byte{b}) })
 	m.syscon = devices.NewSyscon(m.sysconEvent)
 	m.addRegion(SysconBase, devices.SysconSize, m.syscon)
@@ -257,7 +306,7 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 	if cfg.Disk != nil {
 		m.disk = newTrackedDisk(cfg.Disk)
 		if cfg.Outputs.Disk != nil {
-			m.disk.written = func(off int64, p []byte) { cfg.Outputs.Disk(m.hart.Instret, off, p) }
+			m.disk.written = func(off int64, p []byte) { cfg.Outputs.Disk(m.count(), off, p) }
 		}
 		m.blk = virtio.NewBlock(m.disk, cfg.DiskReadOnly)
 		m.blkTr = virtio.NewMMIO(m.blk, ramDMA{m}, m.plic.Source(virtioIRQ+slot))
@@ -287,7 +336,7 @@ func newBoard(cfg Config, ram []byte) (*Machine, error) {
 // wallClock is what the real-time clock shows before the guest sets it:
 // the configured origin plus the guest's elapsed time.
 func (m *Machine) wallClock() uint64 {
-	return m.cfg.WallClock + m.clock.now(m.hart.Instret)*(1_000_000_000/TimebaseHz)
+	return m.cfg.WallClock + m.clock.now(m.count())*(1_000_000_000/TimebaseHz)
 }
 
 // The devices' bandwidth in guest time (virtio.Pace): a guest cannot make
@@ -310,16 +359,35 @@ func (m *Machine) devicePace() virtio.Pace {
 // STIP directly, as OpenSBI does in software, and SBI IPIs set SSIP; a
 // bare-metal program in M-mode gets MTIP and MSIP.
 func (m *Machine) attachTimer(sbi bool) {
-	h := m.hart
 	msip, mtip := uint(riscv.IntMSI), uint(riscv.IntMTI)
 	if sbi {
 		msip, mtip = riscv.IntSSI, riscv.IntSTI
 		m.sbiActive = true
-		h.EcallHook = m.sbiCall
+		for _, h := range m.harts {
+			h.EcallHook = m.sbiCall
+		}
 	}
-	m.clint = devices.NewCLINT(m.mtime,
-		devices.IRQFunc(func(l bool) { h.SetInterrupt(msip, l) }),
-		devices.IRQFunc(func(l bool) { h.SetInterrupt(mtip, l) }))
+	lines := make([]devices.HartLines, len(m.harts))
+	for i := range lines {
+		lines[i] = devices.HartLines{Soft: m.line(i, msip), Timer: m.line(i, mtip)}
+	}
+	m.clint = devices.NewCLINT(m.mtime, lines...)
+}
+
+// line is hart i's interrupt input bit, as a device sees it.
+func (m *Machine) line(i int, bit uint) devices.IRQLine {
+	return devices.IRQFunc(func(l bool) { m.setLine(i, bit, l) })
+}
+
+// setLine drives hart i's interrupt input bit. Harts interleaved on one
+// thread are driven directly; in parallel mode a hart other than the
+// caller's is driven through its mailbox (parallel.go).
+func (m *Machine) setLine(i int, bit uint, level bool) {
+	if m.par != nil {
+		m.par.setLine(i, bit, level)
+		return
+	}
+	m.harts[i].SetInterrupt(bit, level)
 }
 
 func (m *Machine) addRegion(base, size uint64, dev devices.MMIO) {
@@ -330,11 +398,20 @@ func (m *Machine) addRegion(base, size uint64, dev devices.MMIO) {
 // bare-metal program).
 func (m *Machine) DeviceTree() []byte { return m.dtb }
 
-// Instret returns the number of instructions executed so far.
-func (m *Machine) Instret() uint64 { return m.hart.Instret }
+// Instret returns the number of instructions executed so far, by all harts
+// together: the machine's position, in which events, outputs and replay
+// are expressed.
+func (m *Machine) Instret() uint64 { return m.count() }
 
-// Hart returns the machine's hart, for debuggers and tests.
-func (m *Machine) Hart() *riscv.Hart { return m.hart }
+// Hart returns hart i, for debuggers and tests. Between Run calls it may
+// be read and written; CurrentHart says which one executes next.
+func (m *Machine) Hart(i int) *riscv.Hart { return m.harts[i] }
+
+// NumHarts is the number of harts.
+func (m *Machine) NumHarts() int { return len(m.harts) }
+
+// Parallel reports whether the harts run in parallel (Config.Parallel).
+func (m *Machine) Parallel() bool { return m.par != nil }
 
 // ExitCode is the guest's exit status after StopPowerOff (0 = success).
 func (m *Machine) ExitCode() uint32 { return m.exitCode }
@@ -349,9 +426,9 @@ func (m *Machine) SetIdleSkip(on bool) { m.idleSkip = on }
 func (m *Machine) TicksPerSecond() uint64 { return TimebaseHz }
 
 // Now returns the current mtime.
-func (m *Machine) Now() uint64 { return m.clock.now(m.hart.Instret) }
+func (m *Machine) Now() uint64 { return m.clock.now(m.count()) }
 
-// Deadline returns the mtime of the next timed event (the guest's timer
+// Deadline returns the mtime of the next timed event (a hart's timer
 // firing, a device resuming deferred work), or ^0 when none is to come.
 func (m *Machine) Deadline() uint64 { return m.deadline() }
 
@@ -386,76 +463,26 @@ func (m *Machine) updateTimers() {
 	}
 }
 
-// Run executes until the instruction count reaches until, the guest stops
-// itself, or (with idle skip off) it idles. It returns why it stopped.
-func (m *Machine) Run(until uint64) vm.StopReason {
-	for !m.stopped {
-		h := m.hart
-		if h.Instret >= until {
-			return StopLimit
-		}
-		limit := until
-		if t := m.clock.instretAt(m.deadline(), h.Instret); t < limit {
-			limit = t
-			if limit <= h.Instret {
-				limit = h.Instret + 1
-			}
-		}
-		if m.htif != nil && limit-h.Instret > htifPoll {
-			limit = h.Instret + htifPoll
-		}
-		r := h.Run(limit)
-		m.updateTimers()
-		if r == riscv.StopLockup {
-			m.stopped, m.stop = true, StopLockup
-			break
-		}
-		if r == riscv.StopHalt && !m.stopped {
-			if m.paused {
-				m.paused = false
-				return StopLimit
-			}
-			continue // the timer moved: recompute the limit
-		}
-		if m.htif != nil {
-			m.htif.poll(m)
-		}
-		if r == riscv.StopIdle && !m.stopped {
-			if h.Waiting() && !h.Wakeable() {
-				// Waiting for an interrupt with every interrupt
-				// disabled (a kernel cut short parks its hart so):
-				// nothing can ever wake the guest.
-				m.stopped, m.stop = true, StopLockup
-				break
-			}
-			dl := m.deadline()
-			if dl == ^uint64(0) || !m.idleSkip {
-				if !h.Waiting() {
-					continue
-				}
-				return StopIdle
-			}
-			m.clock.advance(dl, h.Instret)
-			m.updateTimers()
-		}
-	}
-	return m.stop
-}
-
 // Pause makes the current Run return StopLimit after the instruction that
 // is executing. It is meant for output callbacks that have seen what they
 // were waiting for (a benchmark's console marker); the pause point is a
 // deterministic function of the guest's output.
 func (m *Machine) Pause() {
 	m.paused = true
-	m.hart.Halt()
+	m.haltRunning()
 }
 
 // timerChanged is called when the guest reprograms its timer in the middle
 // of a Run: the hart must stop so that Run recomputes how far it may go
 // before the timer fires. Otherwise the interrupt would be raised at the
 // next slice boundary, and how the caller slices Run would become visible.
-func (m *Machine) timerChanged() { m.hart.Halt() }
+//
+// In parallel mode each hart looks at the timers between slices anyway.
+func (m *Machine) timerChanged() {
+	if m.par == nil {
+		m.haltRunning()
+	}
+}
 
 // Deliver applies an event. For ConsoleInput it returns how many bytes the
 // UART accepted (its FIFO is bounded: the caller keeps the rest for later);
@@ -473,7 +500,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 		}
 		return 0, nil
 	case AdvanceTime:
-		m.clock.advance(e.To, m.hart.Instret)
+		m.clock.advance(e.To, m.count())
 		m.updateTimers()
 		return 0, nil
 	}
@@ -482,7 +509,7 @@ func (m *Machine) Deliver(ev Event) (int, error) {
 
 func (m *Machine) emitConsole(b []byte) {
 	if m.cfg.Outputs.Console != nil {
-		m.cfg.Outputs.Console(m.hart.Instret, b)
+		m.cfg.Outputs.Console(m.count(), b)
 	}
 }
 
@@ -498,11 +525,14 @@ func (m *Machine) sysconEvent(a devices.PowerAction, code uint16) {
 }
 
 func (m *Machine) halt(r vm.StopReason, code uint32) {
+	if m.stopped {
+		return // the first stop wins (harts in parallel may race to it)
+	}
 	m.stopped, m.stop, m.exitCode = true, r, code
-	m.hart.Halt()
+	m.haltRunning()
 }
 
-// Load implements riscv.System for MMIO.
+// Load is MMIO for the harts (riscv.System, through bus).
 func (m *Machine) Load(pa uint64, size int) (uint64, bool) {
 	for i := range m.mmio {
 		r := &m.mmio[i]
@@ -516,7 +546,7 @@ func (m *Machine) Load(pa uint64, size int) (uint64, bool) {
 	return 0, false
 }
 
-// Store implements riscv.System for MMIO.
+// Store is MMIO for the harts (riscv.System, through bus).
 func (m *Machine) Store(pa uint64, size int, v uint64) bool {
 	for i := range m.mmio {
 		r := &m.mmio[i]
@@ -533,8 +563,43 @@ func (m *Machine) Store(pa uint64, size int, v uint64) bool {
 	return false
 }
 
-// Time implements riscv.System: the time CSR reads the CLINT's mtime.
+// Time is the time CSR: the CLINT's mtime.
 func (m *Machine) Time() uint64 { return m.clint.Mtime() }
+
+// bus returns the riscv.System of hart i. Interleaved harts use the
+// machine directly; in parallel mode each access takes the device lock.
+func (m *Machine) bus(i int) riscv.System {
+	return &hartBus{m: m, hart: i}
+}
+
+// hartBus is one hart's view of the devices.
+type hartBus struct {
+	m    *Machine
+	hart int
+}
+
+func (b *hartBus) Load(pa uint64, size int) (uint64, bool) {
+	if p := b.m.par; p != nil {
+		p.lock(b.hart)
+		defer p.unlock()
+	}
+	return b.m.Load(pa, size)
+}
+
+func (b *hartBus) Store(pa uint64, size int, v uint64) bool {
+	if p := b.m.par; p != nil {
+		p.lock(b.hart)
+		defer p.unlock()
+	}
+	return b.m.Store(pa, size, v)
+}
+
+func (b *hartBus) Time() uint64 {
+	if p := b.m.par; p != nil {
+		return p.time()
+	}
+	return b.m.Time()
+}
 
 // ramDMA gives devices bounds-checked access to RAM.
 type ramDMA struct{ m *Machine }
@@ -554,7 +619,7 @@ func (d ramDMA) WritePhys(addr uint64, p []byte) bool {
 		return false
 	}
 	copy(d.m.ram[off:], p)
-	d.m.hart.NoteWrite(addr, uint64(len(p)))
+	d.m.noteWrite(addr, uint64(len(p)))
 	return true
 }
 
@@ -570,7 +635,7 @@ type netSink struct{ m *Machine }
 
 func (s netSink) Transmit(frame []byte) {
 	if s.m.cfg.Outputs.Net != nil {
-		s.m.cfg.Outputs.Net(s.m.hart.Instret, frame)
+		s.m.cfg.Outputs.Net(s.m.count(), frame)
 	}
 }
 

@@ -12,21 +12,25 @@ import "math/bits"
 // an untouched page would map it, and with transparent huge pages a read
 // can cost 2 MiB of resident memory.)
 //
-// written holds the pages folded from the hart's dirty bitmap so far
-// (dirty.go); a page written since the last fold is still only in the
-// hart's bitmap, so "may be non-zero" is the union of the two.
+// written holds the pages folded from the harts' dirty bitmaps so far
+// (dirty.go); a page written since the last fold is still only in a
+// hart's bitmap, so "may be non-zero" is the union of them all.
 
 // loadRAM copies b into RAM at offset off (in range: the caller checked)
 // and notes the write, as a device's DMA does.
 func (m *Machine) loadRAM(off uint64, b []byte) {
 	copy(m.ram[off:], b)
-	m.hart.NoteWrite(RAMBase+off, uint64(len(b)))
+	m.noteWrite(RAMBase+off, uint64(len(b)))
 }
 
 // mayBeNonzero reports whether RAM page p may hold anything but zeros.
 func (m *Machine) mayBeNonzero(p int) bool {
 	bit := uint64(1) << (p & 63)
-	return (m.written[p>>6]|m.hart.Dirty()[p>>6])&bit != 0
+	w := m.written[p>>6]
+	for _, h := range m.harts {
+		w |= h.Dirty()[p>>6]
+	}
+	return w&bit != 0
 }
 
 // writtenPages calls f for each RAM page that may hold anything but zeros,

@@ -14,6 +14,7 @@ const (
 	sbiSuccess          = 0
 	sbiErrNotSupported  = -2
 	sbiErrInvalidParam  = -3
+	sbiErrInvalidAddr   = -5
 	sbiErrAlreadyAvail  = -6
 	sbiSpecVersion      = 1 << 24 // v1.0
 	sbiImplID           = 0x4654  // "FT": not a registered implementation ID
@@ -26,43 +27,44 @@ const (
 // the value to a1 (legacy extensions return only a0).
 func (m *Machine) sbiCall(h *riscv.Hart) bool {
 	x := &h.X
-	a0, a1 := x[10], x[11]
+	a0, a1, a2 := x[10], x[11], x[12]
 	eid, fid := x[17], x[16]
+	self := int(h.HartID())
 	ret := func(err int64, val uint64) bool {
 		x[10], x[11] = uint64(err), val
 		return true
 	}
+	all := uint64(1)<<len(m.harts) - 1
 	switch eid {
 	case 0x00: // legacy set_timer
-		m.clint.SetTimecmp(a0)
-		m.timerChanged()
+		m.setTimer(self, a0)
 		x[10] = 0
 		return true
 	case 0x01: // legacy console_putchar
-		m.emitConsole([]byte{byte(a0)})
+		m.withDevices(self, func() { m.emitConsole([]byte{byte(a0)}) })
 		x[10] = 0
 		return true
 	case 0x02: // legacy console_getchar: input goes through the UART only
 		x[10] = sbiLegacyGetcharNil
 		return true
 	case 0x03: // legacy clear_ipi
-		h.SetInterrupt(riscv.IntSSI, false)
+		h.SetSoftwarePending(riscv.IntSSI, false)
 		x[10] = 0
 		return true
-	case 0x04: // legacy send_ipi (one hart: to ourselves)
-		h.SetInterrupt(riscv.IntSSI, true)
+	case 0x04: // legacy send_ipi: its hart mask is in guest memory; all harts
+		m.sendIPI(self, all)
 		x[10] = 0
 		return true
-	case 0x05: // legacy remote_fence_i
-		h.FlushICache()
+	case 0x05: // legacy remote_fence_i (to all harts, as above)
+		m.remoteFence(self, all, fenceI)
 		x[10] = 0
 		return true
 	case 0x06, 0x07: // legacy remote_sfence_vma(_asid)
-		h.FlushTLB()
+		m.remoteFence(self, all, fenceVMA)
 		x[10] = 0
 		return true
 	case 0x08: // legacy shutdown
-		m.halt(StopPowerOff, 0)
+		m.withDevices(self, func() { m.halt(StopPowerOff, 0) })
 		x[10] = 0
 		return true
 	case sbiExtBase:
@@ -80,38 +82,46 @@ func (m *Machine) sbiCall(h *riscv.Hart) bool {
 		}
 	case sbiExtTime:
 		if fid == 0 {
-			m.clint.SetTimecmp(a0)
-			m.timerChanged()
+			m.setTimer(self, a0)
 			return ret(sbiSuccess, 0)
 		}
 	case sbiExtIPI:
 		if fid == 0 {
-			if hartSelected(a0, a1, 0) {
-				h.SetInterrupt(riscv.IntSSI, true)
+			set, ok := m.hartMask(a0, a1)
+			if !ok {
+				return ret(sbiErrInvalidParam, 0)
 			}
+			m.sendIPI(self, set)
 			return ret(sbiSuccess, 0)
 		}
 	case sbiExtRfence:
-		switch fid {
-		case 0:
-			h.FlushICache()
-			return ret(sbiSuccess, 0)
-		case 1, 2:
-			h.FlushTLB()
-			return ret(sbiSuccess, 0)
+		if fid <= 6 {
+			set, ok := m.hartMask(a0, a1)
+			if !ok {
+				return ret(sbiErrInvalidParam, 0)
+			}
+			switch fid {
+			case 0:
+				m.remoteFence(self, set, fenceI)
+				return ret(sbiSuccess, 0)
+			case 1, 2:
+				m.remoteFence(self, set, fenceVMA)
+				return ret(sbiSuccess, 0)
+			}
+			// The hypervisor fences: there is no H extension.
+			return ret(sbiErrNotSupported, 0)
 		}
 	case sbiExtHSM:
 		switch fid {
-		case 0: // hart_start
-			if a0 == 0 {
-				return ret(sbiErrAlreadyAvail, 0)
-			}
-			return ret(sbiErrInvalidParam, 0)
-		case 2: // hart_get_status
-			if a0 == 0 {
-				return ret(sbiSuccess, 0) // started
-			}
-			return ret(sbiErrInvalidParam, 0)
+		case 0: // hart_start(hartid, start_addr, opaque)
+			return ret(m.hartStart(self, a0, a1, a2), 0)
+		case 1: // hart_stop
+			return ret(m.hartStop(self), 0)
+		case 2: // hart_get_status(hartid)
+			st, err := m.hartStatus(a0)
+			return ret(err, st)
+		case 3: // hart_suspend(suspend_type, resume_addr, opaque)
+			return ret(m.hartSuspend(self, a0, a1, a2), 0)
 		}
 	case sbiExtSRST:
 		if fid == 0 {
@@ -121,10 +131,10 @@ func (m *Machine) sbiCall(h *riscv.Hart) bool {
 				if a1 != 0 { // reason: system failure
 					code = 1
 				}
-				m.halt(StopPowerOff, code)
+				m.withDevices(self, func() { m.halt(StopPowerOff, code) })
 				return ret(sbiSuccess, 0)
 			case 1, 2: // cold, warm reboot
-				m.halt(StopReboot, 0)
+				m.withDevices(self, func() { m.halt(StopReboot, 0) })
 				return ret(sbiSuccess, 0)
 			}
 			return ret(sbiErrInvalidParam, 0)
@@ -142,12 +152,21 @@ func (m *Machine) sbiProbe(eid uint64) bool {
 	return false
 }
 
-// hartSelected applies an SBI hart mask (mask, base) to hart id.
-func hartSelected(mask, base, id uint64) bool {
+// hartMask turns an SBI hart mask (mask, base) into a set of harts (bit i
+// is hart i). A base of all-ones means every hart; a mask naming a hart
+// the machine does not have is invalid.
+func (m *Machine) hartMask(mask, base uint64) (uint64, bool) {
+	n := uint64(len(m.harts))
 	if base == ^uint64(0) {
-		return true
+		return 1<<n - 1, true
 	}
-	return id >= base && id-base < 64 && mask>>(id-base)&1 != 0
+	if mask == 0 {
+		return 0, true
+	}
+	if base >= n || mask>>(n-base) != 0 {
+		return 0, false
+	}
+	return mask << base, true
 }
 
 func b2u(b bool) uint64 {

@@ -36,6 +36,13 @@ type boardState struct {
 	// disk contents (RestoreState) can check the backend it is given.
 	DiskSize int64 `json:",omitempty"`
 
+	// Harts and Quantum are the machine's (omitted for one hart, whose
+	// snapshot has the form it had before machines had several); Sched
+	// is whose turn it is and each hart's HSM state. The states of harts
+	// 1 and up are sections "hart1", "hart2", ...
+	Harts   int         `json:",omitempty"`
+	Quantum uint64      `json:",omitempty"`
+	Sched   *SchedState `json:",omitempty"`
 	// The shared disk is never saved: its size and identity are, and a
 	// restore must be given the same image.
 	SharedDiskSize int64    `json:",omitempty"`
@@ -99,10 +106,19 @@ func (m *Machine) stateSections() ([]snapshot.Section, error) {
 	if m.htif != nil {
 		b.HTIFToHost, b.HTIFFromHost = m.htif.tohost, m.htif.fromhost
 	}
-	comps := []struct {
+	if len(m.harts) > 1 {
+		st := m.schedState()
+		b.Harts, b.Quantum, b.Sched = len(m.harts), m.cfg.Quantum, &st
+	}
+	type comp struct {
 		name string
 		v    any
-	}{{"machine", b}, {"hart", m.hart.State()}, {"clint", m.clint.State()}, {"plic", m.plic.State()}, {"uart", m.uart.State()}, {"rtc", m.rtc.State()}}
+	}
+	comps := []comp{{"machine", b}, {"hart", m.harts[0].State()}}
+	for i, h := range m.harts[1:] {
+		comps = append(comps, comp{hartSection(i + 1), h.State()})
+	}
+	comps = append(comps, comp{"clint", m.clint.State()}, comp{"plic", m.plic.State()}, comp{"uart", m.uart.State()}, comp{"rtc", m.rtc.State()})
 	if m.blk != nil {
 		comps = append(comps, struct {
 			name string
@@ -165,6 +181,8 @@ type RestoreOptions struct {
 	Outputs Outputs
 	Disk    vm.Disk
 	Exec    string // the execution engine (Config.Exec)
+	// Parallel runs the restored machine's harts in parallel.
+	Parallel bool
 	// SharedDisk is required when the machine had one (Config.SharedDisk):
 	// the same image, named by the same SharedDiskID.
 	SharedDisk   vm.Disk
@@ -187,6 +205,9 @@ func Restore(r io.Reader, opts RestoreOptions) (*Machine, error) {
 		return nil, err
 	}
 	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
 	return m, nil
 }
 
@@ -214,6 +235,9 @@ func RestoreState(r io.Reader, ram []byte, opts RestoreOptions) (*Machine, error
 	}
 	m.noteNonzeroPages()
 	m.rescan()
+	if opts.Parallel {
+		m.startParallel()
+	}
 	return m, nil
 }
 
@@ -247,8 +271,12 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 	if b.DiskSize < 0 || b.DiskSize%512 != 0 || (b.DiskSize != 0 && !b.Disk) {
 		return nil, fmt.Errorf("snapshot: machine: invalid disk size %d", b.DiskSize)
 	}
+	if b.Harts < 0 || b.Harts == 1 || b.Harts > MaxHarts || (b.Harts > 1) != (b.Sched != nil && b.Quantum != 0) {
+		return nil, fmt.Errorf("snapshot: machine: invalid hart count %d", b.Harts)
+	}
 	cfg := Config{MemoryMiB: b.MemoryMiB, InstructionsPerTick: b.InstructionsPerTick, Net: b.Net, MAC: b.MAC,
-		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, WallClock: b.WallClock}
+		DiskReadOnly: b.DiskReadOnly, Outputs: opts.Outputs, WallClock: b.WallClock,
+		Harts: b.Harts, Quantum: b.Quantum}
 	if b.SharedDiskSize < 0 || b.SharedDiskSize%512 != 0 {
 		return nil, fmt.Errorf("snapshot: machine: invalid shared disk size %d", b.SharedDiskSize)
 	}
@@ -313,12 +341,21 @@ func restoreSections(secs []snapshot.Section, ram []byte, opts RestoreOptions) (
 			return nil, err
 		}
 	}
-	var hs riscv.State
-	if err := get("hart", &hs); err != nil {
-		return nil, err
+	for i, h := range m.harts {
+		var hs riscv.State
+		if err := get(hartSection(i), &hs); err != nil {
+			return nil, err
+		}
+		if err := h.SetState(hs); err != nil {
+			return nil, fmt.Errorf("snapshot: %s: %w", hartSection(i), err)
+		}
 	}
-	if err := m.hart.SetState(hs); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+	if b.Sched != nil {
+		if err := m.setSchedState(*b.Sched); err != nil {
+			return nil, fmt.Errorf("snapshot: machine: %w", err)
+		}
+	} else {
+		m.resetCount()
 	}
 	var cs devices.CLINTState
 	var ps devices.PLICState
@@ -424,4 +461,12 @@ func (m *Machine) loadSparsePages(enc []byte) error {
 		enc = enc[pageSize:]
 	}
 	return nil
+}
+
+// hartSection names the snapshot section of hart i.
+func hartSection(i int) string {
+	if i == 0 {
+		return "hart"
+	}
+	return fmt.Sprintf("hart%d", i)
 }

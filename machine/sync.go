@@ -24,7 +24,7 @@ func (m *Machine) WritePage(i int, p []byte) error {
 		return fmt.Errorf("machine: WritePage(%d) with %d bytes: the machine has %d pages of %d bytes", i, len(p), m.Pages(), pageSize)
 	}
 	copy(m.ram[i*pageSize:], p)
-	m.hart.NoteWrite(RAMBase+uint64(i)*pageSize, pageSize)
+	m.noteWrite(RAMBase+uint64(i)*pageSize, pageSize)
 	return nil
 }
 
@@ -75,6 +75,8 @@ func (m *Machine) sameBoard(s *Machine) error {
 	switch {
 	case s.sbiActive != m.sbiActive:
 		return errors.New("built-in SBI differs")
+	case len(s.harts) != len(m.harts) || s.sched.quantum != m.sched.quantum:
+		return errors.New("harts differ")
 	case (s.blk == nil) != (m.blk == nil) || (s.net == nil) != (m.net == nil) || (s.shared == nil) != (m.shared == nil):
 		return errors.New("devices differ")
 	case s.cfg.DiskReadOnly != m.cfg.DiskReadOnly || s.cfg.MAC != m.cfg.MAC:
@@ -100,15 +102,17 @@ func (m *Machine) InjectBitFlip(i, off, bit int) error {
 	// bitmap holds the flipped page alone (and its write TLB is empty).
 	m.foldDirty()
 	m.ram[i*pageSize+off] ^= 1 << bit
-	m.hart.NoteWrite(RAMBase+uint64(i)*pageSize+uint64(off), 1)
+	m.noteWrite(RAMBase+uint64(i)*pageSize+uint64(off), 1)
 	// The set of pages that may be non-zero (ram.go), the digest's page
 	// hashes and in-memory checkpoints describe RAM and must see it; dirty
 	// logs record guest writes and must not.
-	orInto(m.written, m.hart.Dirty())
-	orInto(m.digestDirty, m.hart.Dirty())
-	if m.ck.log != nil {
-		orInto(m.ck.log.bits, m.hart.Dirty())
+	for _, h := range m.harts {
+		orInto(m.written, h.Dirty())
+		orInto(m.digestDirty, h.Dirty())
+		if m.ck.log != nil {
+			orInto(m.ck.log.bits, h.Dirty())
+		}
+		h.ClearDirty()
 	}
-	m.hart.ClearDirty()
 	return nil
 }

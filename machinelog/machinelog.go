@@ -43,6 +43,16 @@ func Header(cfg machine.Config, disk string) (eventlog.Header, error) {
 	if cfg.Net {
 		h.MAC = cfg.MAC
 	}
+	if cfg.Harts > 1 {
+		// A machine with one hart has the header it had before machines
+		// could have more.
+		q := cfg.Quantum
+		if q == 0 {
+			q = machine.DefaultQuantum
+		}
+		h.Params = append(h.Params, eventlog.Param{Key: "harts", Value: strconv.Itoa(cfg.Harts)},
+			eventlog.Param{Key: "quantum", Value: strconv.FormatUint(q, 10)})
+	}
 	for _, im := range []struct {
 		role string
 		b    []byte
@@ -223,6 +233,9 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		cfg.SharedDisk, cfg.SharedDiskID = im.SharedDisk, im.SharedDiskID
 	}
 	var err error
+	if cfg.Harts, cfg.Quantum, err = hartParams(hdr); err != nil {
+		return nil, err
+	}
 	if im.ELF != "" {
 		if im.Kernel != "" || im.Initrd != "" {
 			return nil, errors.New("a bare-metal program and a kernel or initrd do not go together")
@@ -268,6 +281,25 @@ func fromImages(hdr eventlog.Header, im Images, out machine.Outputs) (*machine.M
 		return nil, fmt.Errorf("does not start from this machine:\n  %s", strings.Join(diff, "\n  "))
 	}
 	return machine.New(cfg)
+}
+
+// hartParams reads the hart count and quantum a recording ran with (none:
+// one hart).
+func hartParams(h eventlog.Header) (harts int, quantum uint64, err error) {
+	harts = 1
+	for _, p := range h.Params {
+		switch p.Key {
+		case "harts":
+			if harts, err = strconv.Atoi(p.Value); err != nil || harts < 1 || harts > machine.MaxHarts {
+				return 0, 0, fmt.Errorf("header: bad hart count %q", p.Value)
+			}
+		case "quantum":
+			if quantum, err = strconv.ParseUint(p.Value, 10, 64); err != nil || quantum == 0 {
+				return 0, 0, fmt.Errorf("header: bad quantum %q", p.Value)
+			}
+		}
+	}
+	return harts, quantum, nil
 }
 
 // HasImage reports whether h names an image with this role.

@@ -183,7 +183,9 @@ func (h *Hart) readCSR(n uint32) (uint64, bool) {
 			return 0, false
 		}
 		return c.satp, true
-	case csrMvendorid, csrMarchid, csrMimpid, csrMhartid, csrMconfigptr:
+	case csrMhartid:
+		return h.id, true
+	case csrMvendorid, csrMarchid, csrMimpid, csrMconfigptr:
 		return 0, true
 	case csrMstatus:
 		return h.mstatusRead(), true

@@ -140,7 +140,8 @@ func decode32(d *inst, r uint32) {
 	case 0x0f:
 		switch f3 {
 		case 0:
-			d.op = opFENCE
+			// fm, pred and succ: the pause hint is fence w, 0.
+			d.op, d.imm = opFENCE, int64(bf(r, 31, 20))
 		case 1:
 			d.op = opFENCEI
 		}

@@ -53,12 +53,7 @@ func (h *Hart) fetchMiss(pc uint64) bool {
 	if created {
 		// The page now holds code: stores to it must take the slow path,
 		// so drop any write-TLB entry that maps it.
-		pageOff := p << pageShift
-		for i := range h.mmu.w {
-			if h.mmu.w[i].off == pageOff {
-				h.mmu.w[i].tag = 0
-			}
-		}
+		h.dropWriteTLBPage(p << pageShift)
 	}
 	h.mmu.fetchTag = pc>>pageShift<<1 | 1
 	h.mmu.fetchOff = off &^ (pageSize - 1)
@@ -68,7 +63,7 @@ func (h *Hart) fetchMiss(pc uint64) bool {
 
 func (h *Hart) decodeSlot(d *inst, pc uint64) {
 	off := h.mmu.fetchOff | pc&(pageSize-1)
-	lo := uint32(binary.LittleEndian.Uint16(h.ram[off:]))
+	lo := uint32(h.readRAM(off, 2))
 	if lo&3 != 3 {
 		decode(d, lo)
 		return
@@ -77,19 +72,19 @@ func (h *Hart) decodeSlot(d *inst, pc uint64) {
 		d.op = opCross
 		return
 	}
-	decode(d, lo|uint32(binary.LittleEndian.Uint16(h.ram[off+2:]))<<16)
+	decode(d, lo|uint32(h.readRAM(off+2, 2))<<16)
 }
 
 // fetchCross decodes a 32-bit instruction whose halves lie in two pages,
 // translating each (the second through the fetch TLB too). It is never
 // cached, since the second page may be remapped independently.
 func (h *Hart) fetchCross(pc uint64, d *inst) bool {
-	lo := uint32(binary.LittleEndian.Uint16(h.ram[h.mmu.fetchOff|pc&(pageSize-1):]))
+	lo := uint32(h.readRAM(h.mmu.fetchOff|pc&(pageSize-1), 2))
 	off, ok := h.fetchTranslate(pc + 2) // the start of the next page
 	if !ok {
 		return false
 	}
-	decode(d, lo|uint32(binary.LittleEndian.Uint16(h.ram[off:]))<<16)
+	decode(d, lo|uint32(h.readRAM(off, 2))<<16)
 	return true
 }
 
@@ -325,6 +320,14 @@ func (h *Hart) run(limit uint64) Exit {
 		case opREMUW:
 			x[d.rd&31] = remuw(x[d.rs1&31], x[d.rs2&31])
 		case opFENCE:
+			if h.atomics != nil {
+				h.atomics.Fence()
+			}
+			if d.imm == pauseHint && d.rd|d.rs1 == 0 && h.yieldHints {
+				h.PC = next
+				h.Instret++
+				return StopYield
+			}
 		case opFENCEI:
 			h.decoded.flushAll()
 			h.mmu.flushFetch()
@@ -385,12 +388,12 @@ func (h *Hart) run(limit uint64) Exit {
 			if !ok {
 				continue
 			}
-			v := readRAM(h.ram[off:], size)
+			v := h.readRAM(off, size)
+			h.resValid, h.resAddr, h.resVal = true, off, v
 			if size == 4 {
 				v = sx32(v)
 			}
 			x[d.rd&31] = v
-			h.resValid, h.resAddr = true, off
 		case opSCW, opSCD:
 			size := uint64(4)
 			if d.op == opSCD {
@@ -400,21 +403,48 @@ func (h *Hart) run(limit uint64) Exit {
 			if !ok {
 				continue
 			}
+			done := false
 			if h.resValid && h.resAddr == off {
-				writeRAM(h.ram[off:], size, x[d.rs2&31])
+				if h.atomics != nil {
+					done = h.atomics.CompareAndSwap(off, int(size), h.resVal, x[d.rs2&31]&sizeMask(size))
+				} else {
+					done = true
+					h.writeRAM(off, size, x[d.rs2&31])
+				}
+			}
+			h.resValid = false
+			if done {
+				h.noteStore(off, size)
 				x[d.rd&31] = 0
 			} else {
 				x[d.rd&31] = 1
+				if h.yieldHints {
+					x[0] = 0
+					h.PC = next
+					h.Instret++
+					return StopYield
+				}
 			}
-			h.resValid = false
 		case opAMOSWAPW, opAMOADDW, opAMOXORW, opAMOANDW, opAMOORW,
 			opAMOMINW, opAMOMAXW, opAMOMINUW, opAMOMAXUW:
 			off, ok := h.translateAMO(x[d.rs1&31], 4, accWrite)
 			if !ok {
 				continue
 			}
-			old := sx32(uint64(binary.LittleEndian.Uint32(h.ram[off:])))
-			binary.LittleEndian.PutUint32(h.ram[off:], uint32(amo(d.op-opAMOSWAPW, old, sx32(x[d.rs2&31]))))
+			h.noteStore(off, 4)
+			src := sx32(x[d.rs2&31])
+			var old uint64
+			if a := h.atomics; a != nil {
+				for {
+					old = sx32(a.Load(off, 4))
+					if a.CompareAndSwap(off, 4, old&0xffffffff, amo(d.op-opAMOSWAPW, old, src)&0xffffffff) {
+						break
+					}
+				}
+			} else {
+				old = sx32(uint64(binary.LittleEndian.Uint32(h.ram[off:])))
+				binary.LittleEndian.PutUint32(h.ram[off:], uint32(amo(d.op-opAMOSWAPW, old, src)))
+			}
 			x[d.rd&31] = old
 		case opAMOSWAPD, opAMOADDD, opAMOXORD, opAMOANDD, opAMOORD,
 			opAMOMIND, opAMOMAXD, opAMOMINUD, opAMOMAXUD:
@@ -422,8 +452,19 @@ func (h *Hart) run(limit uint64) Exit {
 			if !ok {
 				continue
 			}
-			old := binary.LittleEndian.Uint64(h.ram[off:])
-			binary.LittleEndian.PutUint64(h.ram[off:], amo(d.op-opAMOSWAPD, old, x[d.rs2&31]))
+			h.noteStore(off, 8)
+			var old uint64
+			if a := h.atomics; a != nil {
+				for {
+					old = a.Load(off, 8)
+					if a.CompareAndSwap(off, 8, old, amo(d.op-opAMOSWAPD, old, x[d.rs2&31])) {
+						break
+					}
+				}
+			} else {
+				old = binary.LittleEndian.Uint64(h.ram[off:])
+				binary.LittleEndian.PutUint64(h.ram[off:], amo(d.op-opAMOSWAPD, old, x[d.rs2&31]))
+			}
 			x[d.rd&31] = old
 		case opIllegal:
 			h.illegal(d)
@@ -437,6 +478,16 @@ func (h *Hart) run(limit uint64) Exit {
 		h.PC = next
 		h.Instret++
 	}
+}
+
+// pauseHint is the fm/pred/succ field of the Zihintpause hint, fence w,0.
+const pauseHint = 0x010
+
+func sizeMask(size uint64) uint64 {
+	if size == 8 {
+		return ^uint64(0)
+	}
+	return 1<<(8*size) - 1
 }
 
 func b2u(b bool) uint64 {

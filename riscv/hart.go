@@ -47,6 +47,11 @@ const (
 	StopIdle               // the hart is in WFI with no interrupt pending
 	StopHalt               // Halt was called (by an ecall hook or device access)
 	StopLockup             // traps keep firing with no instruction retiring (e.g. the trap vector faults)
+	// StopYield: with yield hints on, the hart retired an instruction that
+	// says it is waiting for another hart (a pause hint, a failed
+	// store-conditional). A scheduler that interleaves harts on one thread
+	// runs another one.
+	StopYield
 )
 
 func (r Exit) String() string {
@@ -59,11 +64,21 @@ func (r Exit) String() string {
 		return "halt"
 	case StopLockup:
 		return "lockup"
+	case StopYield:
+		return "yield"
 	}
 	return "unknown"
 }
 
 // Hart is one RISC-V hardware thread.
+//
+// Execution entry points: Run (until the hart's own Instret reaches a
+// limit) and Step (one instruction). Each runs this hart alone, on the
+// caller's goroutine, and returns at an instruction boundary; nothing else
+// may touch the hart meanwhile. A machine with several harts schedules them
+// itself (package machine): interleaved on one thread by calling Run on each
+// in turn, or in parallel, one goroutine per hart, with the host-atomic
+// memory operations of SetAtomics.
 type Hart struct {
 	X  [32]uint64 // integer registers; X[0] is forced to zero
 	F  [32]uint64 // floating-point registers (NaN-boxed singles)
@@ -76,9 +91,25 @@ type Hart struct {
 
 	csr csrFile
 
-	// Reservation for LR/SC: a physical address, valid only while resValid.
+	// Reservation for LR/SC: a RAM offset, valid only while resValid.
+	// resVal is the value LR read, for the compare-and-swap that stands
+	// for SC when harts run in parallel (SetAtomics).
 	resValid bool
 	resAddr  uint64
+	resVal   uint64
+
+	id uint64 // mhartid
+
+	// yieldHints makes Run return StopYield at a pause hint or a failed
+	// SC (SetYieldHints).
+	yieldHints bool
+	// peers are the other harts interleaved with this one on one thread
+	// (SetPeers); peerRes counts those holding an LR reservation while
+	// this hart runs: its stores must break them (see watchPeers).
+	peers   []*Hart
+	peerRes int
+	// atomics is set when harts run in parallel (SetAtomics).
+	atomics Atomics
 
 	// WFI state: the hart stalls until an interrupt is locally pending.
 	waiting bool
@@ -135,8 +166,11 @@ func (h *Hart) Reset(pc uint64) {
 	h.F = [32]uint64{}
 	h.PC = pc
 	h.Priv = PrivM
+	lines := h.csr.lines // driven from outside: a reset does not move them
 	h.csr = csrFile{}
 	h.csr.reset()
+	h.csr.lines = lines
+	h.csr.updateMIP()
 	h.resValid = false
 	h.waiting = false
 	h.halted = false
@@ -159,6 +193,67 @@ func (h *Hart) SetInterrupt(bit uint, level bool) {
 	}
 	h.csr.updateMIP()
 	h.needIRQCheck()
+}
+
+// SetHartID sets the value of mhartid.
+func (h *Hart) SetHartID(id uint64) { h.id = id }
+
+// HartID returns mhartid.
+func (h *Hart) HartID() uint64 { return h.id }
+
+// SetYieldHints chooses whether Run returns StopYield after a pause hint
+// (fence w,0, which Linux's cpu_relax emits in every spin-wait loop when
+// the device tree lists Zihintpause) or a store-conditional that failed.
+// A machine with one hart leaves it off.
+func (h *Hart) SetYieldHints(on bool) { h.yieldHints = on }
+
+// SetPeers names the harts that share h's RAM and run interleaved with it
+// on one thread (peers may include h itself, which is skipped). A store by
+// h then breaks the LR reservation of any peer on the same doubleword, as
+// the A extension requires of stores from other harts. Harts running in
+// parallel use SetAtomics instead.
+func (h *Hart) SetPeers(peers []*Hart) { h.peers = peers }
+
+// InterruptPending reports whether an interrupt is both pending and
+// enabled in mie, which is what wakes a hart from WFI (whatever the
+// global enables say).
+func (h *Hart) InterruptPending() bool { return h.csr.mip&h.csr.mie != 0 }
+
+// Runnable reports whether Run would execute anything: the hart is not
+// waiting in WFI, or an interrupt wakes it, and it has not locked up.
+func (h *Hart) Runnable() bool {
+	return !h.lockedUp && (!h.waiting || h.csr.mip&h.csr.mie != 0)
+}
+
+// Wait puts the hart in the state WFI leaves it in: Run returns StopIdle
+// until an interrupt is pending and enabled (an SBI suspend).
+func (h *Hart) Wait() { h.waiting = true }
+
+// SetSoftwarePending sets or clears a software-writable pending bit (SSIP,
+// STIP or SEIP) in mip, as M-mode firmware does to inject an interrupt into
+// S-mode (an SBI IPI sets SSIP; the guest clears it through sip).
+func (h *Hart) SetSoftwarePending(bit uint, on bool) {
+	m := uint64(1) << bit & (1<<IntSSI | 1<<IntSTI | 1<<IntSEI)
+	if on {
+		h.csr.sw |= m
+	} else {
+		h.csr.sw &^= m
+	}
+	h.csr.updateMIP()
+	h.needIRQCheck()
+}
+
+// StartSupervisor puts the hart at pc in S-mode with a0 and a1 set, satp
+// zero and S-mode interrupts off, out of WFI: the state in which an SBI
+// hart_start, or the resume from a non-retentive hart_suspend, leaves a
+// hart (SBI specification, hart state management).
+func (h *Hart) StartSupervisor(pc, a0, a1 uint64) {
+	h.csr.satp = 0
+	h.csr.mstatus &^= msSIE
+	h.mmu.flush()
+	h.X[10], h.X[11] = a0, a1
+	h.waiting = false
+	h.EnterMode(PrivS, pc)
 }
 
 // Halt makes the current Run return StopHalt after the current instruction.
@@ -191,6 +286,9 @@ func (h *Hart) NoteWrite(pa, n uint64) {
 			h.invalidatePage(p)
 		}
 	}
+	if h.resValid && resOverlaps(h.resAddr, off, n) {
+		h.resValid = false
+	}
 }
 
 // Dirty returns the dirty-page bitmap: bit i of word i/64 is set when RAM
@@ -204,11 +302,16 @@ func (h *Hart) ClearDirty() {
 	h.mmu.w = [tlbSize]tlbEntry{}
 }
 
-// Run executes until Instret reaches limit, the hart idles in WFI with no
-// interrupt pending, or it is halted.
+// Run executes until Instret (this hart's own count) reaches limit, the
+// hart idles in WFI with no interrupt pending, it is halted, or (with yield
+// hints on) it yields. It always returns at an instruction boundary, with
+// every retired instruction counted in Instret.
 func (h *Hart) Run(limit uint64) Exit {
 	if h.lockedUp {
 		return StopLockup
+	}
+	if h.peers != nil {
+		h.watchPeers()
 	}
 	h.halted = false
 	h.attention = h.checkIRQ

@@ -108,6 +108,7 @@ func (h *Hart) translate(va uint64, acc access) (uint64, bool) {
 		h.trap(faultCause(acc, true), va)
 		return 0, false
 	}
+walk:
 	a := (h.csr.satp & (1<<44 - 1)) << pageShift
 	for level := 2; level >= 0; level-- {
 		pteAddr := a + (va>>(pageShift+9*uint(level))&0x1ff)*8
@@ -134,9 +135,21 @@ func (h *Hart) translate(va uint64, acc access) (uint64, bool) {
 		if acc == accWrite {
 			want |= pteD
 		}
-		if want != pte && !h.physStore64(pteAddr, want) {
-			h.trap(faultCause(acc, false), va)
-			return 0, false
+		if want != pte {
+			if h.atomics != nil {
+				// Another hart may be changing this PTE: the update
+				// must not lose its write (privileged spec 4.3.1, the
+				// A/D update is atomic with respect to other accesses
+				// to the PTE). On a race, walk again.
+				off, _ := h.ramOffset(pteAddr, 8)
+				if !h.atomics.CompareAndSwap(off, 8, pte, want) {
+					goto walk
+				}
+				h.noteStore(off, 8)
+			} else if !h.physStore64(pteAddr, want) {
+				h.trap(faultCause(acc, false), va)
+				return 0, false
+			}
 		}
 		return ppn<<pageShift | va&(1<<(pageShift+9*uint(level))-1), true
 	}
@@ -181,7 +194,7 @@ func (h *Hart) ramOffset(pa uint64, n uint64) (uint64, bool) {
 
 func (h *Hart) physLoad64(pa uint64) (uint64, bool) {
 	if off, ok := h.ramOffset(pa, 8); ok {
-		return binary.LittleEndian.Uint64(h.ram[off:]), true
+		return h.readRAM(off, 8), true
 	}
 	return 0, false
 }
@@ -189,10 +202,30 @@ func (h *Hart) physLoad64(pa uint64) (uint64, bool) {
 func (h *Hart) physStore64(pa uint64, v uint64) bool {
 	if off, ok := h.ramOffset(pa, 8); ok {
 		h.noteStore(off, 8)
-		binary.LittleEndian.PutUint64(h.ram[off:], v)
+		h.writeRAM(off, 8, v)
 		return true
 	}
 	return false
+}
+
+// readRAM and writeRAM are every access of the hart to RAM. In a
+// race-detector build, harts running in parallel go through their Atomics
+// (see race.go); otherwise these are plain accesses, which on the hosts
+// ftvm runs on (amd64, arm64) compile to single loads and stores, so
+// aligned accesses are single-copy atomic as RVWMO requires.
+func (h *Hart) readRAM(off, size uint64) uint64 {
+	if raceEnabled && h.atomics != nil {
+		return h.atomics.Load(off, int(size))
+	}
+	return readRAM(h.ram[off:], size)
+}
+
+func (h *Hart) writeRAM(off, size, v uint64) {
+	if raceEnabled && h.atomics != nil {
+		h.atomics.Store(off, int(size), v)
+		return
+	}
+	writeRAM(h.ram[off:], size, v)
 }
 
 // noteStore keeps the decode cache coherent with a store of n bytes at RAM
@@ -213,6 +246,9 @@ func (h *Hart) noteStore(off, n uint64) {
 	}
 	if q := (off + n - 1) >> pageShift; q != p && h.decoded.pages[q] != nil {
 		h.invalidatePage(q)
+	}
+	if h.peerRes != 0 {
+		h.breakPeers(off, n)
 	}
 }
 
@@ -238,7 +274,7 @@ func (m *mmu) lookup(t *[tlbSize]tlbEntry, va uint64) (uint64, bool) {
 func (h *Hart) load(va uint64, size uint64) (uint64, bool) {
 	if va&(pageSize-1) <= pageSize-size {
 		if off, ok := h.mmu.lookup(&h.mmu.r, va); ok {
-			return readRAM(h.ram[off:], size), true
+			return h.readRAM(off, size), true
 		}
 	}
 	return h.loadSlow(va, size)
@@ -291,7 +327,7 @@ func (h *Hart) loadSlow(va uint64, size uint64) (uint64, bool) {
 		e := &h.mmu.r[va>>pageShift&(tlbSize-1)]
 		e.tag = va>>pageShift<<4 | h.mmu.key
 		e.off = off &^ (pageSize - 1)
-		return readRAM(h.ram[off:], size), true
+		return h.readRAM(off, size), true
 	}
 	if pa&(size-1) != 0 {
 		h.trap(causeMisalignedLoad, va) // MMIO must be naturally aligned
@@ -309,7 +345,7 @@ func (h *Hart) loadSlow(va uint64, size uint64) (uint64, bool) {
 func (h *Hart) store(va uint64, size uint64, v uint64) bool {
 	if va&(pageSize-1) <= pageSize-size {
 		if off, ok := h.mmu.lookup(&h.mmu.w, va); ok {
-			writeRAM(h.ram[off:], size, v)
+			h.writeRAM(off, size, v)
 			return true
 		}
 	}
@@ -339,13 +375,14 @@ func (h *Hart) storeSlow(va uint64, size uint64, v uint64) bool {
 	if off, ok := h.ramOffset(pa, size); ok {
 		h.noteStore(off, size)
 		// Pages holding decoded code never enter the write TLB, so every
-		// store to them comes here and invalidates the decodes.
-		if h.decoded.pages[off>>pageShift] == nil {
+		// store to them comes here and invalidates the decodes; nor do
+		// pages where a peer holds a reservation (watchPeers).
+		if h.decoded.pages[off>>pageShift] == nil && (h.peerRes == 0 || !h.peerWatches(off>>pageShift)) {
 			e := &h.mmu.w[va>>pageShift&(tlbSize-1)]
 			e.tag = va>>pageShift<<4 | h.mmu.key
 			e.off = off &^ (pageSize - 1)
 		}
-		writeRAM(h.ram[off:], size, v)
+		h.writeRAM(off, size, v)
 		return true
 	}
 	if pa&(size-1) != 0 {
@@ -360,7 +397,8 @@ func (h *Hart) storeSlow(va uint64, size uint64, v uint64) bool {
 }
 
 // translateAMO translates va for a read-modify-write (AMO or SC), which
-// must be naturally aligned and in RAM. It returns the RAM offset.
+// must be naturally aligned and in RAM. It returns the RAM offset; the
+// caller notes the store (noteStore) if it writes.
 func (h *Hart) translateAMO(va uint64, size uint64, acc access) (uint64, bool) {
 	if va&(size-1) != 0 {
 		if acc == accRead {
@@ -388,9 +426,6 @@ func (h *Hart) translateAMO(va uint64, size uint64, acc access) (uint64, bool) {
 	if !ok {
 		h.trap(faultCause(acc, false), va)
 		return 0, false
-	}
-	if acc == accWrite {
-		h.noteStore(off, size)
 	}
 	return off, true
 }

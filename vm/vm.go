@@ -80,7 +80,13 @@ type Engine interface {
 	// Run executes until the instruction count reaches until or the guest
 	// stops or idles.
 	Run(until uint64) StopReason
-	// Instret is the number of instructions executed so far.
+	// Instret is the number of instructions executed so far: with several
+	// processors, by all of them together. It is the engine's one
+	// position, in which events, digests, outputs and epochs are placed,
+	// so a deterministic engine with several processors must interleave
+	// them as a function of this count and its inputs alone. (An engine
+	// whose processors run in parallel is not deterministic; it may stop
+	// past until.)
 	Instret() uint64
 	// Deliver applies an event now. For ConsoleInput it returns how many
 	// bytes were accepted (the rest must be offered again later).

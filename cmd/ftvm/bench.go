@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"ftvm/bench"
 	"ftvm/host"
+	"ftvm/machine"
 )
 
 func cmdBench(args []string) error {
@@ -26,6 +28,12 @@ func cmdBench(args []string) error {
 	ftConns := fs.Int("ft-conns", 8, "with -ft: client connections of the throughput load")
 	ftRounds := fs.Int("ft-rounds", 10, "with -ft: cpubench rounds of the epoch experiment")
 	ftEpochs := fs.String("ft-epochs", "4096,32768,100000,1000000", "with -ft: epoch lengths (instructions) of the epoch experiment")
+	smp := fs.Bool("smp", false, "benchmark multi-hart guests instead: Linux boot with 1, 2 and 4 harts, a CPU-bound workload with one worker per CPU at 1 and 2 harts (interleaved and parallel), and a lock-heavy workload against QEMU TCG -smp 2 with and without -icount")
+	smpChains := fs.Int("smp-chains", 8, "with -smp: chains of the CPU-bound workload")
+	smpRounds := fs.Int("smp-rounds", 2, "with -smp: rounds per chain")
+	smpLock := fs.Int("smp-lock", 10000, "with -smp: iterations of the lock-heavy workload (per thread, and pipe exchanges)")
+	harts := fs.Int("harts", 1, "harts of the guests the other benchmarks boot (with -ft, of the primaries and plain runs)")
+	parallel := fs.Bool("parallel", false, "run the harts in parallel in the default benchmark (not deterministic: not with -rr or -ft)")
 	services := fs.Bool("services", false, "benchmark the Debian guests' services instead, with their real clients: redis-benchmark, pgbench and wrk, on ftvm, ftvm replicated and QEMU TCG (same kernel and root), interleaved runs")
 	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
 	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
@@ -38,6 +46,19 @@ func cmdBench(args []string) error {
 	}
 	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
+	if *harts < 1 || *harts > machine.MaxHarts {
+		return fmt.Errorf("-harts %d: must be between 1 and %d", *harts, machine.MaxHarts)
+	}
+	if *parallel && (*rr || *ft) {
+		return errors.New("-parallel goes with the default benchmark only: -rr and -ft need deterministic machines")
+	}
+	if *smp {
+		if err := notWith(set, "the multi-hart benchmark chooses the harts and modes itself", "harts", "parallel", "rr", "ft", "services"); err != nil {
+			return err
+		}
+	} else if err := notWith(set, "they are the multi-hart benchmark's (-smp)", "smp-chains", "smp-rounds", "smp-lock"); err != nil {
+		return err
+	}
 	if *ft {
 		if err := notWith(set, "the fault-tolerance benchmark runs the default guest in replica processes, once", "rr", "runs", "qemu", "kernel", "initrd"); err != nil {
 			return err
@@ -51,7 +72,7 @@ func cmdBench(args []string) error {
 		}
 	}
 	if *services {
-		if err := notWith(set, "the services benchmark boots the Debian guests", "rr", "ft", "kernel", "initrd"); err != nil {
+		if err := notWith(set, "the services benchmark boots the Debian guests", "rr", "ft", "kernel", "initrd", "harts", "parallel"); err != nil {
 			return err
 		}
 		ftvm, err := os.Executable()
@@ -73,7 +94,7 @@ func cmdBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		return bench.FaultTolerance(bench.FTOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Rounds: *ftRounds, Epochs: epochs}, out)
+		return bench.FaultTolerance(bench.FTOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Rounds: *ftRounds, Epochs: epochs, Harts: *harts}, out)
 	}
 	if *kernel == "" {
 		*kernel = filepath.Join(host.GuestDir(), "Image")
@@ -90,9 +111,12 @@ func cmdBench(args []string) error {
 			*qemu = ""
 		}
 	}
-	g := bench.Guest{Kernel: *kernel, Initrd: *initrd}
+	g := bench.Guest{Kernel: *kernel, Initrd: *initrd, Harts: *harts, Parallel: *parallel}
 	if *rr {
 		return bench.RecordReplay(g, *qemu, *runs, out)
+	}
+	if *smp {
+		return bench.SMP(g, *qemu, *runs, bench.SMPOptions{Chains: *smpChains, Rounds: *smpRounds, Lock: *smpLock}, out)
 	}
 	return bench.VsQEMU(g, *qemu, *runs, out)
 }

@@ -159,10 +159,10 @@ func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what
 }
 
 // pair starts a primary on host 1 and a backup on host 2 and waits until
-// the backup follows.
-func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
+// the backup follows; extra goes to the primary.
+func (l *ftLab) pair(t *testing.T, cluster string, extra ...string) (p, b *console) {
 	t.Helper()
-	p = l.replica(t, 1, "primary", "a", cluster)
+	p = l.replica(t, 1, "primary", "a", cluster, extra...)
 	if l.guest != "" {
 		p.waitFor(t, readyLine[l.guest], 4*time.Minute)
 	} else {
@@ -177,17 +177,24 @@ func (l *ftLab) pair(t *testing.T, cluster string) (p, b *console) {
 // while the client writes, FTVM_TRIALS times (default 3; 50 for the full
 // trial): the backup must take over, the client's connection must
 // survive, and every write it saw acknowledged must be there exactly once.
+// Trials alternate between a guest with one hart and one with two
+// (FTVM_TRIAL_SMP=N gives every trial N harts).
 func TestFailoverTrials(t *testing.T) {
 	trials := 3
 	if s := os.Getenv("FTVM_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
+	fixedSMP, _ := strconv.Atoi(os.Getenv("FTVM_TRIAL_SMP"))
 	l := newFTLab(t, 2)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var pauses []time.Duration
 	for i := range trials {
 		cluster := fmt.Sprintf("trial%d", i)
-		p, b := l.pair(t, cluster)
+		smp := 1 + i%2
+		if fixedSMP > 0 {
+			smp = fixedSMP
+		}
+		p, b := l.pair(t, cluster, "-smp", strconv.Itoa(smp))
 		w, conn, stop := l.client(t, cluster+":")
 		waitWrites(t, w, 20, 30*time.Second, "before the kill")
 		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
@@ -204,8 +211,8 @@ func TestFailoverTrials(t *testing.T) {
 		}
 		first := res.FirstServedAfter(killed)
 		pauses = append(pauses, first)
-		t.Logf("trial %d: killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
-			i, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
+		t.Logf("trial %d (%d harts): killed after %d writes; %d acknowledged in all; first request served by the new primary %v after the kill; longest write %v",
+			i, smp, before, res.Acked, first.Round(time.Millisecond), res.MaxLatency.Round(time.Millisecond))
 		b.cmd.Process.Kill()
 		<-b.done
 		<-p.done

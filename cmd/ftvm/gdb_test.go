@@ -444,6 +444,98 @@ continue
 	}
 }
 
+// gdbSMPProgram runs on two harts: hart 0 counts a1 to 100000 while hart 1
+// counts a1 to 5 through "hart1_here", sets done and sleeps; hart 0 then
+// exits. a0 holds each hart's id.
+const gdbSMPProgram = `
+	.section .text.init
+	.globl _start
+_start:
+	csrr a0, mhartid
+	li   a1, 0
+	bnez a0, hart1
+	li   t0, 100000
+1:	addi a1, a1, 1
+	blt  a1, t0, 1b
+	la   t2, done
+2:	lw   t3, 0(t2)
+	beqz t3, 2b
+	li   t1, 1
+	la   t2, tohost
+	sd   t1, 0(t2)
+3:	j 3b
+hart1:
+	li   t0, 5
+4:	addi a1, a1, 1
+	.globl hart1_here
+hart1_here:
+	blt  a1, t0, 4b
+	la   t2, done
+	li   t3, 1
+	sw   t3, 0(t2)
+5:	wfi
+	j 5b
+
+	.data
+done:	.word 0
+
+	.section .tohost, "aw", @progbits
+	.align 6
+	.globl tohost
+tohost:	.dword 0
+	.align 6
+	.globl fromhost
+fromhost: .dword 0
+`
+
+// TestGDBThreads replays a recorded two-hart program under gdb-multiarch:
+// GDB sees a thread per hart, a breakpoint only hart 1 reaches stops with
+// its thread selected, each thread shows its own registers, going back
+// (reverse-continue) finds hart 1's earlier hit, and the replay still ends
+// with the recording's digest.
+func TestGDBThreads(t *testing.T) {
+	gdb := requireGDB(t)
+	gcc := testsupport.Tool(t, "riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu")
+	ftvm, _ := buildBinaries(t)
+	dir := t.TempDir()
+	src, elf, log := filepath.Join(dir, "p.S"), filepath.Join(dir, "p.elf"), filepath.Join(dir, "p.log")
+	os.WriteFile(src, []byte(gdbSMPProgram), 0o644)
+	if b, err := exec.Command(gcc, "-g", "-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-static",
+		"-T", "../../machine/testdata/link.ld", "-o", elf, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	rout, err := exec.Command(ftvm, "record", "-smp", "2", "-o", log, elf).CombinedOutput()
+	digest := grab(string(rout), "state digest ")
+	if err != nil || digest == "" {
+		t.Fatalf("record: %v\n%s", err, rout)
+	}
+	addr := freeAddr(t)
+	gout, fout, status := runGDB(t, gdb, elf, addr, `
+info threads
+break hart1_here
+continue
+continue
+printf "HIT hart=%ld a1=%ld\n", $a0, $a1
+info threads
+thread 1
+printf "OTHER hart=%ld\n", $a0
+reverse-continue
+printf "BACK hart=%ld a1=%ld\n", $a0, $a1
+delete
+continue
+`, ftvm, "replay", "-gdb", addr, "-elf", elf, log)
+	want(t, gout,
+		`(?s)1\s+Thread 1 \(hart 0\).*2\s+Thread 2 \(hart 1\)`,
+		`(?m)^HIT hart=1 a1=2$`,
+		`\*\s*2\s+Thread 2 \(hart 1\)`, // stopped in hart 1's thread
+		`(?m)^OTHER hart=0$`,
+		`(?m)^BACK hart=1 a1=1$`,
+	)
+	if status != 0 || grab(fout, "state digest ") != digest || !strings.Contains(fout, "matches the recording") {
+		t.Errorf("replay under GDB (status %d) did not end with the recording's digest %s:\n%s", status, digest, fout)
+	}
+}
+
 // TestGDBLockup: a program whose trap vector faults, under GDB. The
 // lockup stops it with SIGSEGV, where GDB can still read its registers
 // (it used to be reported as a normal exit, leaving nothing to look at);

@@ -39,9 +39,9 @@ func outputLines(s string) []string {
 	return l
 }
 
-// TestRecordReplayUnderLoad records the real Linux guest serving the
-// key-value workload from a client on the host side of a TAP (in a
-// private network namespace), with console commands and its disk log
+// TestRecordReplayUnderLoad records the real Linux guest, with two harts,
+// serving the key-value workload from a client on the host side of a TAP
+// (in a private network namespace), with console commands and its disk log
 // being written, while snapshots are written every 20 M instructions.
 // Then it replays the log from the start, from the first snapshot and from
 // a middle one: each replay must show the same console output (a suffix,
@@ -58,7 +58,7 @@ func TestRecordReplayUnderLoad(t *testing.T) {
 	os.WriteFile(disk, make([]byte, 8<<20), 0o644)
 
 	var console, msgs syncBuffer
-	rec := exec.Command("ip", "netns", "exec", ns, ftvm, "record", "-o", log, "-net", "tap:tap0", "-disk", disk,
+	rec := exec.Command("ip", "netns", "exec", ns, ftvm, "record", "-smp", "2", "-o", log, "-net", "tap:tap0", "-disk", disk,
 		"-digest-every", "10000000", "-snapshot-every", "20000000", "-snapshot-dir", snaps)
 	rec.Stdout, rec.Stderr = &console, &msgs
 	stdin, _ := rec.StdinPipe()
@@ -78,6 +78,7 @@ func TestRecordReplayUnderLoad(t *testing.T) {
 	fmt.Fprintln(stdin, "echo after-the-load")
 	waitOutput(t, &console, "= after-the-load", 30*time.Second, done)
 	fmt.Fprintln(stdin, "kv-stats")
+	fmt.Fprintln(stdin, "cpus")
 	fmt.Fprintln(stdin, "poweroff")
 	select {
 	case err := <-done:
@@ -86,6 +87,9 @@ func TestRecordReplayUnderLoad(t *testing.T) {
 		}
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("the recording did not end:\n%s", msgs.String())
+	}
+	if !strings.Contains(console.String(), "= 2 online") {
+		t.Errorf("the guest does not report two CPUs:\n%s", console.String())
 	}
 	recMsgs := msgs.String()
 	digest, count := grab(recMsgs, "state digest "), grab(recMsgs, "poweroff after ")

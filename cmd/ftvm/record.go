@@ -41,6 +41,9 @@ func cmdRecord(args []string) error {
 	if (*snapEvery == 0) != (*snapDir == "") {
 		return errors.New("-snapshot-every and -snapshot-dir go together")
 	}
+	if err := vf.deterministic("record"); err != nil {
+		return err
+	}
 	if fs.NArg() > 1 {
 		return errors.New("record takes at most one program")
 	}

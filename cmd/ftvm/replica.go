@@ -177,6 +177,9 @@ func cmdPrimary(args []string) error {
 	if fs.NArg() > 0 {
 		return errors.New("primary takes no arguments")
 	}
+	if err := vf.deterministic("primary"); err != nil {
+		return err
+	}
 	if err := vf.check(given(fs), "", ""); err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ type vmFlags struct {
 	exec                                            string
 	memMiB                                          int
 	diskRO                                          bool
+	smp                                             int
+	quantum                                         uint64
+	parallel                                        bool
 }
 
 // execFlag registers -exec, the execution engine.
@@ -54,6 +57,22 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.net, "net", "", "network backend: tap:NAME, or switch:HOST:PORT for an `ftvm switch` (empty: no network device)")
 	fs.StringVar(&f.mac, "mac", "52:54:00:12:34:56", "guest MAC address")
 	execFlag(fs, &f.exec)
+	f.registerSMP(fs)
+}
+
+// registerSMP registers the flags that choose the harts.
+func (f *vmFlags) registerSMP(fs *flag.FlagSet) {
+	fs.IntVar(&f.smp, "smp", 1, fmt.Sprintf("number of harts (virtual CPUs), 1 to %d", machine.MaxHarts))
+	fs.Uint64Var(&f.quantum, "quantum", machine.DefaultQuantum, "with several harts, instructions a hart runs before the next takes its turn (part of the machine: a replay uses the recording's)")
+	fs.BoolVar(&f.parallel, "parallel", false, "run the harts in parallel, one host thread each: faster, but the run is NOT deterministic and cannot be recorded, replayed or replicated")
+}
+
+// deterministic refuses -parallel for a command that records or replicates.
+func (f *vmFlags) deterministic(cmd string) error {
+	if f.parallel {
+		return fmt.Errorf("%s: -parallel runs are not deterministic, so they cannot be recorded, replayed or replicated; leave it out (the harts are then interleaved, deterministically)", cmd)
+	}
+	return nil
 }
 
 // given is the set of flags given on the command line.
@@ -102,8 +121,8 @@ func (f *vmFlags) check(set map[string]bool, program, restore string) error {
 	case restore != "" && program != "":
 		return errors.New("give either a program or -restore, not both")
 	case restore != "":
-		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC and clock",
-			"kernel", "initrd", "append", "m", "dtb", "mac", "rtc"); err != nil {
+		if err := notWith(set, "a snapshot holds the machine: its memory, images, command line, device tree, MAC, clock and harts",
+			"kernel", "initrd", "append", "m", "dtb", "mac", "rtc", "smp", "quantum"); err != nil {
 			return err
 		}
 		return notWith(set, "restoring writes the snapshot's disk contents to the -disk file (without -disk the guest runs on a copy in memory)", "disk-ro")
@@ -116,7 +135,13 @@ func (f *vmFlags) check(set map[string]bool, program, restore string) error {
 
 // config turns flags (and an optional ELF program) into a machine config.
 func (f *vmFlags) config(program string) (machine.Config, error) {
-	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec}
+	cfg := machine.Config{MemoryMiB: f.memMiB, Exec: f.exec, Harts: f.smp, Quantum: f.quantum, Parallel: f.parallel}
+	if f.smp < 1 || f.smp > machine.MaxHarts {
+		return cfg, fmt.Errorf("-smp %d: must be between 1 and %d", f.smp, machine.MaxHarts)
+	}
+	if f.quantum == 0 {
+		return cfg, errors.New("-quantum must be at least 1")
+	}
 	var err error
 	if program != "" {
 		if cfg.ELF, err = host.ReadImage(program); err != nil {
@@ -205,7 +230,7 @@ func (f *vmFlags) checkRestored(m *machine.Machine, restore string, counts map[s
 // snapshot's disk contents are written to that file and the guest runs on
 // it; without, on a copy in memory.
 func restoreMachine(path string, vf vmFlags, out machine.Outputs) (*machine.Machine, error) {
-	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec}
+	opts := machine.RestoreOptions{Outputs: out, Exec: vf.exec, Parallel: vf.parallel}
 	if err := vf.restoreShared(&opts); err != nil {
 		return nil, err
 	}
@@ -342,6 +367,9 @@ func cmdRun(args []string) error {
 	if fs.NArg() > 1 {
 		return errors.New("run takes at most one program")
 	}
+	if vf.parallel && *gdbAddr != "" {
+		return errors.New("-gdb needs the harts interleaved (a debugger's step is one instruction of one hart): leave out -parallel")
+	}
 	if *snapAt != 0 && *snapOut == "" {
 		return errors.New("-snapshot-at needs -snapshot FILE")
 	}
@@ -447,8 +475,12 @@ func cmdRun(args []string) error {
 	}
 	elapsed := time.Since(start)
 	n := m.Instret()
-	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x\r\n",
-		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum)
+	note := ""
+	if m.Parallel() {
+		note = " (harts in parallel: not reproducible)"
+	}
+	fmt.Fprintf(os.Stderr, "\r\nftvm: %s after %d instructions in %.2fs (%.1f M instructions/s)\r\nftvm: state digest %x%s\r\n",
+		reason, n, elapsed.Seconds(), float64(n)/elapsed.Seconds()/1e6, m.Digest().Sum, note)
 	if interrupted(err) {
 		fmt.Fprintf(os.Stderr, "ftvm: stopped by a signal\r\n")
 		err = nil

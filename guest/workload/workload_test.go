@@ -37,3 +37,23 @@ func TestKV(t *testing.T) {
 		t.Errorf("ops = %d", res.Ops)
 	}
 }
+
+// TestParallel: the checksum does not depend on the number of workers.
+func TestParallel(t *testing.T) {
+	a, b := Parallel(1, 5, 1), Parallel(3, 5, 1)
+	if a.Sum != b.Sum {
+		t.Fatalf("1 worker %x, 3 workers %x", a.Sum, b.Sum)
+	}
+	if c := Parallel(2, 4, 1); c.Sum == a.Sum {
+		t.Fatal("4 chains gave the checksum of 5")
+	}
+}
+
+func TestLockAndPingPong(t *testing.T) {
+	if r := Lock(4, 1000); r.Count != 4000 {
+		t.Fatalf("count %d, want 4000", r.Count)
+	}
+	if _, err := PingPong(1000); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -138,7 +138,7 @@ func (t *tr) decode(pc, off uint64) {
 			}
 		}
 		in := riscv.Decode(raw)
-		if !translated(in) {
+		if !translated(in) || t.j.h.Interprets(in) {
 			break
 		}
 		if cross {

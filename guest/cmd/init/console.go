@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ func consoleLoop(sup *supervisor) {
 		switch cmd {
 		case "":
 		case "help":
-			reply("commands: help, echo TEXT, uptime, mem, net, kv-stats, cpubench [ROUNDS], poweroff, reboot")
+			reply("commands: help, echo TEXT, uptime, mem, cpus, net, kv-stats, cpubench [ROUNDS], smpbench [CHAINS [ROUNDS]], poweroff, reboot")
 		case "echo":
 			reply(arg)
 		case "uptime":
@@ -45,6 +46,21 @@ func consoleLoop(sup *supervisor) {
 			unit := uint64(si.Unit)
 			reply(fmt.Sprintf("total %d KiB, free %d KiB, procs %d",
 				uint64(si.Totalram)*unit>>10, uint64(si.Freeram)*unit>>10, si.Procs))
+		case "cpus":
+			reply(fmt.Sprintf("%d online", runtime.NumCPU()))
+		case "smpbench":
+			chains, rounds := 8, 2
+			if f := strings.Fields(arg); len(f) > 0 {
+				if v, err := strconv.Atoi(f[0]); err == nil && v > 0 {
+					chains = v
+				}
+				if len(f) > 1 {
+					if v, err := strconv.Atoi(f[1]); err == nil && v > 0 {
+						rounds = v
+					}
+				}
+			}
+			reply(workload.Parallel(0, chains, rounds).String())
 		case "kv-stats":
 			kvStats()
 		case "net":

@@ -9,6 +9,10 @@
 //	poweroff  power off at once (boot-time benchmark)
 //	cpubench  run the CPU workload (ftvm.n= rounds), print
 //	          "cpubench: start" / "cpubench: done ...", power off
+//	smpbench  the CPU workload as ftvm.chains= (default 8) independent
+//	          chains of ftvm.n= rounds, one worker per CPU, then power off
+//	lockbench threads contending for a lock (ftvm.n= increments each),
+//	          then a pipe ping-pong between two threads, then power off
 //
 // Other parameters: ftvm.ip=10.0.2.15/24 (eth0 address), ftvm.gw= (default
 // route, none by default), ftvm.n= (cpubench rounds), ftvm.service=NAME
@@ -23,6 +27,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +50,7 @@ func main() {
 		fmt.Printf("ftvm-init: started (pid %d, uptime %s, console reopened)\n", os.Getpid(), uptime())
 	}
 	mountAll()
+	logf("cpus: %d online", runtime.NumCPU())
 	params := kernelParams()
 	os.Setenv("PATH", "/bin")
 
@@ -58,6 +64,22 @@ func main() {
 			n = v
 		}
 		cpubench(n)
+		shutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "smpbench":
+		chains, n := intParam(params, "ftvm.chains", 8), intParam(params, "ftvm.n", 10)
+		logf("smpbench: start chains=%d rounds=%d", chains, n)
+		logf("smpbench: done %v", workload.Parallel(0, chains, n))
+		shutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "lockbench":
+		n := intParam(params, "ftvm.n", 20000)
+		logf("lockbench: start n=%d", n)
+		logf("lockbench: lock %v", workload.Lock(0, n))
+		if res, err := workload.PingPong(n); err != nil {
+			logf("lockbench: pingpong: %v", err)
+		} else {
+			logf("lockbench: pingpong %v", res)
+		}
+		logf("lockbench: done")
 		shutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "", "serve":
 		serve(params)
@@ -92,6 +114,14 @@ func cpubench(n int) {
 	logf("cpubench: start rounds=%d", n)
 	res := workload.CPU(n)
 	logf("cpubench: done %v", res)
+}
+
+// intParam is the positive integer parameter key, or def.
+func intParam(params map[string]string, key string, def int) int {
+	if v, err := strconv.Atoi(params[key]); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // logf prints one progress line on the console.
