@@ -128,6 +128,8 @@ type layout struct {
 	readTLB, writeTLB, fetch int32
 	dataKey, fetchKey        int32
 	mstatus, fflags, frm     int32
+	resValid, resAddr        int32
+	resVal                   int32
 }
 
 // JIT is the translator of one hart.
@@ -262,6 +264,9 @@ func (j *JIT) computeLayout() error {
 		mstatus:  off(unsafe.Pointer(v.Mstatus), 8),
 		fflags:   off(unsafe.Pointer(v.Fflags), 8),
 		frm:      off(unsafe.Pointer(v.Frm), 8),
+		resValid: off(unsafe.Pointer(v.ResValid), 1),
+		resAddr:  off(unsafe.Pointer(v.ResAddr), 8),
+		resVal:   off(unsafe.Pointer(v.ResVal), 8),
 	}
 	if bad || unsafe.Sizeof(riscv.TLBEntry{}) != 16 || tlb != 16*riscv.TLBSize {
 		return errors.New("jit: the hart's state is not laid out as the translator expects")
