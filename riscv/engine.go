@@ -98,6 +98,12 @@ type EngineView struct {
 	// and written to mark FS dirty; Fflags accrues exception flags; Frm
 	// is the dynamic rounding mode.
 	Mstatus, Fflags, Frm *uint64
+	// The LR/SC reservation (RAM offset, and the value LR read): an
+	// engine sets it as LR does and clears it after an SC that stored,
+	// and leaves every SC that does not store to the interpreter (which
+	// may then yield to another hart).
+	ResValid        *bool
+	ResAddr, ResVal *uint64
 }
 
 // EngineView returns the state an engine's generated code may address.
@@ -107,6 +113,7 @@ func (h *Hart) EngineView() EngineView {
 		ReadTLB: &h.mmu.r, WriteTLB: &h.mmu.w, FetchTLB: &h.mmu.x,
 		DataKey: &h.mmu.key, FetchKey: &h.mmu.xkey,
 		Mstatus: &h.csr.mstatus, Fflags: &h.csr.fflags, Frm: &h.csr.frm,
+		ResValid: &h.resValid, ResAddr: &h.resAddr, ResVal: &h.resVal,
 	}
 }
 

@@ -334,6 +334,18 @@ func (a *asm) aluMI(w bool, op aluOp, m mem, imm int32) {
 // testRR sets flags from a & b.
 func (a *asm) testRR(w bool, x, y reg) { a.opRR(0, w, []byte{0x85}, y, x, false) }
 
+// storeImm8: the byte at m = imm.
+func (a *asm) storeImm8(m mem, imm uint8) {
+	a.opRM(0, false, []byte{0xc6}, 0, m, false)
+	a.emit(imm)
+}
+
+// cmpMI8 compares the byte at m with imm.
+func (a *asm) cmpMI8(m mem, imm uint8) {
+	a.opRM(0, false, []byte{0x80}, 7, m, false)
+	a.emit(imm)
+}
+
 // cmpMI16 compares the 16 bits at m with imm.
 func (a *asm) cmpMI16(m mem, imm uint16) {
 	a.opRM(0x66, false, []byte{0x81}, 7, m, false)
@@ -411,8 +423,6 @@ func (a *asm) jmpM(m mem) { a.opRM(0, false, []byte{0xff}, 4, m, false) }
 func (a *asm) jmpR(r reg) { a.opRR(0, false, []byte{0xff}, 4, r, false) }
 
 func (a *asm) ret() { a.emit(0xc3) }
-
-func (a *asm) mfence() { a.emit(0x0f, 0xae, 0xf0) }
 
 // xchgMR swaps [m] and r (locked, as XCHG with memory always is).
 func (a *asm) xchgMR(w bool, m mem, r reg) { a.opRM(0, w, []byte{0x87}, r, m, false) }

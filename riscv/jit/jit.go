@@ -128,6 +128,8 @@ type layout struct {
 	readTLB, writeTLB, fetch int32
 	dataKey, fetchKey        int32
 	mstatus, fflags, frm     int32
+	resValid, resAddr        int32
+	resVal                   int32
 }
 
 // JIT is the translator of one hart.
@@ -140,8 +142,9 @@ type JIT struct {
 	bias uintptr
 
 	blocks map[blockKey]*block
-	pages  []*codePage // by RAM page; nil for none
-	live   []uint64    // the pages with blocks
+	jtb    [jtSize]*block // the block of each jump table entry
+	pages  []*codePage    // by RAM page; nil for none
+	live   []uint64       // the pages with blocks
 
 	// churn counts, per RAM page, how often its blocks were dropped
 	// because the page was written. Pages that mix code with data being
@@ -261,6 +264,9 @@ func (j *JIT) computeLayout() error {
 		mstatus:  off(unsafe.Pointer(v.Mstatus), 8),
 		fflags:   off(unsafe.Pointer(v.Fflags), 8),
 		frm:      off(unsafe.Pointer(v.Frm), 8),
+		resValid: off(unsafe.Pointer(v.ResValid), 1),
+		resAddr:  off(unsafe.Pointer(v.ResAddr), 8),
+		resVal:   off(unsafe.Pointer(v.ResVal), 8),
 	}
 	if bad || unsafe.Sizeof(riscv.TLBEntry{}) != 16 || tlb != 16*riscv.TLBSize {
 		return errors.New("jit: the hart's state is not laid out as the translator expects")
@@ -282,7 +288,13 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			j.verify(off>>12, cp)
 		}
 		left := limit - h.Instret
-		b := j.blocks[blockKey{h.PC, off}]
+		idx := jtIndex(h.PC)
+		var b *block
+		if e := &j.c.jt[idx]; e.pc == h.PC && e.off == off {
+			b = j.jtb[idx] // the jump table doubles as a cache of the map
+		} else {
+			b = j.blocks[blockKey{h.PC, off}]
+		}
 		if b == nil {
 			if left < minTranslate {
 				return
@@ -293,7 +305,8 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			return
 		}
 		// Jumps from generated code to here may stay in generated code.
-		j.c.jt[jtIndex(h.PC)] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		j.c.jt[idx] = jtEntry{pc: h.PC, off: off, code: b.entry}
+		j.jtb[idx] = b
 		if left < b.n {
 			return
 		}

@@ -4,6 +4,7 @@ package jit
 
 import (
 	"encoding/binary"
+	"slices"
 	"unsafe"
 
 	"ftvm/riscv"
@@ -26,7 +27,9 @@ type tr struct {
 	off0  uint64 // its RAM offset
 	insns []riscv.Inst
 	pcs   []uint64
-	n     int // instructions in the block
+	// followed marks the JALs whose target the block goes on with.
+	followed []bool
+	n        int // instructions in the block
 	// base is the executable address the block is assembled for.
 	base  uintptr
 	stubs []stub
@@ -112,7 +115,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 // page, stopping after a jump or branch and before anything not translated.
 func (t *tr) decode(pc, off uint64) {
 	t.pc0, t.off0 = pc, off
-	t.insns, t.pcs = t.insns[:0], t.pcs[:0]
+	t.insns, t.pcs, t.followed = t.insns[:0], t.pcs[:0], t.followed[:0]
 	ram := t.j.view.RAM
 	limit := t.j.blockLimit(off >> 12)
 	t.cross, t.crossLater = -1, false
@@ -143,14 +146,29 @@ func (t *tr) decode(pc, off uint64) {
 		}
 		t.insns = append(t.insns, in)
 		t.pcs = append(t.pcs, pc)
+		t.followed = append(t.followed, false)
 		pc += uint64(in.Size)
 		off += uint64(in.Size)
+		if in.Op == riscv.OpJAL {
+			// A direct jump within the page the block has not been to
+			// yet: the block goes on at its target.
+			target := t.pcs[len(t.pcs)-1] + uint64(in.Imm)
+			if target>>12 == t.pc0>>12 && !slices.Contains(t.pcs, target) && !cross {
+				t.followed[len(t.followed)-1] = true
+				off = off - uint64(in.Size) - (t.pcs[len(t.pcs)-1] & 4095) + (target & 4095)
+				pc = target
+				continue
+			}
+		}
 		if endsBlock(in.Op) {
 			break
 		}
 	}
 	t.n = len(t.insns)
 	t.full = t.n == limit
+	if t.n > 0 {
+		t.followed[t.n-1] = false // the block ends there: it jumps
+	}
 }
 
 // nextHalf returns the 16 bits at guest address va (a page start) and
@@ -203,12 +221,14 @@ func translated(in riscv.Inst) bool {
 		riscv.OpMUL, riscv.OpMULH, riscv.OpMULHSU, riscv.OpMULHU,
 		riscv.OpDIV, riscv.OpDIVU, riscv.OpREM, riscv.OpREMU,
 		riscv.OpMULW, riscv.OpDIVW, riscv.OpDIVUW, riscv.OpREMW, riscv.OpREMUW,
-		riscv.OpFENCE:
-		// The pause hint (fence w,0) may make the interpreter yield to
-		// another hart.
-		return in.Op != riscv.OpFENCE || in.Imm&0xfff != pauseHint
+		riscv.OpFENCE: // a no-op here: the hart has FENCE interpreted where it is not (riscv.Hart.Interprets)
+		return true
 	}
-	return amoTranslated(in) || fpTranslated(in)
+	return amoTranslated(in) || isLRSC(in.Op) || fpTranslated(in)
+}
+
+func isLRSC(o riscv.Op) bool {
+	return o == riscv.OpLRW || o == riscv.OpLRD || o == riscv.OpSCW || o == riscv.OpSCD
 }
 
 // isAMO reports whether o is one of the A extension's read-modify-write
@@ -244,9 +264,6 @@ func amoCond(kind riscv.Op) cond {
 	}
 	return ccA
 }
-
-// pauseHint is the fm/pred/succ field of Zihintpause's pause, fence w,0.
-const pauseHint = 0x010
 
 func endsBlock(o riscv.Op) bool {
 	switch o {
@@ -287,7 +304,7 @@ func (t *tr) assemble() []byte {
 	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
 		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
-		if !t.full && !t.crossLater && (next-t.pc0)+(t.off0&4095) < 4096 {
+		if !t.full && !t.crossLater && next>>12 == t.pc0>>12 {
 			// Stopped before an instruction the interpreter executes.
 			a.jmp(t.exit(next, t.n, exitSlow))
 		} else {
@@ -441,18 +458,15 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 	}
 	switch in.Op {
 	case riscv.OpFENCE:
-		// x86 keeps every order RISC-V's fences ask for but a store's
-		// before a later load; harts running in parallel need MFENCE for
-		// that one (pred W, succ R).
-		if in.Imm>>4&1 != 0 && in.Imm&2 != 0 {
-			a.mfence()
-		}
 	case riscv.OpLUI:
 		t.setXImm(in.Rd, uint64(in.Imm))
 	case riscv.OpAUIPC:
 		t.setXImm(in.Rd, pc+uint64(in.Imm))
 	case riscv.OpJAL:
 		t.setXImm(in.Rd, next)
+		if t.followed[k] {
+			break
+		}
 		t.writeBack()
 		t.jumpTo(pc + uint64(in.Imm))
 	case riscv.OpJALR:
@@ -641,12 +655,71 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 		}
 		t.divide(in)
 	default:
-		if isAMO(in.Op) {
+		switch {
+		case isAMO(in.Op):
 			t.amo(k, in, pc)
-			break
+		case isLRSC(in.Op):
+			t.lrsc(k, in, pc)
+		default:
+			t.fpInsn(k, in, pc)
 		}
-		t.fpInsn(k, in, pc)
 	}
+}
+
+// lrsc emits LR and SC. LR reads through the read TLB and takes the
+// reservation as the interpreter does (RAM offset and value). SC stores
+// with a compare-and-swap against the value LR read (atomic for harts in
+// parallel) when the reservation is valid for its address; anything else,
+// a failure included, is left to the interpreter: a failed SC is when a
+// hart running interleaved with others gives up its turn.
+func (t *tr) lrsc(k int, in riscv.Inst, pc uint64) {
+	a := &t.a
+	lay := &t.j.lay
+	w := in.Op == riscv.OpLRD || in.Op == riscv.OpSCD
+	size := 4
+	if w {
+		size = 8
+	}
+	src := rCX // SC's value; x0: zero, set after the lookup
+	if in.Op == riscv.OpSCW || in.Op == riscv.OpSCD {
+		if in.Rs2 != 0 {
+			src = t.src(in.Rs2)
+		}
+	}
+	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	slow := t.exit(pc, k, exitSlow)
+	a.testRI(false, rDX, int32(size-1))
+	a.jcc(ccNE, slow)
+	m := atIdx(regRAM, rDX, 0, 0)
+	if in.Op == riscv.OpLRW || in.Op == riscv.OpLRD {
+		t.lookup(size, lay.readTLB, slow, false)
+		a.load(w, rAX, m) // zero-extended, as the reservation keeps it
+		a.store(8, at(regHart, lay.resAddr), rDX)
+		a.store(8, at(regHart, lay.resVal), rAX)
+		a.storeImm8(at(regHart, lay.resValid), 1)
+		if in.Rd != 0 {
+			if w {
+				a.movRR(true, t.dst(in.Rd), rAX)
+			} else {
+				a.movsxd(t.dst(in.Rd), rAX)
+			}
+		}
+		return
+	}
+	t.lookup(size, lay.writeTLB, slow, false)
+	if in.Rs2 == 0 {
+		a.movImm(rCX, 0)
+	}
+	a.cmpMI8(at(regHart, lay.resValid), 0)
+	a.jcc(ccE, slow)
+	a.aluRM(true, aluCMP, rDX, at(regHart, lay.resAddr))
+	a.jcc(ccNE, slow)
+	a.load(true, rAX, at(regHart, lay.resVal))
+	a.movRR(true, rCX, src)
+	a.lockCmpxchg(w, m, rCX)
+	a.jcc(ccNE, slow) // the value changed since LR: the interpreter decides
+	a.storeImm8(at(regHart, lay.resValid), 0)
+	t.setXImm(in.Rd, 0)
 }
 
 // amo emits an AMO: aligned, through the write TLB (the interpreter's
@@ -758,7 +831,7 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return isAMO(in.Op) || fpTranslated(in) // AMOs like stores; FP with the FPU off, and for what SSE cannot do
+	return isAMO(in.Op) || isLRSC(in.Op) || fpTranslated(in) // AMOs, LR and SC like loads and stores; FP with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
@@ -774,6 +847,7 @@ func regUse(in riscv.Inst) (reads, writes uint32) {
 		riscv.OpAMOMINW, riscv.OpAMOMAXW, riscv.OpAMOMINUW, riscv.OpAMOMAXUW,
 		riscv.OpAMOSWAPD, riscv.OpAMOADDD, riscv.OpAMOXORD, riscv.OpAMOANDD, riscv.OpAMOORD,
 		riscv.OpAMOMIND, riscv.OpAMOMAXD, riscv.OpAMOMINUD, riscv.OpAMOMAXUD,
+		riscv.OpSCW, riscv.OpSCD,
 		riscv.OpADD, riscv.OpSUB, riscv.OpSLL, riscv.OpSLT, riscv.OpSLTU, riscv.OpXOR,
 		riscv.OpSRL, riscv.OpSRA, riscv.OpOR, riscv.OpAND,
 		riscv.OpADDW, riscv.OpSUBW, riscv.OpSLLW, riscv.OpSRLW, riscv.OpSRAW,
