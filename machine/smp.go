@@ -208,8 +208,10 @@ func (m *Machine) hartSuspend(self int, typ, resume, opaque uint64) int64 {
 }
 
 // noteWrite tells the harts that something other than a hart (DMA, the
-// HTIF, a rewind) wrote RAM at [pa, pa+n): the pages are dirty, decodes of
-// them go, reservations on them break.
+// HTIF, a rewind, a state transfer) wrote RAM at [pa, pa+n): the pages are
+// dirty, decodes of them go. LR reservations stay: a state transfer writes
+// pages under a reservation that the sender's hart still holds, and the A
+// extension speaks of other harts' stores only.
 func (m *Machine) noteWrite(pa, n uint64) {
 	if m.par != nil {
 		m.par.noteWrite(pa, n)

@@ -286,9 +286,6 @@ func (h *Hart) NoteWrite(pa, n uint64) {
 			h.invalidatePage(p)
 		}
 	}
-	if h.resValid && resOverlaps(h.resAddr, off, n) {
-		h.resValid = false
-	}
 }
 
 // Dirty returns the dirty-page bitmap: bit i of word i/64 is set when RAM
