@@ -232,6 +232,12 @@ type kvResult struct {
 
 // kvLoad runs SETs on conns connections for d.
 func kvLoad(addr string, d time.Duration, conns int) (kvResult, error) {
+	return kvLoadMix(addr, d, conns, false)
+}
+
+// kvLoadMix is kvLoad; with mixed, every other request is a GET of the key
+// the one before set (half SETs and half GETs, PLOVER's Redis load).
+func kvLoadMix(addr string, d time.Duration, conns int, mixed bool) (kvResult, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr error
@@ -252,7 +258,17 @@ func kvLoad(addr string, d time.Duration, conns int) (kvResult, error) {
 			val := strings.Repeat("v", 64)
 			for n := 0; time.Since(start) < d; n++ {
 				t0 := time.Now()
-				if _, err := cl.Do("SET", fmt.Sprintf("k%d:%d", i, n%1000), val); err != nil {
+				var err error
+				k := n
+				if mixed {
+					k = n / 2
+				}
+				if key := fmt.Sprintf("k%d:%d", i, k%1000); mixed && n%2 == 1 {
+					_, err = cl.Do("GET", key)
+				} else {
+					_, err = cl.Do("SET", key, val)
+				}
+				if err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()

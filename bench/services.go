@@ -190,17 +190,11 @@ func measureService(s svcSetup, g guests.Guest, dur time.Duration, requests int)
 		}
 		return out, nil
 	case "postgres":
-		// The data disk's template holds a database "pgbench" at scale 1.
-		env := []string{"PGHOST=" + host, "PGPORT=" + port, "PGUSER=postgres", "PGDATABASE=pgbench"}
-		res, err := runClientEnv(env, dur+3*time.Minute, "pgbench", "-n", "-c", "4", "-T", strconv.Itoa(int(dur.Seconds())))
+		r, err := pgbench(addr, dur, 4)
 		if err != nil {
 			return nil, err
 		}
-		v, err := afterLabel(res, "tps = ")
-		if err != nil {
-			return nil, fmt.Errorf("pgbench: %w\n%s", err, res)
-		}
-		return []svcMetric{{"pgbench TPC-B -c 4, scale 1 (tps)", v}}, nil
+		return []svcMetric{{"pgbench TPC-B -c 4, scale 1 (tps)", r.tps}}, nil
 	case "nginx":
 		res, err := runClient(dur+2*time.Minute, "wrk", "-t", "2", "-c", "8", "-d", fmt.Sprintf("%ds", int(dur.Seconds())), "http://"+addr+"/")
 		if err != nil {
@@ -213,6 +207,32 @@ func measureService(s svcSetup, g guests.Guest, dur time.Duration, requests int)
 		return []svcMetric{{"wrk GET / -c 8 (req/s)", v}}, nil
 	}
 	return nil, fmt.Errorf("no load for %s", g.Name)
+}
+
+// pgResult is what pgbench reports of a run.
+type pgResult struct {
+	tps     float64
+	latency time.Duration // average per transaction
+}
+
+// pgbench runs pgbench's TPC-B load with clients connections for dur
+// against the PostgreSQL guest's server at addr (the data disk's template
+// holds a database "pgbench" at scale 1).
+func pgbench(addr string, dur time.Duration, clients int) (pgResult, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	env := []string{"PGHOST=" + host, "PGPORT=" + port, "PGUSER=postgres", "PGDATABASE=pgbench"}
+	res, err := runClientEnv(env, dur+3*time.Minute, "pgbench", "-n", "-c", strconv.Itoa(clients), "-T", strconv.Itoa(max(1, int(dur.Seconds()))))
+	if err != nil {
+		return pgResult{}, err
+	}
+	tps, err := afterLabel(res, "tps = ")
+	if err == nil {
+		var lat float64
+		if lat, err = afterLabel(res, "latency average = "); err == nil {
+			return pgResult{tps, time.Duration(lat * float64(time.Millisecond))}, nil
+		}
+	}
+	return pgResult{}, fmt.Errorf("pgbench: %w\n%s", err, res)
 }
 
 // afterLabel parses the number that follows label in s.

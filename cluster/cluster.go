@@ -39,7 +39,10 @@ type Cluster struct {
 	Guest   guests.Guest
 	// VM are machine flags for primaries and plain runs (-smp N); a
 	// backup gets the primary's machine with its state.
-	VM      []string
+	VM []string
+	// Ready waits until the guest's server at addr answers, for at most
+	// limit (nil: a PING, for the key-value and Redis guests).
+	Ready   func(addr string, limit time.Duration) error
 	ftvm    string
 	timeout time.Duration
 	procs   []*exec.Cmd
@@ -252,6 +255,24 @@ func DialRetry(addr string, limit time.Duration) (net.Conn, error) {
 	}
 }
 
+// WaitReady waits until the guest's server answers through the switch's
+// forward: 30 seconds for the default guest, 4 minutes for a Debian
+// service (PostgreSQL starts slowly).
+func (c *Cluster) WaitReady() error {
+	limit := 30 * time.Second
+	if c.Guest.Debian() {
+		limit = 4 * time.Minute
+	}
+	if c.Ready != nil {
+		return c.Ready(c.Forward, limit)
+	}
+	conn, err := DialRetry(c.Forward, limit)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // StartPair starts a primary pid, waits for its guest's key-value server,
 // and joins a backup bid to it, as a pair of its own at the arbiter (named
 // pid); extra flags go to both.
@@ -273,11 +294,9 @@ func (c *Cluster) StartPair(pid, bid string, extra ...string) (p, b *Proc, err e
 	if _, err := b.WaitStatus("following the primary", time.Minute, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
 		return nil, nil, err
 	}
-	conn, err := DialRetry(c.Forward, 30*time.Second)
-	if err != nil {
+	if err := c.WaitReady(); err != nil {
 		return nil, nil, err
 	}
-	conn.Close()
 	return p, b, nil
 }
 
@@ -307,11 +326,9 @@ func (c *Cluster) StartGroup(pid, bid, wid string, extra ...string) (p, b, w *Pr
 	if _, err := b.WaitStatus("following the primary", time.Minute, func(s replication.Status) bool { return s.Role == "backup" }); err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := DialRetry(c.Forward, 30*time.Second)
-	if err != nil {
+	if err := c.WaitReady(); err != nil {
 		return nil, nil, nil, err
 	}
-	conn.Close()
 	return p, b, w, nil
 }
 

@@ -41,9 +41,10 @@ func cmdBench(args []string) error {
 	svcOnly := fs.String("services-only", "redis,postgres,nginx", "with -services: the guests to measure")
 	svcDur := fs.Duration("services-duration", 20*time.Second, "with -services: length of each pgbench and wrk run")
 	svcReqs := fs.Int("services-requests", 5000, "with -services: redis-benchmark requests per test")
-	compare := fs.Bool("compare", false, "compare the replication modes instead: unreplicated, the replay-based pair, Remus, COLO and PLOVER on the same guest, clients and machine, interleaved (-runs rounds): throughput and latency against unreplicated, bandwidth, sync or checkpoint rate and size, identical pages, failover time")
+	compare := fs.Bool("compare", false, "compare the replication modes instead: unreplicated, the replay-based pair, Remus (25 ms and 100 ms periods), COLO and PLOVER on the same guest, clients and machine, interleaved (-runs rounds): throughput and latency against unreplicated, bandwidth, sync or checkpoint rate and size, identical pages, failover time")
 	cmpModes := fs.String("compare-modes", strings.Join(bench.CompareModes, ","), "with -compare: the modes, of "+strings.Join(bench.CompareModes, ","))
 	cmpHarts := fs.String("compare-harts", "1,2", "with -compare: the guest's harts (more than one runs -parallel), comma-separated")
+	cmpGuests := fs.String("compare-guests", "kv", "with -compare: the guests, of "+strings.Join(bench.CompareGuests, ",")+" (the key-value server's SETs, Redis's SETs and GETs\nhalf and half, PostgreSQL's pgbench), comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func cmdBench(args []string) error {
 	out := bench.Output{Table: os.Stdout, Progress: os.Stderr}
 	set := given(fs)
 	if *compare {
-		if err := notWith(set, "the comparison runs the default guest in replica processes", "rr", "ft", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs", "smp", "harts", "parallel", "services", "modes", "modes-guest"); err != nil {
+		if err := notWith(set, "the comparison runs its guests (-compare-guests) in replica processes", "rr", "ft", "qemu", "kernel", "initrd", "ft-rounds", "ft-epochs", "smp", "harts", "parallel", "services", "modes", "modes-guest"); err != nil {
 			return err
 		}
 		var sizes []int
@@ -70,12 +71,22 @@ func cmdBench(args []string) error {
 				return fmt.Errorf("-compare-modes: unknown mode %q (want some of %s)", m, strings.Join(bench.CompareModes, ","))
 			}
 		}
+		var gs []string
+		for _, g := range strings.Split(*cmpGuests, ",") {
+			gs = append(gs, strings.TrimSpace(g))
+		}
+		if err := bench.CheckCompareGuests(gs); err != nil {
+			return err
+		}
+		if *runs < 1 {
+			return fmt.Errorf("-runs %d: want at least 1", *runs)
+		}
 		ftvm, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes}, out)
-	} else if err := notWith(set, "they are the comparison's (-compare)", "compare-modes", "compare-harts"); err != nil {
+		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes, Guests: gs}, out)
+	} else if err := notWith(set, "they are the comparison's (-compare)", "compare-modes", "compare-harts", "compare-guests"); err != nil {
 		return err
 	}
 	if *modes {

@@ -49,6 +49,13 @@ func TestFlagsRefused(t *testing.T) {
 		{[]string{"bench", "-ft", "-runs", "5"}, "-runs does not apply"},
 		{[]string{"bench", "-ft", "-kernel", "/nonexistent"}, "-kernel does not apply"},
 		{[]string{"bench", "-ft-rounds", "3"}, "-ft-rounds does not apply"},
+		{[]string{"bench", "-compare-guests", "redis"}, "-compare-guests does not apply"},
+		{[]string{"bench", "-modes", "-compare-guests", "kv"}, "-compare-guests does not apply"},
+		{[]string{"bench", "-compare", "-compare-guests", "nginx"}, "unknown guest \"nginx\""},
+		{[]string{"bench", "-compare", "-compare-guests", "kv,"}, "unknown guest \"\""},
+		{[]string{"bench", "-compare", "-modes-guest", "redis"}, "-modes-guest does not apply"},
+		{[]string{"bench", "-compare", "-compare-modes", "remus50"}, "unknown mode \"remus50\""},
+		{[]string{"bench", "-compare", "-runs", "0"}, "-runs 0"},
 		{[]string{"bench", "extra"}, "no arguments"},
 		{[]string{"demo", "extra"}, "no arguments"},
 	} {
