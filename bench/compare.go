@@ -39,6 +39,7 @@ type CompareOptions struct {
 	SMP      []int         // harts of the guest (more than one run -parallel, but in the replay-based pair)
 	Modes    []string      // from CompareModes (default all)
 	Guests   []string      // from CompareGuests (default kv)
+	Exec     string        // the replicas' execution engine (-exec; "" for the build's default)
 }
 
 // CompareModes are the modes the comparison knows, in the order shown.
@@ -283,13 +284,16 @@ func compareGuest(o CompareOptions, g guests.Guest, modes []*compareMode, sizes 
 				// The machine's flags go to the primary (a backup gets the
 				// primary's machine with its state); -parallel to both.
 				var extra []string
+				if o.Exec != "" {
+					extra = []string{"-exec", o.Exec}
+				}
 				c.VM = nil
 				if n > 1 {
 					c.VM = []string{"-smp", fmt.Sprint(n)}
 					if m.parallel {
 						c.VM = append(c.VM, "-parallel")
 						if m.flag == "plover" {
-							extra = []string{"-parallel"}
+							extra = append(extra, "-parallel")
 						}
 					}
 				}
@@ -313,7 +317,11 @@ func compareGuest(o CompareOptions, g guests.Guest, modes []*compareMode, sizes 
 		case "postgres":
 			fmt.Fprintf(out.Table, "\nPostgreSQL (pgbench TPC-B, scale 1), %d hart(s)", n)
 		}
-		fmt.Fprintf(out.Table, ": %d rounds of %v loads, interleaved; median [min-max]\n\n", o.Runs, o.Duration)
+		engine := ""
+		if o.Exec != "" {
+			engine = ", -exec " + o.Exec
+		}
+		fmt.Fprintf(out.Table, "%s: %d rounds of %v loads, interleaved; median [min-max]\n\n", engine, o.Runs, o.Duration)
 		cols := []string{"mode", fmt.Sprintf("ops/s, %d conns", o.Conns), "vs unrep.", "ops/s, 1 conn", "p50 ms", "p99 ms", "p50 ms, 1 conn"}
 		if pg {
 			cols = []string{"mode", fmt.Sprintf("tps, %d clients", pgClients), "vs unrep.", "tps, 1 client", fmt.Sprintf("latency avg ms, %d clients", pgClients), "latency avg ms, 1 client"}
@@ -363,6 +371,25 @@ func compareGuest(o CompareOptions, g guests.Guest, modes []*compareMode, sizes 
 		}
 	}
 	return nil
+}
+
+// guestTrouble is what a process's log says of the guest's crashes and
+// of replicas that diverged, for an error message: the first lines that
+// tell, after the load broke.
+func guestTrouble(p *cluster.Proc) string {
+	var out []string
+	for _, l := range strings.Split(p.LogTail(100000), "\n") {
+		for _, w := range []string{"SIGSEGV", "SIGILL", "SIGBUS", "panic:", "fatal error", "Oops", "Unable to handle", "exited:", "differs", "backup lost"} {
+			if strings.Contains(l, w) && len(out) < 8 {
+				out = append(out, "  "+l)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return " (the log of " + p.ID + " says:\n" + strings.Join(out, "\n") + ")"
 }
 
 func okOnly(ms []measurement) []measurement {
@@ -416,7 +443,7 @@ func measure(c *cluster.Cluster, m *compareMode, id string, extra []string, o Co
 	t0, s0 := time.Now(), s.traffic(status())
 	res, err := load(c.Guest, c.Forward, o.Duration, conns)
 	if err != nil {
-		r.err = fmt.Errorf("load: %w\n%s", err, s.primary.LogTail(10))
+		r.err = fmt.Errorf("load: %w%s\n%s", err, guestTrouble(s.primary), s.primary.LogTail(10))
 		return r
 	}
 	dt, s1 := time.Since(t0).Seconds(), s.traffic(status())
@@ -433,7 +460,7 @@ func measure(c *cluster.Cluster, m *compareMode, id string, extra []string, o Co
 	}
 	res1, err := load(c.Guest, c.Forward, o.Duration, 1)
 	if err != nil {
-		r.err = fmt.Errorf("one-connection load: %w", err)
+		r.err = fmt.Errorf("one-connection load: %w%s", err, guestTrouble(s.primary))
 		return r
 	}
 	r.ops1, r.lat1 = res1.opsPerSec, res1.p50

@@ -44,6 +44,7 @@ func cmdBench(args []string) error {
 	compare := fs.Bool("compare", false, "compare the replication modes instead: unreplicated, the replay-based pair, Remus (25 ms and 100 ms periods), COLO and PLOVER on the same guest, clients and machine, interleaved (-runs rounds): throughput and latency against unreplicated, bandwidth, sync or checkpoint rate and size, identical pages, failover time")
 	cmpModes := fs.String("compare-modes", strings.Join(bench.CompareModes, ","), "with -compare: the modes, of "+strings.Join(bench.CompareModes, ","))
 	cmpHarts := fs.String("compare-harts", "1,2", "with -compare: the guest's harts (more than one runs -parallel), comma-separated")
+	cmpExec := fs.String("compare-exec", "", "with -compare: the replicas' execution engine, "+machine.ExecJIT+" or "+machine.ExecInterp+" (default: ftvm's own default)")
 	cmpGuests := fs.String("compare-guests", "kv", "with -compare: the guests, of "+strings.Join(bench.CompareGuests, ",")+" (the key-value server's SETs, Redis's SETs and GETs\nhalf and half, PostgreSQL's pgbench), comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,12 +82,15 @@ func cmdBench(args []string) error {
 		if *runs < 1 {
 			return fmt.Errorf("-runs %d: want at least 1", *runs)
 		}
+		if e := *cmpExec; e != "" && e != machine.ExecJIT && e != machine.ExecInterp {
+			return fmt.Errorf("-compare-exec %q: want %s or %s", e, machine.ExecJIT, machine.ExecInterp)
+		}
 		ftvm, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes, Guests: gs}, out)
-	} else if err := notWith(set, "they are the comparison's (-compare)", "compare-modes", "compare-harts", "compare-guests"); err != nil {
+		return bench.Compare(bench.CompareOptions{Ftvm: ftvm, Duration: *ftDur, Conns: *ftConns, Runs: *runs, SMP: sizes, Modes: modes, Guests: gs, Exec: *cmpExec}, out)
+	} else if err := notWith(set, "they are the comparison's (-compare)", "compare-modes", "compare-harts", "compare-guests", "compare-exec"); err != nil {
 		return err
 	}
 	if *modes {

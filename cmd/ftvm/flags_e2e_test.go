@@ -56,6 +56,8 @@ func TestFlagsRefused(t *testing.T) {
 		{[]string{"bench", "-compare", "-modes-guest", "redis"}, "-modes-guest does not apply"},
 		{[]string{"bench", "-compare", "-compare-modes", "remus50"}, "unknown mode \"remus50\""},
 		{[]string{"bench", "-compare", "-runs", "0"}, "-runs 0"},
+		{[]string{"bench", "-compare", "-compare-exec", "qemu"}, "-compare-exec \"qemu\""},
+		{[]string{"bench", "-compare-exec", "interp"}, "-compare-exec does not apply"},
 		{[]string{"bench", "extra"}, "no arguments"},
 		{[]string{"demo", "extra"}, "no arguments"},
 	} {
