@@ -129,5 +129,8 @@ func qemuMarksArgs(qemu, kernel, initrd, cmdline string, extra []string, limit t
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
+	if n := len(s); n%2 == 0 && n > 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 	return s[len(s)/2]
 }
