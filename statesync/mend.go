@@ -23,7 +23,8 @@ import (
 //	                    if the config says so; mwant, the pages the primary
 //	                    has wrong
 //	backup  -> primary: mpages, a checkpoint of the pages wanted; mdone,
-//	                    its instruction count and digest
+//	                    its instruction count and digest (with the
+//	                    digest's parts, which an error names)
 //	primary -> backup:  mdone, its own, once it applied the pages: both
 //	                    sides check that the digests are equal
 //
