@@ -456,7 +456,9 @@ func runGenerated(t testing.TB, ram []byte, x [32]uint64, r *rand.Rand, insns ui
 	t.Helper()
 	p := setupGenerated(t, ram, x, r, irqs, priv)
 	level := false
-	for p.interp.h.Instret < insns {
+	// Bounded in slices too: a hart that stops idle at once forever (WFI
+	// with the timer interrupt disabled, say) would loop otherwise.
+	for slices := 0; p.interp.h.Instret < insns && slices < 10_000; slices++ {
 		n := uint64(1 + r.Intn(2000))
 		if r.Intn(4) == 0 {
 			n = uint64(1 + r.Intn(5))
