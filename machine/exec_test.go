@@ -126,8 +126,8 @@ func TestExecLinuxBootSMP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow in -short mode")
 	}
-	const n = 2000
-	mi, mj, stop, console := lockstep(t, execGuest(t, fmt.Sprintf("console=ttyS0 ftvm.mode=lockbench ftvm.n=%d", n), 2), 1_000_003, 4e9, 10)
+	const n = 10000
+	mi, mj, stop, console := lockstep(t, execGuest(t, fmt.Sprintf("console=ttyS0 ftvm.mode=lockbench ftvm.n=%d", n), 2), 100_003, 4e9, 50)
 	if stop != StopPowerOff {
 		t.Fatalf("stopped with %v, not a power-off; console:\n%s", stop, tail(console, 1000))
 	}
