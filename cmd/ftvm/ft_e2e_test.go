@@ -180,13 +180,22 @@ func (l *ftLab) client(t *testing.T, prefix string) (w *workload.Writes, conn ne
 // waitWrites waits until at least n writes are acknowledged.
 func waitWrites(t *testing.T, w *workload.Writes, n int64, d time.Duration, what string) {
 	t.Helper()
+	if !writesReach(w, n, d) {
+		t.Fatalf("%s: only %d of %d writes acknowledged after %v", what, w.Progress.Load(), n, d)
+	}
+}
+
+// writesReach reports whether the client's acknowledged writes reach n
+// within d.
+func writesReach(w *workload.Writes, n int64, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for w.Progress.Load() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: only %d of %d writes acknowledged after %v", what, w.Progress.Load(), n, d)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // pair starts a primary on host 1 and a backup on host 2 and waits until
@@ -367,7 +376,10 @@ func TestPartitionPrimaryIsolated(t *testing.T) {
 		l.setLink(t, 1, "ftlog", false)
 		b.waitFor(t, "msg=live", 30*time.Second)
 		l.neverTwoLive(t, 2*time.Second)
-		waitWrites(t, w, w.Progress.Load()+50, 60*time.Second, "after the cut")
+		if n := w.Progress.Load() + 50; !writesReach(w, n, 60*time.Second) {
+			t.Fatalf("after the cut: only %d of %d writes acknowledged after 1m0s\nthe new primary:\n%s\nthe old primary:\n%s",
+				w.Progress.Load(), n, tail(b.output(), 60), tail(p.output(), 5))
+		}
 		if st, err := l.status(1); err != nil || st.Role == "primary" {
 			t.Fatalf("the isolated primary: %+v, %v", st, err)
 		}

@@ -227,28 +227,69 @@ func TestNginxFailover(t *testing.T) {
 	t.Logf("%d requests on one connection, %d before the kill", n.Load(), before)
 }
 
-// TestPostgresRecordReplay records a pgbench run against the Debian
-// PostgreSQL guest and replays it from the log: the replay reproduces the
-// console, network and disk output hashes and the final state digest.
-func TestPostgresRecordReplay(t *testing.T) {
-	requireDebian(t, "pgbench", "psql")
+// TestServicesRecordReplay records each Debian service under its real
+// client and replays it from the log: the replay reproduces the console,
+// network and disk output hashes and the final state digest.
+func TestServicesRecordReplay(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		requireDebian(t, "redis-cli", "redis-benchmark")
+		recordReplay(t, "redis", func(s *service) string {
+			s.client(t, "redis-benchmark", "-h", s.host, "-p", s.port, "-q", "-n", "200", "-c", "4", "-t", "set,get")
+			expect(t, "SET", s.redis(t, "set", "recorded", "yes"), "OK")
+			n := s.redis(t, "dbsize")
+			return "redis-benchmark SET/GET -n 200, then " + n + " keys"
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		requireDebian(t, "pgbench", "psql")
+		recordReplay(t, "postgres", func(s *service) string {
+			txns := pgbenchRun(t, s, "10")
+			expect(t, "pgbench_history", s.sqlIn(t, "pgbench", "select count(*) from pgbench_history"), strconv.Itoa(txns))
+			return fmt.Sprintf("pgbench: %d transactions", txns)
+		})
+	})
+	t.Run("nginx", func(t *testing.T) {
+		requireDebian(t, "curl")
+		recordReplay(t, "nginx", func(s *service) string {
+			url := "http://" + s.host + ":" + s.port + "/"
+			ok := 0
+			deadline := time.Now().Add(2 * time.Minute)
+			for ok < 20 {
+				b, err := exec.Command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url).CombinedOutput()
+				switch {
+				case err == nil && string(b) == "200":
+					ok++
+				case ok > 0 || time.Now().After(deadline):
+					t.Fatalf("request %d: %v %s", ok+1, err, b)
+				default:
+					time.Sleep(500 * time.Millisecond) // nginx prints nothing when it is ready
+				}
+			}
+			return fmt.Sprintf("%d HTTP requests", ok)
+		})
+	})
+}
+
+// recordReplay boots the named service under ftvm record with a fresh data
+// disk, runs load against it, powers it off and replays the log on a copy
+// of the disk as it was at the start.
+func recordReplay(t *testing.T, name string, load func(*service) string) {
 	ftvm, _ := buildBinaries(t)
 	dir := t.TempDir()
-	disk, start, log := filepath.Join(dir, "pg.img"), filepath.Join(dir, "pg-start.img"), filepath.Join(dir, "run.log")
+	disk, start, log := filepath.Join(dir, name+".img"), filepath.Join(dir, name+"-start.img"), filepath.Join(dir, "run.log")
 	if err := guests.NewDataDisk(disk); err != nil {
 		t.Fatal(err)
 	}
 	copyFile(t, disk, start)
-	s := bootService(t, ftvm, "postgres", disk, "record", "-o", log, "-digest-every", "200000000")
-	txns := pgbenchRun(t, s, "10")
-	expect(t, "pgbench_history", s.sqlIn(t, "pgbench", "select count(*) from pgbench_history"), strconv.Itoa(txns))
+	s := bootService(t, ftvm, name, disk, "record", "-o", log, "-digest-every", "200000000")
+	what := load(s)
 	rec := s.poweroff(t)
 	digest := grab(rec, "state digest ")
 	hashes := outputLinesOf(rec)
 	if digest == "" || len(hashes) != 3 {
 		t.Fatalf("no digest or output hashes in the recording's output:\n%s", tail(rec, 20))
 	}
-	rep, err := exec.Command(ftvm, "replay", "-q", "-guest", "postgres", "-disk", start, log).CombinedOutput()
+	rep, err := exec.Command(ftvm, "replay", "-q", "-guest", name, "-disk", start, log).CombinedOutput()
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, rep)
 	}
@@ -258,7 +299,7 @@ func TestPostgresRecordReplay(t *testing.T) {
 	if got := outputLinesOf(string(rep)); strings.Join(got, "\n") != strings.Join(hashes, "\n") {
 		t.Fatalf("output hashes differ:\nrecorded:\n%s\nreplayed:\n%s", strings.Join(hashes, "\n"), strings.Join(got, "\n"))
 	}
-	t.Logf("pgbench: %d transactions recorded and replayed; %s", txns, strings.Join(hashes, "; "))
+	t.Logf("%s: %s recorded and replayed; %s", name, what, strings.Join(hashes, "; "))
 }
 
 // outputLinesOf returns the "ftvm: output" lines (console, net and disk
