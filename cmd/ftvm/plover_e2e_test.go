@@ -133,7 +133,10 @@ func TestPloverFailureTrials(t *testing.T) {
 			w.cmd.Process.Kill()
 			a.waitFor(t, "member removed", 30*time.Second)
 		}
-		waitWrites(t, wr, before+20, 60*time.Second, "after the kill of the "+victim)
+		if !writesReach(wr, before+20, 60*time.Second) {
+			t.Fatalf("trial %d (%d harts): after the kill of the %s: only %d of %d writes acknowledged after 1m0s\nprimary:\n%s\nbackup:\n%s",
+				i, harts, victim, wr.Progress.Load(), before+20, tail(a.output(), 40), tail(b.output(), 40))
+		}
 		res := stop()
 		if res.Err != nil {
 			t.Fatalf("trial %d (%s killed): the client's run failed: %v", i, victim, res.Err)

@@ -64,7 +64,7 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 func (f *vmFlags) registerSMP(fs *flag.FlagSet) {
 	fs.IntVar(&f.smp, "smp", 1, fmt.Sprintf("number of harts (virtual CPUs), 1 to %d", machine.MaxHarts))
 	fs.Uint64Var(&f.quantum, "quantum", machine.DefaultQuantum, "with several harts, instructions a hart runs before the next takes its turn (part of the machine: a replay uses the recording's)")
-	fs.BoolVar(&f.parallel, "parallel", false, "run the harts in parallel, one host thread each: faster, but the run is NOT deterministic and cannot be recorded,\nreplayed or replicated by replay (the checkpoint and colo modes replicate it)")
+	fs.BoolVar(&f.parallel, "parallel", false, "run the harts in parallel, one host thread each: faster, but the run is NOT deterministic and cannot be recorded,\nreplayed or replicated by replay (the checkpoint, colo and plover modes replicate it)")
 }
 
 // deterministic refuses -parallel for a command that records or replicates.
