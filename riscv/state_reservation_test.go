@@ -6,9 +6,9 @@ import "testing"
 type nopAtomics struct{}
 
 func (nopAtomics) CompareAndSwap(uint64, int, uint64, uint64) bool { return false }
-func (nopAtomics) Load(uint64, int) uint64                          { return 0 }
-func (nopAtomics) Store(uint64, int, uint64)                        {}
-func (nopAtomics) Fence()                                           {}
+func (nopAtomics) Load(uint64, int) uint64                         { return 0 }
+func (nopAtomics) Store(uint64, int, uint64)                       {}
+func (nopAtomics) Fence()                                          {}
 
 // TestReservationSurvivesTransfer: a hart paused between an LR and its SC
 // is saved, and its state loaded into another hart that then runs in
