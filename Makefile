@@ -26,6 +26,7 @@ run: guest build
 # The multi-hart programs run again under the race detector: in parallel
 # mode the harts are goroutines sharing the machine.
 test: guest
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	FTVM_REQUIRE_ALL=1 $(GO) test -timeout 20m ./...
 	FTVM_REQUIRE_ALL=1 $(GO) test -race -timeout 10m -run '^TestSMP' ./machine

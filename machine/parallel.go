@@ -139,6 +139,10 @@ func (p *parallel) direct(i int) bool {
 
 func (p *parallel) setLine(i int, bit uint, level bool) {
 	if p.direct(i) {
+		// A level for this line may wait in the mailbox (driven while the
+		// hart ran, before it took mu itself): it is older than this one
+		// and must not replace it when the mail is applied.
+		p.box[i].lineMask &^= 1 << bit
 		p.m.harts[i].SetInterrupt(bit, level)
 	} else {
 		b := &p.box[i]

@@ -262,3 +262,40 @@ func TestSMPHartsNeverStarted(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelLineOrder: in parallel mode a device that changes the
+// interrupt line of a hart in the middle of its slice leaves the change in
+// the hart's mailbox; if the hart itself then drives the same line (it
+// accesses the device, so it holds the device lock and is changed at once),
+// its newer level must stand when the mailbox is applied at the end of the
+// slice. Otherwise the line keeps a level the device no longer drives (an
+// external interrupt the PLIC no longer asserts, taken again and again),
+// and a replica given this machine's state, whose lines follow the devices,
+// has another digest.
+func TestParallelLineOrder(t *testing.T) {
+	m, err := New(Config{MemoryMiB: 16, ELF: crossCompile(t, "htif.S", "EXIT_CODE=0"), Harts: 2, Parallel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.par
+	const seip = 9
+	for _, level := range []bool{true, false} {
+		// Both harts are inside their slices.
+		p.active, p.running[0], p.running[1] = true, true, true
+		// Hart 1 accesses a device that drives hart 0's line: mail.
+		p.lock(1)
+		m.setLine(0, seip, !level)
+		p.unlock()
+		// Hart 0 accesses the device, which drives its line back.
+		p.lock(0)
+		m.setLine(0, seip, level)
+		// Hart 0's slice ends and its mail is applied.
+		p.running[0] = false
+		p.apply(0)
+		p.unlock()
+		p.active, p.running[1] = false, false
+		if got := m.harts[0].State().MipLines>>seip&1 != 0; got != level {
+			t.Errorf("the device last drove the line to %v; after the mail was applied it is %v", level, got)
+		}
+	}
+}

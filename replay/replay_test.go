@@ -3,7 +3,9 @@ package replay
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"ftvm/internal/testsupport"
@@ -14,13 +16,14 @@ import (
 
 // newMachine boots the default guest in serve mode, collecting its console.
 func newMachine(t *testing.T, console *bytes.Buffer) *machine.Machine {
-	return newMachineExec(t, console, "")
+	return newMachineExec(t, console, "", 1)
 }
 
-// newMachineExec is newMachine on a given execution engine.
-func newMachineExec(t *testing.T, console *bytes.Buffer, exec string) *machine.Machine {
+// newMachineExec is newMachine on a given execution engine with harts
+// harts (interleaved).
+func newMachineExec(t *testing.T, console *bytes.Buffer, exec string, harts int) *machine.Machine {
 	k, i := testsupport.DefaultGuest(t)
-	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0", Exec: exec,
+	m, err := machine.New(machine.Config{Kernel: k, Initrd: i, Cmdline: "console=ttyS0", Exec: exec, Harts: harts,
 		Outputs: machine.Outputs{Console: func(_ uint64, b []byte) { console.Write(b) }}})
 	if err != nil {
 		t.Fatal(err)
@@ -71,13 +74,14 @@ func drive(t *testing.T, e vm.Engine) vm.StopReason {
 }
 
 func record(t *testing.T) (log []byte, console string, final vm.Digest) {
-	return recordExec(t, "")
+	return recordExec(t, "", 1)
 }
 
-// recordExec records the scripted run on the given execution engine.
-func recordExec(t *testing.T, exec string) (log []byte, console string, final vm.Digest) {
+// recordExec records the scripted run on the given execution engine with
+// harts harts.
+func recordExec(t *testing.T, exec string, harts int) (log []byte, console string, final vm.Digest) {
 	var con bytes.Buffer
-	m := newMachineExec(t, &con, exec)
+	m := newMachineExec(t, &con, exec, harts)
 	var buf bytes.Buffer
 	w, err := eventlog.NewWriter(&buf, eventlog.Header{Engine: "test"})
 	if err != nil {
@@ -119,37 +123,42 @@ func TestRecordReplay(t *testing.T) {
 }
 
 // TestRecordReplayAcrossEngines records the scripted run with one execution
-// engine and replays it with the other, both ways: every digest in the log,
-// the console and the final digest must match, since the engines differ in
-// speed only.
+// engine and replays it with the other, both ways, on one hart and on two
+// interleaved ones: every digest in the log, the console and the final
+// digest must match, since the engines differ in speed only.
 func TestRecordReplayAcrossEngines(t *testing.T) {
 	if machine.DefaultExec() != machine.ExecJIT {
 		t.Skip("the translator needs linux on amd64")
 	}
-	for _, c := range []struct{ rec, rep string }{{machine.ExecInterp, machine.ExecJIT}, {machine.ExecJIT, machine.ExecInterp}} {
-		t.Run(c.rec+"-to-"+c.rep, func(t *testing.T) {
-			log, console, final := recordExec(t, c.rec)
-			var con bytes.Buffer
-			m := newMachineExec(t, &con, c.rep)
-			rd, err := eventlog.NewReader(bytes.NewReader(log))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := Replay(m, rd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Reason != "poweroff" || res.Digests < 3 {
-				t.Errorf("replay result %+v: want poweroff and several digests", res)
-			}
-			if con.String() != console {
-				t.Errorf("replayed console output differs from the recording")
-			}
-			if m.Digest().Sum != final.Sum {
-				t.Errorf("final digest differs")
-			}
-			t.Logf("recorded with %s, replayed with %s: %d instructions, %d digests checked", c.rec, c.rep, res.Instret, res.Digests)
-		})
+	for _, harts := range []int{1, 2} {
+		for _, c := range []struct{ rec, rep string }{{machine.ExecInterp, machine.ExecJIT}, {machine.ExecJIT, machine.ExecInterp}} {
+			t.Run(fmt.Sprintf("harts=%d/%s-to-%s", harts, c.rec, c.rep), func(t *testing.T) {
+				log, console, final := recordExec(t, c.rec, harts)
+				var con bytes.Buffer
+				m := newMachineExec(t, &con, c.rep, harts)
+				rd, err := eventlog.NewReader(bytes.NewReader(log))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Replay(m, rd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Reason != "poweroff" || res.Digests < 3 {
+					t.Errorf("replay result %+v: want poweroff and several digests", res)
+				}
+				if con.String() != console {
+					t.Errorf("replayed console output differs from the recording")
+				}
+				if m.Digest().Sum != final.Sum {
+					t.Errorf("final digest differs")
+				}
+				if want := fmt.Sprintf("smp: Brought up 1 node, %d CPU", harts); !strings.Contains(console, want) {
+					t.Errorf("console lacks %q", want)
+				}
+				t.Logf("recorded with %s, replayed with %s: %d instructions, %d digests checked", c.rec, c.rep, res.Instret, res.Digests)
+			})
+		}
 	}
 }
 

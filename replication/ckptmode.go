@@ -286,7 +286,7 @@ func (l *ckptLink) start() {
 }
 
 func (l *ckptLink) heard() time.Time { return time.Unix(0, l.lastAck.Load()) }
-func (l *ckptLink) end()              { l.close(nil) }
+func (l *ckptLink) end()             { l.close(nil) }
 
 // maxLinkQueue bounds the messages (the clients' inputs, on a COLO
 // primary) waiting for the link: a backup that does not take them is lost.

@@ -372,7 +372,7 @@ func (l *link) send(b []byte, frames int64) {
 }
 
 func (l *link) heard() time.Time { return time.Unix(0, l.lastAck.Load()) }
-func (l *link) end()              { l.close(nil) }
+func (l *link) end()             { l.close(nil) }
 
 func (l *link) close(cause error) {
 	l.mu.Lock()

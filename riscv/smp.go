@@ -91,11 +91,11 @@ type Atomics interface {
 // mode: it fails when the word changed, and also misses an A-B-A change,
 // which no lock or counter built on LR/SC can observe), page-table A/D
 // updates (a compare-and-swap, so that no other hart's PTE write is lost),
-// and FENCE. Nil returns h to the interleaved mode. Any reservation is
-// dropped: its value is not known.
+// and FENCE. Nil returns h to the interleaved mode. A reservation is
+// kept: LR records the value it read in either mode (and a state restored
+// carries it).
 func (h *Hart) SetAtomics(a Atomics) {
 	h.atomics = a
-	h.resValid = false
 }
 
 // Interprets reports whether an engine (SetEngine) must leave in to the

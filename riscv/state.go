@@ -13,6 +13,10 @@ type State struct {
 	Waiting  bool
 	ResValid bool
 	ResAddr  uint64
+	// ResVal is the value the LR read, which an SC compares in parallel
+	// mode (SetAtomics): a hart paused between an LR and its SC resumes
+	// with the same reservation, there or on a replica.
+	ResVal uint64
 
 	Mstatus, Medeleg, Mideleg, Mie, MipSW, MipLines uint64
 	Mtvec, Mcounteren, Menvcfg, Mscratch, Mepc      uint64
@@ -29,7 +33,7 @@ func (h *Hart) State() State {
 	c := &h.csr
 	return State{
 		X: h.X, F: h.F, PC: h.PC, Priv: h.Priv, Instret: h.Instret,
-		Waiting: h.waiting, ResValid: h.resValid, ResAddr: h.resAddr,
+		Waiting: h.waiting, ResValid: h.resValid, ResAddr: h.resAddr, ResVal: h.resVal,
 		Mstatus: c.mstatus, Medeleg: c.medeleg, Mideleg: c.mideleg, Mie: c.mie,
 		MipSW: c.sw, MipLines: c.lines, Mtvec: c.mtvec, Mcounteren: c.mcounteren,
 		Menvcfg: c.menvcfg, Mscratch: c.mscratch, Mepc: c.mepc, Mcause: c.mcause,
@@ -61,7 +65,7 @@ func (h *Hart) SetState(s State) error {
 	}
 	h.X, h.F, h.PC, h.Priv, h.Instret = s.X, s.F, s.PC, s.Priv, s.Instret
 	h.lockedUp, h.trapRun = false, 0
-	h.waiting, h.resValid, h.resAddr = s.Waiting, s.ResValid, s.ResAddr
+	h.waiting, h.resValid, h.resAddr, h.resVal = s.Waiting, s.ResValid, s.ResAddr, s.ResVal
 	c := &h.csr
 	c.mstatus, c.medeleg, c.mideleg, c.mie = s.Mstatus, s.Medeleg&delegableExceptions, s.Mideleg&sInterrupts, s.Mie&allInterrupts
 	c.sw, c.lines = s.MipSW, s.MipLines

@@ -23,7 +23,8 @@ import (
 //	                    if the config says so; mwant, the pages the primary
 //	                    has wrong
 //	backup  -> primary: mpages, a checkpoint of the pages wanted; mdone,
-//	                    its instruction count and digest
+//	                    its instruction count and digest (with the
+//	                    digest's parts, which an error names)
 //	primary -> backup:  mdone, its own, once it applied the pages: both
 //	                    sides check that the digests are equal
 //
@@ -80,9 +81,11 @@ type Mend struct {
 	wantOK  bool
 	peerDg  [32]byte
 	peerAt  uint64
-	done    bool
-	err     error
-	stats   MendStats
+	// peerParts are the parts of the peer's digest.
+	peerParts []vm.Component
+	done      bool
+	err       error
+	stats     MendStats
 }
 
 // NewMend prepares one side of mend cfg.ID.
@@ -320,11 +323,18 @@ func (m *Mend) receive(msg []byte) ([][]byte, error) {
 		m.wantOK = true
 		return m.answer()
 	case msgMendDone:
-		if len(p) != 8+32 {
+		if len(p) < 8+32 || (len(p)-8-32)%partSize != 0 || (len(p)-8-32)/partSize > maxParts {
 			return nil, m.bad("done of %d bytes", len(p))
 		}
 		m.peerAt = binary.LittleEndian.Uint64(p)
 		copy(m.peerDg[:], p[8:])
+		m.peerParts = m.peerParts[:0]
+		for q := p[8+32:]; len(q) > 0; q = q[partSize:] {
+			var c vm.Component
+			c.Name = string(bytes.TrimRight(q[:partName], "\x00"))
+			copy(c.Sum[:], q[partName:partSize])
+			m.peerParts = append(m.peerParts, c)
+		}
 		if primary && !m.applied {
 			return nil, m.bad("done before the pages")
 		}
@@ -353,8 +363,23 @@ func (m *Mend) answer() ([][]byte, error) {
 func (m *Mend) doneMsg() []byte {
 	dg := m.dst.Digest()
 	p := binary.LittleEndian.AppendUint64(nil, m.dst.Instret())
-	return m.msg(msgMendDone, append(p, dg.Sum[:]...))
+	p = append(p, dg.Sum[:]...)
+	for _, c := range dg.Parts[:min(len(dg.Parts), maxParts)] {
+		var name [partName]byte
+		copy(name[:], c.Name)
+		p = append(append(p, name[:]...), c.Sum[:]...)
+	}
+	return m.msg(msgMendDone, p)
 }
+
+// A mend's done message carries the digest's parts after the digest, each
+// a name (zero-padded) and a sum, so that a digest that still differs
+// after the repair is reported with the state that differs.
+const (
+	partName = 16
+	partSize = partName + 32
+	maxParts = 16
+)
 
 // finish (primary): the backup's pages are applied; its done follows
 // them on the link, and the primary's own digest goes now.
@@ -366,8 +391,8 @@ func (m *Mend) finish() ([][]byte, error) {
 func (m *Mend) check() error {
 	dg := m.dst.Digest()
 	if m.peerAt != m.dst.Instret() || m.peerDg != dg.Sum {
-		return fmt.Errorf("statesync: mend %d: %w: after the repair the %v is at instruction %d with digest %x, this replica at %d with %x",
-			m.cfg.ID, ErrDiverged, 1-m.cfg.Role, m.peerAt, m.peerDg[:8], m.dst.Instret(), dg.Sum[:8])
+		return fmt.Errorf("statesync: mend %d: %w: after the repair the %v is at instruction %d with digest %x, this replica at %d with %x (differing state: %s)",
+			m.cfg.ID, ErrDiverged, 1-m.cfg.Role, m.peerAt, m.peerDg[:8], m.dst.Instret(), dg.Sum[:8], diffParts(dg.Parts, m.peerParts))
 	}
 	m.done = true
 	return nil

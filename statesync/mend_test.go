@@ -1,6 +1,7 @@
 package statesync
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -150,5 +151,20 @@ func TestMendRefusals(t *testing.T) {
 	before := b.m.Digest().Sum
 	if b.m.Digest().Sum != before {
 		t.Fatal("a refused mend changed the replica")
+	}
+}
+
+// TestMendNamesDifferingState: when the digests still differ after the
+// pages are repaired (here a register of the backup's hart, which no page
+// comparison finds and a mend without State does not carry), the error
+// names the part of the state that differs.
+func TestMendNamesDifferingState(t *testing.T) {
+	p, b, _, _ := identical(t, 1e5, false)
+	b.m.Hart(0).X[5] ^= 1
+	mp, _ := NewMend(MendConfig{Role: Primary, ID: 3, Engine: p.m, Key: testKey})
+	mb, _ := NewMend(MendConfig{Role: Backup, ID: 3, Engine: b.m, Key: testKey})
+	err := mendBoth(t, mp, mb, nil)
+	if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "(differing state: cpu)") {
+		t.Fatalf("the mend ended with %v, want a divergence of the processor state", err)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"ftvm/vm"
 )
@@ -330,8 +332,8 @@ func (s *Sync) receive(msg []byte) ([][]byte, error) {
 		copy(dg[:], p[8:])
 		copy(us[:], p[40:])
 		if instret != s.cfg.Engine.Instret() || dg != s.digest.Sum {
-			return nil, fmt.Errorf("statesync: sync %d: %w: the backup is at instruction %d with digest %x, the primary at %d with %x",
-				s.cfg.ID, ErrDiverged, instret, dg[:8], s.cfg.Engine.Instret(), s.digest.Sum[:8])
+			return nil, fmt.Errorf("statesync: sync %d: %w: the backup is at instruction %d with digest %x, the primary at %d with %x (%s)",
+				s.cfg.ID, ErrDiverged, instret, dg[:8], s.cfg.Engine.Instret(), s.digest.Sum[:8], partSums(s.digest))
 		}
 		if us != unionSum(s.own) {
 			return nil, fmt.Errorf("statesync: sync %d: %w: the backup's pages or disk chunks of the union differ from the primary's", s.cfg.ID, ErrDiverged)
@@ -588,8 +590,8 @@ func (s *Sync) apply(c *Checkpoint) ([][]byte, error) {
 	p = append(p, us[:]...)
 	out := [][]byte{s.msg(msgDone, p)}
 	if dg.Sum != c.Digest || s.dst.Instret() != c.Instret {
-		return out, fmt.Errorf("statesync: sync %d: %w: after applying, the backup is at instruction %d with digest %x, the primary at %d with %x",
-			s.cfg.ID, ErrDiverged, s.dst.Instret(), dg.Sum[:8], c.Instret, c.Digest[:8])
+		return out, fmt.Errorf("statesync: sync %d: %w: after applying, the backup is at instruction %d with digest %x (%s), the primary at %d with %x",
+			s.cfg.ID, ErrDiverged, s.dst.Instret(), dg.Sum[:8], partSums(dg), c.Instret, c.Digest[:8])
 	}
 	s.done = true
 	return out, nil
@@ -647,4 +649,48 @@ func printable(p []byte) string {
 		}
 	}
 	return string(r)
+}
+
+// partSums names the parts of a digest with the start of each one's sum.
+// A replica that finds its digest differs from its peer's says so in its
+// error; the peer's error says the same of its own, and the parts whose
+// sums differ are the state that differs.
+func partSums(dg vm.Digest) string {
+	var b strings.Builder
+	for i, p := range dg.Parts {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s %x", p.Name, p.Sum[:4])
+	}
+	return b.String()
+}
+
+// diffParts names the parts of two digests that differ (a part one of
+// them lacks counts as differing), or says the peer sent none.
+func diffParts(own, peer []vm.Component) string {
+	if len(peer) == 0 {
+		return "the peer named no parts"
+	}
+	var diff []string
+	for _, a := range own {
+		same := false
+		for _, b := range peer {
+			if b.Name == a.Name {
+				same = b.Sum == a.Sum
+			}
+		}
+		if !same {
+			diff = append(diff, a.Name)
+		}
+	}
+	for _, b := range peer {
+		if !slices.ContainsFunc(own, func(a vm.Component) bool { return a.Name == b.Name }) {
+			diff = append(diff, b.Name)
+		}
+	}
+	if len(diff) == 0 {
+		return "none of the parts"
+	}
+	return strings.Join(diff, ", ")
 }
