@@ -29,6 +29,14 @@ const handshakeTimeout = 5 * time.Second
 // answers with a refusal naming the primary, so that whoever dials it
 // learns at once what is wrong instead of waiting on a silent port.
 func (d *driver) accept(ctx context.Context, ln net.Listener) {
+	acceptLoop(ctx, ln, func(err error) { d.r.warnRare(&d.r.acceptWarn, "accept", "err", err.Error()) },
+		func(c net.Conn) { d.handshake(ctx, c) })
+}
+
+// acceptLoop takes connections from ln until ctx ends (it closes ln then),
+// each served on a goroutine of its own; a failed Accept is reported to
+// failed (which may be nil) and retried after a short pause.
+func acceptLoop(ctx context.Context, ln net.Listener, failed func(error), serve func(net.Conn)) {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -39,11 +47,13 @@ func (d *driver) accept(ctx context.Context, ln net.Listener) {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			d.r.warnRare(&d.r.acceptWarn, "accept", "err", err.Error())
+			if failed != nil {
+				failed(err)
+			}
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go d.handshake(ctx, c)
+		go serve(c)
 	}
 }
 

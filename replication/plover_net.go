@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -234,21 +233,7 @@ func (n *memberNet) dial(m plover.Member) (*tls.Conn, error) {
 
 // accept takes connections until ctx ends.
 func (n *memberNet) accept(ctx context.Context, ln net.Listener) {
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go n.serve(ctx, c)
-	}
+	acceptLoop(ctx, ln, nil, func(c net.Conn) { n.serve(ctx, c) })
 }
 
 // serve authenticates a connection and reads it: a member's messages, or
