@@ -75,6 +75,7 @@ func (m *Machine) TranslatorStats() jit.Stats {
 		s.TranslateNanos += t.TranslateNanos
 		s.CodePeak += t.CodePeak // the harts' buffers together
 		s.Links += t.Links
+		s.Fused += t.Fused
 	}
 	return s
 }

@@ -72,6 +72,7 @@ const (
 type shiftOp uint8
 
 const (
+	shROR shiftOp = 1
 	shSHL shiftOp = 4
 	shSHR shiftOp = 5
 	shSAR shiftOp = 7

@@ -276,6 +276,47 @@ func (g *gen) insn() (uint32, int) {
 	return r.Uint32() | 3, 4 // anything
 }
 
+// idiom returns a sequence compilers emit for what x86 does in one or two
+// instructions: rotates as two shifts and an OR, zero and sign extension
+// as two shifts; sometimes slightly off (then not fused) and often
+// followed by a write of the temporary, which lets the translator fuse.
+func (g *gen) idiom() []uint32 {
+	r := g.r
+	x, ra, rb := g.reg(), g.dst(), g.dst()
+	switch r.Intn(3) {
+	case 0: // zext.w, sext.w
+		s1, s2 := uint32(32), uint32(32)
+		if r.Intn(6) == 0 {
+			s2 = uint32(r.Intn(64))
+		}
+		f7 := uint32(r.Intn(2)) << 5
+		return []uint32{encI(0x13, 1, ra, x, int32(s1)), encI(0x13, 5, ra, ra, int32(s2|f7<<5))}
+	}
+	bits := []int32{32, 64}[r.Intn(2)]
+	opc := uint32(0x13)
+	if bits == 32 {
+		opc = 0x1b
+	}
+	sh := 1 + r.Int31n(bits-1)
+	sh2 := bits - sh
+	if r.Intn(8) == 0 {
+		sh2 = r.Int31n(bits)
+	}
+	rd := rb
+	if r.Intn(3) == 0 {
+		rd = g.dst()
+	}
+	or := encR(0x33, 6, 0, rd, ra, rb)
+	if r.Intn(2) == 0 {
+		or = encR(0x33, 6, 0, rd, rb, ra)
+	}
+	seq := []uint32{encI(opc, 5, ra, x, sh), encI(opc, 1, rb, x, sh2), or}
+	if r.Intn(4) != 0 {
+		seq = append(seq, encI(0x13, 0, ra, g.reg(), g.imm12())) // ra overwritten: dead
+	}
+	return seq
+}
+
 // genValue returns an interesting register value.
 func genValue(r *rand.Rand) uint64 {
 	switch r.Intn(6) {
@@ -319,6 +360,14 @@ func genProgram(r *rand.Rand, ram []byte) (x [32]uint64) {
 				} else {
 					binary.LittleEndian.PutUint32(ram[off:], encI(0x03, uint32(r.Intn(7)), g.dst(), base, imm))
 				}
+				off += 4
+			}
+		}
+		if r.Intn(24) == 0 && off+4*4 < genCode+genCodePages*4096-4 {
+			// An idiom the translator fuses (or almost one: a register
+			// still read afterwards, an operand swapped, a wrong shift).
+			for _, w := range g.idiom() {
+				binary.LittleEndian.PutUint32(ram[off:], w)
 				off += 4
 			}
 		}
@@ -484,7 +533,7 @@ func TestRandomPrograms(t *testing.T) {
 	if testing.Short() {
 		seeds = 40
 	}
-	var total, blocks, native uint64
+	var total, blocks, native, fused uint64
 	for seed := int64(1); seed <= int64(seeds); seed++ {
 		r := rand.New(rand.NewSource(seed))
 		ram := make([]byte, genRAM)
@@ -496,8 +545,12 @@ func TestRandomPrograms(t *testing.T) {
 		total += p.jit.h.Instret
 		blocks += p.jit.j.Stats.Blocks
 		native += p.jit.j.Stats.Native
+		fused += p.jit.j.Stats.Fused
 	}
-	t.Logf("%d programs, %d instructions (%d in generated code), %d blocks translated", seeds, total, native, blocks)
+	t.Logf("%d programs, %d instructions (%d in generated code), %d blocks translated, %d idioms fused", seeds, total, native, blocks, fused)
+	if fused == 0 {
+		t.Error("no idiom was fused: the programs do not test fusion")
+	}
 }
 
 // FuzzTranslate runs fuzzer-chosen code on both engines: data is the code

@@ -112,7 +112,12 @@ type jtEntry struct {
 
 const jtSize = 8192
 
-func jtIndex(pc uint64) uint64 { return pc >> 1 & (jtSize - 1) }
+// jtIndex folds the address's higher bits into the index: hot code a
+// multiple of 16 KiB apart (the Go runtime's SHA-256 in the guest and its
+// caller, say) would otherwise share an entry and evict each other.
+func jtIndex(pc uint64) uint64 { return (pc ^ pc>>jtFold) >> 1 & (jtSize - 1) }
+
+const jtFold = 13
 
 func (c *ctx) clearJT() {
 	for i := range c.jt {
@@ -176,6 +181,9 @@ type Stats struct {
 	// CodePeak is the most code the buffer held at once, in bytes.
 	CodePeak uint64
 	Links    uint64 // direct jumps patched between blocks
+	// Fused counts the instruction groups translated as one (rotates and
+	// extensions written as shifts).
+	Fused uint64
 }
 
 type blockKey struct{ pc, off uint64 }
@@ -199,7 +207,7 @@ type block struct {
 	size    int // bytes of host code
 	pc, off uint64
 	n       uint64  // instructions; 0: leave the first to the interpreter
-	entry   uintptr // host address; 0 when n == 0
+	entry   uintptr // host address; 0 for a block not kept (translate)
 }
 
 // Clock, when set, times translation (Stats.TranslateNanos). It is for
@@ -301,13 +309,13 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 			}
 			b = j.translate(h.PC, off)
 		}
-		if b.n == 0 {
-			return
+		if b.entry == 0 {
+			return // not kept (translate)
 		}
 		// Jumps from generated code to here may stay in generated code.
 		j.c.jt[idx] = jtEntry{pc: h.PC, off: off, code: b.entry}
 		j.jtb[idx] = b
-		if left < b.n {
+		if b.n == 0 || left < b.n {
 			return
 		}
 		if left > maxSlice {
@@ -348,7 +356,7 @@ func (j *JIT) link(h *riscv.Hart, limit uint64) {
 		}
 		b = j.translate(h.PC, off)
 	}
-	if b.n == 0 {
+	if b.entry == 0 {
 		return
 	}
 	j.buf.patchRel32(site, b.entry)

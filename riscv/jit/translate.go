@@ -81,24 +81,31 @@ func (j *JIT) translate(pc, off uint64) *block {
 	t.j = j
 	t.decode(pc, off)
 	b := &block{pc: pc, off: off, n: uint64(t.n)}
-	if t.n > 0 {
-		code := t.assemble()
-		if !j.buf.room(len(code)) {
-			// Full: start again with an empty buffer. Nothing else points
-			// into it once the block tables are empty.
-			j.dropAll()
-			code = t.assemble()
-		}
-		b.entry = j.buf.add(code)
-		b.size = len(code)
-		j.Stats.Blocks++
-		j.Stats.GuestInsns += b.n
-		j.Stats.CodeBytes += uint64(len(code))
-		j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
-	}
 	if t.n == 0 && t.crossLater {
 		return b // not kept: translated again when the next page is in the fetch TLB
 	}
+	// A block of no instructions is code too: it leaves for the
+	// interpreter at once, so that jumps to it stay in generated code (the
+	// jump table, direct links) until the instruction itself.
+	assemble := t.assemble
+	if t.n == 0 {
+		assemble = t.assembleSlow
+	}
+	code := assemble()
+	if !j.buf.room(len(code)) {
+		// Full: start again with an empty buffer. Nothing else points
+		// into it once the block tables are empty.
+		j.dropAll()
+		code = assemble()
+	}
+	b.entry = j.buf.add(code)
+	b.size = len(code)
+	if t.n > 0 {
+		j.Stats.Blocks++
+		j.Stats.GuestInsns += b.n
+	}
+	j.Stats.CodeBytes += uint64(len(code))
+	j.Stats.CodePeak = max(j.Stats.CodePeak, uint64(j.buf.pos))
 	j.blocks[blockKey{pc, off}] = b
 	p := off >> 12
 	cp := j.pages[p]
@@ -119,6 +126,7 @@ func (t *tr) decode(pc, off uint64) {
 	ram := t.j.view.RAM
 	limit := t.j.blockLimit(off >> 12)
 	t.cross, t.crossLater = -1, false
+	sides := 0
 	for len(t.insns) < limit && off>>12 == t.off0>>12 {
 		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
 		cross := false
@@ -162,6 +170,13 @@ func (t *tr) decode(pc, off uint64) {
 		}
 		if endsBlock(in.Op) {
 			break
+		}
+		if isBranch(in.Op) {
+			// The block goes on at the branch's fall-through; taken, the
+			// branch leaves by a side exit.
+			if sides++; sides > maxSide {
+				break
+			}
 		}
 	}
 	t.n = len(t.insns)
@@ -265,14 +280,23 @@ func amoCond(kind riscv.Op) cond {
 	return ccA
 }
 
-func endsBlock(o riscv.Op) bool {
+// endsBlock reports whether a block ends after o: an unconditional jump
+// (but see the JALs decode follows).
+func endsBlock(o riscv.Op) bool { return o == riscv.OpJAL || o == riscv.OpJALR }
+
+// isBranch reports whether o is a conditional branch. A block goes on past
+// up to maxSide of them (a superblock): each leaves, when taken, through a
+// side exit that writes back the registers it changed, gives back the
+// budget of the instructions not executed and jumps to the target's block.
+func isBranch(o riscv.Op) bool {
 	switch o {
-	case riscv.OpJAL, riscv.OpJALR, riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT,
-		riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
+	case riscv.OpBEQ, riscv.OpBNE, riscv.OpBLT, riscv.OpBGE, riscv.OpBLTU, riscv.OpBGEU:
 		return true
 	}
 	return false
 }
+
+const maxSide = 8
 
 // assemble emits the block for address t.j.buf.next().
 func (t *tr) assemble() []byte {
@@ -292,16 +316,21 @@ func (t *tr) assemble() []byte {
 	a.jcc(ccL, t.exit(t.pc0, 0, exitBudget))
 
 	t.page = pageOf{}
-	for k, in := range t.insns {
+	for k := 0; k < t.n; k++ {
+		in := t.insns[k]
 		t.k = k
 		if k == t.cross {
 			t.crossCheck(k, t.pcs[k])
 		}
 		t.pinReads(in)
-		t.insn(k, in, t.pcs[k])
+		if n := t.fuse(k); n > 0 {
+			k += n - 1
+		} else {
+			t.insn(k, in, t.pcs[k])
+		}
 		t.unpin()
 	}
-	if last := t.insns[t.n-1]; !endsBlock(last.Op) {
+	if last := t.insns[t.n-1]; !endsBlock(last.Op) && !isBranch(last.Op) {
 		t.writeBack()
 		next := t.pcs[t.n-1] + uint64(last.Size)
 		if !t.full && !t.crossLater && next>>12 == t.pc0>>12 {
@@ -314,6 +343,20 @@ func (t *tr) assemble() []byte {
 	for _, s := range t.stubs {
 		t.emitStub(s)
 	}
+	a.resolve()
+	return a.b
+}
+
+// assembleSlow emits the code of a block of no instructions: an exit to
+// the interpreter at its address.
+func (t *tr) assembleSlow() []byte {
+	a := &t.a
+	a.reset()
+	t.base = t.j.buf.next()
+	t.setPC(t.pc0)
+	a.storeImm(false, at(regCtx, ctxReason), exitSlow)
+	a.store(8, at(regCtx, ctxBudget), regBudget)
+	a.ret()
 	a.resolve()
 	return a.b
 }
@@ -362,6 +405,24 @@ func (t *tr) branchTo(cc cond, pc uint64) {
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: t.n, reason: exitChain, site: len(a.b) - 4})
 }
 
+// sideExit leaves the block for guest address pc if cc, with k of its
+// instructions retired: out of line, the dirty cached registers are
+// written back and the budget of the rest given back before the jump,
+// which is patchable when pc is in the same page.
+func (t *tr) sideExit(cc cond, pc uint64, k int) {
+	a := &t.a
+	l := a.newLabel()
+	a.jcc(cc, l)
+	reason := uint64(exitChain)
+	if pc>>12 != t.pc0>>12 {
+		reason = stubFar
+	}
+	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: reason, site: siteInStub, spills: t.spills()})
+}
+
+// siteInStub: the stub's own jump is the one to patch (sideExit).
+const siteInStub = -2
+
 // jumpIndirect ends the block with a jump to the guest address in RDX
 // (all instructions retired). When the target's page is in the fetch TLB
 // for the current mode (so the interpreter would fetch from it without a
@@ -384,7 +445,9 @@ func (t *tr) jumpIndirect() {
 	a.movRR(false, rCX, rDX)
 	a.aluRI(false, aluAND, rCX, 4095)
 	a.aluRR(true, aluOR, rAX, rCX) // the target's RAM offset
-	a.movRR(false, rCX, rDX)
+	a.movRR(true, rCX, rDX)
+	a.shiftRI(true, shSHR, rCX, jtFold)
+	a.aluRR(false, aluXOR, rCX, rDX)
 	a.aluRI(false, aluAND, rCX, (jtSize-1)<<1)
 	a.shiftRI(false, shSHL, rCX, 4) // jtIndex(pc) * 32
 	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rCX, 0, ctxJT))
@@ -402,16 +465,24 @@ func (t *tr) jumpIndirect() {
 func (t *tr) emitStub(s stub) {
 	a := &t.a
 	a.bind(s.l)
-	if s.reason == stubFar {
-		a.movImm(rDX, s.pc)
-		t.jumpIndirect()
-		return
-	}
 	for _, sp := range s.spills {
 		a.store(8, t.xr(uint8(sp.guest)), cacheRegs[sp.slot])
 	}
 	if d := t.n - s.k; d != 0 {
 		a.aluRI(true, aluADD, regBudget, int32(d))
+	}
+	if s.reason == stubFar {
+		a.movImm(rDX, s.pc)
+		t.jumpIndirect()
+		return
+	}
+	if s.site == siteInStub {
+		// Linked, this jump goes to the target's block; until then, on
+		// to the exit below.
+		l := a.newLabel()
+		a.jmp(l)
+		s.site = len(a.b) - 4
+		a.bind(l)
 	}
 	t.setPC(s.pc)
 	a.storeImm(false, at(regCtx, ctxReason), int32(s.reason))
@@ -484,6 +555,10 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			a.testRR(true, x, x)
 		} else {
 			a.aluRR(true, aluCMP, x, t.src(in.Rs2))
+		}
+		if k < t.n-1 {
+			t.sideExit(branchCond(in.Op), pc+uint64(in.Imm), k+1)
+			break
 		}
 		t.writeBack()
 		t.branchTo(branchCond(in.Op), pc+uint64(in.Imm))
@@ -791,6 +866,10 @@ func (t *tr) amo(k int, in riscv.Inst, pc uint64) {
 // aluImm emits rd = rs1 op imm (64-bit; rs1 != 0, rd != 0).
 func (t *tr) aluImm(w bool, op aluOp, rd, rs1 uint8, imm int32) {
 	a := &t.a
+	if w && (imm == 0 && op != aluAND || imm == -1 && op == aluAND) {
+		t.movX(rd, rs1) // mv is addi rd, rs, 0
+		return
+	}
 	x := t.src(rs1)
 	if rd == rs1 {
 		a.aluRI(w, op, t.dst(rd), imm)
@@ -801,9 +880,35 @@ func (t *tr) aluImm(w bool, op aluOp, rd, rs1 uint8, imm int32) {
 	a.aluRI(w, op, d, imm)
 }
 
+// movX emits rd = rs (rd != 0).
+func (t *tr) movX(rd, rs uint8) {
+	switch {
+	case rd == rs:
+	case rs == 0:
+		t.setXImm(rd, 0)
+	default:
+		t.setX(rd, t.src(rs))
+	}
+}
+
 // aluReg emits rd = rs1 op rs2 (64-bit; rd != 0).
 func (t *tr) aluReg(w bool, op aluOp, rd, rs1, rs2 uint8) {
 	a := &t.a
+	if w {
+		// The moves and clears compilers write as arithmetic: mv is
+		// add rd, x0, rs.
+		switch {
+		case rs2 == 0 && op != aluAND:
+			t.movX(rd, rs1)
+			return
+		case (rs1 == 0 || rs2 == 0) && op == aluAND:
+			t.setXImm(rd, 0)
+			return
+		case rs1 == 0 && op != aluSUB:
+			t.movX(rd, rs2)
+			return
+		}
+	}
 	x := t.srcOr(rs1, rAX)
 	y := t.srcOr(rs2, rCX)
 	switch {
@@ -831,7 +936,7 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return isAMO(in.Op) || isLRSC(in.Op) || fpTranslated(in) // AMOs, LR and SC like loads and stores; FP with the FPU off, and for what SSE cannot do
+	return isBranch(in.Op) || isAMO(in.Op) || isLRSC(in.Op) || fpTranslated(in) // side exits; AMOs, LR and SC like loads and stores; FP with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
@@ -1142,4 +1247,74 @@ func (t *tr) divide(in riscv.Inst) {
 		a.movsxd(rAX, rAX)
 	}
 	t.setX(in.Rd, rAX) // the allocation comes after the branches: no store inside them
+}
+
+// fuse emits instruction k together with the ones after it when they
+// form an idiom that x86 does in fewer instructions, and returns how many
+// it emitted (0: none, emit k alone). The group's instructions retire
+// together: none of them can leave the block, and the registers they leave
+// behind are all written as the instructions would (or are dead: written
+// again before anything reads them or anything may leave the block).
+func (t *tr) fuse(k int) int {
+	in := t.insns[k]
+	if in.Rd == 0 || k+1 >= t.n || k+1 == t.cross {
+		return 0
+	}
+	n1 := t.insns[k+1]
+	a := &t.a
+	switch {
+	case (in.Op == riscv.OpSLLI && (n1.Op == riscv.OpSRLI || n1.Op == riscv.OpSRAI)) &&
+		in.Imm == 32 && n1.Imm == 32 && n1.Rd == in.Rd && n1.Rs1 == in.Rd:
+		// zext.w and sext.w as a pair of shifts.
+		t.page.ok = false
+		t.j.Stats.Fused++
+		t.k = k + 1
+		x := t.srcOr(in.Rs1, rAX)
+		d := t.dst(in.Rd)
+		if n1.Op == riscv.OpSRLI {
+			a.movRR(false, d, x)
+		} else {
+			a.movsxd(d, x)
+		}
+		return 2
+	}
+	if k+2 >= t.n || k+2 == t.cross {
+		return 0
+	}
+	// A rotate: srl(i)w ra, x, s; sll(i)w rb, x, 32-s; or rd, ra, rb (and
+	// the 64-bit kind), with ra dead after it unless it is rd.
+	n2 := t.insns[k+2]
+	var bits int64
+	switch {
+	case in.Op == riscv.OpSRLIW && n1.Op == riscv.OpSLLIW:
+		bits = 32
+	case in.Op == riscv.OpSRLI && n1.Op == riscv.OpSLLI:
+		bits = 64
+	default:
+		return 0
+	}
+	ra, rb, x := in.Rd, n1.Rd, in.Rs1
+	if n2.Op != riscv.OpOR || n2.Rd == 0 || x == 0 || rb == 0 || ra == x || rb == x || ra == rb ||
+		n1.Rs1 != x || in.Imm <= 0 || in.Imm+n1.Imm != bits ||
+		!(n2.Rs1 == ra && n2.Rs2 == rb || n2.Rs1 == rb && n2.Rs2 == ra) {
+		return 0
+	}
+	rd := n2.Rd
+	live := t.deadAt[k+3]
+	if ra != rd && live&(1<<ra) == 0 || rb != rd && live&(1<<rb) == 0 {
+		return 0 // they are read again, or the block may leave first
+	}
+	t.page.ok = false
+	t.j.Stats.Fused++
+	t.k = k + 2
+	w := bits == 64
+	a.movRR(w, rAX, t.src(x))
+	a.shiftRI(w, shROR, rAX, uint8(in.Imm))
+	d := t.dst(rd)
+	if w {
+		a.movRR(true, d, rAX)
+	} else {
+		a.movsxd(d, rAX)
+	}
+	return 3
 }
