@@ -82,13 +82,13 @@ const TLBSize = tlbSize
 // EngineView is the state an engine's generated code may address
 // directly. Everything else it leaves to the interpreter.
 //
-// A TLB entry is two 64-bit words: the tag (virtual page number << 4 | key,
-// zero when invalid) and the RAM offset of the page. A data access at va
-// of size bytes hits when the entry at index va>>12 % TLBSize has tag
-// va>>12<<4 | *DataKey and the access does not leave the page; it then
-// reads or writes RAM[off + va%4096]. Pages holding translated code are
-// never in WriteTLB. A fetch from page va>>12 hits FetchTLB the same way
-// with *FetchKey. A miss (or anything else) goes to the interpreter, which
+// A TLB entry is two 64-bit words: the tag (the page's virtual address |
+// key, zero when invalid) and add, the page's RAM offset less its virtual
+// address (modulo 2^64). A data access at va of size bytes hits when the
+// entry at index va>>12 % TLBSize has tag va&^4095 | *DataKey and the
+// access does not leave the page; it then reads or writes RAM[va + add].
+// Pages holding translated code are never in WriteTLB. A fetch from the
+// page of va hits FetchTLB the same way with *FetchKey. A miss (or anything else) goes to the interpreter, which
 // walks the page table and fills the entry.
 type EngineView struct {
 	RAM                         []byte

@@ -27,8 +27,8 @@ func (h *Hart) fetch() *inst {
 // (ok false after raising the fetch fault).
 func (h *Hart) fetchTranslate(va uint64) (off uint64, ok bool) {
 	e := &h.mmu.x[va>>pageShift&(tlbSize-1)]
-	if e.tag == va>>pageShift<<4|h.mmu.xkey {
-		return e.off, true
+	if e.hit(va, h.mmu.xkey) {
+		return e.pageOff(), true
 	}
 	pa, ok := h.translate(va, accFetch)
 	if !ok {
@@ -39,8 +39,8 @@ func (h *Hart) fetchTranslate(va uint64) (off uint64, ok bool) {
 		h.trap(causeFetchAccess, va)
 		return 0, false
 	}
-	e.tag, e.off = va>>pageShift<<4|h.mmu.xkey, off&^(pageSize-1)
-	return e.off, true
+	e.set(va, h.mmu.xkey, off)
+	return off &^ (pageSize - 1), true
 }
 
 func (h *Hart) fetchMiss(pc uint64) bool {

@@ -17,14 +17,31 @@ const (
 )
 
 // TLBEntry maps one virtual page to a RAM page. tag is zero when invalid;
-// a valid tag is vpn<<4 | key where key (bit 3 set) encodes the effective
-// privilege and SUM (for fetches, the privilege alone), so a change of mode
-// never needs a flush. Translated code reads these entries directly (see
-// EngineView): the layout, two words tag then off, is part of that contract.
+// a valid tag is the page's virtual address | key, where key (4 bits, bit
+// 3 set) encodes the effective privilege and SUM (for fetches, the
+// privilege alone), so a change of mode never needs a flush. add is what
+// turns a virtual address in the page into its RAM offset (RAM offset of
+// the page less its virtual address, modulo 2^64), so that translated code
+// needs one addition. Translated code reads these entries directly (see
+// EngineView): the layout, two words tag then add, is part of that
+// contract.
 type TLBEntry struct {
 	tag uint64
-	off uint64 // page's offset in RAM
+	add uint64
 }
+
+// set maps the page holding va to the RAM page at offset off (any offset
+// in the page).
+func (e *TLBEntry) set(va, key, off uint64) {
+	e.tag = va&^(pageSize-1) | key
+	e.add = off&^(pageSize-1) - va&^(pageSize-1)
+}
+
+// hit reports whether e maps the page holding va under key.
+func (e *TLBEntry) hit(va, key uint64) bool { return e.tag == va&^(pageSize-1)|key }
+
+// pageOff returns the RAM offset of the page e maps.
+func (e *TLBEntry) pageOff() uint64 { return e.add + e.tag&^(pageSize-1) }
 
 type tlbEntry = TLBEntry
 
@@ -263,8 +280,8 @@ func (h *Hart) invalidatePage(p uint64) {
 // on a miss.
 func (m *mmu) lookup(t *[tlbSize]tlbEntry, va uint64) (uint64, bool) {
 	e := &t[va>>pageShift&(tlbSize-1)]
-	if e.tag == va>>pageShift<<4|m.key {
-		return e.off | va&(pageSize-1), true
+	if e.hit(va, m.key) {
+		return va + e.add, true
 	}
 	return 0, false
 }
@@ -324,9 +341,7 @@ func (h *Hart) loadSlow(va uint64, size uint64) (uint64, bool) {
 		return 0, false
 	}
 	if off, ok := h.ramOffset(pa, size); ok {
-		e := &h.mmu.r[va>>pageShift&(tlbSize-1)]
-		e.tag = va>>pageShift<<4 | h.mmu.key
-		e.off = off &^ (pageSize - 1)
+		h.mmu.r[va>>pageShift&(tlbSize-1)].set(va, h.mmu.key, off)
 		return h.readRAM(off, size), true
 	}
 	if pa&(size-1) != 0 {
@@ -378,9 +393,7 @@ func (h *Hart) storeSlow(va uint64, size uint64, v uint64) bool {
 		// store to them comes here and invalidates the decodes; nor do
 		// pages where a peer holds a reservation (watchPeers).
 		if h.decoded.pages[off>>pageShift] == nil && (h.peerRes == 0 || !h.peerWatches(off>>pageShift)) {
-			e := &h.mmu.w[va>>pageShift&(tlbSize-1)]
-			e.tag = va>>pageShift<<4 | h.mmu.key
-			e.off = off &^ (pageSize - 1)
+			h.mmu.w[va>>pageShift&(tlbSize-1)].set(va, h.mmu.key, off)
 		}
 		h.writeRAM(off, size, v)
 		return true

@@ -62,7 +62,7 @@ func (h *Hart) breakPeers(off, n uint64) {
 // offset pageOff.
 func (h *Hart) dropWriteTLBPage(pageOff uint64) {
 	for i := range h.mmu.w {
-		if h.mmu.w[i].tag != 0 && h.mmu.w[i].off == pageOff {
+		if h.mmu.w[i].tag != 0 && h.mmu.w[i].pageOff() == pageOff {
 			h.mmu.w[i].tag = 0
 		}
 	}

@@ -190,10 +190,11 @@ func (t *tr) decode(pc, off uint64) {
 // their RAM offset, when va's page is in the fetch TLB.
 func (t *tr) nextHalf(va uint64) (hi uint32, off uint64, ok bool) {
 	e := (*[2]uint64)(unsafe.Pointer(&t.j.view.FetchTLB[va>>12&(riscv.TLBSize-1)]))
-	if e[0] != va>>12<<4|*t.j.view.FetchKey {
+	if e[0] != va&^4095|*t.j.view.FetchKey {
 		return 0, 0, false
 	}
-	return uint32(binary.LittleEndian.Uint16(t.j.view.RAM[e[1]:])), e[1], true
+	off = va + e[1]
+	return uint32(binary.LittleEndian.Uint16(t.j.view.RAM[off:])), off, true
 }
 
 // crossCheck leaves for the interpreter unless the instruction straddling
@@ -206,15 +207,16 @@ func (t *tr) crossCheck(k int, pc uint64) {
 	lay := &t.j.lay
 	l := a.newLabel() // not the instruction's other exit: that comes after allocations
 	t.stubs = append(t.stubs, stub{l: l, pc: pc, k: k, reason: exitSlow, site: -1, spills: t.spills()})
-	vpn := (pc + 2) >> 12
-	entry := lay.fetch + int32(vpn&(riscv.TLBSize-1))*16
-	a.movImm(rAX, vpn<<4)
+	page := (pc + 2) &^ 4095
+	entry := lay.fetch + int32(page>>12&(riscv.TLBSize-1))*16
+	a.movImm(rAX, page)
 	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
 	a.aluRM(true, aluCMP, rAX, at(regHart, entry))
 	a.jcc(ccNE, l)
-	a.movImm(rAX, t.crossOff)
+	a.movImm(rAX, t.crossOff-page)
 	a.aluRM(true, aluCMP, rAX, at(regHart, entry+8))
 	a.jcc(ccNE, l)
+	a.movImm(rAX, t.crossOff)
 	a.cmpMI16(atIdx(regRAM, rAX, 0, 0), t.crossHi)
 	a.jcc(ccNE, l)
 }
@@ -433,18 +435,16 @@ func (t *tr) jumpIndirect() {
 	a := &t.a
 	lay := &t.j.lay
 	miss := a.newLabel()
-	a.movRR(true, rAX, rDX)
-	a.shiftRI(true, shSHR, rAX, 8)
-	a.movRR(false, rCX, rAX)
+	a.movRR(false, rCX, rDX)
+	a.shiftRI(false, shSHR, rCX, 8)
 	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
-	a.aluRI(true, aluAND, rAX, -16)
+	a.movRR(true, rAX, rDX)
+	a.aluRI(true, aluAND, rAX, -4096)
 	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, lay.fetch))
 	a.jcc(ccNE, miss)
-	a.load(true, rAX, atIdx(regHart, rCX, 0, lay.fetch+8))
-	a.movRR(false, rCX, rDX)
-	a.aluRI(false, aluAND, rCX, 4095)
-	a.aluRR(true, aluOR, rAX, rCX) // the target's RAM offset
+	a.movRR(true, rAX, rDX)
+	a.aluRM(true, aluADD, rAX, atIdx(regHart, rCX, 0, lay.fetch+8)) // the target's RAM offset
 	a.movRR(true, rCX, rDX)
 	a.shiftRI(true, shSHR, rCX, jtFold)
 	a.aluRR(false, aluXOR, rCX, rDX)
@@ -1145,15 +1145,23 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs, kee
 	if write {
 		tlb = t.j.lay.writeTLB
 	}
-	a.movRR(true, rDX, t.srcOr(in.Rs1, rDX))
+	base := rDX
+	if in.Rs1 != 0 {
+		base = t.src(in.Rs1)
+	}
 	// The exit writes back what is dirty now: no allocation may come
 	// between here and the last jump to it.
 	slow := t.exit(pc, k, exitSlow)
 	if fs {
 		t.fsOff(slow)
 	}
-	if in.Imm != 0 {
-		a.aluRI(true, aluADD, rDX, int32(in.Imm))
+	switch {
+	case in.Rs1 == 0:
+		a.movImm(rDX, uint64(in.Imm))
+	case in.Imm == 0:
+		a.movRR(true, rDX, base)
+	default:
+		a.lea(true, rDX, at(base, int32(in.Imm)))
 	}
 	t.lookup(size, tlb, slow, keep)
 }
@@ -1164,29 +1172,26 @@ func (t *tr) addressFS(k int, in riscv.Inst, pc uint64, size int, write, fs, kee
 // in RAX. It clobbers RAX and RCX.
 func (t *tr) lookup(size int, tlb int32, slow label, keep bool) {
 	a := &t.a
-	// RCX = index*16 and RAX = tag: (va>>12)%256<<4 and va>>12<<4|key.
+	// RCX = index*16 and RAX = tag: (va>>12)%TLBSize<<4 and va&^4095|key.
 	// For a wider access the tag is computed from its last byte, as QEMU
 	// does: when the access leaves the page, that is a page whose entry
 	// cannot be at this index, so the one comparison also stands for the
 	// interpreter's page-crossing test.
+	a.movRR(false, rCX, rDX)
+	a.shiftRI(false, shSHR, rCX, 8)
 	if size == 1 {
 		a.movRR(true, rAX, rDX)
-		a.shiftRI(true, shSHR, rAX, 8)
-		a.movRR(false, rCX, rAX)
 	} else {
-		a.movRR(false, rCX, rDX)
-		a.shiftRI(false, shSHR, rCX, 8)
 		a.lea(true, rAX, at(rDX, int32(size-1)))
-		a.shiftRI(true, shSHR, rAX, 8)
 	}
 	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
-	a.aluRI(true, aluAND, rAX, -16)
+	a.aluRI(true, aluAND, rAX, -4096)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
 	a.jcc(ccNE, slow)
-	a.aluRI(false, aluAND, rDX, 4095)
 	if keep {
 		a.movRR(false, rAX, rDX)
+		a.aluRI(false, aluAND, rAX, 4095)
 	}
 	a.aluRM(true, aluADD, rDX, atIdx(regHart, rCX, 0, tlb+8))
 }
