@@ -28,9 +28,10 @@ type Engine interface {
 	// have left them after the same instructions, and Instret <= limit.
 	// It raises no trap and takes no interrupt itself, except the fetch
 	// fault FetchPage may raise (Exec must return at once then). After it
-	// returns, Run interprets the instruction at PC (when Instret < limit)
-	// and calls Exec again; Exec may return without retiring anything.
-	Exec(h *Hart, limit uint64)
+	// returns, Run interprets interp instructions (at least one, fewer
+	// when limit comes first) and calls Exec again; Exec may return
+	// without retiring anything.
+	Exec(h *Hart, limit uint64) (interp uint64)
 	// CodeChanged says RAM page page (RAM offset >> 12) has left the
 	// decode cache: it was written, or the cache dropped it. Translations
 	// of it must not run again.
@@ -51,15 +52,16 @@ func (h *Hart) SetEngine(e Engine) {
 // and one instruction at a time (run with a limit one past Instret), the
 // engine everything it can in between.
 func (h *Hart) runEngine(limit uint64) Exit {
+	n := uint64(1)
 	for {
-		next := h.Instret + 1
-		if next > limit {
+		next := h.Instret + n
+		if next > limit || next < n {
 			next = limit
 		}
 		if r := h.run(next); r != StopLimit || h.Instret >= limit {
 			return r
 		}
-		h.engine.Exec(h, limit)
+		n = max(h.engine.Exec(h, limit), 1)
 	}
 }
 

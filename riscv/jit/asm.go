@@ -377,6 +377,12 @@ func (a *asm) shiftRCL(w bool, op shiftOp, dst reg) {
 }
 
 // imulRR: dst *= src (low half).
+// imulRRI: dst = src * imm (imm sign-extended for 64 bits).
+func (a *asm) imulRRI(w bool, dst, src reg, imm int32) {
+	a.opRR(0, w, []byte{0x69}, dst, src, false)
+	a.imm32(imm)
+}
+
 func (a *asm) imulRR(w bool, dst, src reg) { a.opRR(0, w, []byte{0x0f, 0xaf}, dst, src, false) }
 
 // imulRM: dst *= [m] (low half).

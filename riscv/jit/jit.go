@@ -9,8 +9,12 @@
 // # Design
 //
 // A block is a run of guest instructions in one page (the last may reach
-// into the next), ending at a jump or branch, before an instruction the
-// translator leaves to the interpreter, or at the end of the page. Blocks are keyed by guest virtual address and
+// into the next), ending at a jump, before an instruction the translator
+// leaves to the interpreter, at the end of the page or at its length
+// limit. It goes on past conditional branches (a superblock): taken, a
+// branch leaves through a side exit. Direct jumps within the page are
+// followed. A few idioms are translated as one (fuse: rotates and
+// extensions written as shifts). Blocks are keyed by guest virtual address and
 // RAM offset (the same page may be mapped twice), live in a code buffer
 // mapped twice (writable, and executable), and are entered from Go through
 // an assembly trampoline (enter_amd64.s). Generated code never calls Go:
@@ -37,6 +41,13 @@
 // check the hart's fetch TLB, as an interpreted fetch would, and find the
 // block in a jump table (ctx.jt).
 //
+// What is cheaper interpreted is interpreted: code reached for the first
+// time (a block is translated at the second arrival: much of a kernel's
+// code runs once), the rest of a block where Exec resumes in its middle
+// (where the last Run stopped, or an interrupt was taken; a block is
+// translated from there only if that happens often) and the end of a Run
+// (fewer instructions left than a block holds).
+//
 // Self-modifying code: pages holding decoded code never enter the write
 // TLB, so every store to them is interpreted, and the decode cache tells the
 // engine (CodeChanged), which drops the page's blocks. After FENCE.I
@@ -52,6 +63,7 @@ package jit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"unsafe"
@@ -110,19 +122,45 @@ type jtEntry struct {
 	_       uint64
 }
 
-const jtSize = 8192
+const jtSize = 1 << jtBits
 
-// jtIndex folds the address's higher bits into the index: hot code a
-// multiple of 16 KiB apart (the Go runtime's SHA-256 in the guest and its
-// caller, say) would otherwise share an entry and evict each other.
-func jtIndex(pc uint64) uint64 { return (pc ^ pc>>jtFold) >> 1 & (jtSize - 1) }
+// jtIndex hashes the address's low 32 bits (Fibonacci hashing): the low
+// bits alone put hot code a multiple of 16 KiB apart (the guest's SHA-256
+// and its caller, say) in one entry, where they evict each other at every
+// call.
+func jtIndex(pc uint64) uint64 { return uint64(uint32(pc) * jtMul >> (32 - jtBits)) }
 
-const jtFold = 13
+const (
+	jtBits = 16
+	jtMul  = 0x9e3779b1 // 2^32 divided by the golden ratio
+)
 
 func (c *ctx) clearJT() {
 	for i := range c.jt {
 		c.jt[i] = jtEntry{pc: 1}
 	}
+}
+
+// setJT fills the jump table's entry idx.
+func (j *JIT) setJT(idx uint64, e jtEntry, b *block) {
+	if j.c.jt[idx].pc == 1 && len(j.jtUsed) <= jtSize/4 {
+		j.jtUsed = append(j.jtUsed, uint32(idx)) // past jtSize/4, emptyJT clears it all
+	}
+	j.c.jt[idx] = e
+	j.jtb[idx] = b
+}
+
+// emptyJT empties the jump table: the entries used since it was last
+// emptied, or all of it when that is most of it.
+func (j *JIT) emptyJT() {
+	if len(j.jtUsed) > jtSize/4 {
+		j.c.clearJT()
+	} else {
+		for _, i := range j.jtUsed {
+			j.c.jt[i] = jtEntry{pc: 1}
+		}
+	}
+	j.jtUsed = j.jtUsed[:0]
 }
 
 // layout is where generated code finds the hart's state, as displacements
@@ -148,6 +186,7 @@ type JIT struct {
 
 	blocks map[blockKey]*block
 	jtb    [jtSize]*block // the block of each jump table entry
+	jtUsed []uint32       // the entries filled since the table was last emptied
 	pages  []*codePage    // by RAM page; nil for none
 	live   []uint64       // the pages with blocks
 
@@ -158,6 +197,13 @@ type JIT struct {
 	// drops.
 	churn    []uint8
 	churnAll int
+
+	// heat counts, by RAM page and halfword, the times execution came to
+	// an address without a block: a block is translated there the
+	// hotBlock-th time. Until then the interpreter runs its instructions:
+	// much of a kernel's code (at boot, say) runs once, and interpreting
+	// it costs a fraction of translating it.
+	heat []*[2048]uint8
 
 	t tr // translation scratch
 
@@ -201,6 +247,60 @@ type codePage struct {
 	bytes   []byte
 	suspect bool
 	live    int // index in JIT.live
+	// cover says, for each halfword of the page where an instruction of
+	// one of its blocks starts, how many instructions that block executes
+	// from there to its end (at most 255), and 0 elsewhere.
+	cover [2048]uint8
+	// resumes counts the times Exec started in the middle of a block, by
+	// halfword; at hotResume, a block is translated from there.
+	resumes [2048]uint8
+}
+
+const hotResume = 8
+
+const hotBlock = 2
+
+// warm counts one more arrival at RAM offset off, where there is no block,
+// and reports whether it is still too early to translate one.
+func (j *JIT) warm(off uint64) bool {
+	p := j.heat[off>>12]
+	if p == nil {
+		p = new([2048]uint8)
+		j.heat[off>>12] = p
+	}
+	if c := &p[off&4095>>1]; *c < hotBlock {
+		*c++
+		return *c < hotBlock
+	}
+	return false
+}
+
+// basicBlock returns the number of instructions from RAM offset off to
+// the first that may jump (included), before anything not translated or
+// the end of the page: what the interpreter runs before Exec comes again,
+// at an address where a block may start.
+func (j *JIT) basicBlock(off uint64) uint64 {
+	ram := j.view.RAM
+	n, page := uint64(0), off>>12
+	for n < maxBlock && off>>12 == page {
+		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
+		if raw&3 == 3 {
+			if off&4095 == 4094 {
+				break
+			}
+			raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
+		}
+		in := riscv.Decode(raw)
+		if !translated(in) {
+			break
+		}
+		n++
+		if endsBlock(in.Op) || isBranch(in.Op) {
+			break
+		}
+		off += uint64(in.Size)
+	}
+	return max(n, 1)
 }
 
 type block struct {
@@ -239,6 +339,7 @@ func New(h *riscv.Hart) (*JIT, error) {
 	j.blocks = make(map[blockKey]*block)
 	j.pages = make([]*codePage, len(v.RAM)>>12)
 	j.churn = make([]uint8, len(v.RAM)>>12)
+	j.heat = make([]*[2048]uint8, len(v.RAM)>>12)
 	runtime.AddCleanup(j, func(b *codeBuf) { b.free() }, buf)
 	h.SetEngine(j)
 	return j, nil
@@ -285,12 +386,17 @@ func (j *JIT) computeLayout() error {
 //go:noescape
 func enter(code uintptr, hart, c unsafe.Pointer)
 
-// Exec implements riscv.Engine.
-func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
-	for h.Instret < limit {
+// Exec implements riscv.Engine. It leaves to the interpreter what is
+// cheaper there than translated: the end of a Run (fewer instructions left
+// than a block holds, or than make translating worthwhile), and, when it
+// is entered in the middle of a block (where the last Run stopped, or an
+// interrupt was taken), the rest of that block, instead of translating a
+// block from there that would hardly run again.
+func (j *JIT) Exec(h *riscv.Hart, limit uint64) (interp uint64) {
+	for resumed := true; h.Instret < limit; resumed = false {
 		off, ok := h.FetchPage()
 		if !ok {
-			return
+			return 1
 		}
 		if cp := j.pages[off>>12]; cp != nil && cp.suspect {
 			j.verify(off>>12, cp)
@@ -305,18 +411,32 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		}
 		if b == nil {
 			if left < minTranslate {
-				return
+				return left
+			}
+			if cp := j.pages[off>>12]; resumed && cp != nil && cp.cover[off&4095>>1] != 0 {
+				// Inside a block: interpret the rest of it, unless
+				// execution comes back here often (the instruction
+				// after a load that misses the TLB, say).
+				if r := &cp.resumes[off&4095>>1]; *r < hotResume {
+					*r++
+					return uint64(cp.cover[off&4095>>1])
+				}
+			}
+			if j.warm(off) {
+				return j.basicBlock(off)
 			}
 			b = j.translate(h.PC, off)
 		}
 		if b.entry == 0 {
-			return // not kept (translate)
+			return 1 // not kept (translate)
 		}
 		// Jumps from generated code to here may stay in generated code.
-		j.c.jt[idx] = jtEntry{pc: h.PC, off: off, code: b.entry}
-		j.jtb[idx] = b
-		if b.n == 0 || left < b.n {
-			return
+		j.setJT(idx, jtEntry{pc: h.PC, off: off, code: b.entry}, b)
+		if b.n == 0 {
+			return 1
+		}
+		if left < b.n {
+			return left
 		}
 		if left > maxSlice {
 			left = maxSlice
@@ -330,11 +450,12 @@ func (j *JIT) Exec(h *riscv.Hart, limit uint64) {
 		j.Stats.Native += done
 		switch j.c.reason {
 		case exitSlow:
-			return
+			return 1
 		case exitChain:
 			j.link(h, limit)
 		}
 	}
+	return 1
 }
 
 // link points the direct jump that just exited (ctx.site) at the block of
@@ -351,8 +472,8 @@ func (j *JIT) link(h *riscv.Hart, limit uint64) {
 	}
 	b := j.blocks[blockKey{h.PC, off}]
 	if b == nil {
-		if limit-h.Instret < minTranslate {
-			return
+		if limit-h.Instret < minTranslate || j.heat[off>>12] == nil || j.heat[off>>12][off&4095>>1] < hotBlock {
+			return // Exec decides
 		}
 		b = j.translate(h.PC, off)
 	}
@@ -425,7 +546,7 @@ func (j *JIT) CodeFlushed() {
 	for _, p := range j.live {
 		j.pages[p].suspect = true
 	}
-	j.c.clearJT()
+	j.emptyJT()
 	j.Stats.Suspended++
 }
 
@@ -436,7 +557,7 @@ func (j *JIT) dropAll() {
 		j.pages[p] = nil
 	}
 	j.live = j.live[:0]
-	j.c.clearJT()
+	j.emptyJT()
 	j.buf.reset()
 	j.Stats.Flushes++
 }

@@ -115,6 +115,13 @@ func (j *JIT) translate(pc, off uint64) *block {
 		j.live = append(j.live, p)
 	}
 	cp.blocks = append(cp.blocks, b)
+	for i, ipc := range t.pcs[:t.n] {
+		if ipc>>12 == pc>>12 && i > 0 {
+			if c := &cp.cover[ipc&4095>>1]; *c == 0 {
+				*c = uint8(min(t.n-i, 255))
+			}
+		}
+	}
 	return b
 }
 
@@ -445,11 +452,9 @@ func (t *tr) jumpIndirect() {
 	a.jcc(ccNE, miss)
 	a.movRR(true, rAX, rDX)
 	a.aluRM(true, aluADD, rAX, atIdx(regHart, rCX, 0, lay.fetch+8)) // the target's RAM offset
-	a.movRR(true, rCX, rDX)
-	a.shiftRI(true, shSHR, rCX, jtFold)
-	a.aluRR(false, aluXOR, rCX, rDX)
-	a.aluRI(false, aluAND, rCX, (jtSize-1)<<1)
-	a.shiftRI(false, shSHL, rCX, 4) // jtIndex(pc) * 32
+	a.imulRRI(false, rCX, rDX, int32(int64(jtMul)-1<<32))
+	a.shiftRI(false, shSHR, rCX, 32-jtBits)
+	a.shiftRI(false, shSHL, rCX, 5) // jtIndex(pc) * 32
 	a.aluRM(true, aluCMP, rDX, atIdx(regCtx, rCX, 0, ctxJT))
 	a.jcc(ccNE, miss)
 	a.aluRM(true, aluCMP, rAX, atIdx(regCtx, rCX, 0, ctxJT+8))
