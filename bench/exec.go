@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,12 @@ import (
 	"ftvm/machine"
 	"ftvm/riscv/jit"
 )
+
+// fresh returns the memory of earlier measurements' machines to the
+// system, so that each measurement starts as a new process would: its
+// guest RAM fresh from the kernel, not reused memory the Go runtime must
+// clear first (hundreds of megabytes, in the measurement's time).
+func fresh() { debug.FreeOSMemory() }
 
 // benchCell is one measurement in each unit.
 type benchCell struct{ wall, cpu float64 }
@@ -53,11 +60,13 @@ func VsQEMU(g Guest, qemu string, runs int, out Output) error {
 	for i := 0; i < runs; i++ {
 		for _, e := range engines {
 			fmt.Fprintf(out.Progress, "bench: run %d/%d: %s\n", i+1, runs, e)
+			fresh()
 			t0, c0 := time.Now(), cpuTime()
 			if _, err := ftvmMarks(g.config(k, rd, e, bootArgs), markInit); err != nil {
 				return fmt.Errorf("%s boot: %w", e, err)
 			}
 			boot.cells[e] = append(boot.cells[e], benchCell{time.Since(t0).Seconds(), (cpuTime() - c0).Seconds()})
+			fresh()
 			m, err := ftvmRR(k, rd, rrWindow{cmdline: cpuArgs, from: markBenchFrom, to: markBenchTo, exec: e, harts: g.Harts, parallel: g.Parallel}, false)
 			if err != nil {
 				return fmt.Errorf("%s cpu-bound guest: %w", e, err)
@@ -67,6 +76,7 @@ func VsQEMU(g Guest, qemu string, runs int, out Output) error {
 			if e == machine.ExecJIT {
 				stats, statsInsns = m.jit, m.total
 			}
+			fresh()
 			m, err = ftvmRR(k, rd, rrWindow{cmdline: "console=ttyS0 earlycon=sbi", from: "listening on", kv: 1000, exec: e, harts: g.Harts, parallel: g.Parallel}, false)
 			if err != nil {
 				return fmt.Errorf("%s key-value: %w", e, err)
