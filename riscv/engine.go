@@ -106,6 +106,15 @@ type EngineView struct {
 	// may then yield to another hart).
 	ResValid        *bool
 	ResAddr, ResVal *uint64
+	// For the CSR accesses an engine may do itself (sscratch, and the
+	// sstatus.SIE reads, sets and clears of a kernel's interrupt masking):
+	// the privilege, mip and mie (to see whether setting SIE lets an
+	// interrupt in: then it leaves, and the interpreter takes it before
+	// the next instruction), sscratch, and the flags that make the
+	// interpreter check interrupts, which every CSR write sets.
+	Priv                *uint8
+	Mip, Mie, Sscratch  *uint64
+	CheckIRQ, Attention *bool
 }
 
 // EngineView returns the state an engine's generated code may address.
@@ -116,6 +125,8 @@ func (h *Hart) EngineView() EngineView {
 		DataKey: &h.mmu.key, FetchKey: &h.mmu.xkey,
 		Mstatus: &h.csr.mstatus, Fflags: &h.csr.fflags, Frm: &h.csr.frm,
 		ResValid: &h.resValid, ResAddr: &h.resAddr, ResVal: &h.resVal,
+		Priv: &h.Priv, Mip: &h.csr.mip, Mie: &h.csr.mie, Sscratch: &h.csr.sscratch,
+		CheckIRQ: &h.checkIRQ, Attention: &h.attention,
 	}
 }
 

@@ -251,7 +251,21 @@ func (g *gen) insn() (uint32, int) {
 				return v, 2
 			}
 		}
-	case k < 37: // system and CSR instructions: the interpreter's
+	case k < 37: // system and CSR instructions: mostly the interpreter's
+		switch r.Intn(12) {
+		case 6:
+			return encI(0x73, 6, g.dst(), 2, 0x100), 4 // csrrsi rd, sstatus, SIE
+		case 7:
+			return encI(0x73, 7, g.dst(), 2, 0x100), 4 // csrrci rd, sstatus, SIE
+		case 8:
+			return encI(0x73, 2, g.dst(), 0, 0x100), 4 // csrr rd, sstatus
+		case 9: // csrs or csrc sstatus, reg: SIE alone or more
+			return encI(0x73, 2+uint32(r.Intn(2)), 0, g.reg(), 0x100), 4
+		case 10:
+			return encI(0x73, 1, g.dst(), g.reg(), 0x140), 4 // csrrw rd, sscratch, reg
+		case 11:
+			return encI(0x73, uint32(1+r.Intn(7)), g.dst(), uint32(r.Intn(32)), 0x140), 4 // sscratch, any form
+		}
 		switch r.Intn(6) {
 		case 0:
 			return 0x0000100f, 4 // fence.i

@@ -173,6 +173,8 @@ type layout struct {
 	mstatus, fflags, frm     int32
 	resValid, resAddr        int32
 	resVal                   int32
+	priv, mip, mie, sscratch int32
+	checkIRQ, attention      int32
 }
 
 // JIT is the translator of one hart.
@@ -362,20 +364,26 @@ func (j *JIT) computeLayout() error {
 	v := j.view
 	tlb := unsafe.Sizeof(*v.ReadTLB)
 	j.lay = layout{
-		x:        off(unsafe.Pointer(&h.X), 256),
-		f:        off(unsafe.Pointer(&h.F), 256),
-		pc:       off(unsafe.Pointer(&h.PC), 8),
-		readTLB:  off(unsafe.Pointer(v.ReadTLB), tlb),
-		writeTLB: off(unsafe.Pointer(v.WriteTLB), tlb),
-		fetch:    off(unsafe.Pointer(v.FetchTLB), tlb),
-		dataKey:  off(unsafe.Pointer(v.DataKey), 8),
-		fetchKey: off(unsafe.Pointer(v.FetchKey), 8),
-		mstatus:  off(unsafe.Pointer(v.Mstatus), 8),
-		fflags:   off(unsafe.Pointer(v.Fflags), 8),
-		frm:      off(unsafe.Pointer(v.Frm), 8),
-		resValid: off(unsafe.Pointer(v.ResValid), 1),
-		resAddr:  off(unsafe.Pointer(v.ResAddr), 8),
-		resVal:   off(unsafe.Pointer(v.ResVal), 8),
+		x:         off(unsafe.Pointer(&h.X), 256),
+		f:         off(unsafe.Pointer(&h.F), 256),
+		pc:        off(unsafe.Pointer(&h.PC), 8),
+		readTLB:   off(unsafe.Pointer(v.ReadTLB), tlb),
+		writeTLB:  off(unsafe.Pointer(v.WriteTLB), tlb),
+		fetch:     off(unsafe.Pointer(v.FetchTLB), tlb),
+		dataKey:   off(unsafe.Pointer(v.DataKey), 8),
+		fetchKey:  off(unsafe.Pointer(v.FetchKey), 8),
+		mstatus:   off(unsafe.Pointer(v.Mstatus), 8),
+		fflags:    off(unsafe.Pointer(v.Fflags), 8),
+		frm:       off(unsafe.Pointer(v.Frm), 8),
+		resValid:  off(unsafe.Pointer(v.ResValid), 1),
+		resAddr:   off(unsafe.Pointer(v.ResAddr), 8),
+		resVal:    off(unsafe.Pointer(v.ResVal), 8),
+		priv:      off(unsafe.Pointer(v.Priv), 1),
+		mip:       off(unsafe.Pointer(v.Mip), 8),
+		mie:       off(unsafe.Pointer(v.Mie), 8),
+		sscratch:  off(unsafe.Pointer(v.Sscratch), 8),
+		checkIRQ:  off(unsafe.Pointer(v.CheckIRQ), 1),
+		attention: off(unsafe.Pointer(v.Attention), 1),
 	}
 	if bad || unsafe.Sizeof(riscv.TLBEntry{}) != 16 || tlb != 16*riscv.TLBSize {
 		return errors.New("jit: the hart's state is not laid out as the translator expects")

@@ -248,7 +248,7 @@ func translated(in riscv.Inst) bool {
 		riscv.OpFENCE: // a no-op here: the hart has FENCE interpreted where it is not (riscv.Hart.Interprets)
 		return true
 	}
-	return amoTranslated(in) || isLRSC(in.Op) || fpTranslated(in)
+	return amoTranslated(in) || isLRSC(in.Op) || fpTranslated(in) || csrTranslated(in)
 }
 
 func isLRSC(o riscv.Op) bool {
@@ -740,6 +740,8 @@ func (t *tr) insn(k int, in riscv.Inst, pc uint64) {
 			t.amo(k, in, pc)
 		case isLRSC(in.Op):
 			t.lrsc(k, in, pc)
+		case csrTranslated(in):
+			t.csr(k, in, pc)
 		default:
 			t.fpInsn(k, in, pc)
 		}
@@ -941,7 +943,7 @@ func mayExit(in riscv.Inst) bool {
 		riscv.OpSB, riscv.OpSH, riscv.OpSW, riscv.OpSD:
 		return true
 	}
-	return isBranch(in.Op) || isAMO(in.Op) || isLRSC(in.Op) || fpTranslated(in) // side exits; AMOs, LR and SC like loads and stores; FP with the FPU off, and for what SSE cannot do
+	return isBranch(in.Op) || isAMO(in.Op) || isLRSC(in.Op) || fpTranslated(in) || csrTranslated(in) // side exits; AMOs, LR and SC like loads and stores; FP with the FPU off, and for what SSE cannot do
 }
 
 // regUse returns the guest registers an instruction reads and writes.
@@ -1327,4 +1329,119 @@ func (t *tr) fuse(k int) int {
 		a.movsxd(d, rAX)
 	}
 	return 3
+}
+
+// CSRs the translator accesses itself, and the bits of mstatus that make
+// sstatus (as riscv's sstatusMask).
+const (
+	csrSstatus  = 0x100
+	csrSscratch = 0x140
+	msSIE       = 1 << 1
+	sstatusMask = 1<<1 | 1<<5 | 1<<8 | 3<<13 | 1<<18 | 1<<19 | 3<<32 | 1<<63
+)
+
+func isCSR(o riscv.Op) bool {
+	switch o {
+	case riscv.OpCSRRW, riscv.OpCSRRS, riscv.OpCSRRC, riscv.OpCSRRWI, riscv.OpCSRRSI, riscv.OpCSRRCI:
+		return true
+	}
+	return false
+}
+
+// csrTranslated reports whether the translator does CSR instruction in
+// itself: any access to sscratch (a kernel's trap entry and exit swap it),
+// and the reads, sets and clears of sstatus that touch SIE alone (a
+// kernel's interrupt masking, thousands of times per second). The
+// register forms on sstatus are checked when they run: a value with any
+// other bit is left to the interpreter.
+func csrTranslated(in riscv.Inst) bool {
+	if !isCSR(in.Op) {
+		return false
+	}
+	switch in.Imm {
+	case csrSscratch:
+		return true
+	case csrSstatus:
+		switch in.Op {
+		case riscv.OpCSRRS, riscv.OpCSRRC:
+			return true
+		case riscv.OpCSRRSI, riscv.OpCSRRCI:
+			return uint64(in.Rs1)&^msSIE == 0
+		}
+	}
+	return false
+}
+
+// csr emits a CSR instruction csrTranslated accepts, as the interpreter's
+// execCSR does it: below S-mode (illegal) and for an sstatus value with
+// bits other than SIE it leaves for the interpreter; a write sets the
+// flags that make the interpreter check interrupts; and when a set of
+// SIE finds an interrupt pending and enabled, it leaves after the
+// instruction, so that the interpreter takes the interrupt before the
+// next one, where it would have.
+func (t *tr) csr(k int, in riscv.Inst, pc uint64) {
+	a := &t.a
+	lay := &t.j.lay
+	reg := in.Op == riscv.OpCSRRW || in.Op == riscv.OpCSRRS || in.Op == riscv.OpCSRRC
+	write := in.Op == riscv.OpCSRRW || in.Op == riscv.OpCSRRWI || in.Rs1 != 0
+	src := rCX // the value written: a register, or the immediate in RCX
+	if reg && in.Rs1 != 0 {
+		src = t.src(in.Rs1)
+	}
+	slow := t.exit(pc, k, exitSlow)
+	a.cmpMI8(at(regHart, lay.priv), riscv.PrivS)
+	a.jcc(ccB, slow)
+	if in.Imm == csrSstatus && reg && in.Rs1 != 0 {
+		a.testRI(true, src, ^int32(msSIE))
+		a.jcc(ccNE, slow)
+	}
+	if !reg || in.Rs1 == 0 {
+		a.movImm(rCX, uint64(in.Rs1)) // the immediate (x0: zero)
+	}
+	// Nothing leaves from here on: read, write, then rd.
+	m := at(regHart, lay.sscratch)
+	if in.Imm == csrSstatus {
+		m = at(regHart, lay.mstatus)
+	}
+	if in.Rd != 0 {
+		a.load(true, rAX, m)
+		if in.Imm == csrSstatus {
+			// sstatus reads SD set when FS is dirty.
+			a.movRR(false, rDX, rAX)
+			a.aluRI(false, aluAND, rDX, msFS)
+			a.aluRI(false, aluCMP, rDX, msFS)
+			a.setcc(ccE, rDX)
+			a.movzxb(rDX, rDX)
+			a.shiftRI(true, shSHL, rDX, 63)
+			a.aluRR(true, aluOR, rAX, rDX)
+			a.movImm(rDX, sstatusMask)
+			a.aluRR(true, aluAND, rAX, rDX)
+		}
+	}
+	if write {
+		switch in.Op {
+		case riscv.OpCSRRW, riscv.OpCSRRWI: // sscratch only
+			a.store(8, m, src)
+		case riscv.OpCSRRS, riscv.OpCSRRSI:
+			a.aluMR(true, aluOR, m, src)
+		default:
+			a.movRR(true, rDX, src)
+			a.unaryR(true, unNOT, rDX)
+			a.aluMR(true, aluAND, m, rDX)
+		}
+		a.storeImm8(at(regHart, lay.checkIRQ), 1)
+		a.storeImm8(at(regHart, lay.attention), 1)
+	}
+	if in.Rd != 0 {
+		t.setX(in.Rd, rAX)
+	}
+	if write && in.Imm == csrSstatus && (in.Op == riscv.OpCSRRS || in.Op == riscv.OpCSRRSI) {
+		// An interrupt may have become deliverable: leave (all of this
+		// instruction retired) for the interpreter to see.
+		after := a.newLabel()
+		t.stubs = append(t.stubs, stub{l: after, pc: pc + uint64(in.Size), k: k + 1, reason: exitSlow, site: -1, spills: t.spills()})
+		a.load(true, rDX, at(regHart, lay.mip))
+		a.aluRM(true, aluAND, rDX, at(regHart, lay.mie))
+		a.jcc(ccNE, after)
+	}
 }
