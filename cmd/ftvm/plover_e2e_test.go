@@ -167,7 +167,7 @@ func TestPloverFailureTrials(t *testing.T) {
 // live; the client's writes go on without loss.
 func TestPloverPartitionPrimaryIsolated(t *testing.T) {
 	l := newPloverLab(t, 3)
-	a, b, _ := l.group(t, "iso")
+	a, b, w := l.group(t, "iso")
 	wr, conn, stop := l.ft().client(t, "iso:")
 	waitWrites(t, wr, 20, 60*time.Second, "before the cut")
 	l.setLink(t, 1, "ftlog", false)
@@ -181,7 +181,8 @@ func TestPloverPartitionPrimaryIsolated(t *testing.T) {
 		t.Fatalf("the isolated primary:\n%s", a.output())
 	}
 	if n := wr.Progress.Load() + 50; !writesReach(wr, n, 60*time.Second) {
-		t.Fatalf("after the cut: only %d of %d writes acknowledged after 1m0s\nthe new primary:\n%s", wr.Progress.Load(), n, tail(b.output(), 60))
+		t.Fatalf("after the cut: only %d of %d writes acknowledged after 1m0s\nthe new primary:\n%s\nthe isolated one:\n%s\nthe witness:\n%s",
+			wr.Progress.Load(), n, tail(b.output(), 60), tail(a.output(), 30), tail(w.output(), 30))
 	}
 	res := stop()
 	if res.Err != nil {
