@@ -39,7 +39,7 @@ func (h *Hart) fetchTranslate(va uint64) (off uint64, ok bool) {
 		h.trap(causeFetchAccess, va)
 		return 0, false
 	}
-	e.set(va, h.mmu.xkey, off)
+	h.mmu.fill(&h.mmu.x, va, h.mmu.xkey, off)
 	return off &^ (pageSize - 1), true
 }
 
@@ -373,7 +373,11 @@ func (h *Hart) run(limit uint64) Exit {
 				h.illegal(d)
 				continue
 			}
-			h.mmu.flush()
+			if d.rs1 != 0 {
+				h.mmu.flushPage(h.X[d.rs1])
+			} else {
+				h.mmu.flush()
+			}
 		case opCSRRW, opCSRRS, opCSRRC, opCSRRWI, opCSRRSI, opCSRRCI:
 			if !h.execCSR(d) {
 				h.illegal(d)

@@ -56,6 +56,13 @@ type mmu struct {
 	x    [tlbSize]tlbEntry
 	xkey uint64
 
+	// level is the level of the last translation's leaf PTE (0: a 4 KiB
+	// page; 1 and 2: superpages); levels holds it for each entry of r, w
+	// and x, so that an SFENCE.VMA for one address (flushPage) drops
+	// every entry that address's leaf may have made.
+	level  uint8
+	levels [3][tlbSize]uint8
+
 	// Fetch translation of the page currently executing (always one of the
 	// fetch TLB's entries).
 	fetchTag  uint64
@@ -67,6 +74,47 @@ func (m *mmu) flush() {
 	m.r = [tlbSize]tlbEntry{}
 	m.w = [tlbSize]tlbEntry{}
 	m.x = [tlbSize]tlbEntry{}
+	m.flushFetch()
+}
+
+// fill enters the last translation (of va, to RAM offset off) in TLB t
+// with key.
+func (m *mmu) fill(t *[tlbSize]tlbEntry, va, key, off uint64) {
+	i := va >> pageShift & (tlbSize - 1)
+	t[i].set(va, key, off)
+	m.levels[m.which(t)][i] = m.level
+}
+
+// which returns the index in levels of TLB t.
+func (m *mmu) which(t *[tlbSize]tlbEntry) int {
+	switch t {
+	case &m.r:
+		return 0
+	case &m.w:
+		return 1
+	}
+	return 2
+}
+
+// flushPage is SFENCE.VMA for the address va (any address space: there
+// are no ASIDs): the entries for va's page go, in every TLB and for every
+// key, and so do the entries of other pages made from a superpage leaf
+// that also maps va. Linux fences one page after each change of a PTE (a
+// page fault among them); dropping everything then made the next
+// thousand accesses miss.
+func (m *mmu) flushPage(va uint64) {
+	for k, t := range []*[tlbSize]tlbEntry{&m.r, &m.w, &m.x} {
+		for i, lv := range &m.levels[k] {
+			e := &t[i]
+			if e.tag == 0 {
+				continue
+			}
+			mask := uint64(pageSize)<<(9*lv) - 1
+			if e.tag&^mask == va&^mask {
+				e.tag = 0
+			}
+		}
+	}
 	m.flushFetch()
 }
 
@@ -118,6 +166,7 @@ func (h *Hart) translate(va uint64, acc access) (uint64, bool) {
 	if acc != accFetch {
 		priv = h.dataPriv()
 	}
+	h.mmu.level = 0
 	if priv == PrivM || h.csr.satp>>60 == 0 {
 		return va, true
 	}
@@ -168,6 +217,7 @@ walk:
 				return 0, false
 			}
 		}
+		h.mmu.level = uint8(level)
 		return ppn<<pageShift | va&(1<<(pageShift+9*uint(level))-1), true
 	}
 	h.trap(faultCause(acc, true), va)
@@ -341,7 +391,7 @@ func (h *Hart) loadSlow(va uint64, size uint64) (uint64, bool) {
 		return 0, false
 	}
 	if off, ok := h.ramOffset(pa, size); ok {
-		h.mmu.r[va>>pageShift&(tlbSize-1)].set(va, h.mmu.key, off)
+		h.mmu.fill(&h.mmu.r, va, h.mmu.key, off)
 		return h.readRAM(off, size), true
 	}
 	if pa&(size-1) != 0 {
@@ -393,7 +443,7 @@ func (h *Hart) storeSlow(va uint64, size uint64, v uint64) bool {
 		// store to them comes here and invalidates the decodes; nor do
 		// pages where a peer holds a reservation (watchPeers).
 		if h.decoded.pages[off>>pageShift] == nil && (h.peerRes == 0 || !h.peerWatches(off>>pageShift)) {
-			h.mmu.w[va>>pageShift&(tlbSize-1)].set(va, h.mmu.key, off)
+			h.mmu.fill(&h.mmu.w, va, h.mmu.key, off)
 		}
 		h.writeRAM(off, size, v)
 		return true

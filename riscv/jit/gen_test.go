@@ -266,7 +266,9 @@ func (g *gen) insn() (uint32, int) {
 		case 11:
 			return encI(0x73, uint32(1+r.Intn(7)), g.dst(), uint32(r.Intn(32)), 0x140), 4 // sscratch, any form
 		}
-		switch r.Intn(6) {
+		switch r.Intn(7) {
+		case 5:
+			return encR(0x73, 0, 0x09, 0, g.reg(), 0), 4 // sfence.vma rs1, zero: one page
 		case 0:
 			return 0x0000100f, 4 // fence.i
 		case 1:
