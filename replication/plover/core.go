@@ -600,9 +600,13 @@ func (c *Core) apply(e *pb.Entry) {
 		if len(e.Data) == 0 {
 			if c.role == Primary && e.GetTerm() == c.term {
 				// This leader's first entry: raft takes membership
-				// changes once it is applied (before, it turns them into
-				// empty entries).
-				c.ccReady = true
+				// changes once it is applied. Or a membership change
+				// proposed before raft had applied the entries before
+				// that one (they may be committed with it, and raft
+				// learns they are applied only after this Ready): raft
+				// turned it into this empty entry, and it is proposed
+				// again.
+				c.ccReady, c.ccPending = true, false
 				c.nextConfChange()
 			}
 			return

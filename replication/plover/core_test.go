@@ -621,3 +621,41 @@ func TestJoinAfterCompaction(t *testing.T) {
 		t.Fatalf("the backup applied %v", b.applied[len(b.applied)-3:])
 	}
 }
+
+// The primary dies after its last inputs reached the backup and the
+// witness but before either learned they were committed: the new leader
+// commits them together with its own first entry, and proposes the old
+// primary's removal while applying that entry, when raft has not yet
+// applied the old entries (before Advance). raft turns such a proposal
+// into an empty entry; the removal must be proposed again, or the new
+// primary never goes solo and its outputs never leave.
+func TestFailoverWithUncommittedTail(t *testing.T) {
+	cl, a, b, w := group(t)
+	a.input("tail")
+	cl.collect(a)
+	q := cl.q
+	cl.q = nil
+	for _, e := range q { // a's appends reach b and w ...
+		if e.from == "a" {
+			cl.nodes[e.to.ID].step(Message{From: e.from, Data: e.data})
+		}
+	}
+	cl.collect(b)
+	cl.collect(w)
+	cl.q = nil // ... and their acknowledgements are lost with a
+	if len(b.applied) != 0 {
+		t.Fatalf("the backup applied %v before the failover: the test needs the tail uncommitted", b.applied)
+	}
+	cl.kill("a")
+	cl.tick(20)
+	if b.c.Role() != Primary {
+		t.Fatalf("the backup did not take over: %v\n%s", b.c.Role(), strings.Join(b.notes, "\n"))
+	}
+	if got := strings.Join(b.applied, ","); got != "tail" {
+		t.Fatalf("the new primary applied %q, want the tail", got)
+	}
+	if !b.solo || len(b.c.Status().Members) != 2 {
+		t.Fatalf("the new primary is not solo (%v) with the old one removed (%d members):\n%s\n%s",
+			b.solo, len(b.c.Status().Members), strings.Join(b.notes, "\n"), strings.Join(w.notes, "\n"))
+	}
+}
