@@ -90,8 +90,9 @@ const TLBSize = tlbSize
 // entry at index va>>12 % TLBSize has tag va&^4095 | *DataKey and the
 // access does not leave the page; it then reads or writes RAM[va + add].
 // Pages holding translated code are never in WriteTLB. A fetch from the
-// page of va hits FetchTLB the same way with *FetchKey. A miss (or anything else) goes to the interpreter, which
-// walks the page table and fills the entry.
+// page of va hits FetchTLB the same way with *FetchKey. A miss (or
+// anything else) goes to the interpreter, which walks the page table and
+// fills the entry.
 type EngineView struct {
 	RAM                         []byte
 	ReadTLB, WriteTLB, FetchTLB *[TLBSize]TLBEntry

@@ -376,13 +376,13 @@ func (a *asm) shiftRCL(w bool, op shiftOp, dst reg) {
 	a.opRR(0, w, []byte{0xd3}, reg(op), dst, false)
 }
 
-// imulRR: dst *= src (low half).
 // imulRRI: dst = src * imm (imm sign-extended for 64 bits).
 func (a *asm) imulRRI(w bool, dst, src reg, imm int32) {
 	a.opRR(0, w, []byte{0x69}, dst, src, false)
 	a.imm32(imm)
 }
 
+// imulRR: dst *= src (low half).
 func (a *asm) imulRR(w bool, dst, src reg) { a.opRR(0, w, []byte{0x0f, 0xaf}, dst, src, false) }
 
 // imulRM: dst *= [m] (low half).

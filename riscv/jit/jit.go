@@ -63,7 +63,6 @@ package jit
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"runtime"
 	"unsafe"
@@ -277,6 +276,13 @@ func (j *JIT) warm(off uint64) bool {
 	return false
 }
 
+// hot reports whether execution has come to RAM offset off often enough
+// for a block there (warm counts).
+func (j *JIT) hot(off uint64) bool {
+	p := j.heat[off>>12]
+	return p != nil && p[off&4095>>1] >= hotBlock
+}
+
 // basicBlock returns the number of instructions from RAM offset off to
 // the first that may jump (included), before anything not translated or
 // the end of the page: what the interpreter runs before Exec comes again,
@@ -285,12 +291,9 @@ func (j *JIT) basicBlock(off uint64) uint64 {
 	ram := j.view.RAM
 	n, page := uint64(0), off>>12
 	for n < maxBlock && off>>12 == page {
-		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
-		if raw&3 == 3 {
-			if off&4095 == 4094 {
-				break
-			}
-			raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
+		raw, whole := rawAt(ram, off)
+		if !whole {
+			break
 		}
 		in := riscv.Decode(raw)
 		if !translated(in) {
@@ -480,7 +483,7 @@ func (j *JIT) link(h *riscv.Hart, limit uint64) {
 	}
 	b := j.blocks[blockKey{h.PC, off}]
 	if b == nil {
-		if limit-h.Instret < minTranslate || j.heat[off>>12] == nil || j.heat[off>>12][off&4095>>1] < hotBlock {
+		if limit-h.Instret < minTranslate || !j.hot(off) {
 			return // Exec decides
 		}
 		b = j.translate(h.PC, off)

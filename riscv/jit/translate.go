@@ -135,22 +135,18 @@ func (t *tr) decode(pc, off uint64) {
 	t.cross, t.crossLater = -1, false
 	sides := 0
 	for len(t.insns) < limit && off>>12 == t.off0>>12 {
-		raw := uint32(binary.LittleEndian.Uint16(ram[off:]))
+		raw, whole := rawAt(ram, off)
 		cross := false
-		if raw&3 == 3 {
-			if off&4095 == 4094 {
-				// Its second half is in the next page: translated when
-				// that page is in the fetch TLB now (crossCheck).
-				hi, off2, ok := t.nextHalf(pc + 2)
-				if !ok {
-					t.crossLater = true
-					break
-				}
-				raw |= hi << 16
-				t.crossOff, t.crossHi, cross = off2, uint16(hi), true
-			} else {
-				raw |= uint32(binary.LittleEndian.Uint16(ram[off+2:])) << 16
+		if !whole {
+			// Its second half is in the next page: translated when
+			// that page is in the fetch TLB now (crossCheck).
+			hi, off2, ok := t.nextHalf(pc + 2)
+			if !ok {
+				t.crossLater = true
+				break
 			}
+			raw |= hi << 16
+			t.crossOff, t.crossHi, cross = off2, uint16(hi), true
 		}
 		in := riscv.Decode(raw)
 		if !translated(in) || t.j.h.Interprets(in) {
@@ -191,6 +187,20 @@ func (t *tr) decode(pc, off uint64) {
 	if t.n > 0 {
 		t.followed[t.n-1] = false // the block ends there: it jumps
 	}
+}
+
+// rawAt returns the instruction bits at RAM offset off: all of them, or,
+// for a 32-bit instruction whose second half is in the next page, the
+// first 16 (whole false).
+func rawAt(ram []byte, off uint64) (raw uint32, whole bool) {
+	raw = uint32(binary.LittleEndian.Uint16(ram[off:]))
+	if raw&3 != 3 {
+		return raw, true
+	}
+	if off&4095 == 4094 {
+		return raw, false
+	}
+	return raw | uint32(binary.LittleEndian.Uint16(ram[off+2:]))<<16, true
 }
 
 // nextHalf returns the 16 bits at guest address va (a page start) and
@@ -442,9 +452,7 @@ func (t *tr) jumpIndirect() {
 	a := &t.a
 	lay := &t.j.lay
 	miss := a.newLabel()
-	a.movRR(false, rCX, rDX)
-	a.shiftRI(false, shSHR, rCX, 8)
-	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
+	t.tlbIndex()
 	a.movRR(true, rAX, rDX)
 	a.aluRI(true, aluAND, rAX, -4096)
 	a.aluRM(true, aluOR, rAX, at(regHart, lay.fetchKey))
@@ -934,9 +942,10 @@ func (t *tr) aluReg(w bool, op aluOp, rd, rs1, rs2 uint8) {
 	}
 }
 
-// mayExit reports whether an instruction can leave the block before it
-// retires (the loads and stores: on a TLB miss). Jumps and branches end
-// blocks and write everything back anyway.
+// mayExit reports whether an instruction can leave the block before the
+// next one (the loads and stores: on a TLB miss; a conditional branch,
+// through its side exit). Unconditional jumps end blocks and write
+// everything back anyway.
 func mayExit(in riscv.Inst) bool {
 	switch in.Op {
 	case riscv.OpLB, riscv.OpLH, riscv.OpLW, riscv.OpLD, riscv.OpLBU, riscv.OpLHU, riscv.OpLWU,
@@ -1184,14 +1193,12 @@ func (t *tr) lookup(size int, tlb int32, slow label, keep bool) {
 	// does: when the access leaves the page, that is a page whose entry
 	// cannot be at this index, so the one comparison also stands for the
 	// interpreter's page-crossing test.
-	a.movRR(false, rCX, rDX)
-	a.shiftRI(false, shSHR, rCX, 8)
+	t.tlbIndex()
 	if size == 1 {
 		a.movRR(true, rAX, rDX)
 	} else {
 		a.lea(true, rAX, at(rDX, int32(size-1)))
 	}
-	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
 	a.aluRI(true, aluAND, rAX, -4096)
 	a.aluRM(true, aluOR, rAX, at(regHart, t.j.lay.dataKey))
 	a.aluRM(true, aluCMP, rAX, atIdx(regHart, rCX, 0, tlb))
@@ -1444,4 +1451,13 @@ func (t *tr) csr(k int, in riscv.Inst, pc uint64) {
 		a.aluRM(true, aluAND, rDX, at(regHart, lay.mie))
 		a.jcc(ccNE, after)
 	}
+}
+
+// tlbIndex sets RCX to the offset of the TLB entry for the address in
+// RDX: (va>>12)%TLBSize*16.
+func (t *tr) tlbIndex() {
+	a := &t.a
+	a.movRR(false, rCX, rDX)
+	a.shiftRI(false, shSHR, rCX, 8)
+	a.aluRI(false, aluAND, rCX, (riscv.TLBSize-1)<<4)
 }
