@@ -46,6 +46,7 @@ type tr struct {
 	crossLater bool
 	ra         regAlloc
 	k          int // the instruction being emitted
+	fused      int // idioms fused in the block (fuse)
 
 	// page is what the last load or store left for the next one (access).
 	page pageOf
@@ -100,6 +101,7 @@ func (j *JIT) translate(pc, off uint64) *block {
 	}
 	b.entry = j.buf.add(code)
 	b.size = len(code)
+	j.Stats.Fused += uint64(t.fused)
 	if t.n > 0 {
 		j.Stats.Blocks++
 		j.Stats.GuestInsns += b.n
@@ -328,6 +330,7 @@ func (t *tr) assemble() []byte {
 	t.base = t.j.buf.next()
 	t.ra.reset()
 	t.spillBuf = t.spillBuf[:0]
+	t.fused = 0
 	t.liveness()
 
 	// Take the block's length from the budget, or leave untouched.
@@ -372,6 +375,7 @@ func (t *tr) assembleSlow() []byte {
 	a := &t.a
 	a.reset()
 	t.base = t.j.buf.next()
+	t.fused = 0
 	t.setPC(t.pc0)
 	a.storeImm(false, at(regCtx, ctxReason), exitSlow)
 	a.store(8, at(regCtx, ctxBudget), regBudget)
@@ -1286,7 +1290,7 @@ func (t *tr) fuse(k int) int {
 		in.Imm == 32 && n1.Imm == 32 && n1.Rd == in.Rd && n1.Rs1 == in.Rd:
 		// zext.w and sext.w as a pair of shifts.
 		t.page.ok = false
-		t.j.Stats.Fused++
+		t.fused++
 		t.k = k + 1
 		x := t.srcOr(in.Rs1, rAX)
 		d := t.dst(in.Rd)
@@ -1324,7 +1328,7 @@ func (t *tr) fuse(k int) int {
 		return 0 // they are read again, or the block may leave first
 	}
 	t.page.ok = false
-	t.j.Stats.Fused++
+	t.fused++
 	t.k = k + 2
 	w := bits == 64
 	a.movRR(w, rAX, t.src(x))
